@@ -1,0 +1,204 @@
+"""Per-row SGD for FM and LLFM over one chunk of rows (SPEC sections 1-5).
+
+Everything here takes raw arrays. A chunk arrives with, per row, its CSR
+slice, its coding vector phi(x) (dense, q columns) and K candidate anchors
+from the FAISS index (-1 where there were fewer). Distances to the candidates
+are recomputed from the *current* anchors, so a stale index only matters when
+the true nearest anchor is missing from the candidates (counted elsewhere).
+
+Methods: FM (one anchor, gamma = 1), DO (soft assignment, anchors fixed),
+APL (soft assignment, anchors learned), JO (Algorithm 1, anchors learned).
+"""
+import numpy as np
+from numba import njit
+
+from ..coding.local import adaptive_coding, soft_assignment
+from .fm import fm_eval, fm_update
+from .losses import loss_grad
+
+FM, DO, APL, JO = 0, 1, 2, 3
+METHOD_CODES = {"fm": FM, "llfm-do": DO, "llfm-apl": APL, "llfm-jo": JO}
+
+# stats slots returned by the kernels
+ST_WANTED_MORE = 0  # Algorithm 1 used every candidate: it may have wanted more
+ST_K_SUM = 1  # sum of neighbours used, for the mean k
+N_STATS = 2
+
+
+@njit(cache=True)
+def code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, order_buf):
+    """Neighbour ids, sorted distances and weights for one row; returns (k, S).
+
+    ``ids``/``dist``/``gamma`` get the k neighbours, nearest first. S is
+    Algorithm 1's normaliser (1 for soft assignment, unused there).
+    """
+    if method == FM:
+        ids[0] = 0
+        dist[0] = 0.0
+        gamma[0] = 1.0
+        return 1, 1.0
+    K = cand.shape[1]
+    q = Z.shape[1]
+    n = 0
+    for a in range(K):
+        z = cand[row, a]
+        if z < 0:
+            continue
+        d = 0.0
+        for u in range(q):
+            e = phi[row, u] - Z[z, u]
+            d += e * e
+        order_buf[n] = z
+        dist[n] = d
+        n += 1
+    # insertion sort: K is small (tens), and it keeps ties in candidate order
+    for a in range(1, n):
+        dv = dist[a]
+        iv = order_buf[a]
+        b = a - 1
+        while b >= 0 and dist[b] > dv:
+            dist[b + 1] = dist[b]
+            order_buf[b + 1] = order_buf[b]
+            b -= 1
+        dist[b + 1] = dv
+        order_buf[b + 1] = iv
+    for a in range(n):
+        ids[a] = order_buf[a]
+    if method == JO:
+        for a in range(n):
+            dist[a] *= rho  # Algorithm 1 runs on b = rho * d
+        k, lam, S = adaptive_coding(dist[:n], gamma)
+        for a in range(n):
+            dist[a] /= rho
+        return k, S
+    k = soft_assignment(dist[:n], k_soft, beta, gamma)
+    return k, 1.0
+
+
+@njit(cache=True)
+def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn):
+    """Each neighbour's FM outputs F[a], factor sums Sb[a], mixture f; returns sum gamma^2 ||grad||^2."""
+    C = fbuf.shape[0]
+    for c in range(C):
+        fbuf[c] = 0.0
+    D = 0.0
+    for a in range(k):
+        gn[a] = fm_eval(ids[a], lo, hi, indices, data, b, W, V, F[a], Sb[a])
+        D += gamma[a] * gamma[a] * gn[a]
+        for c in range(C):
+            fbuf[c] += gamma[a] * F[a, c]
+    return D
+
+
+@njit(cache=True)
+def train_rows(method, task, indptr, indices, data, y, phi, cand,
+               b, W, V, Z, Ab, AW, AV,
+               k_soft, beta, rho, zscale, zclip,
+               eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start,
+               losses, ks, stats):
+    """One SGD step per row, in order. Parameters are updated in place.
+
+    The step for row t is eta_t = eta0 * t0 / (t0 + t). With ``normalize``
+    the FM step is divided by ||grad_theta f||^2 (summed over the
+    neighbours, weighted by gamma^2), so one step changes f by at most
+    eta_t * |dloss/df| whatever the number or scale of the features: this is
+    what keeps one default stable from 2 to 1,000 standardised features.
+    Anchor steps are taken in units of the coding scale (``zscale``, the mean
+    squared distance of a row to its nearest anchor) and their relative size
+    is clipped to ``zclip``.
+    ``jo_exact=False`` drops the lambda term of the JO anchor gradient, as
+    the paper's eqs. 13-14 do (kept only to measure what the term is worth).
+    Writes each row's loss (before its update) to ``losses`` and k to ``ks``.
+    """
+    n = indptr.shape[0] - 1
+    C = b.shape[1]
+    r = V.shape[3]
+    Kmax = max(cand.shape[1], 1)
+    ids = np.zeros(Kmax, np.int64)
+    order_buf = np.zeros(Kmax, np.int64)
+    dist = np.zeros(Kmax)
+    gamma = np.zeros(Kmax)
+    F = np.zeros((Kmax, C))
+    Sb = np.zeros((Kmax, C, r))
+    gn = np.zeros(Kmax)
+    fbuf = np.zeros(C)
+    g = np.zeros(C)
+    G = np.zeros(C)
+    q = Z.shape[1]
+    kappa = np.zeros(Kmax)
+    sumF = np.zeros(C)
+    for row in range(n):
+        lo = indptr[row]
+        hi = indptr[row + 1]
+        k, S = code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, order_buf)
+        ks[row] = k
+        stats[ST_K_SUM] += k
+        if method == JO and k == cand.shape[1] and k < Z.shape[0]:
+            stats[ST_WANTED_MORE] += 1
+        D = _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn)
+        losses[row] = loss_grad(task, fbuf, y[row], g)
+        tt = t_start + row
+        sched = t0 / (t0 + tt)
+        eta = eta0 * sched
+        if normalize:
+            eta /= D
+        # anchor steps first: they need F at the parameters the loss saw
+        if method == APL or method == JO:
+            for c in range(C):
+                sumF[c] = 0.0
+                for e in range(k):
+                    sumF[c] += F[e, c]
+            for a in range(k):
+                coef = 0.0
+                for c in range(C):
+                    if method == JO:
+                        # SPEC 4: the second term is d lambda / d b_l = gamma_l
+                        t = F[a, c] - fbuf[c]
+                        if jo_exact:
+                            t -= gamma[a] * (sumF[c] - k * fbuf[c])
+                        coef += g[c] * 2.0 * rho * t / S
+                    else:
+                        coef += g[c] * 2.0 * beta * gamma[a] * (F[a, c] - fbuf[c])
+                kp = eta_z0 * sched * zscale * coef
+                if kp > zclip:
+                    kp = zclip
+                elif kp < -zclip:
+                    kp = -zclip
+                kappa[a] = kp
+            for a in range(k):
+                zi = ids[a]
+                kp = kappa[a]
+                # z -= eta_z * g * coef * (phi - z): a move along phi - z
+                for u in range(q):
+                    Z[zi, u] -= kp * (phi[row, u] - Z[zi, u])
+        for a in range(k):
+            for c in range(C):
+                G[c] = g[c] * gamma[a]
+            fm_update(ids[a], lo, hi, indices, data, b, W, V, Sb[a], G, eta,
+                      l2_w, l2_v, adagrad, Ab, AW, AV)
+
+
+@njit(cache=True)
+def predict_rows(method, indptr, indices, data, phi, cand, b, W, V, Z,
+                 k_soft, beta, rho, out, ks):
+    """Raw outputs f (n, C) into ``out`` and neighbours used into ``ks``; no update."""
+    n = indptr.shape[0] - 1
+    C = b.shape[1]
+    r = V.shape[3]
+    Kmax = max(cand.shape[1], 1)
+    ids = np.zeros(Kmax, np.int64)
+    order_buf = np.zeros(Kmax, np.int64)
+    dist = np.zeros(Kmax)
+    gamma = np.zeros(Kmax)
+    F = np.zeros((Kmax, C))
+    Sb = np.zeros((Kmax, C, r))
+    gn = np.zeros(Kmax)
+    fbuf = np.zeros(C)
+    for row in range(n):
+        lo = indptr[row]
+        hi = indptr[row + 1]
+        k, S = code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, order_buf)
+        ks[row] = k
+        _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn)
+        for c in range(C):
+            out[row, c] = fbuf[c]

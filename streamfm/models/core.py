@@ -1,0 +1,197 @@
+"""The learning core: a model state and what trains and evaluates it on chunks.
+
+No engine, no file format and no estimator API here: ``LLFMModel`` takes
+standardised ``Chunk``s and integer/float targets. The estimators, the
+streaming trainer and the Ray engine all drive this one object.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..coding.anchors import coding_scale, kmeans_anchors
+from ..coding.search import AnchorIndex, count_misses
+from ..coding.space import coding_dim, coding_vectors
+from ..errors import DivergenceError
+from ..kernels.llfm import METHOD_CODES, N_STATS, ST_K_SUM, ST_WANTED_MORE, FM, DO, predict_rows, train_rows
+from ..kernels.losses import BINARY, OVR, SOFTMAX, SQUARED
+from .config import Config
+
+PARAM_NAMES = ("b", "W", "V", "Z")
+ADAGRAD_NAMES = ("Ab", "AW", "AV")
+# rows per block between index searches, and rows checked for misses per block
+MISS_CHECK_ROWS = 32
+DEFAULT_T0 = 10_000
+
+
+def task_code(task: str, multiclass: str) -> int:
+    if task == "binary":
+        return BINARY
+    if task == "regression":
+        return SQUARED
+    return SOFTMAX if multiclass == "softmax" else OVR
+
+
+class LLFMModel:
+    """Parameters, counters and the chunk-level train / predict of FM and LLFM.
+
+    Parameters
+    ----------
+    config : Config
+    n_features : int
+        p, the width of x.
+    task : {"binary", "multiclass", "regression"}
+    n_classes : int
+        C for multiclass; ignored otherwise (one output).
+    """
+
+    def __init__(self, config: Config, n_features: int, task: str, n_classes: int = 2):
+        self.config = config.validate()
+        self.p = int(n_features)
+        self.task = task
+        self.n_outputs = n_classes if task == "multiclass" else 1
+        self.method = METHOD_CODES[config.method]
+        self.q = 0 if self.method == FM else coding_dim(self.p)
+        self.m = 1 if self.method == FM else config.anchors
+        self.coding_scale = 1.0
+        self.t = 0  # optimiser step = rows trained on
+        self.t0 = float(config.t0) if config.t0 > 0 else float(DEFAULT_T0)
+        self.counters = {"rows": 0, "k_sum": 0, "wanted_more": 0, "miss_checks": 0, "misses": 0}
+        self.params: dict[str, np.ndarray] = {}
+        self._index = None
+        self._rows_since_rebuild = 0
+
+    # ---------------------------------------------------------------- set-up
+    def init_params(self) -> None:
+        """b = w = 0, V ~ N(0, init_std^2), seeded; anchors zero until ``init_anchors``."""
+        rng = np.random.default_rng(self.config.seed)
+        m, p, C, r = self.m, self.p, self.n_outputs, self.config.rank
+        self.params = {
+            "b": np.zeros((m, C)),
+            "W": np.zeros((m, p, C)),
+            "V": rng.normal(0.0, self.config.init_std, size=(m, p, C, r)),
+            "Z": np.zeros((m, self.q)),
+        }
+        if self.config.adagrad:
+            self.params.update(
+                Ab=np.zeros((m, C)), AW=np.zeros((m, p, C)), AV=np.zeros((m, p, C, r))
+            )
+
+    def init_anchors(self, sample_chunk) -> None:
+        """k-means anchors and the coding scale from a (standardised) sample of rows."""
+        if self.method == FM:
+            return
+        phi = self.coding_vectors(sample_chunk)
+        Z = kmeans_anchors(phi, self.m, seed=self.config.seed)
+        self.params["Z"][...] = Z
+        self.coding_scale = coding_scale(phi, Z)
+        self._index = None
+
+    def set_epoch_rows(self, n_rows: int) -> None:
+        """With t0 = 0 (default), the step decays per epoch: eta_t = eta0 / (1 + t / n_rows)."""
+        if self.config.t0 == 0 and n_rows > 0:
+            self.t0 = float(n_rows)
+
+    def coding_vectors(self, chunk) -> np.ndarray:
+        if self.method == FM:
+            return np.zeros((chunk.n_rows, 0))
+        return coding_vectors(chunk.indptr, chunk.indices, chunk.data, self.p)
+
+    # ------------------------------------------------------------- kernels
+    def _kernel_args(self):
+        P = self.params
+        dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
+        A = [P.get(n, d) for n, d in zip(ADAGRAD_NAMES, dummy)]
+        return [np.asarray(P[n]) for n in PARAM_NAMES], [np.asarray(a) for a in A]
+
+    def _coding_consts(self):
+        # distances enter the coding divided by the coding scale (see anchors.py)
+        return (self.config.n_neighbors, self.config.beta / self.coding_scale,
+                self.config.rho / self.coding_scale)
+
+    def _candidates(self, phi: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        if self.method == FM:
+            return np.zeros((phi.shape[0], 0), dtype=np.int64)
+        if self._index is None:
+            self._index = AnchorIndex(self.config.n_candidates)
+            self._index.rebuild(Z)
+        return self._index.search(phi)
+
+    def partial_fit_chunk(self, chunk, targets: np.ndarray) -> np.ndarray:
+        """One SGD pass over the chunk's rows in order; returns each row's loss before its step."""
+        n = chunk.n_rows
+        losses = np.empty(n)
+        ks = np.empty(n, dtype=np.int64)
+        (b, W, V, Z), (Ab, AW, AV) = self._kernel_args()
+        k_soft, beta, rho = self._coding_consts()
+        c = self.config
+        targets = np.ascontiguousarray(targets, dtype=np.float64)
+        learns_anchors = self.method not in (FM, DO)
+        block = c.rebuild_every if learns_anchors else max(n, 1)
+        phi_all = self.coding_vectors(chunk)
+        stats = np.zeros(N_STATS, dtype=np.int64)
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            if learns_anchors and self._rows_since_rebuild >= c.rebuild_every:
+                self._index = None  # anchors moved: rebuild before searching
+                self._rows_since_rebuild = 0
+            phi = phi_all[lo:hi]
+            cand = self._candidates(phi, Z)
+            ip = chunk.indptr[lo:hi + 1]
+            a, e = ip[0], ip[-1]
+            train_rows(self.method, task_code(self.task, c.multiclass),
+                       ip - a, chunk.indices[a:e], chunk.data[a:e], targets[lo:hi], phi, cand,
+                       b, W, V, Z, Ab, AW, AV, k_soft, beta, rho,
+                       self.coding_scale, c.anchor_clip, c.eta0, self.t0, c.eta_anchor,
+                       c.l2_w, c.l2_v, c.normalize, c.adagrad, c.jo_exact, self.t,
+                       losses[lo:hi], ks[lo:hi], stats)
+            self.t += hi - lo
+            self._rows_since_rebuild += hi - lo
+            if self.method != FM and cand.shape[1] < self.m:
+                # rows at the end of the block saw the most-moved anchors: the worst case
+                chk = slice(max(0, (hi - lo) - MISS_CHECK_ROWS), hi - lo)
+                self.counters["misses"] += count_misses(phi[chk], cand[chk], Z)
+                self.counters["miss_checks"] += len(phi[chk])
+        self.counters["rows"] += n
+        self.counters["k_sum"] += int(stats[ST_K_SUM])
+        self.counters["wanted_more"] += int(stats[ST_WANTED_MORE])
+        if not np.all(np.isfinite(losses)):
+            raise DivergenceError(
+                "training diverged (non-finite loss). Lower the step size (--eta0) or "
+                "enable normalised steps (the default); the last checkpoint is kept."
+            )
+        return losses
+
+    def decision_chunk(self, chunk, return_k: bool = False):
+        """Raw outputs f (n, C) for a standardised chunk."""
+        n = chunk.n_rows
+        out = np.empty((n, self.n_outputs))
+        ks = np.empty(n, dtype=np.int64)
+        (b, W, V, Z), _ = self._kernel_args()
+        k_soft, beta, rho = self._coding_consts()
+        phi = self.coding_vectors(chunk)
+        self._index = None  # predict with an index over the anchors as they are now
+        cand = self._candidates(phi, Z)
+        predict_rows(self.method, chunk.indptr, chunk.indices, chunk.data, phi, cand,
+                     b, W, V, Z, k_soft, beta, rho, out, ks)
+        return (out, ks) if return_k else out
+
+    def proba_from_scores(self, f: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, C) from raw outputs; (n, 2) for binary."""
+        if self.task == "binary":
+            p1 = 1.0 / (1.0 + np.exp(-np.clip(f[:, 0], -500, 500)))
+            return np.column_stack([1.0 - p1, p1])
+        if self.config.multiclass == "softmax":
+            e = np.exp(f - f.max(1, keepdims=True))
+            return e / e.sum(1, keepdims=True)
+        s = 1.0 / (1.0 + np.exp(-np.clip(f, -500, 500)))
+        return s / np.maximum(s.sum(1, keepdims=True), 1e-300)
+
+    # -------------------------------------------------------------- metrics
+    def metrics(self) -> dict:
+        c = self.counters
+        rows = max(c["rows"], 1)
+        return {
+            "mean_k": c["k_sum"] / rows,
+            "wanted_more_rate": c["wanted_more"] / rows,
+            "candidate_miss_rate": c["misses"] / max(c["miss_checks"], 1),
+        }
