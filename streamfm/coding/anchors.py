@@ -4,7 +4,7 @@ import numpy as np
 from ..errors import InputError
 
 
-def kmeans_anchors(sample: np.ndarray, m: int, *, seed: int = 0, niter: int = 25) -> np.ndarray:
+def kmeans_anchors(sample: np.ndarray, m: int, *, seed: int = 0, niter: int = 25, nredo: int = 4) -> np.ndarray:
     """``m`` centroids of the rows of ``sample`` (n, q); float64 (m, q).
 
     FAISS k-means is seeded, so the same sample and seed give the same anchors.
@@ -18,7 +18,9 @@ def kmeans_anchors(sample: np.ndarray, m: int, *, seed: int = 0, niter: int = 25
             f"{m} anchors need at least {m} sample rows; the data gave {n}. "
             "Use fewer anchors (--anchors) or more data."
         )
-    km = faiss.Kmeans(q, m, niter=niter, seed=int(seed) % (2**31), verbose=False,
+    # a few restarts (best objective kept): random initialisation alone can
+    # leave two anchors in one cluster and none in another
+    km = faiss.Kmeans(q, m, niter=niter, nredo=nredo, seed=int(seed) % (2**31), verbose=False,
                       max_points_per_centroid=max(256, n // m + 1))
     km.train(sample)
     return km.centroids.astype(np.float64)

@@ -1,0 +1,111 @@
+"""Local coding (Algorithm 1, soft assignment), anchors and the FAISS candidate search."""
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from streamfm.coding.anchors import coding_scale, kmeans_anchors
+from streamfm.coding.local import adaptive_coding_np, soft_assignment_np
+from streamfm.coding.search import AnchorIndex, count_misses
+from streamfm.coding.space import SKETCH_DIM, coding_vectors
+from streamfm.errors import InputError
+
+
+def slsqp_simplex(b):
+    """The general solver: min ||g||_2 + g.b over the simplex."""
+    n = len(b)
+    res = minimize(lambda g: np.linalg.norm(g) + g @ b, np.full(n, 1.0 / n), method="SLSQP",
+                   bounds=[(0, 1)] * n, constraints=[{"type": "eq", "fun": lambda g: g.sum() - 1}],
+                   options={"ftol": 1e-13, "maxiter": 1000})
+    return res.x, res.fun
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_algorithm1_is_the_simplex_minimiser(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 12))
+    b = rng.uniform(0, 3, size=n) * rng.choice([0.1, 1.0, 5.0])
+    g = adaptive_coding_np(b)
+    assert g.min() >= 0 and g.sum() == pytest.approx(1.0)
+    x, fun = slsqp_simplex(b)
+    obj = np.linalg.norm(g) + g @ b
+    assert obj <= fun + 1e-9  # never worse than the general solver
+    np.testing.assert_allclose(g, x, atol=2e-4)
+
+
+def test_algorithm1_weights_fall_linearly_and_cut_off():
+    b = np.array([0.0, 0.2, 0.4, 5.0])
+    g = adaptive_coding_np(b)
+    assert g[3] == 0.0
+    # gamma_i proportional to lam - b_i: equal steps in b give equal steps in gamma
+    assert g[0] - g[1] == pytest.approx(g[1] - g[2])
+    # equal distances: equal weights over all of them
+    np.testing.assert_allclose(adaptive_coding_np(np.zeros(4)), 0.25)
+
+
+def test_soft_assignment():
+    d = np.array([3.0, 1.0, 2.0, 0.5, 9.0])
+    g = soft_assignment_np(d, 3, 2.0)
+    near = np.argsort(d)[:3]
+    expect = np.exp(-2.0 * d[near]) / np.exp(-2.0 * d[near]).sum()
+    np.testing.assert_allclose(g[near], expect)
+    assert g.sum() == pytest.approx(1.0) and np.count_nonzero(g) == 3
+    # huge distances do not underflow to 0/0
+    assert np.isfinite(soft_assignment_np(d + 1e6, 3, 50.0)).all()
+
+
+def test_flat_and_all_candidates_equal_brute_force():
+    rng = np.random.default_rng(0)
+    Z, phi = rng.normal(size=(40, 6)), rng.normal(size=(100, 6))
+    brute = np.argsort(((phi[:, None] - Z[None]) ** 2).sum(-1), axis=1)
+    idx = AnchorIndex(40)  # K = m: every anchor is a candidate
+    idx.rebuild(Z)
+    cand = idx.search(phi)
+    assert cand.shape == (100, 40)
+    assert all(set(c) == set(range(40)) for c in cand)
+    flat = AnchorIndex(8, kind="flat")
+    flat.rebuild(Z)
+    np.testing.assert_array_equal(flat.search(phi)[:, 0], brute[:, 0])
+    assert count_misses(phi, flat.search(phi), Z) == 0
+
+
+def test_hnsw_rarely_misses_the_nearest_anchor():
+    rng = np.random.default_rng(1)
+    Z, phi = rng.normal(size=(3000, 8)), rng.normal(size=(500, 8))
+    idx = AnchorIndex(32)  # m >= HNSW_FROM: approximate search
+    idx.rebuild(Z)
+    assert idx.index is not None and "HNSW" in type(idx.index).__name__
+    assert count_misses(phi, idx.search(phi), Z) / 500 < 0.01
+
+
+def test_count_misses_sees_a_stale_index():
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(50, 3))
+    phi = Z[:10] + 1e-3
+    idx = AnchorIndex(4, kind="flat")
+    idx.rebuild(Z)
+    cand = idx.search(phi)
+    Z2 = Z.copy()
+    Z2[10] = phi[0]  # an anchor moved onto row 0 after the index was built
+    assert count_misses(phi, cand, Z2) == 1
+
+
+def test_kmeans_is_seeded_and_scale_is_positive():
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 0.1, size=(100, 2)) for c in (-3, 0, 3)])
+    A = kmeans_anchors(X, 3, seed=7)
+    np.testing.assert_array_equal(A, kmeans_anchors(X, 3, seed=7))
+    np.testing.assert_allclose(np.sort(A[:, 0]), [-3, 0, 3], atol=0.1)
+    assert 0 < coding_scale(X, A) < 0.1
+    with pytest.raises(InputError, match="anchors need at least"):
+        kmeans_anchors(X[:2], 3)
+
+
+def test_coding_space_identity_and_sketch():
+    indptr = np.array([0, 2, 3], np.int64)
+    indices = np.array([0, 2, 1], np.int32)
+    data = np.array([1.5, -2.0, 3.0])
+    np.testing.assert_array_equal(coding_vectors(indptr, indices, data, 3), [[1.5, 0, -2.0], [0, 3.0, 0]])
+    wide = coding_vectors(indptr, np.array([5, 900_000, 77], np.int32), data, 1 << 20)
+    assert wide.shape == (2, SKETCH_DIM)
+    # a count sketch keeps each value's magnitude in one bucket
+    assert sorted(np.abs(wide[0][wide[0] != 0])) in ([1.5, 2.0], [0.5])

@@ -1,0 +1,230 @@
+"""The numba kernels against the NumPy reference (tests/reference.py)."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import reference as ref
+from streamfm.kernels.fm import fm_eval, fm_update
+from streamfm.kernels.llfm import METHOD_CODES, N_STATS, predict_rows, train_rows
+from streamfm.kernels.losses import TASK_CODES, loss_grad
+
+
+def random_params(rng, m, p, C, r, q):
+    return dict(
+        b=rng.normal(size=(m, C)) * 0.3,
+        W=rng.normal(size=(m, p, C)) * 0.3,
+        V=rng.normal(size=(m, p, C, r)) * 0.3,
+        Z=rng.normal(size=(m, q)),
+    )
+
+
+def csr_rows(rng, n, p, density):
+    X = sp.random(n, p, density=density, random_state=np.random.RandomState(rng.integers(1 << 30)),
+                  data_rvs=lambda k: rng.normal(size=k), format="csr")
+    X.sort_indices()
+    return X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data.astype(np.float64), X.toarray()
+
+
+@pytest.mark.parametrize("density", [1.0, 0.3])
+@pytest.mark.parametrize("C", [1, 3])
+def test_fm_eval_matches_definition(density, C):
+    rng = np.random.default_rng(1)
+    p, r, m = 7, 3, 2
+    P = random_params(rng, m, p, C, r, 1)
+    indptr, indices, data, X = csr_rows(rng, 5, p, density)
+    f, s = np.zeros(C), np.zeros((C, r))
+    for row in range(5):
+        for i in range(m):
+            gn = fm_eval(i, indptr[row], indptr[row + 1], indices, data, P["b"], P["W"], P["V"], f, s)
+            np.testing.assert_allclose(f, ref.fm_outputs(X[row], P["b"], P["W"], P["V"], i), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(s, np.einsum("pcr,p->cr", P["V"][i], X[row]), atol=1e-12)
+            x = X[row]
+            gv = max(((x[:, None] * (s[c][None, :] - P["V"][i, :, c, :] * x[:, None])) ** 2).sum() for c in range(C))
+            assert gn == pytest.approx(1 + x @ x + gv)
+
+
+@pytest.mark.parametrize("adagrad", [False, True])
+def test_fm_update_matches_reference_gradient(adagrad):
+    rng = np.random.default_rng(2)
+    p, r, C = 6, 4, 2
+    P = random_params(rng, 1, p, C, r, 1)
+    indptr, indices, data, X = csr_rows(rng, 1, p, 0.6)
+    x = X[0]
+    f, s = np.zeros(C), np.zeros((C, r))
+    fm_eval(0, 0, indptr[1], indices, data, P["b"], P["W"], P["V"], f, s)
+    G = np.array([0.7, -0.4])
+    eta, l2w, l2v = 0.05, 0.01, 0.02
+    A = [np.zeros_like(P[n]) for n in "bWV"]
+    b, W, V = (P[n].copy() for n in "bWV")
+    fm_update(0, 0, indptr[1], indices, data, b, W, V, s, G, eta, l2w, l2v, adagrad, *A)
+    touched = x != 0
+    for c in range(C):
+        gb = G[c]
+        gw = G[c] * x + l2w * P["W"][0, :, c]
+        gV = G[c] * x[:, None] * (s[c][None] - P["V"][0, :, c, :] * x[:, None]) + l2v * P["V"][0, :, c, :]
+        if adagrad:  # first step: the accumulator is g^2, so the step is eta * sign(g)
+            gb, gw, gV = (g / np.sqrt(g * g + 1e-12) for g in (gb, gw, gV))
+        assert b[0, c] == pytest.approx(P["b"][0, c] - eta * gb)
+        # L2 touches only the features present in the row (O(nnz) updates)
+        np.testing.assert_allclose(W[0, touched, c], P["W"][0, touched, c] - eta * gw[touched], atol=1e-12)
+        np.testing.assert_array_equal(W[0, ~touched, c], P["W"][0, ~touched, c])
+        np.testing.assert_allclose(V[0, touched, c], P["V"][0, touched, c] - eta * gV[touched], atol=1e-12)
+        np.testing.assert_array_equal(V[0, ~touched, c], P["V"][0, ~touched, c])
+
+
+@pytest.mark.parametrize("task,C,y", [("binary", 1, 1.0), ("binary", 1, 0.0), ("regression", 1, 0.3),
+                                      ("softmax", 4, 2.0), ("ovr", 4, 1.0)])
+def test_loss_gradient_finite_differences(task, C, y):
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=C) * 2
+    g = np.zeros(C)
+    loss = loss_grad(TASK_CODES[task], f, y, g)
+    assert loss == pytest.approx(ref.loss_and_grad(task, f, y)[0])
+    h = 1e-6
+    for c in range(C):
+        e = np.zeros(C)
+        e[c] = h
+        num = (ref.loss_and_grad(task, f + e, y)[0] - ref.loss_and_grad(task, f - e, y)[0]) / (2 * h)
+        assert g[c] == pytest.approx(num, rel=1e-6, abs=1e-8)
+
+
+def test_logistic_loss_is_finite_for_huge_scores():
+    g = np.zeros(1)
+    assert np.isfinite(loss_grad(0, np.array([800.0]), 0.0, g))
+    assert loss_grad(0, np.array([-800.0]), 0.0, g) == pytest.approx(0.0)
+
+
+def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale,
+                 k_soft=3, beta=0.7, rho=0.4, exact=True):
+    """Plain SGD (no normalisation, no L2, no clip, t0 huge so eta_t = eta) through the kernel."""
+    n = len(indptr) - 1
+    m = P["Z"].shape[0]
+    cand = np.tile(np.arange(m, dtype=np.int64), (n, 1)) if method != "fm" else np.zeros((n, 0), np.int64)
+    Q = {k: v.copy() for k, v in P.items()}
+    losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
+    dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
+    tc = TASK_CODES[task]
+    train_rows(METHOD_CODES[method], tc, indptr, indices, data, y, phi, cand,
+               Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, k_soft, beta, rho, zscale, 1e9,
+               eta, 1e18, eta_z, 0.0, 0.0, False, False, exact, 0, losses, ks, stats)
+    return Q, losses, ks
+
+
+CASES = [("fm", "binary", 1), ("llfm-do", "binary", 1), ("llfm-apl", "regression", 1),
+         ("llfm-jo", "binary", 1), ("llfm-jo", "softmax", 3), ("llfm-apl", "ovr", 3)]
+
+
+@pytest.mark.parametrize("method,task,C", CASES)
+def test_train_rows_matches_numpy_reference(method, task, C):
+    rng = np.random.default_rng(4)
+    p, r, m, n = 5, 3, 6, 4
+    mm = 1 if method == "fm" else m
+    P = random_params(rng, mm, p, C, r, 0 if method == "fm" else p)
+    indptr, indices, data, X = csr_rows(rng, n, p, 0.7)
+    y = rng.integers(0, C if C > 1 else 2, size=n).astype(float)
+    if task == "regression":
+        y = rng.normal(size=n)
+    phi = X.copy() if method != "fm" else np.zeros((n, 0))
+    eta, eta_z, zscale = 0.05, 0.1, 1.3
+    Q, losses, ks = _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale)
+    R = {k: v.copy() for k, v in P.items()}
+    for row in range(n):  # rows in order, each step on the parameters the previous left
+        ids = ref.neighbours(method, phi[row], R["Z"], 3, 0.7, 0.4)
+        assert ks[row] == len(ids)
+        assert losses[row] == pytest.approx(
+            ref.llfm_loss(method, task, X[row], y[row], phi[row], R["b"], R["W"], R["V"], R["Z"], ids, 0.7, 0.4))
+        R = ref.sgd_step(method, task, X[row], y[row], phi[row], R, 3, 0.7, 0.4, eta, eta_z, zscale)
+    for name in "bWVZ":
+        np.testing.assert_allclose(Q[name], R[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def _numeric_grad(fun, arr, idx_list, h=1e-6):
+    out = []
+    for idx in idx_list:
+        old = arr[idx]
+        arr[idx] = old + h
+        up = fun()
+        arr[idx] = old - h
+        dn = fun()
+        arr[idx] = old
+        out.append((up - dn) / (2 * h))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("method,task,C", [("fm", "binary", 1), ("llfm-apl", "binary", 1), ("llfm-jo", "binary", 1),
+                                           ("llfm-jo", "softmax", 3), ("llfm-jo", "regression", 1)])
+def test_gradients_against_finite_differences(method, task, C):
+    """Every parameter's gradient, read off one kernel step, against central differences
+    of the loss with the neighbour set held fixed (SPEC 4)."""
+    rng = np.random.default_rng(5)
+    p, r, m = 4, 2, 5
+    mm = 1 if method == "fm" else m
+    P = random_params(rng, mm, p, C, r, 0 if method == "fm" else p)
+    if method != "fm":
+        P["Z"] *= 0.5  # anchors near the data so that several are neighbours
+    indptr, indices, data, X = csr_rows(rng, 1, p, 1.0)
+    y = np.array([1.0]) if task != "regression" else np.array([0.4])
+    phi = X.copy() if method != "fm" else np.zeros((1, 0))
+    beta, rho = 0.7, 0.4
+    eta, eta_z, zscale = 1e-3, 1e-3, 1.0
+    Q, _, ks = _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale,
+                            beta=beta, rho=rho)
+    ids = ref.neighbours(method, phi[0], P["Z"], 3, beta, rho)
+    if method == "llfm-jo":
+        assert len(ids) >= 2, "the case must exercise the lambda term"
+    Pw = {k: v.copy() for k, v in P.items()}
+
+    def loss():
+        return ref.llfm_loss(method, task, X[0], y[0], phi[0], Pw["b"], Pw["W"], Pw["V"], Pw["Z"], ids, beta, rho)
+
+    for name, rate in (("b", eta), ("W", eta), ("V", eta), ("Z", eta_z * zscale)):
+        if name == "Z" and method == "fm":
+            continue
+        idx = [tuple(i) for i in np.argwhere(np.ones(P[name].shape, bool))]
+        idx = [i for i in idx if i[0] in ids]
+        analytic = (P[name][tuple(np.array(idx).T)] - Q[name][tuple(np.array(idx).T)]) / rate
+        numeric = _numeric_grad(loss, Pw[name], idx)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_paper_anchor_gradient_differs_from_exact():
+    """The flag that drops the lambda term really changes the anchor step (issue 5 measures by how much)."""
+    rng = np.random.default_rng(6)
+    p, m = 4, 5
+    P = random_params(rng, m, p, 1, 2, p)
+    P["Z"] *= 0.5
+    indptr, indices, data, X = csr_rows(rng, 1, p, 1.0)
+    args = ("llfm-jo", "binary", 1, indptr, indices, data, np.array([1.0]), X.copy(), P, 1e-3, 1e-2, 1.0)
+    exact, _, ks = _kernel_step(*args)
+    paper, _, _ = _kernel_step(*args, exact=False)
+    assert ks[0] >= 2
+    assert not np.allclose(exact["Z"], paper["Z"])
+    R = ref.sgd_step("llfm-jo", "binary", X[0], 1.0, X[0], P, 3, 0.7, 0.4, 1e-3, 1e-2, 1.0, exact=False)
+    np.testing.assert_allclose(paper["Z"], R["Z"], rtol=1e-9)
+
+
+def test_normalised_step_bounds_change_in_output():
+    """With normalisation one step moves f by eta * |g| to first order, whatever p."""
+    rng = np.random.default_rng(7)
+    for p in (2, 50, 1000):
+        P = random_params(rng, 1, p, 1, 4, 0)
+        P["V"] *= 0.1
+        x = rng.normal(size=p)
+        indptr = np.array([0, p], np.int64)
+        indices = np.arange(p, dtype=np.int32)
+        f0 = np.zeros((1, 1))
+        ks = np.zeros(1, np.int64)
+        phi = np.zeros((1, 0))
+        cand = np.zeros((1, 0), np.int64)
+        predict_rows(0, indptr, indices, x, phi, cand, P["b"], P["W"], P["V"], P["Z"], 1, 1.0, 1.0, f0, ks)
+        Q = {k: v.copy() for k, v in P.items()}
+        dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
+        losses, stats = np.zeros(1), np.zeros(N_STATS, np.int64)
+        eta = 1e-3
+        train_rows(0, 3, indptr, indices, x, np.array([f0[0, 0] + 1.0]), phi, cand,
+                   Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 1, 1.0, 1.0, 1.0, 1.0,
+                   eta, 1e18, 0.0, 0.0, 0.0, True, False, True, 0, losses, ks, stats)
+        f1 = np.zeros((1, 1))
+        predict_rows(0, indptr, indices, x, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"], 1, 1.0, 1.0, f1, ks)
+        # squared loss, g = f - y = -1: the step raises f by eta (first order)
+        assert f1[0, 0] - f0[0, 0] == pytest.approx(eta, rel=1e-2)
