@@ -228,6 +228,12 @@ def test_many_integer_labels_are_regression_and_drop_the_label_list():
         scan(labels_source(np.arange(40) % 20), task="multiclass", max_classes=10)
 
 
+def test_two_non_integer_labels_are_binary_detected_or_asked():
+    for task in (None, "binary"):
+        res = scan(labels_source([0.5, 1.5, 0.5]), task=task)
+        assert res.task == "binary" and list(res.classes) == [0.5, 1.5] and res.binary_labels_kind == "other"
+
+
 def test_given_classes_keep_their_order_and_may_have_unseen_classes():
     res = scan(labels_source([1, 2, 1]), classes=[3, 2, 1])
     assert res.task == "multiclass" and list(res.classes) == [3, 2, 1]
@@ -240,7 +246,7 @@ def test_given_classes_keep_their_order_and_may_have_unseen_classes():
     [
         ([0, 1, 2], {"task": "binary"}, r"task 'binary' needs exactly 2 classes, but the data has 3 distinct integer labels \(0, 1, 2\)"),
         ([0.5, 1.5, 2.0], {"task": "multiclass"}, "needs integer or text labels, but the data has 3 distinct non-integer labels"),
-        ([0.5, 1.5], {"task": "binary"}, "non-integer labels"),
+        ([0.5, 1.5, 0.25], {"task": "binary"}, r"needs exactly 2 classes, but the data has 3 distinct non-integer labels \(0.25, 0.5, 1.5\)"),
         (["a", "b"], {"task": "regression"}, "needs numeric labels, but the data has 2 distinct text labels"),
         ([1, 1, 1], {"task": "binary"}, "needs exactly 2 classes, but the data has 1 distinct"),
         ([0, 1, 2], {"classes": [0, 1]}, r"label 2 is not in the given classes \(0, 1\)"),
@@ -248,7 +254,7 @@ def test_given_classes_keep_their_order_and_may_have_unseen_classes():
         ([0, 1], {"classes": [0, 1, 1]}, "repeat"),
         ([0, 1], {"classes": ["a", "b"]}, "the labels are numbers but the given classes are not"),
         ([0, 1], {"task": "ranking"}, "task must be one of"),
-        ([0, np.nan, 1], {}, "label nan in row 1"),
+        ([0] * 20 + [np.nan], {}, r"label nan in row 20 of the data \(counting from 0\)"),
         ([0, np.inf, 1], {}, "must be finite"),
     ],
 )

@@ -185,10 +185,12 @@ def _fmt_labels(values: Sequence, limit: int = _SHOW_LABELS) -> str:
     return shown + (", ..." if len(values) > limit else "")
 
 
-def _as_labels(y) -> np.ndarray:
+def _as_labels(y, row0: int | None = None) -> np.ndarray:
     """Raw labels as float64, or as str for text labels.
 
-    Raises InputError on NaN / infinite numeric labels.
+    Raises InputError on NaN / infinite numeric labels, naming the row: the
+    row of the data (``row0`` + i, counted from 0 over all files) when
+    ``row0`` is given, else the row of this batch.
     """
     y = np.asarray(y)
     if y.dtype.kind in "US":
@@ -205,8 +207,9 @@ def _as_labels(y) -> np.ndarray:
     bad = ~np.isfinite(y)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
+        where = f"row {i} of this batch" if row0 is None else f"row {row0 + i} of the data (counting from 0)"
         raise InputError(
-            f"label {y[i]} in row {i} of a chunk: labels must be finite numbers "
+            f"label {y[i]} in {where}: labels must be finite numbers "
             "(drop or fix the rows with missing labels)"
         )
     return y
@@ -563,8 +566,9 @@ def _resolve_task(lab: _Labels, task: str | None, classes) -> tuple[str, np.ndar
             raise InputError(f"task 'regression' needs numeric labels, but the data has {seen_desc}")
         return task, None
 
-    # Classification.
-    if not text and not lab.integer:
+    # Classification.  Two distinct numbers name two classes whatever they are
+    # (as detection assumes); more classes must be integers (or text).
+    if task == "multiclass" and not text and not lab.integer:
         raise InputError(f"task {task!r} needs integer or text labels, but the data has {seen_desc}")
     if labels is None:
         raise InputError(
@@ -621,7 +625,9 @@ def scan(
     task : {'binary', 'multiclass', 'regression'} or None
         None: detect.  Text labels: binary if 2 distinct, else multiclass.
         Numbers: 2 distinct -> binary; integer-valued with 3..max_classes
-        distinct -> multiclass; otherwise regression.
+        distinct -> multiclass; otherwise regression.  Given: binary needs
+        exactly 2 distinct labels, multiclass integer or text labels,
+        regression numbers.
     classes : sequence or None
         The class list, when known (e.g. a class absent from this data).
         Every label seen must be in it.
@@ -642,6 +648,8 @@ def scan(
     """
     from tqdm.auto import tqdm
 
+    if sample_size < 0 or max_classes < 2:
+        raise ValueError(f"need sample_size >= 0 and max_classes >= 2, got {sample_size} and {max_classes}")
     moments = _Moments()
     reservoir = _Reservoir(sample_size, seed)
     lab = _Labels(max_classes)
@@ -651,7 +659,7 @@ def scan(
     try:
         for chunk in source.iter_chunks():
             _check_chunk(chunk, n_rows)
-            y = _as_labels(chunk.y)
+            y = _as_labels(chunk.y, row0=n_rows)
             if y is not chunk.y:
                 chunk = Chunk(chunk.indptr, chunk.indices, chunk.data, y, chunk.n_features)
             lab.add(y)
