@@ -21,7 +21,8 @@ def kmeans_anchors(sample: np.ndarray, m: int, *, seed: int = 0, niter: int = 25
     # a few restarts (best objective kept): random initialisation alone can
     # leave two anchors in one cluster and none in another
     km = faiss.Kmeans(q, m, niter=niter, nredo=nredo, seed=int(seed) % (2**31), verbose=False,
-                      max_points_per_centroid=max(256, n // m + 1))
+                      max_points_per_centroid=max(256, n // m + 1),
+                      min_points_per_centroid=1)  # small samples are the caller's choice, not a warning
     km.train(sample)
     return km.centroids.astype(np.float64)
 

@@ -1,0 +1,297 @@
+"""scikit-learn estimators over the learning core (``LLFMModel``).
+
+The API layer validates and converts; the arithmetic lives in the kernels.
+``fit`` initialises (scaling statistics, k-means anchors) from the data it is
+given and runs ``n_epochs`` passes; ``partial_fit`` runs one pass over the
+rows it is given, in order, initialising from its first call's data. As in
+scikit-learn, convergence and early stopping are the caller's business.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..io.chunk import Chunk
+from ..preprocess.standardize import Standardizer
+from .config import Config
+from .core import LLFMModel
+
+_FM_PARAMS = ("rank", "eta0", "t0", "l2_w", "l2_v", "init_std", "normalize", "adagrad")
+_LLFM_PARAMS = _FM_PARAMS + ("method", "anchors", "n_neighbors", "beta", "rho", "n_candidates",
+                             "rebuild_every", "eta_anchor", "anchor_clip", "jo_exact")
+
+
+def _to_chunk(X, y=None) -> Chunk:
+    yy = np.zeros(X.shape[0]) if y is None else y
+    return Chunk.from_scipy(X, yy) if sp.issparse(X) else Chunk.from_dense(X, yy)
+
+
+class _Base(BaseEstimator):
+    """Shared fit / partial_fit / decision machinery; subclasses set the task."""
+
+    _config_params = _FM_PARAMS
+    _method = "fm"
+
+    # -- set-up ---------------------------------------------------------------
+    def _config(self, seed: int) -> Config:
+        kw = {k: getattr(self, k) for k in self._config_params}
+        kw.setdefault("method", self._method)
+        if hasattr(self, "multiclass"):
+            kw["multiclass"] = self.multiclass
+        return Config(seed=seed, **kw).validate()
+
+    def _initialise(self, X, y_enc, task: str, n_classes: int) -> None:
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(2**31 - 1))
+        config = self._config(seed)
+        n, p = X.shape
+        if self.standardize:
+            if sp.issparse(X):  # scale only: centring would make every row dense
+                mean = np.asarray(X.mean(0)).ravel()
+                var = np.asarray(X.multiply(X).mean(0)).ravel() - mean**2
+                self.scaler_ = Standardizer(mean, np.maximum(var, 0), center=False)
+            else:
+                self.scaler_ = Standardizer(X.mean(0), X.var(0), center=True)
+        else:
+            self.scaler_ = None
+        rows = rng.choice(n, size=min(n, self.sample_size), replace=False) if n > self.sample_size else np.arange(n)
+        sample = self._prepare(X[np.sort(rows)])
+        if config.method != "fm":
+            distinct = len(np.unique(sample.to_dense(p), axis=0))
+            if distinct < config.anchors:
+                warnings.warn(f"only {distinct} distinct rows to place {config.anchors} anchors; "
+                              f"using {max(distinct, 1)}", UserWarning)
+                config.anchors = max(distinct, 1)
+                config.n_candidates = min(config.n_candidates, config.anchors)
+        self.model_ = LLFMModel(config, p, task, n_classes)
+        self.model_.init_params(mean_sq_norm=float(np.sum(sample.data**2)) / max(sample.n_rows, 1))
+        self.model_.init_anchors(sample)
+
+    def _prepare(self, X) -> Chunk:
+        chunk = _to_chunk(X)
+        return self.scaler_.transform(chunk) if self.scaler_ is not None else chunk
+
+    def _run(self, X, y_enc, order) -> np.ndarray:
+        losses = []
+        for a in range(0, len(order), self.batch_size):
+            rows = order[a:a + self.batch_size]
+            losses.append(self.model_.partial_fit_chunk(self._prepare(X[rows]), y_enc[rows]))
+        return np.concatenate(losses) if losses else np.zeros(0)
+
+    def _fit(self, X, y_enc, task, n_classes):
+        self._initialise(X, y_enc, task, n_classes)
+        self.model_.set_epoch_rows(X.shape[0])
+        rng = np.random.default_rng(self.model_.config.seed)
+        self.loss_curve_ = []
+        for _ in range(self.n_epochs):
+            order = rng.permutation(X.shape[0]) if self.shuffle else np.arange(X.shape[0])
+            self.loss_curve_.append(float(np.mean(self._run(X, y_enc, order))))
+        return self
+
+    def _decision(self, X) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        out = [self.model_.decision_chunk(self._prepare(X[a:a + self.batch_size]))
+               for a in range(0, X.shape[0], self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.model_.n_outputs))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    @property
+    def training_metrics_(self) -> dict:
+        """Mean neighbours k, Algorithm 1's want-more rate and the candidate miss rate."""
+        check_is_fitted(self, "model_")
+        return self.model_.metrics()
+
+
+class _ClassifierBase(ClassifierMixin, _Base):
+    def _encode(self, y):
+        return np.searchsorted(self.classes_, y).astype(np.float64)
+
+    def _task(self):
+        if len(self.classes_) < 2:
+            raise ValueError("the classifier needs samples of at least 2 classes in the data, "
+                             f"but the data contains only one class: {self.classes_[0]!r}")
+        return ("binary", 2) if len(self.classes_) == 2 else ("multiclass", len(self.classes_))
+
+    def fit(self, X, y):
+        """Initialise from (X, y) and train ``n_epochs`` shuffled passes; ``n_epochs=0`` only initialises."""
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        task, C = self._task()
+        return self._fit(X, self._encode(y), task, C)
+
+    def partial_fit(self, X, y, classes=None):
+        """One SGD pass over the rows of (X, y) in order.
+
+        The first call initialises the model from its data and needs
+        ``classes`` (every class that will ever be seen), as in scikit-learn.
+        """
+        first = not hasattr(self, "model_")
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, reset=first)
+        check_classification_targets(y)
+        if first:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            self.classes_ = np.unique(classes)
+            task, C = self._task()
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unknown):
+            raise ValueError(f"y has labels not in classes: {unknown.tolist()}")
+        if first:
+            self._initialise(X, self._encode(y), task, C)
+        self._run(X, self._encode(y), np.arange(X.shape[0]))
+        return self
+
+    def decision_function(self, X):
+        f = self._decision(X)
+        return f[:, 0] if len(self.classes_) == 2 else f
+
+    def predict_proba(self, X):
+        f = self._decision(X)
+        return self.model_.proba_from_scores(f)
+
+    def predict_log_proba(self, X):
+        return np.log(np.clip(self.predict_proba(X), 1e-300, None))
+
+    def predict(self, X):
+        best = self.predict_proba(X).argmax(1)
+        return self.classes_[best]
+
+
+class _RegressorBase(RegressorMixin, _Base):
+    def fit(self, X, y):
+        """Initialise from (X, y) and train ``n_epochs`` shuffled passes; ``n_epochs=0`` only initialises."""
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, y_numeric=True)
+        return self._fit(X, y.astype(np.float64), "regression", 1)
+
+    def partial_fit(self, X, y):
+        """One SGD pass over the rows of (X, y) in order; the first call initialises."""
+        first = not hasattr(self, "model_")
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, y_numeric=True, reset=first)
+        if first:
+            self._initialise(X, y, "regression", 1)
+        self._run(X, y.astype(np.float64), np.arange(X.shape[0]))
+        return self
+
+    def predict(self, X):
+        return self._decision(X)[:, 0]
+
+
+_COMMON_DOC = """
+    n_epochs : int, default 10
+        Passes over the data in ``fit`` (0: initialise only).
+    standardize : bool, default True
+        Scale features to unit variance with statistics of the first data
+        seen (dense input is centred too; sparse input is only scaled).
+    shuffle : bool, default True
+        Shuffle the rows in every epoch of ``fit``.
+    sample_size : int, default 10000
+        Rows sampled for the k-means anchors.
+    batch_size : int, default 4096
+        Rows handed to the kernel at a time (does not change the result).
+    random_state : int, RandomState or None
+"""
+
+
+class FMClassifier(_ClassifierBase):
+    """Factorization machine classifier trained by per-row SGD.
+
+    Parameters
+    ----------
+    rank : int, default 10
+    eta0, t0 : learning rate eta0 * t0 / (t0 + t); t0=0 means one epoch's rows.
+    l2_w, l2_v : L2 on the weights and factors of the features in each row.
+    init_std : standard deviation of the initial factors.
+    normalize : divide each step by the squared gradient norm (stable defaults).
+    adagrad : AdaGrad per-parameter steps.
+    multiclass : "softmax" or "ovr".
+    """ + _COMMON_DOC
+
+    def __init__(self, rank=10, eta0=0.5, t0=0.0, l2_w=1e-5, l2_v=1e-5, init_std=0.1, normalize=True,
+                 adagrad=False, multiclass="softmax", n_epochs=10, standardize=True, shuffle=True,
+                 sample_size=10_000, batch_size=4096, random_state=0):
+        self.rank, self.eta0, self.t0, self.l2_w, self.l2_v = rank, eta0, t0, l2_w, l2_v
+        self.init_std, self.normalize, self.adagrad, self.multiclass = init_std, normalize, adagrad, multiclass
+        self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
+        self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
+
+
+class FMRegressor(_RegressorBase):
+    """Factorization machine regressor (squared loss) trained by per-row SGD.
+
+    Parameters are those of :class:`FMClassifier` without ``multiclass``.
+    """ + _COMMON_DOC
+
+    def __init__(self, rank=10, eta0=0.5, t0=0.0, l2_w=1e-5, l2_v=1e-5, init_std=0.1, normalize=True,
+                 adagrad=False, n_epochs=10, standardize=True, shuffle=True, sample_size=10_000,
+                 batch_size=4096, random_state=0):
+        self.rank, self.eta0, self.t0, self.l2_w, self.l2_v = rank, eta0, t0, l2_w, l2_v
+        self.init_std, self.normalize, self.adagrad = init_std, normalize, adagrad
+        self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
+        self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
+
+
+_LLFM_DOC = """
+    method : {"llfm-jo", "llfm-apl", "llfm-do", "fm"}, default "llfm-jo"
+    anchors : int, default 50
+    n_neighbors : int, default 5 (soft-assignment coding of do / apl)
+    beta : float, default 1.0 (soft assignment, in units of the coding scale)
+    rho : float, default 0.3 (Algorithm 1's Lipschitz-to-noise ratio, same units)
+    n_candidates : int, default 32 (anchors the FAISS search returns per row)
+    rebuild_every : int, default 8192 (rows between index rebuilds)
+    eta_anchor, anchor_clip : anchor step and its largest relative move
+    jo_exact : bool, default True (False: the paper's approximate anchor gradient)
+"""
+
+
+class LLFMClassifier(_ClassifierBase):
+    """Locally linear factorization machine classifier (LLFM-JO by default).
+
+    Per-anchor FMs mixed by a local coding of each row; see :class:`FMClassifier`
+    for the FM parameters.
+    """ + _LLFM_DOC + _COMMON_DOC
+
+    _config_params = _LLFM_PARAMS
+
+    def __init__(self, method="llfm-jo", rank=10, anchors=50, n_neighbors=5, beta=1.0, rho=0.3,
+                 n_candidates=32, rebuild_every=8192, eta0=0.5, t0=0.0, eta_anchor=0.05, anchor_clip=0.1,
+                 l2_w=1e-5, l2_v=1e-5, init_std=0.1, normalize=True, adagrad=False, multiclass="softmax",
+                 jo_exact=True, n_epochs=10, standardize=True, shuffle=True, sample_size=10_000,
+                 batch_size=4096, random_state=0):
+        self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
+        self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
+        self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
+        self.l2_w, self.l2_v, self.init_std, self.normalize = l2_w, l2_v, init_std, normalize
+        self.adagrad, self.multiclass, self.jo_exact = adagrad, multiclass, jo_exact
+        self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
+        self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
+
+
+class LLFMRegressor(_RegressorBase):
+    """Locally linear factorization machine regressor (squared loss)."""  + _LLFM_DOC + _COMMON_DOC
+
+    _config_params = _LLFM_PARAMS
+
+    def __init__(self, method="llfm-jo", rank=10, anchors=50, n_neighbors=5, beta=1.0, rho=0.3,
+                 n_candidates=32, rebuild_every=8192, eta0=0.5, t0=0.0, eta_anchor=0.05, anchor_clip=0.1,
+                 l2_w=1e-5, l2_v=1e-5, init_std=0.1, normalize=True, adagrad=False, jo_exact=True,
+                 n_epochs=10, standardize=True, shuffle=True, sample_size=10_000, batch_size=4096,
+                 random_state=0):
+        self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
+        self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
+        self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
+        self.l2_w, self.l2_v, self.init_std, self.normalize = l2_w, l2_v, init_std, normalize
+        self.adagrad, self.jo_exact = adagrad, jo_exact
+        self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
+        self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state

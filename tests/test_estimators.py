@@ -1,0 +1,132 @@
+"""The scikit-learn estimators: API checks, equivalences, and that LLFM does what it is for."""
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from streamfm.models.estimators import FMClassifier, FMRegressor, LLFMClassifier, LLFMRegressor
+
+
+@parametrize_with_checks([FMClassifier(n_epochs=2), FMRegressor(n_epochs=2),
+                          LLFMClassifier(n_epochs=2, anchors=5), LLFMRegressor(n_epochs=2, anchors=5)])
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "only N distinct rows to place anchors" on tiny check data
+        check(estimator)
+
+
+def local_rules(n, p=2, n_clusters=4, seed=0):
+    """Clusters whose labels follow a different linear rule in each: one FM cannot fit all."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 6, size=(n_clusters, p))
+    normals = rng.normal(size=(n_clusters, p))
+    c = rng.integers(0, n_clusters, size=n)
+    X = centres[c] + rng.normal(size=(n, p))
+    y = (np.einsum("ij,ij->i", X - centres[c], normals[c]) > 0).astype(int)
+    return X, y
+
+
+def test_llfm_jo_beats_fm_on_locally_different_rules():
+    X, y = local_rules(4000, seed=1)
+    Xt, yt = local_rules(2000, seed=2)
+    Xt = Xt  # same clusters: the generator is seeded by centres below
+    X, y = local_rules(6000, seed=1)
+    Xt, yt = X[4000:], y[4000:]
+    X, y = X[:4000], y[:4000]
+    fm = FMClassifier(n_epochs=5).fit(X, y)
+    jo = LLFMClassifier(n_epochs=5, anchors=16).fit(X, y)
+    acc_fm, acc_jo = accuracy_score(yt, fm.predict(Xt)), accuracy_score(yt, jo.predict(Xt))
+    assert acc_jo > 0.9
+    assert acc_jo > acc_fm + 0.1
+    assert log_loss(yt, jo.predict_proba(Xt)) < log_loss(yt, fm.predict_proba(Xt))
+    m = jo.training_metrics_
+    assert m["mean_k"] >= 1 and m["wanted_more_rate"] < 0.01 and m["candidate_miss_rate"] < 0.01
+
+
+@pytest.mark.parametrize("method", ["fm", "llfm-do", "llfm-apl", "llfm-jo"])
+def test_partial_fit_over_chunks_equals_fit(method):
+    X, y = local_rules(900, p=3, seed=3)
+    kw = dict(method=method, anchors=40, n_candidates=8, rebuild_every=100, shuffle=False, random_state=4)
+    one = LLFMClassifier(n_epochs=1, **kw).fit(X, y)
+    chunked = LLFMClassifier(n_epochs=0, **kw).fit(X, y)  # initialise only: same scaler, same anchors
+    for a, b in [(0, 7), (7, 350), (350, 351), (351, 900)]:
+        chunked.partial_fit(X[a:b], y[a:b])
+    for name in ("b", "W", "V", "Z"):
+        np.testing.assert_allclose(chunked.model_.params[name], one.model_.params[name], rtol=1e-12, atol=1e-14)
+    assert chunked.model_.t == one.model_.t == 900
+
+
+def test_n_epochs_equals_k_plus_rest_by_partial_fit():
+    """10 epochs == 5 epochs, then 5 more over the same shuffled orders (warm-start equivalence)."""
+    X, y = local_rules(600, p=3, seed=5)
+    full = LLFMClassifier(n_epochs=4, anchors=10, random_state=1).fit(X, y)
+    half = LLFMClassifier(n_epochs=2, anchors=10, random_state=1).fit(X, y)
+    rng = np.random.default_rng(full.model_.config.seed)
+    orders = [rng.permutation(len(y)) for _ in range(4)]
+    for o in orders[2:]:
+        half.partial_fit(X[o], y[o])
+    for name in ("b", "W", "V", "Z"):
+        np.testing.assert_allclose(half.model_.params[name], full.model_.params[name], rtol=1e-12, atol=1e-14)
+
+
+def test_partial_fit_from_scratch_needs_classes_and_learns():
+    X, y = local_rules(3000, seed=6)
+    est = LLFMClassifier(anchors=16)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        est.partial_fit(X[:100], y[:100])
+    for a in range(0, 2000, 500):
+        est.partial_fit(X[a:a + 500], y[a:a + 500], classes=[0, 1])
+    assert accuracy_score(y[2000:], est.predict(X[2000:])) > 0.8
+    with pytest.raises(ValueError, match="labels not in classes"):
+        est.partial_fit(X[:5], np.full(5, 7))
+
+
+@pytest.mark.parametrize("multiclass", ["softmax", "ovr"])
+def test_multiclass(multiclass):
+    rng = np.random.default_rng(7)
+    centres = rng.normal(0, 4, size=(5, 4))
+    c = rng.integers(0, 5, size=1500)
+    X = centres[c] + rng.normal(size=(1500, 4))
+    labels = np.array(list("abcde"))[c]
+    est = LLFMClassifier(n_epochs=3, anchors=10, multiclass=multiclass).fit(X[:1000], labels[:1000])
+    P = est.predict_proba(X[1000:])
+    assert P.shape == (500, 5) and np.allclose(P.sum(1), 1)
+    assert accuracy_score(labels[1000:], est.predict(X[1000:])) > 0.9
+
+
+def test_regression():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(2000, 3))
+    y = 3 * X[:, 0] * X[:, 1] - X[:, 2] + 0.1 * rng.normal(size=2000)
+    fm = FMRegressor(n_epochs=10).fit(X[:1500], y[:1500])
+    assert fm.score(X[1500:], y[1500:]) > 0.9  # an FM captures the pairwise term
+    jo = LLFMRegressor(n_epochs=5, anchors=10).fit(X[:1500], y[:1500])
+    assert jo.score(X[1500:], y[1500:]) > 0.8
+
+
+@pytest.mark.parametrize("p", [2, 30, 200, 1000])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("cls", [FMClassifier, LLFMClassifier])
+def test_defaults_are_stable_on_standardised_data_of_any_width(p, sparse, cls):
+    """Default steps never diverge, from 2 to 1,000 features, dense or sparse: the learned
+    model beats the constant predictor on a learnable rule (a rule with pairwise terms)."""
+    rng = np.random.default_rng(p)
+    n = max(1500, 6 * p)
+    if sparse:
+        X = sp.random(n, p, density=min(1.0, 10 / p), format="csr", random_state=p,
+                      data_rvs=lambda k: rng.normal(size=k))
+        Xd = X.toarray()
+    else:
+        X = Xd = rng.normal(size=(n, p))
+    w = rng.normal(size=p) / np.sqrt(min(p, 10))
+    score = Xd @ w + (Xd[:, 0] * Xd[:, 1] if p > 1 else 0)
+    y = (score > np.median(score)).astype(int)
+    kw = {"anchors": 10} if cls is LLFMClassifier else {}
+    est = cls(n_epochs=3, **kw).fit(X[: n * 2 // 3], y[: n * 2 // 3])
+    P = est.predict_proba(X[n * 2 // 3:])
+    assert np.isfinite(P).all()
+    assert np.isfinite(est.loss_curve_).all()
+    assert log_loss(y[n * 2 // 3:], P) < np.log(2)  # better than predicting 1/2
