@@ -58,6 +58,7 @@ class LLFMModel:
         self.counters = {"rows": 0, "k_sum": 0, "wanted_more": 0, "miss_checks": 0, "misses": 0}
         self.params: dict[str, np.ndarray] = {}
         self._index = None
+        self._index_Z = None  # the anchors the current index was built from
         self._rows_since_rebuild = 0
 
     # ---------------------------------------------------------------- set-up
@@ -95,7 +96,7 @@ class LLFMModel:
         Z = kmeans_anchors(phi, self.m, seed=self.config.seed)
         self.params["Z"][...] = Z
         self.coding_scale = coding_scale(phi, Z)
-        self._index = None
+        self._index = self._index_Z = None
 
     def set_epoch_rows(self, n_rows: int) -> None:
         """With t0 = 0 (default), the step decays per epoch: eta_t = eta0 / (1 + t / n_rows)."""
@@ -123,8 +124,10 @@ class LLFMModel:
         if self.method == FM:
             return np.zeros((phi.shape[0], 0), dtype=np.int64)
         if self._index is None:
+            if self._index_Z is None:
+                self._index_Z = Z.copy()
             self._index = AnchorIndex(self.config.n_candidates)
-            self._index.rebuild(Z)
+            self._index.rebuild(self._index_Z)
         return self._index.search(phi)
 
     def partial_fit_chunk(self, chunk, targets: np.ndarray) -> np.ndarray:
@@ -142,7 +145,7 @@ class LLFMModel:
         lo = 0
         while lo < n:
             if learns_anchors and self._rows_since_rebuild >= c.rebuild_every:
-                self._index = None  # anchors moved: rebuild before searching
+                self._index = self._index_Z = None  # anchors moved: rebuild before searching
                 self._rows_since_rebuild = 0
             # blocks end where a rebuild is due, counted in rows since the last
             # one, so the result does not depend on how the stream was chunked
@@ -205,6 +208,44 @@ class LLFMModel:
             return e / e.sum(1, keepdims=True)
         s = 1.0 / (1.0 + np.exp(-np.clip(f, -500, 500)))
         return s / np.maximum(s.sum(1, keepdims=True), 1e-300)
+
+    # ------------------------------------------------------------- state
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """Everything needed to continue training exactly: (JSON-able meta, arrays).
+
+        The anchors the FAISS index was last built from are part of it, so a
+        resumed run searches the same candidates as an uninterrupted one.
+        """
+        meta = {
+            "config": self.config.to_dict(),
+            "n_features": self.p,
+            "task": self.task,
+            "n_outputs": self.n_outputs,
+            "coding_scale": self.coding_scale,
+            "t": self.t,
+            "t0": self.t0,
+            "rows_since_rebuild": self._rows_since_rebuild,
+            "counters": dict(self.counters),
+        }
+        arrays = dict(self.params)
+        if self._index_Z is not None:
+            arrays["index_Z"] = self._index_Z
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "LLFMModel":
+        """The inverse of ``state``; arrays are used as given (memmaps stay memmaps)."""
+        model = cls(Config.from_dict(meta["config"]), meta["n_features"], meta["task"],
+                    max(meta["n_outputs"], 2))
+        model.coding_scale = float(meta["coding_scale"])
+        model.t = int(meta["t"])
+        model.t0 = float(meta["t0"])
+        model._rows_since_rebuild = int(meta["rows_since_rebuild"])
+        model.counters.update(meta["counters"])
+        names = PARAM_NAMES + (ADAGRAD_NAMES if model.config.adagrad else ())
+        model.params = {n: arrays[n] for n in names}
+        model._index_Z = np.array(arrays["index_Z"]) if "index_Z" in arrays else None
+        return model
 
     def __getstate__(self):
         # a FAISS index does not pickle; it is rebuilt from the anchors on use
