@@ -1,0 +1,196 @@
+"""Arrow record batch -> Chunk, shared by the CSV and wide-Parquet readers.
+
+A table row is a label, numeric feature columns (kept dense: every column,
+zeros included) and optional categorical columns hashed into extra features
+(see :mod:`streamfm.io.hashing`).  Values are checked here: a null, NaN or
+infinite value is an error naming the file, the 1-based data row and the
+column, or, with ``skip_bad_rows``, a dropped row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streamfm.errors import InputError
+from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+from streamfm.io.hashing import hashed_ids
+
+
+@dataclass
+class TableLayout:
+    """Which columns of a table are the label, numeric and hashed features."""
+
+    label: str
+    numeric: list[str]
+    hashed: list[str] = field(default_factory=list)
+    n_hash_features: int = 2**20
+
+    @property
+    def n_features(self) -> int:
+        """Declared width: numeric columns, plus the hash space if any."""
+        return len(self.numeric) + (self.n_hash_features if self.hashed else 0)
+
+    @property
+    def dense(self) -> bool:
+        """Every row has every feature (no hashed columns)."""
+        return not self.hashed
+
+    @property
+    def columns(self) -> list[str]:
+        """Columns to read, label first."""
+        return [self.label] + self.numeric + self.hashed
+
+
+def is_numeric_type(t: pa.DataType) -> bool:
+    """Arrow types read as float64 features."""
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t)
+
+
+def is_text_type(t: pa.DataType) -> bool:
+    """Arrow types hashed as categoricals."""
+    if pa.types.is_dictionary(t):
+        return is_text_type(t.value_type)
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or getattr(pa.types, "is_string_view", lambda _: False)(t)
+    )
+
+
+def where(path: str, row: int, column: str) -> str:
+    """'file: row N, column 'c'' -- N is the 1-based data row of the file."""
+    return f"{path}: row {row}, column '{column}'"
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def numeric_column(arr, name: str, path: str, row0: int, bad: np.ndarray | None, what: str = "value") -> np.ndarray:
+    """A feature column as float64; nulls/NaN/inf raise, or mark rows in ``bad``.
+
+    ``row0`` is the number of data rows of the file before this batch;
+    ``what`` ("value" or "label") is what the message calls the field.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_decimal(arr.type) or pa.types.is_boolean(arr.type):
+        arr = pc.cast(arr, pa.float64())
+    nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    x = arr.to_numpy(zero_copy_only=False)
+    x = np.asarray(x, dtype=VALUE_DTYPE)
+    nonfinite = ~np.isfinite(x)
+    if nulls is not None:
+        nonfinite |= nulls
+    if nonfinite.any():
+        if bad is None:
+            i = _first(nonfinite)
+            state = "is empty (missing)" if nulls is not None and nulls[i] else f"is {x[i]}"
+            raise InputError(
+                f"{where(path, row0 + i + 1, name)}: the {what} {state}; {what}s must be finite numbers"
+            )
+        bad |= nonfinite
+        x = np.where(nonfinite, 0.0, x)
+    return x
+
+
+def label_column(arr, name: str, path: str, row0: int, bad: np.ndarray | None) -> np.ndarray:
+    """Raw labels: float64 for numeric columns, str for text columns."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if is_numeric_type(arr.type) or pa.types.is_null(arr.type):
+        return numeric_column(arr, name, path, row0, bad, what="label")
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if arr.null_count:
+        nulls = arr.is_null().to_numpy(zero_copy_only=False)
+        if bad is None:
+            raise InputError(f"{where(path, row0 + _first(nulls) + 1, name)}: the label is empty (missing)")
+        bad |= nulls
+        arr = arr.fill_null("")
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=str)
+
+
+def text_nulls(arr, name: str, path: str, row0: int, bad: np.ndarray | None):
+    """Reject (or mark) nulls of a hashed column; return it with nulls filled."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not arr.null_count:
+        return arr
+    nulls = arr.is_null().to_numpy(zero_copy_only=False)
+    if bad is None:
+        raise InputError(f"{where(path, row0 + _first(nulls) + 1, name)}: the value is empty (missing)")
+    bad |= nulls
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    return arr.fill_null("")
+
+
+@numba.njit(cache=True)
+def _assemble(X, H, indptr, indices, data):
+    """CSR rows: all numeric columns of X, then the row's hashed ids sorted,
+    with ids that collide in one row merged (their 1.0 values summed)."""
+    n, p = X.shape
+    h = H.shape[1]
+    ids = np.empty(h, dtype=np.int64)
+    nnz = 0
+    indptr[0] = 0
+    for i in range(n):
+        for j in range(p):
+            indices[nnz] = j
+            data[nnz] = X[i, j]
+            nnz += 1
+        for k in range(h):
+            ids[k] = H[i, k]
+        ids.sort()
+        k = 0
+        while k < h:
+            v = 1.0
+            while k + 1 < h and ids[k + 1] == ids[k]:
+                v += 1.0
+                k += 1
+            indices[nnz] = ids[k]
+            data[nnz] = v
+            nnz += 1
+            k += 1
+        indptr[i + 1] = nnz
+    return nnz
+
+
+def batch_to_chunk(batch, layout: TableLayout, path: str, row0: int, skip_bad: bool) -> tuple[Chunk, int]:
+    """One Arrow batch (or table) of a table layout as a Chunk.
+
+    Returns the chunk and the number of rows dropped as bad (always 0 unless
+    ``skip_bad``).
+    """
+    n = batch.num_rows
+    bad = np.zeros(n, dtype=bool) if skip_bad else None
+    y = label_column(batch.column(layout.label), layout.label, path, row0, bad)
+    p = len(layout.numeric)
+    X = np.empty((n, p), dtype=VALUE_DTYPE)
+    for j, name in enumerate(layout.numeric):
+        X[:, j] = numeric_column(batch.column(name), name, path, row0, bad)
+    if layout.hashed:
+        H = np.empty((n, len(layout.hashed)), dtype=np.int64)
+        for k, name in enumerate(layout.hashed):
+            col = text_nulls(batch.column(name), name, path, row0, bad)
+            H[:, k] = hashed_ids(col, name, p, layout.n_hash_features)
+        size = n * (p + len(layout.hashed))
+        indptr = np.empty(n + 1, dtype=INDPTR_DTYPE)
+        indices = np.empty(size, dtype=INDEX_DTYPE)
+        data = np.empty(size, dtype=VALUE_DTYPE)
+        nnz = _assemble(X, H, indptr, indices, data)
+        chunk = Chunk(indptr, indices[:nnz], data[:nnz], y, layout.n_features)
+    else:
+        chunk = Chunk.from_dense(X, y)
+    n_bad = 0
+    if bad is not None and bad.any():
+        n_bad = int(bad.sum())
+        chunk = chunk.take(np.flatnonzero(~bad))
+    return chunk, n_bad

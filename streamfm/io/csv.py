@@ -1,0 +1,387 @@
+"""Streaming CSV reader (pyarrow's ``open_csv``), plain or .gz / .bz2 / .xz.
+
+The benchmark files in ``../shared/data`` have no header and the label in the
+last column; files with a header work too.
+
+Header detection (``header="auto"``), per file: the first row is a header when
+some field of it is not a number while the same field of the second row is
+(``x1,x2,label`` over ``0.5,1.2,g``); a file of one row is a header only when
+none of its fields is a number.  A file whose columns are all text cannot be
+told apart: pass ``header=True`` or ``False``.
+
+Column types are decided once, from pyarrow's inference on the first block of
+the first file, and then forced for every block of every file, so a later
+block cannot change a column's type: numeric columns are read as float64,
+text feature columns are hashed (see :mod:`streamfm.io.hashing`), and the
+label keeps its raw type (float64, or str).  Only the empty field is a null;
+"nan", "inf" are read as numbers and then rejected, so the message shows what
+the file says.
+
+Errors name the file, the 1-based data row (the header is not counted) and the
+column.  pyarrow reports a bad field without its row, so on that (rare) path
+the file is re-read with Python's ``csv`` module to find the row.
+"""
+from __future__ import annotations
+
+import csv as _pycsv
+import io
+import re
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from streamfm.errors import InputError
+from streamfm.io._files import compression_of, corrupt_error, format_token, open_binary, rebatch, strip_compression
+from streamfm.io._tables import TableLayout, batch_to_chunk, is_numeric_type, is_text_type
+from streamfm.io.chunk import Chunk
+
+_SNIFF_BYTES = 1 << 16
+_MIN_BLOCK = 1 << 18
+_MAX_BLOCK = 64 << 20
+_NULLS = [""]
+
+
+# ---------------------------------------------------------------------------
+# Sniffing: delimiter, header, column count
+# ---------------------------------------------------------------------------
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_rows(path: str, n: int = 2) -> tuple[list[list[str]], int, str]:
+    """The first ``n`` non-blank rows (as field lists), the bytes per line seen
+    and the delimiter."""
+    with open_binary(path) as f:
+        try:
+            head = f.read(_SNIFF_BYTES)
+        except (EOFError, OSError) as exc:  # a broken .gz fails right here
+            if compression_of(path) is None:
+                raise InputError(f"{path}: cannot read ({exc})") from None
+            raise corrupt_error(path, exc) from None
+    text = head.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    if len(head) == _SNIFF_BYTES and lines and not text.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the last line may be cut
+    lines = [ln for ln in lines if ln.strip()]
+    delim = _delimiter(path, lines[0] if lines else "")
+    rows = list(_pycsv.reader(lines[:n], delimiter=delim))
+    per_line = max(1, len(head) // max(1, len(lines))) if lines else 64
+    return rows, per_line, delim
+
+
+def _delimiter(path: str, first_line: str) -> str:
+    """',' unless the file is .tsv or its first line has tabs and no commas."""
+    if strip_compression(path).lower().endswith(".tsv"):
+        return "\t"
+    if "," not in first_line and "\t" in first_line:
+        return "\t"
+    return ","
+
+
+def detect_header(rows: list[list[str]]) -> bool:
+    """The ``header="auto"`` rule (see the module docstring)."""
+    if not rows:
+        return False
+    first = rows[0]
+    if len(rows) == 1:
+        return not any(_is_number(v) for v in first)
+    second = rows[1]
+    return any(not _is_number(a) and _is_number(b) for a, b in zip(first, second))
+
+
+# ---------------------------------------------------------------------------
+# The reader
+# ---------------------------------------------------------------------------
+
+
+class CsvReader:
+    """Reads the CSV files of one data set in bounded chunks.
+
+    Parameters
+    ----------
+    files : list of str
+        The files; the first one fixes the columns and their types.
+    label_column : str or int or None
+        Name, or position (negative counts from the end); default: the last.
+    feature_columns : list of str or None
+        Feature columns; default all but the label.
+    hash_columns : list of str or None
+        Columns to hash as categoricals.  None: every non-numeric feature
+        column.  A list: exactly these (another non-numeric feature column is
+        then an error).
+    n_hash_features : int
+        Size of the hash space.
+    header : bool or "auto"
+    skip_bad_rows : bool
+        Drop (and count) rows with a wrong field count, a missing, NaN,
+        infinite or unparsable value, instead of raising.
+    chunk_rows : int
+    """
+
+    def __init__(
+        self,
+        files: list[str],
+        *,
+        label_column=None,
+        feature_columns=None,
+        hash_columns=None,
+        n_hash_features: int = 2**20,
+        header="auto",
+        skip_bad_rows: bool = False,
+        chunk_rows: int = 65536,
+    ):
+        if header not in (True, False, "auto"):
+            raise ValueError(f"header must be True, False or 'auto', got {header!r}")
+        self.files = list(files)
+        self.header = header
+        self.skip_bad_rows = bool(skip_bad_rows)
+        self.chunk_rows = int(chunk_rows)
+        self.bad_rows_by_file: dict[str, int] = {}
+        first = self.files[0]
+        rows, per_line, delim = _first_rows(first)
+        if not rows:
+            raise InputError(f"{first}: the CSV file is empty")
+        has_header = detect_header(rows) if header == "auto" else bool(header)
+        self.n_columns = len(rows[0])
+        self.names = [v.strip() for v in rows[0]] if has_header else [f"c{i}" for i in range(self.n_columns)]
+        self.block_size = int(min(max(per_line * self.chunk_rows, _MIN_BLOCK), _MAX_BLOCK))
+        types = self._infer_types(first, has_header, delim)
+        self.layout = self._make_layout(types, label_column, feature_columns, hash_columns, n_hash_features)
+        self.label_numeric = is_numeric_type(types[self.layout.label]) or pa.types.is_null(types[self.layout.label])
+        self.column_types = {self.layout.label: pa.float64() if self.label_numeric else pa.string()}
+        self.column_types.update({c: pa.float64() for c in self.layout.numeric})
+        self.column_types.update({c: pa.string() for c in self.layout.hashed})
+
+    # -- set-up ----------------------------------------------------------------
+
+    def _list_columns(self) -> str:
+        return ", ".join(self.names)
+
+    def _infer_types(self, path: str, has_header: bool, delim: str) -> dict[str, pa.DataType]:
+        """pyarrow's inferred type of every column, from the first block."""
+        # Bad rows are the reading pass's business: ignore them here.
+        reader = self._open(path, has_header, delim, column_types=None, include=None, on_invalid=lambda row: "skip")
+        try:
+            batch = reader.read_next_batch()
+            schema = batch.schema
+        except StopIteration:
+            schema = reader.schema
+        except (pa.ArrowInvalid, OSError, EOFError) as exc:
+            raise self._translate(path, exc, has_header, delim, 0) from None
+        return {f.name: f.type for f in schema}
+
+    def _column(self, spec, what: str) -> str:
+        if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+            k = int(spec)
+            if not -self.n_columns <= k < self.n_columns:
+                raise InputError(
+                    f"{what} {k} is out of range: {self.files[0]} has {self.n_columns} columns "
+                    f"({self._list_columns()})"
+                )
+            return self.names[k]
+        name = str(spec)
+        if name in self.names:
+            return name
+        if re.fullmatch(r"[-+]?\d+", name.strip()):
+            return self._column(int(name), what)
+        raise InputError(f"{what} '{name}' not found in {self.files[0]}; the columns are: {self._list_columns()}")
+
+    def _make_layout(self, types, label_column, feature_columns, hash_columns, n_hash_features) -> TableLayout:
+        label = self._column(-1 if label_column is None else label_column, "label column")
+        if feature_columns is None:
+            features = [c for c in self.names if c != label]
+        else:
+            features = [self._column(c, "feature column") for c in feature_columns]
+            if label in features:
+                raise InputError(f"column '{label}' is both the label and a feature")
+        if hash_columns is None:
+            hashed = [c for c in features if is_text_type(types[c])]
+        else:
+            hashed = [self._column(c, "hash column") for c in hash_columns]
+            missing = [c for c in hashed if c not in features]
+            if missing:
+                raise InputError(f"hash column '{missing[0]}' is not one of the feature columns")
+            text = [c for c in features if c not in hashed and is_text_type(types[c])]
+            if text:
+                raise InputError(
+                    f"{self.files[0]}: feature column '{text[0]}' is not numeric; "
+                    "add it to the hash columns (--hash-columns) to hash its values"
+                )
+        numeric = [c for c in features if c not in hashed]
+        if n_hash_features < 1 or len(numeric) + n_hash_features > np.iinfo(np.int32).max:
+            raise InputError(f"n_hash_features must be between 1 and 2**31 - 1 - (numeric columns), got {n_hash_features}")
+        return TableLayout(label=label, numeric=numeric, hashed=hashed, n_hash_features=int(n_hash_features))
+
+    def _open(self, path: str, has_header: bool, delim: str, *, column_types, include, on_invalid=None):
+        """A pyarrow streaming reader over one file."""
+        kind = compression_of(path)
+        if kind == "xz":
+            source = open_binary(path)  # pyarrow has no xz codec
+        elif kind is not None:
+            source = pa.input_stream(path, compression=kind)
+        else:
+            source = path
+        read_opts = pacsv.ReadOptions(
+            block_size=self.block_size,
+            column_names=self.names,
+            skip_rows=1 if has_header else 0,
+        )
+        parse_opts = pacsv.ParseOptions(delimiter=delim, invalid_row_handler=on_invalid)
+        conv_opts = pacsv.ConvertOptions(
+            column_types=column_types,
+            include_columns=include,
+            null_values=_NULLS,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        )
+        try:
+            return pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
+        except (pa.ArrowInvalid, OSError, EOFError) as exc:
+            raise self._translate(path, exc, has_header, delim, 0) from None
+
+    def _file_format(self, path: str) -> tuple[bool, str]:
+        """(has a header, delimiter) of one file; its width must match the first file's."""
+        rows, _, delim = _first_rows(path)
+        if not rows:
+            return False, delim
+        if len(rows[0]) != self.n_columns:
+            raise InputError(
+                f"{path}: has {len(rows[0])} columns but {self.files[0]} has {self.n_columns}; "
+                "all files of a data set must have the same columns"
+            )
+        return (detect_header(rows) if self.header == "auto" else bool(self.header)), delim
+
+    # -- reading -----------------------------------------------------------------
+
+    def iter_file(self, path: str, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        """Chunks of at most ``chunk_rows`` rows of one file, in file order."""
+        return rebatch(self._pieces(path), int(chunk_rows or self.chunk_rows))
+
+    def _pieces(self, path: str) -> Iterator[Chunk]:
+        has_header, delim = self._file_format(path)
+        skipped: list[str] = []
+
+        def on_invalid(row) -> str:
+            if self.skip_bad_rows:
+                skipped.append(row.text)
+                return "skip"
+            return "error"
+
+        # In skip mode numbers are parsed here, row by row if need be, so that a
+        # bad field drops its row instead of failing the whole block.
+        types = self.column_types
+        if self.skip_bad_rows:
+            types = {c: pa.string() for c in self.layout.columns}
+        self.bad_rows_by_file[path] = 0
+        reader = self._open(path, has_header, delim, column_types=types, include=self.layout.columns, on_invalid=on_invalid)
+        rows_done = 0  # data rows of the file before the current batch
+        n_bad = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError, EOFError) as exc:
+                raise self._translate(path, exc, has_header, delim, rows_done) from None
+            if self.skip_bad_rows:
+                batch = self._parse_numbers(batch)
+            chunk, bad = batch_to_chunk(batch, self.layout, path, rows_done, self.skip_bad_rows)
+            rows_done += batch.num_rows
+            n_bad += bad
+            self.bad_rows_by_file[path] = n_bad + len(skipped)
+            if chunk.n_rows:
+                yield chunk
+        self.bad_rows_by_file[path] = n_bad + len(skipped)
+
+    def _parse_numbers(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Skip mode: strings -> float64 for numeric columns; unparsable -> NaN
+        (which batch_to_chunk then drops as a bad row)."""
+        cols = []
+        for name in batch.schema.names:
+            arr = batch.column(name)
+            if self.column_types[name] == pa.float64():
+                arr = _to_float(arr)
+            cols.append(arr)
+        return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
+
+    # -- errors ------------------------------------------------------------------
+
+    def _translate(self, path: str, exc: BaseException, has_header: bool, delim: str, rows_done: int) -> InputError:
+        """One clear InputError for whatever pyarrow / the decompressor raised."""
+        msg = str(exc)
+        if "conversion error" in msg:
+            m = re.search(r"column #(\d+)", msg)
+            col = int(m.group(1)) if m else None
+            found = self._locate(path, has_header, delim, rows_done, col)
+            if found is not None:
+                row, name, value = found
+                return InputError(
+                    f"{path}: row {row}, column '{name}': cannot parse '{format_token(value)}' as a number"
+                )
+            return InputError(f"{path}: {msg}")
+        if "parse error" in msg or "Expected" in msg and "columns" in msg:
+            found = self._locate(path, has_header, delim, rows_done, None)
+            if found is not None:
+                row, n_fields, text = found
+                return InputError(
+                    f"{path}: row {row}: expected {self.n_columns} fields, got {n_fields} ('{format_token(text)}')"
+                )
+            return InputError(f"{path}: {msg}")
+        if compression_of(path) is not None:
+            return corrupt_error(path, exc)
+        return InputError(f"{path}: cannot read as CSV ({msg})")
+
+    def _locate(self, path: str, has_header: bool, delim: str, rows_done: int, col: int | None):
+        """Slow path: find the first bad row after the first ``rows_done`` data rows.
+
+        With ``col``, a field of that column that is not a number; without, a
+        row with the wrong number of fields.  Returns (row, column name or
+        field count, offending text), or None.
+        """
+        try:
+            with open_binary(path) as f:
+                text = io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline="")
+                header_pending = has_header
+                row = 0
+                for fields in _pycsv.reader(text, delimiter=delim):
+                    if not any(v.strip() for v in fields):
+                        continue  # pyarrow skips blank lines too
+                    if header_pending:
+                        header_pending = False
+                        continue
+                    row += 1
+                    if row <= rows_done:
+                        continue
+                    if col is None:
+                        if len(fields) != self.n_columns:
+                            return row, len(fields), delim.join(fields)
+                    elif col < len(fields) and fields[col].strip() and not _is_number(fields[col]):
+                        return row, self.names[col], fields[col]
+        except (OSError, EOFError, UnicodeError, _pycsv.Error):
+            return None
+        return None
+
+
+def _to_float(arr: pa.Array) -> pa.Array:
+    """Strings -> float64; empty stays null, unparsable becomes NaN."""
+    try:
+        return arr.cast(pa.float64())
+    except pa.ArrowInvalid:
+        out = []
+        for v in arr.to_pylist():
+            if v is None:
+                out.append(None)
+                continue
+            try:
+                out.append(float(v))
+            except ValueError:
+                out.append(float("nan"))
+        return pa.array(out, type=pa.float64())

@@ -1,0 +1,316 @@
+"""Streaming Parquet reader: ``ParquetFile.iter_batches`` over one file at a time.
+
+Three layouts, decided from the first file's schema:
+
+- wide: a label column and numeric feature columns (every row has every
+  column, so the data set is dense);
+- sparse: a label column and two list columns, feature indices (0-based
+  integers) and their values -- what ``streamfm convert`` writes for libsvm;
+- categorical: string (or dictionary) feature columns of a wide table, hashed
+  into ``n_hash_features`` extra features (see :mod:`streamfm.io.hashing`).
+
+Every other file of the data set must have the columns the layout reads.
+Null, NaN or infinite values are errors naming the file, the 1-based row of
+the file and the column (or, with ``skip_bad_rows``, dropped rows).
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numba
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from streamfm.errors import InputError
+from streamfm.io._tables import (
+    TableLayout,
+    batch_to_chunk,
+    is_numeric_type,
+    is_text_type,
+    label_column,
+    where,
+)
+from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+
+DEFAULT_LABEL = "label"
+DEFAULT_INDICES = "indices"
+DEFAULT_VALUES = "values"
+_MAX_INDEX = np.iinfo(np.int32).max
+
+
+def open_parquet(path: str) -> pq.ParquetFile:
+    """``pq.ParquetFile(path)``, or one InputError if it is not readable."""
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise not_readable(path, exc) from None
+
+
+def not_readable(path: str, exc: BaseException) -> InputError:
+    return InputError(f"{path}: not a readable Parquet file ({exc})")
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+@numba.njit(cache=True)
+def _sort_rows(indptr, indices, data, dup):
+    """Sort each row by index (in place); dup[i] = True where row i repeats an index."""
+    for i in range(indptr.shape[0] - 1):
+        a, b = indptr[i], indptr[i + 1]
+        ordered = True
+        for k in range(a + 1, b):
+            if indices[k] <= indices[k - 1]:
+                ordered = False
+                break
+        if ordered:
+            continue
+        order = np.argsort(indices[a:b], kind="mergesort")
+        idx = indices[a:b].copy()
+        val = data[a:b].copy()
+        for k in range(b - a):
+            indices[a + k] = idx[order[k]]
+            data[a + k] = val[order[k]]
+        for k in range(a + 1, b):
+            if indices[k] == indices[k - 1]:
+                dup[i] = True
+                break
+
+
+class ParquetReader:
+    """Reads the Parquet files of one data set in bounded chunks.
+
+    Parameters
+    ----------
+    files : list of str
+    label_column : str or int or None
+        Default: "label".
+    feature_columns : list of str or None
+        Wide layout: the feature columns (default: all but the label).
+    indices_column, values_column : str or None
+        Sparse layout: the list columns (default "indices" and "values" when
+        both exist as list columns).
+    hash_columns : list of str or None
+        Columns to hash.  None: every string/dictionary feature column.
+    n_hash_features : int
+    skip_bad_rows : bool
+    chunk_rows : int
+
+    Attributes
+    ----------
+    sparse : bool
+        The sparse (indices/values) layout.
+    layout : TableLayout or None
+        The wide layout's columns (None for sparse).
+    """
+
+    def __init__(
+        self,
+        files: list[str],
+        *,
+        label_column=None,
+        feature_columns=None,
+        indices_column=None,
+        values_column=None,
+        hash_columns=None,
+        n_hash_features: int = 2**20,
+        skip_bad_rows: bool = False,
+        chunk_rows: int = 65536,
+    ):
+        self.files = list(files)
+        self.skip_bad_rows = bool(skip_bad_rows)
+        self.chunk_rows = int(chunk_rows)
+        self.bad_rows_by_file: dict[str, int] = {}
+        self.max_index = -1
+        first = self.files[0]
+        schema = open_parquet(first).schema_arrow
+        self.names = list(schema.names)
+        self.types = {f.name: f.type for f in schema}
+        self.first_metadata = dict(schema.metadata or {})
+        self.label = self._column(DEFAULT_LABEL if label_column is None else label_column, "label column",
+                                  hint=label_column is None)
+        self.sparse = indices_column is not None or values_column is not None or (
+            DEFAULT_INDICES in self.types
+            and DEFAULT_VALUES in self.types
+            and _is_list(self.types[DEFAULT_INDICES])
+            and _is_list(self.types[DEFAULT_VALUES])
+            and feature_columns is None
+        )
+        self.layout: TableLayout | None = None
+        if self.sparse:
+            if feature_columns is not None or hash_columns:
+                raise InputError(
+                    f"{first}: the sparse layout (index and value list columns) cannot be combined with "
+                    "feature or hash columns"
+                )
+            self.indices_col = self._column(indices_column or DEFAULT_INDICES, "indices column")
+            self.values_col = self._column(values_column or DEFAULT_VALUES, "values column")
+            for c in (self.indices_col, self.values_col):
+                if not _is_list(self.types[c]):
+                    raise InputError(f"{first}: column '{c}' must be a list column, it is {self.types[c]}")
+            if not pa.types.is_integer(self.types[self.indices_col].value_type):
+                raise InputError(f"{first}: column '{self.indices_col}' must hold integers")
+            self.columns = [self.label, self.indices_col, self.values_col]
+        else:
+            self.layout = self._make_layout(feature_columns, hash_columns, n_hash_features)
+            self.columns = self.layout.columns
+
+    # -- set-up ----------------------------------------------------------------
+
+    def _column(self, spec, what: str, hint: bool = False) -> str:
+        if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+            k = int(spec)
+            if not -len(self.names) <= k < len(self.names):
+                raise InputError(f"{what} {k} is out of range; the columns are: {', '.join(self.names)}")
+            return self.names[k]
+        if spec in self.names:
+            return spec
+        advice = " (pass --label-column)" if hint else ""
+        raise InputError(
+            f"{what} '{spec}' not found in {self.files[0]}{advice}; the columns are: {', '.join(self.names)}"
+        )
+
+    def _make_layout(self, feature_columns, hash_columns, n_hash_features) -> TableLayout:
+        if feature_columns is None:
+            features = [c for c in self.names if c != self.label]
+        else:
+            features = [self._column(c, "feature column") for c in feature_columns]
+        if hash_columns is None:
+            hashed = [c for c in features if is_text_type(self.types[c])]
+        else:
+            hashed = [self._column(c, "hash column") for c in hash_columns]
+            features += [c for c in hashed if c not in features]
+        numeric = [c for c in features if c not in hashed]
+        for c in numeric:
+            if not is_numeric_type(self.types[c]):
+                advice = "; add it to the hash columns to hash it" if is_text_type(self.types[c]) else ""
+                raise InputError(
+                    f"{self.files[0]}: feature column '{c}' has type {self.types[c]}, not a number{advice}"
+                )
+        if n_hash_features < 1 or len(numeric) + n_hash_features > _MAX_INDEX:
+            raise InputError(f"n_hash_features must be between 1 and 2**31 - 1 - (numeric columns), got {n_hash_features}")
+        return TableLayout(self.label, numeric, hashed, int(n_hash_features))
+
+    @property
+    def n_features_hint(self) -> int | None:
+        """Declared width (wide layout), or the width stored by ``convert``, else None."""
+        if self.layout is not None:
+            return self.layout.n_features
+        value = self.first_metadata.get(b"streamfm.n_features")
+        return int(value) if value is not None else None
+
+    # -- reading -----------------------------------------------------------------
+
+    def iter_file(self, path: str, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        """Chunks of at most ``chunk_rows`` rows of one file, in file order."""
+        chunk_rows = int(chunk_rows or self.chunk_rows)
+        pf = open_parquet(path)
+        names = pf.schema_arrow.names
+        missing = [c for c in self.columns if c not in names]
+        if missing:
+            raise InputError(
+                f"{path}: column '{missing[0]}' not found (the data set's first file has it); "
+                f"the columns are: {', '.join(names)}"
+            )
+        self.bad_rows_by_file[path] = 0
+        rows_done = 0
+        batches = pf.iter_batches(batch_size=chunk_rows, columns=self.columns, use_threads=True)
+        try:
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except (pa.ArrowException, OSError, ValueError) as exc:
+                    raise not_readable(path, exc) from None
+                if self.sparse:
+                    chunk, bad = self._sparse_chunk(batch, path, rows_done)
+                else:
+                    chunk, bad = batch_to_chunk(batch, self.layout, path, rows_done, self.skip_bad_rows)
+                rows_done += batch.num_rows
+                self.bad_rows_by_file[path] += bad
+                if chunk.n_rows:
+                    yield chunk
+        finally:
+            pf.close()
+
+    def _sparse_chunk(self, batch, path: str, row0: int) -> tuple[Chunk, int]:
+        n = batch.num_rows
+        bad = np.zeros(n, dtype=bool) if self.skip_bad_rows else None
+        y = label_column(batch.column(self.label), self.label, path, row0, bad)
+        ind_off, ind = self._list_parts(batch.column(self.indices_col), self.indices_col, path, row0, bad)
+        val_off, val = self._list_parts(batch.column(self.values_col), self.values_col, path, row0, bad)
+        mismatch = np.diff(ind_off) != np.diff(val_off)
+        if mismatch.any():
+            self._bad_rows(mismatch, bad, path, row0, self.values_col,
+                           f"'{self.indices_col}' and '{self.values_col}' have different lengths")
+            # Rows that cannot be paired up are dropped whole.
+            keep = np.flatnonzero(~mismatch)
+            return self._rebuild_without(batch, keep, path, row0, int(mismatch.sum()))
+        indptr = ind_off.astype(INDPTR_DTYPE)
+        rows_of = np.repeat(np.arange(n), np.diff(indptr))
+        ind = np.asarray(ind, dtype=np.int64)
+        data = np.array(val, dtype=VALUE_DTYPE)  # a writable copy: rows get sorted in place
+        out_of_range = (ind < 0) | (ind > _MAX_INDEX)
+        if out_of_range.any():
+            rows = np.zeros(n, dtype=bool)
+            rows[rows_of[out_of_range]] = True
+            k = int(np.flatnonzero(out_of_range)[0])
+            self._bad_rows(rows, bad, path, row0, self.indices_col,
+                           f"feature index {int(ind[k])} is out of range (0 .. {_MAX_INDEX})")
+            ind = np.where(out_of_range, 0, ind)
+        nonfinite = ~np.isfinite(data)
+        if nonfinite.any():
+            rows = np.zeros(n, dtype=bool)
+            rows[rows_of[nonfinite]] = True
+            k = int(np.flatnonzero(nonfinite)[0])
+            self._bad_rows(rows, bad, path, row0, self.values_col,
+                           f"the value {data[k]} is not finite; feature values must be finite numbers")
+        indices = ind.astype(INDEX_DTYPE)
+        dup = np.zeros(n, dtype=bool)
+        _sort_rows(indptr, indices, data, dup)
+        if dup.any():
+            self._bad_rows(dup, bad, path, row0, self.indices_col, "a feature index appears twice in the row")
+        if len(indices):
+            self.max_index = max(self.max_index, int(indices.max()))
+        p = max(self.max_index + 1, self.n_features_hint or 0)
+        chunk = Chunk(indptr, indices, data, y, p)
+        n_bad = 0
+        if bad is not None and bad.any():
+            n_bad = int(bad.sum())
+            chunk = chunk.take(np.flatnonzero(~bad))
+        return chunk, n_bad
+
+    def _rebuild_without(self, batch, keep, path, row0, n_dropped) -> tuple[Chunk, int]:
+        # Only reached in skip mode (otherwise _bad_rows raised).
+        chunk, n_bad = self._sparse_chunk(batch.take(pa.array(keep)), path, row0)
+        return chunk, n_bad + n_dropped
+
+    def _list_parts(self, arr, name: str, path: str, row0: int, bad):
+        """Row offsets (from 0) and flat child values of a list column."""
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if arr.null_count:
+            nulls = arr.is_null().to_numpy(zero_copy_only=False)
+            self._bad_rows(nulls, bad, path, row0, name, "the list is missing (null)")
+            arr = arr.fill_null(pa.scalar([], type=arr.type))
+        offsets = np.asarray(arr.offsets, dtype=np.int64)
+        child = arr.flatten()
+        offsets = offsets - offsets[0]
+        if child.null_count:
+            rows = np.zeros(len(arr), dtype=bool)
+            nulls = np.flatnonzero(child.is_null().to_numpy(zero_copy_only=False))
+            rows[np.searchsorted(offsets, nulls, side="right") - 1] = True
+            self._bad_rows(rows, bad, path, row0, name, "a list entry is missing (null)")
+            child = child.fill_null(0)
+        return offsets, child.to_numpy(zero_copy_only=False)
+
+    @staticmethod
+    def _bad_rows(rows: np.ndarray, bad, path: str, row0: int, column: str, why: str) -> None:
+        """Raise for the first of ``rows``, or (skip mode) mark them all bad."""
+        if bad is None:
+            i = int(np.flatnonzero(rows)[0])
+            raise InputError(f"{where(path, row0 + i + 1, column)}: {why}")
+        bad |= rows

@@ -1,0 +1,303 @@
+"""One data set from files, globs and directories: :func:`open_source`.
+
+A :class:`DataSource` knows its files and format and yields bounded
+:class:`~streamfm.io.chunk.Chunk` batches; nothing downstream knows which
+format a row came from.  It holds no data: every pass re-reads the files, so
+memory stays O(chunk) whatever the data set's size.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from typing import Iterable, Iterator, Sequence
+
+from streamfm.errors import InputError
+from streamfm.io._files import file_size, strip_compression
+from streamfm.io.chunk import Chunk
+
+FORMATS = ("libsvm", "csv", "parquet")
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".tsv")
+LIBSVM_SUFFIXES = (".svm", ".libsvm", ".svmlight", ".txt", ".t")
+#: Files a directory is searched for (compressed text formats included).
+DATA_SUFFIXES = PARQUET_SUFFIXES + tuple(
+    s + c for s in CSV_SUFFIXES + LIBSVM_SUFFIXES for c in ("", ".gz", ".bz2", ".xz")
+)
+_GLOB_CHARS = "*?["
+
+
+def format_of(path: str) -> str:
+    """'parquet', 'csv' or 'libsvm' from a file name (libsvm for anything unknown)."""
+    name = path.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if strip_compression(name).endswith(CSV_SUFFIXES):
+        return "csv"
+    return "libsvm"
+
+
+def is_model_dir(path: str) -> bool:
+    """A model directory (reserved for the model store) holds a manifest.json."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "manifest.json"))
+
+
+def resolve_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """Files named by ``paths``: files, globs and directories, resolved to
+    absolute paths, sorted, without duplicates.
+
+    Raises
+    ------
+    InputError
+        A path that does not exist, a glob that matches no file, a directory
+        with no data files.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise InputError("no input files given")
+    found: set[str] = set()
+    for entry in paths:
+        expanded = os.path.expanduser(entry)
+        if any(ch in expanded for ch in _GLOB_CHARS) and not os.path.exists(expanded):
+            matches = [m for m in glob.glob(expanded, recursive=True) if os.path.isfile(m)]
+            if not matches:
+                raise InputError(f"no file matches {entry!r}")
+            found.update(matches)
+        elif os.path.isdir(expanded):
+            found.update(_dir_files(entry, expanded))
+        elif os.path.isfile(expanded):
+            found.add(expanded)
+        elif os.path.exists(expanded):
+            raise InputError(f"{entry}: not a regular file or directory")
+        else:
+            raise InputError(f"{entry}: no such file or directory")
+    return sorted(os.path.abspath(f) for f in found)
+
+
+def _dir_files(entry: str, path: str) -> list[str]:
+    if is_model_dir(path):
+        raise InputError(f"{entry} is a model directory, not data")
+    files = [
+        os.path.join(path, name)
+        for name in os.listdir(path)
+        if not name.startswith((".", "_"))  # hidden files, _SUCCESS, _metadata
+        and name.lower().endswith(DATA_SUFFIXES)
+        and os.path.isfile(os.path.join(path, name))
+    ]
+    if not files:
+        raise InputError(
+            f"{entry}: no data files in this directory (looked for {', '.join(_shown_suffixes())})"
+        )
+    return files
+
+
+def _shown_suffixes() -> list[str]:
+    return list(PARQUET_SUFFIXES + CSV_SUFFIXES + LIBSVM_SUFFIXES) + ["(.gz, .bz2, .xz)"]
+
+
+class DataSource:
+    """One data set: files of one format, read in chunks.
+
+    Use :func:`open_source` to make one.
+
+    Attributes
+    ----------
+    files : list of str
+        Absolute paths, sorted, without duplicates.
+    format : {'libsvm', 'csv', 'parquet'}
+    dense : bool
+        Every row has every column (a wide CSV or Parquet table without hashed
+        columns), so centring the features keeps the data dense.
+    n_features_hint : int or None
+        Declared width of a table (numeric columns, plus the hash space when
+        columns are hashed), else None (libsvm: the largest index seen + 1
+        is only known after reading).
+    feature_names : list of str or None
+        Names of a table's numeric feature columns (features 0..len-1).
+    chunk_rows : int
+        Default rows per chunk.
+    """
+
+    def __init__(self, files: list[str], format: str, reader, chunk_rows: int):
+        self.files = files
+        self.format = format
+        self.chunk_rows = chunk_rows
+        self._reader = reader
+
+    # -- what the readers know --------------------------------------------------
+
+    @property
+    def dense(self) -> bool:
+        layout = getattr(self._reader, "layout", None)
+        return layout is not None and layout.dense
+
+    @property
+    def n_features_hint(self) -> int | None:
+        if self.format == "libsvm":
+            return None
+        if self.format == "parquet":
+            return self._reader.n_features_hint
+        return self._reader.layout.n_features
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        layout = getattr(self._reader, "layout", None)
+        return None if layout is None else list(layout.numeric)
+
+    @property
+    def label_column(self) -> str | None:
+        """The label column of a table (None for libsvm)."""
+        layout = getattr(self._reader, "layout", None)
+        if layout is not None:
+            return layout.label
+        return getattr(self._reader, "label", None)
+
+    @property
+    def hashed_columns(self) -> list[str]:
+        """Table columns hashed as categoricals."""
+        layout = getattr(self._reader, "layout", None)
+        return [] if layout is None else list(layout.hashed)
+
+    @property
+    def zero_based(self) -> bool | None:
+        """libsvm: whether indices start at 0 (resolved on first read); else None."""
+        return self._reader.zero_based if self.format == "libsvm" else None
+
+    @property
+    def bad_rows(self) -> int:
+        """Rows skipped (``skip_bad_rows=True``) in the latest read of each file."""
+        return sum(self._reader.bad_rows_by_file.values())
+
+    @property
+    def n_bytes(self) -> int:
+        """Total size of the files on disk."""
+        return sum(file_size(f) for f in self.files)
+
+    # -- reading -------------------------------------------------------------------
+
+    def iter_file(self, path: str, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        """Chunks of one file, in file order, each at most ``chunk_rows`` rows."""
+        return self._reader.iter_file(os.fspath(path), _check_chunk_rows(chunk_rows or self.chunk_rows))
+
+    def iter_chunks(self, files: Iterable[str] | None = None, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        """Chunks of every file, in ``files`` order (default: ``self.files``).
+
+        ``files`` lets a caller (the shuffler) choose the shard order; a chunk
+        never spans two files.
+        """
+        for path in self.files if files is None else files:
+            yield from self.iter_file(path, chunk_rows)
+
+    def __repr__(self) -> str:
+        return f"DataSource(format={self.format!r}, files={len(self.files)}, dense={self.dense})"
+
+
+def _check_chunk_rows(chunk_rows) -> int:
+    n = int(chunk_rows)
+    if n < 1:
+        raise InputError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    return n
+
+
+def open_source(
+    paths,
+    *,
+    format: str | None = None,
+    label_column=None,
+    feature_columns=None,
+    indices_column=None,
+    values_column=None,
+    hash_columns=None,
+    n_hash_features: int = 2**20,
+    zero_based="auto",
+    header="auto",
+    skip_bad_rows: bool = False,
+    chunk_rows: int = 65536,
+) -> DataSource:
+    """Open files, globs or directories as one data set.
+
+    Parameters
+    ----------
+    paths : str or path or list of them
+        Each entry is a file, a glob (``data/part-*.parquet``) or a directory
+        (every file with a known data suffix in it, hidden and ``_``-prefixed
+        files excepted).
+    format : {'libsvm', 'csv', 'parquet'} or None
+        None: from the file suffixes (.parquet/.pq; .csv/.tsv; anything else
+        libsvm; .gz/.bz2/.xz allowed for text).  All files must agree.
+    label_column : str or int or None
+        Tables: the label column, by name or position (negative from the end).
+        Default: the last column for CSV, "label" for Parquet.
+    feature_columns : list of str or None
+        Tables: the feature columns (default: all but the label).
+    indices_column, values_column : str or None
+        Parquet sparse layout: the list columns (default "indices", "values").
+    hash_columns : list of str or None
+        Tables: columns hashed as categoricals (default: every text column).
+    n_hash_features : int, default 2**20
+        Size of the hash space of categorical columns.
+    zero_based : bool or "auto", default "auto"
+        libsvm: whether feature indices start at 0.
+    header : bool or "auto", default "auto"
+        CSV: whether files start with a header row.
+    skip_bad_rows : bool, default False
+        Skip (and count in ``bad_rows``) malformed rows instead of raising.
+    chunk_rows : int, default 65536
+        Rows per chunk at most.
+
+    Returns
+    -------
+    DataSource
+
+    Raises
+    ------
+    InputError
+        Missing paths, empty globs or directories, mixed formats, a missing
+        label column, and whatever the first file's header reveals.
+
+    Examples
+    --------
+    >>> src = open_source("../shared/data/banana/banana.csv")   # doctest: +SKIP
+    >>> src.format, src.dense, src.n_features_hint
+    ('csv', True, 2)
+    """
+    from streamfm.io.csv import CsvReader
+    from streamfm.io.libsvm import LibsvmReader
+    from streamfm.io.parquet import ParquetReader
+
+    files = resolve_paths(paths)
+    chunk_rows = _check_chunk_rows(chunk_rows)
+    if format is None:
+        kinds = {format_of(f) for f in files}
+        if len(kinds) > 1:
+            raise InputError(
+                f"the inputs mix formats ({', '.join(sorted(kinds))}); give files of one format, "
+                "or pass --format"
+            )
+        format = kinds.pop()
+    elif format not in FORMATS:
+        raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+
+    if format == "libsvm":
+        table_opts = dict(
+            label_column=label_column, feature_columns=feature_columns, hash_columns=hash_columns,
+            indices_column=indices_column, values_column=values_column,
+        )
+        given = [k for k, v in table_opts.items() if v is not None]
+        if given:
+            raise InputError(f"{given[0].replace('_', '-')} applies to CSV and Parquet tables, not to libsvm files")
+        reader = LibsvmReader(files, zero_based=zero_based, skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows)
+    elif format == "csv":
+        reader = CsvReader(
+            files, label_column=label_column, feature_columns=feature_columns, hash_columns=hash_columns,
+            n_hash_features=n_hash_features, header=header, skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows,
+        )
+    else:
+        reader = ParquetReader(
+            files, label_column=label_column, feature_columns=feature_columns, indices_column=indices_column,
+            values_column=values_column, hash_columns=hash_columns, n_hash_features=n_hash_features,
+            skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows,
+        )
+    return DataSource(files, format, reader, chunk_rows)
