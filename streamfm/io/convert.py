@@ -1,0 +1,218 @@
+"""libsvm / CSV -> Parquet shards, streamed: :func:`convert`.
+
+Dense inputs (a wide CSV) become wide tables: ``label`` plus float64 columns
+``f0 .. f{p-1}``.  Sparse inputs (libsvm, or a CSV with hashed columns) become
+the sparse layout: ``label`` (float64, or string for text labels),
+``indices`` (list<int32>, 0-based) and ``values`` (list<float64>).  Either
+reads back through :func:`~streamfm.io.sources.open_source` as the same rows.
+
+The shards are written into a temporary directory beside ``out_dir`` and
+renamed into place only when every shard is complete, so a failure (a bad
+line, a full disk, Ctrl-C) leaves nothing half-written behind.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from streamfm.errors import InputError
+from streamfm.io._files import slice_chunk
+from streamfm.io.chunk import Chunk
+from streamfm.io.sources import DataSource, open_source
+
+SHARD_NAME = "part-{:05d}.parquet"
+
+
+def _label_array(y: np.ndarray) -> pa.Array:
+    if y.dtype.kind in "US":
+        return pa.array(y.astype(str), type=pa.string())
+    return pa.array(np.asarray(y, dtype=np.float64), type=pa.float64())
+
+
+def _schema(source: DataSource, wide: bool, p: int, text_labels: bool) -> pa.Schema:
+    label = pa.field("label", pa.string() if text_labels else pa.float64(), nullable=False)
+    if wide:
+        fields = [label] + [pa.field(f"f{j}", pa.float64(), nullable=False) for j in range(p)]
+    else:
+        fields = [
+            label,
+            pa.field("indices", pa.list_(pa.int32()), nullable=False),
+            pa.field("values", pa.list_(pa.float64()), nullable=False),
+        ]
+    meta = {"streamfm.source_format": source.format}
+    if not wide and source.n_features_hint:
+        meta["streamfm.n_features"] = str(source.n_features_hint)  # read back as the declared width
+    if source.feature_names and wide:
+        meta["streamfm.feature_names"] = ",".join(source.feature_names)
+    return pa.schema(fields, metadata=meta)
+
+
+def chunk_to_table(chunk: Chunk, schema: pa.Schema, wide: bool) -> pa.Table:
+    """One chunk as a table of the given (wide or sparse) schema."""
+    label = _label_array(chunk.y)
+    if label.type != schema.field("label").type:
+        raise InputError(
+            f"the labels change type within the data (the first rows have {schema.field('label').type} "
+            f"labels, later ones {label.type})"
+        )
+    if wide:
+        p = len(schema) - 1
+        X = chunk.to_dense(p)
+        cols = [label] + [pa.array(X[:, j]) for j in range(p)]
+    else:
+        offsets = pa.array(chunk.indptr.astype(np.int32) if chunk.nnz < 2**31 else chunk.indptr)
+        list_type = pa.ListArray if chunk.nnz < 2**31 else pa.LargeListArray
+        cols = [
+            label,
+            list_type.from_arrays(offsets, pa.array(chunk.indices, type=pa.int32())),
+            list_type.from_arrays(offsets, pa.array(chunk.data, type=pa.float64())),
+        ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _temp_dir_beside(out_dir: str) -> str:
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.tmp-", dir=parent)
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_out_dir(out_dir: str, overwrite: bool) -> None:
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InputError(f"{out_dir}: exists and is not a directory")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise InputError(f"{out_dir}: the output directory exists and is not empty (pass --overwrite to replace it)")
+
+
+def _publish(tmp: str, out_dir: str) -> None:
+    """Move the finished temporary directory to ``out_dir`` (replacing it)."""
+    old = None
+    if os.path.isdir(out_dir):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.old-",
+                               dir=os.path.dirname(os.path.abspath(out_dir)))
+        os.rmdir(old)
+        os.rename(out_dir, old)
+    os.rename(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def convert(
+    inputs,
+    out_dir: str,
+    *,
+    rows_per_shard: int = 1_000_000,
+    format: str | None = None,
+    label_column=None,
+    zero_based="auto",
+    compression: str = "zstd",
+    progress: bool = True,
+    skip_bad_rows: bool = False,
+    overwrite: bool = False,
+    chunk_rows: int = 65536,
+    **source_options,
+) -> list[str]:
+    """Convert libsvm or CSV files to Parquet shards ``part-00000.parquet``, ...
+
+    Parameters
+    ----------
+    inputs : str or list or DataSource
+        Files, globs or directories (see :func:`open_source`), or an open
+        source.
+    out_dir : str
+        Output directory; created, or replaced with ``overwrite=True``.
+    rows_per_shard : int, default 1_000_000
+        Rows per shard (the last one may hold fewer).
+    format, label_column, zero_based, skip_bad_rows, chunk_rows, **source_options
+        Passed to :func:`open_source`.
+    compression : str, default "zstd"
+        Parquet compression codec ("zstd", "snappy", "gzip", "none", ...).
+    progress : bool, default True
+        Show a tqdm bar (rows, rows/s) on stderr.
+    overwrite : bool, default False
+        Replace a non-empty ``out_dir``.
+
+    Returns
+    -------
+    list of str
+        Paths of the shards written, in order.
+
+    Raises
+    ------
+    InputError
+        Bad input (nothing is written then), or ``out_dir`` not empty.
+    """
+    from tqdm.auto import tqdm
+
+    if int(rows_per_shard) < 1:
+        raise InputError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
+    rows_per_shard = int(rows_per_shard)
+    if isinstance(inputs, DataSource):
+        source = inputs
+    else:
+        source = open_source(
+            inputs, format=format, label_column=label_column, zero_based=zero_based,
+            skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows, **source_options,
+        )
+    out_dir = os.fspath(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    wide = source.dense
+    tmp = _temp_dir_beside(out_dir)
+    names: list[str] = []
+    writer = None
+    try:
+        schema = None
+        in_shard = 0
+        bar = tqdm(desc="convert", unit="rows", unit_scale=True, disable=not progress, leave=False)
+        with bar:
+            for chunk in source.iter_chunks(chunk_rows=min(chunk_rows, rows_per_shard)):
+                if schema is None:
+                    p = source.n_features_hint or chunk.n_features
+                    schema = _schema(source, wide, p, chunk.y.dtype.kind in "US")
+                start = 0
+                while start < chunk.n_rows:
+                    if writer is None:
+                        names.append(SHARD_NAME.format(len(names)))
+                        writer = pq.ParquetWriter(os.path.join(tmp, names[-1]), schema, compression=compression)
+                        in_shard = 0
+                    take = min(rows_per_shard - in_shard, chunk.n_rows - start)
+                    part = chunk if take == chunk.n_rows else slice_chunk(chunk, start, start + take)
+                    writer.write_table(chunk_to_table(part, schema, wide))
+                    in_shard += take
+                    start += take
+                    bar.update(take)
+                    if in_shard == rows_per_shard:
+                        writer.close()
+                        writer = None
+        if schema is None:  # no rows at all: one empty, readable shard
+            schema = _schema(source, wide, source.n_features_hint or 0, False)
+            names.append(SHARD_NAME.format(0))
+            pq.write_table(schema.empty_table(), os.path.join(tmp, names[0]), compression=compression)
+        if writer is not None:
+            writer.close()
+            writer = None
+        for name in names:
+            _fsync(os.path.join(tmp, name))
+        _publish(tmp, out_dir)
+    except BaseException:
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # already failing; the directory goes anyway
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [os.path.join(out_dir, name) for name in names]
+
