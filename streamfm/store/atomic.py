@@ -1,0 +1,207 @@
+"""Crash-safe file writes: write elsewhere, fsync, rename, fsync the directory.
+
+A reader (or a restarted process) sees either the old file or the complete
+new one, never a half-written file, whatever instant the writer dies at:
+
+1. the data go to a temporary file in the *same* directory (``os.replace``
+   is atomic only within one file system);
+2. the temporary file is fsynced, so its data are on disk before its name is;
+3. ``os.replace`` swaps the name in atomically;
+4. the directory is fsynced, so the rename itself survives a power loss.
+
+Temporary names are hidden (``.preds.tmp-<pid>-<hex>.parquet``): a data set
+read as "every file in this directory" skips hidden files, so a leftover of
+a crash is never mistaken for data.  They keep the target's suffix, for
+writers that pick a format from it.  Each temporary name is unique, so two
+writers of the same path cannot write into one temporary file; the last
+``os.replace`` wins.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import secrets
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = [
+    "atomic_output",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "dumps_json",
+    "fsync_dir",
+    "fsync_path",
+]
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a directory's entries (creations, renames, deletions) to disk.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file that was written (and closed) by someone else to disk.
+
+    Used when a third-party writer (pyarrow, np.save to a path) closed the
+    file without fsyncing it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _json_default(obj: Any) -> Any:
+    # Manifests and metrics are built from numpy results: accept numpy
+    # scalars and small arrays rather than making every caller convert.
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot write a {type(obj).__name__} as JSON: {obj!r}")
+
+
+def dumps_json(obj: Any, *, indent: int | None = 2) -> str:
+    """Serialise ``obj`` to JSON, accepting numpy scalars and arrays.
+
+    Parameters
+    ----------
+    obj : object
+        Dicts, lists, strings, numbers, booleans, None, numpy scalars and
+        arrays, paths.
+    indent : int or None, default 2
+        Passed to :func:`json.dumps`; None gives one line.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` holds something JSON cannot represent.
+
+    Examples
+    --------
+    >>> dumps_json({"step": np.int64(3), "loss": np.float32(0.5)}, indent=None)
+    '{"step": 3, "loss": 0.5}'
+    """
+    # NaN is allowed (Python's json reads it back): a diverged run's last
+    # loss must not make its checkpoint or metrics impossible to write.
+    return json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=False)
+
+
+def _temporary_name(target: pathlib.Path) -> pathlib.Path:
+    # ".stem.tmp-<pid>-<hex>.suffix": hidden, unique, same directory, keeps
+    # the suffix.  ".preds.csv.gz" -> stem "preds.csv", suffix ".gz".
+    token = f"tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    return target.with_name(f".{target.stem}.{token}{target.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """Write a file under a temporary name; commit it atomically on success.
+
+    The caller writes the file at the yielded path by any means (a
+    ``ParquetWriter``, ``open``, ``np.save``) and closes it inside the
+    ``with`` block.  On a normal exit the file is fsynced and renamed over
+    ``path`` and the directory is fsynced.  On an exception the temporary
+    file is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file.  Its directory must exist.
+
+    Yields
+    ------
+    pathlib.Path
+        Where to write.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_output(d / "preds.csv") as tmp:
+    ...     _ = tmp.write_text("0.25\\n")
+    >>> (d / "preds.csv").read_text()
+    '0.25\\n'
+    """
+    target = pathlib.Path(path)
+    tmp = _temporary_name(target)
+    try:
+        yield tmp
+        fsync_path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        # KeyboardInterrupt too: nothing half-written is left behind.
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file.  Its directory must exist.
+    data : bytes-like
+        The whole new content.
+    """
+    with atomic_output(path) as tmp:
+        # O_EXCL: the unique temporary name must not exist yet.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> None:
+    """Replace ``path`` with ``obj`` as JSON, atomically and durably.
+
+    ``obj`` is serialised before anything is written, so an object JSON
+    cannot represent raises :class:`TypeError` and leaves ``path`` untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file.  Its directory must exist.
+    obj : object
+        See :func:`dumps_json`.
+    indent : int or None, default 2
+        Passed to :func:`json.dumps`.
+    """
+    text = dumps_json(obj, indent=indent) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
