@@ -73,6 +73,16 @@ def read_block(f: BinaryIO, path: str, size: int) -> bytes:
         raise corrupt_error(path, exc) from None
 
 
+def readinto_block(f: BinaryIO, path: str, view: memoryview) -> int:
+    """``f.readinto(view)``, with decompression failures turned into InputError."""
+    try:
+        return f.readinto(view)
+    except _DECOMPRESS_ERRORS as exc:
+        if compression_of(path) is None:
+            raise InputError(f"{path}: cannot read ({exc})") from None
+        raise corrupt_error(path, exc) from None
+
+
 def slice_chunk(chunk: Chunk, start: int, stop: int) -> Chunk:
     """Rows ``start:stop`` of a chunk (contiguous, so cheaper than ``take``)."""
     a, b = int(chunk.indptr[start]), int(chunk.indptr[stop])

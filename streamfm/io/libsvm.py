@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from streamfm.errors import InputError
-from streamfm.io._files import format_token, open_binary, read_block
+from streamfm.io._files import format_token, open_binary, readinto_block
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
 
 #: Bytes read from the file per block (decompressed bytes for .gz etc.).
@@ -405,6 +405,59 @@ class _ChunkBuffer:
             setattr(self, name, np.empty(new, dtype=np.int64))
 
 
+class _Blocks:
+    """One reused byte buffer over a file, refilled so that it always starts at
+    a line: ``buf[:end]`` holds complete lines, ``buf[end:filled]`` the start
+    of the next one (carried to the front on the next refill).
+
+    A fixed buffer, rather than a new bytes object per block, keeps memory flat
+    and spares a copy of every block.  It grows only for a line longer than
+    itself.
+    """
+
+    def __init__(self, f, path: str, size: int) -> None:
+        self.f = f
+        self.path = path
+        self.buf = bytearray(max(int(size), 2))
+        self.filled = 0
+        self.end = 0
+        self.eof = False
+
+    def array(self) -> np.ndarray:
+        return np.frombuffer(self.buf, dtype=np.uint8)
+
+    def next(self) -> bool:
+        """Drop the parsed lines and read on to the next complete line(s).
+
+        False at the end of the file.  The last line needs no newline.
+        """
+        carry = self.filled - self.end
+        if carry:
+            self.buf[:carry] = self.buf[self.end : self.filled]
+        self.filled, self.end = carry, 0
+        while True:
+            if self.eof:
+                self.end = self.filled
+                return self.filled > 0
+            if self.filled == len(self.buf):  # a line longer than the buffer
+                grown = bytearray(2 * len(self.buf))
+                grown[: self.filled] = self.buf[: self.filled]
+                self.buf = grown
+            view = memoryview(self.buf)[self.filled :]
+            try:
+                n = readinto_block(self.f, self.path, view)
+            finally:
+                view.release()  # an exported bytearray could not be replaced safely
+            if not n:
+                self.eof = True
+                continue
+            newline = self.buf.rfind(b"\n", self.filled, self.filled + n)
+            self.filled += n
+            if newline >= 0:
+                self.end = newline + 1
+                return True
+
+
 class LibsvmReader:
     """Reads libsvm files of one data set in bounded chunks.
 
@@ -470,55 +523,36 @@ class LibsvmReader:
         if record:
             self.bad_rows_by_file[path] = 0
         with open_binary(path) as f:
-            carry = b""
-            eof = False
-            arr = np.empty(0, dtype=np.uint8)
-            pos = end = 0
-            while True:
-                if pos >= end:
-                    if eof:
-                        break
-                    data = read_block(f, path, BLOCK_BYTES)
-                    if data:
-                        buf = carry + data if carry else data
-                        end = buf.rfind(b"\n") + 1
-                        if end == 0:  # no complete line yet: read on
-                            carry = buf
-                            continue
-                        carry = buf[end:]
-                    else:
-                        eof = True
-                        if not carry:
-                            break
-                        buf, carry = carry, b""  # last line, no newline
-                        end = len(buf)
-                    arr = np.frombuffer(buf, dtype=np.uint8)
-                    pos = 0
-                status, pos = _parse_lines(
-                    arr, pos, end, chunk_rows, offset, skip,
-                    cb.labels, cb.indptr, cb.indices, cb.values, cb.lines,
-                    cb.fix_start, cb.fix_end, cb.fix_dest, cb.fix_row, state,
-                )
-                if state[_S_FIX]:
-                    self._apply_fixups(path, buf, cb, int(state[_S_FIX]), dropped)
-                    state[_S_FIX] = 0
-                if status == _ERROR:
-                    raise self._error(path, arr, state, offset)
-                if status == _NEED_NNZ:
-                    cb.grow_nnz(int(state[_S_NNZ]))
-                elif status == _NEED_FIX:
-                    cb.grow_fix()
-                elif status == _FULL:
-                    yield self._emit(path, cb, state, dropped, record)
+            blocks = _Blocks(f, path, BLOCK_BYTES)
+            while blocks.next():
+                arr = blocks.array()
+                pos = 0
+                while pos < blocks.end:
+                    status, pos = _parse_lines(
+                        arr, pos, blocks.end, chunk_rows, offset, skip,
+                        cb.labels, cb.indptr, cb.indices, cb.values, cb.lines,
+                        cb.fix_start, cb.fix_end, cb.fix_dest, cb.fix_row, state,
+                    )
+                    if state[_S_FIX]:
+                        self._apply_fixups(path, blocks.buf, cb, int(state[_S_FIX]), dropped)
+                        state[_S_FIX] = 0
+                    if status == _ERROR:
+                        raise self._error(path, arr, state, offset)
+                    if status == _NEED_NNZ:
+                        cb.grow_nnz(int(state[_S_NNZ]))
+                    elif status == _NEED_FIX:
+                        cb.grow_fix()
+                    elif status == _FULL:
+                        yield self._emit(path, cb, state, dropped, record)
             if state[_S_ROWS]:
                 yield self._emit(path, cb, state, dropped, record)
         if record:
             self.bad_rows_by_file[path] = int(state[_S_BAD])
 
-    def _apply_fixups(self, path: str, buf: bytes, cb: _ChunkBuffer, nfix: int, dropped: list[int]) -> None:
+    def _apply_fixups(self, path: str, buf: bytearray, cb: _ChunkBuffer, nfix: int, dropped: list[int]) -> None:
         """Parse the values the kernel left to Python's float (exact, rarer)."""
         for k in range(nfix):
-            tok = buf[int(cb.fix_start[k]) : int(cb.fix_end[k])]
+            tok = bytes(buf[int(cb.fix_start[k]) : int(cb.fix_end[k])])
             v = float(tok)
             dest = int(cb.fix_dest[k])
             if dest >= 0:

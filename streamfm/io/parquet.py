@@ -40,9 +40,14 @@ _MAX_INDEX = np.iinfo(np.int32).max
 
 
 def open_parquet(path: str) -> pq.ParquetFile:
-    """``pq.ParquetFile(path)``, or one InputError if it is not readable."""
+    """``pq.ParquetFile(path)``, or one InputError if it is not readable.
+
+    ``pre_buffer=False``: with pre-buffering, pyarrow caches the compressed
+    column chunks of every row group it is asked for, so streaming a whole
+    file would end up holding all of it (measured: memory grew with the file).
+    """
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise not_readable(path, exc) from None
 
@@ -216,7 +221,7 @@ class ParquetReader:
             )
         self.bad_rows_by_file[path] = 0
         rows_done = 0
-        batches = pf.iter_batches(batch_size=chunk_rows, columns=self.columns, use_threads=True)
+        batches = self._batches(pf, chunk_rows)
         try:
             while True:
                 try:
@@ -235,6 +240,13 @@ class ParquetReader:
                     yield chunk
         finally:
             pf.close()
+
+    def _batches(self, pf: pq.ParquetFile, chunk_rows: int):
+        """Record batches of at most ``chunk_rows`` rows, one row group at a time
+        so that pyarrow decodes no more than one row group ahead."""
+        for group in range(pf.num_row_groups):
+            yield from pf.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=self.columns,
+                                       use_threads=True)
 
     def _sparse_chunk(self, batch, path: str, row0: int) -> tuple[Chunk, int]:
         n = batch.num_rows
