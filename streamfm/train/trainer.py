@@ -1,0 +1,322 @@
+"""The streaming trainer: files in, a model directory out, memory bounded by model + chunk + buffer.
+
+Pipeline (SPEC 5): scan pass -> standardiser -> k-means anchors -> epochs
+of shuffled chunks through the kernels, with validation after every epoch,
+metrics as JSON lines, and atomic checkpoints (every N rows / T seconds, at
+every epoch end, on SIGINT/SIGTERM). Every random choice derives from (seed,
+epoch), so a checkpoint's (epoch, position) is the whole stream state and a
+resumed run continues exactly where the interrupted one stood.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from ..io.sources import open_source
+from ..models.config import Config
+from ..models.core import LLFMModel
+from ..models.trained import TrainedModel
+from ..preprocess.scan import scan
+from ..preprocess.shuffle import shuffled_epoch
+from ..preprocess.standardize import Standardizer, should_center
+from ..store.modeldir import ModelDir
+from ..store.signals import GracefulStop
+from .metrics import evaluate_source
+
+# entries (rows x stored values) a reader chunk and the shuffle buffer may hold
+READ_ENTRIES = 4_000_000
+BUFFER_ENTRIES = 8_000_000
+
+
+@dataclass
+class TrainOptions:
+    """How to run (not what to learn: that is ``Config``)."""
+
+    epochs: int = 10
+    batch_rows: int = 4096  # rows handed to the kernel at a time
+    shuffle_buffer: int = 0  # rows; 0 = as many as BUFFER_ENTRIES allows (at most 100,000)
+    shuffle: bool = True
+    sample_size: int = 10_000  # reservoir sample for k-means
+    checkpoint_rows: int = 0  # 0 = only by time and at epoch ends
+    checkpoint_seconds: float = 600.0
+    max_rows: int = 0  # stop (resumably) after this many rows in this invocation; 0 = no limit
+    task: str | None = None
+    classes: list | None = None
+    ignore_extra_features: bool = False
+    ignore_unknown_labels: bool = False
+    quiet: bool = False
+
+    def validate(self) -> "TrainOptions":
+        for name in ("epochs", "batch_rows", "sample_size"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("shuffle_buffer", "checkpoint_rows", "max_rows"):
+            if int(getattr(self, name)) < 0:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 0")
+        return self
+
+
+@dataclass
+class RunState:
+    """Where a run stands; stored in the manifest under "training"."""
+
+    data: dict  # {"files": [...], "options": {open_source kwargs}}
+    valid: dict | None
+    options: dict
+    epochs: int
+    epoch: int = 0  # the epoch in progress (0-based)
+    position: int = 0  # rows of this epoch's stream already trained on
+    epoch_loss_sum: float = 0.0
+    status: str = "running"  # running | interrupted | complete
+    rows_per_epoch: int = 0
+    mean_row_entries: float = 0.0  # stored values per row after standardising (sizes the buffer)
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, store: ModelDir, trained: TrainedModel, run: RunState, valid_source=None):
+        self.store = store
+        self.trained = trained
+        self.run = run
+        self.opts = TrainOptions(**run.options)
+        self.source = open_source(run.data["files"], **run.data["options"])
+        self.valid = valid_source
+        self.unknown_labels = 0
+
+    # --------------------------------------------------------------- store
+    def save(self, status: str | None = None) -> None:
+        if status is not None:
+            self.run.status = status
+        meta, arrays = self.trained.state()
+        manifest = {"streamfm_version": __version__, "model": meta, "training": asdict(self.run)}
+        self.store.save(manifest, arrays)
+
+    # ---------------------------------------------------------------- loop
+    def _reader_rows(self) -> int:
+        p = max(self.trained.model.p, 1)
+        return int(max(1024, min(65536, READ_ENTRIES // p)))
+
+    def _buffer_rows(self, mean_entries: float) -> int:
+        if not self.opts.shuffle:
+            return 0
+        if self.opts.shuffle_buffer:
+            return self.opts.shuffle_buffer
+        return int(max(self.opts.batch_rows, min(100_000, BUFFER_ENTRIES // max(mean_entries, 1.0))))
+
+    def _targets(self, chunk):
+        if not self.opts.ignore_unknown_labels or self.trained.task == "regression":
+            return chunk, self.trained.targets(chunk.y)
+        t, known = self.trained.targets(chunk.y, unknown="ignore")
+        if not known.all():
+            self.unknown_labels += int((~known).sum())
+            keep = np.flatnonzero(known)
+            return chunk.take(keep), t[keep]
+        return chunk, t
+
+    def fit(self) -> dict:
+        """Run the remaining epochs; returns a summary. Stops resumably on a signal or max_rows."""
+        opts, run, model = self.opts, self.run, self.trained.model
+        std = self.trained.standardizer
+        buffer_rows = self._buffer_rows(model.p if std.center else run.mean_row_entries)
+        rows_this_call = 0
+        last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
+        summary = {"stopped": None, "epochs_done": run.epoch, "last": None}
+        from tqdm.auto import tqdm
+
+        # the caller holds the store's lock
+        with GracefulStop() as stop:
+            while run.epoch < run.epochs:
+                bar = tqdm(total=run.rows_per_epoch or None, initial=run.position, unit="rows",
+                           unit_scale=True, desc=f"epoch {run.epoch + 1}/{run.epochs}",
+                           disable=opts.quiet, leave=True, mininterval=0.5)
+                t_start, rows_start = time.monotonic(), run.position
+                stream = shuffled_epoch(self.source, epoch=run.epoch, seed=model.config.seed,
+                                        buffer_rows=buffer_rows, out_rows=opts.batch_rows,
+                                        shuffle_files=opts.shuffle, skip_rows=run.position,
+                                        chunk_rows=self._reader_rows())
+                running = None
+                for chunk in stream:
+                    n_in = chunk.n_rows
+                    chunk, targets = self._targets(chunk)
+                    losses = model.partial_fit_chunk(std.transform(chunk), targets)
+                    run.position += n_in
+                    run.epoch_loss_sum += float(losses.sum())
+                    rows_this_call += n_in
+                    rows_since_ckpt += n_in
+                    mean = float(losses.mean()) if len(losses) else 0.0
+                    running = mean if running is None else 0.9 * running + 0.1 * mean
+                    post = {"loss": f"{running:.4f}"}
+                    if model.method != 0:
+                        post["k"] = f"{model.metrics()['mean_k']:.2f}"
+                    bar.set_postfix(post, refresh=False)
+                    bar.update(n_in)
+                    if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
+                        self.save("interrupted")
+                        bar.close()
+                        summary["stopped"] = stop.signal_name or "max_rows"
+                        summary.update(epoch=run.epoch, position=run.position)
+                        return summary
+                    now = time.monotonic()
+                    if (opts.checkpoint_rows and rows_since_ckpt >= opts.checkpoint_rows) or \
+                            now - last_ckpt_t >= opts.checkpoint_seconds:
+                        self.save("running")
+                        last_ckpt_t, rows_since_ckpt = now, 0
+                bar.close()
+                record = self._epoch_record(t_start, rows_start)
+                run.epoch += 1
+                run.position = 0
+                run.epoch_loss_sum = 0.0
+                # metrics first: a crash between the two repeats the epoch and its
+                # record (same "epoch" field, the later one wins) but never loses it
+                self.store.append_metrics(record)
+                self.save("complete" if run.epoch == run.epochs else "running")
+                last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
+                summary["last"] = record
+                if not opts.quiet:
+                    print(_format_record(record), flush=True)
+        summary["epochs_done"] = run.epoch
+        return summary
+
+    def _epoch_record(self, t_start: float, rows_start: int) -> dict:
+        run, model = self.run, self.trained.model
+        rows = max(run.position, 1)
+        seconds = time.monotonic() - t_start
+        record = {"epoch": run.epoch + 1, "rows": run.position, "train_loss": run.epoch_loss_sum / rows,
+                  "seconds": round(seconds, 3),
+                  "rows_per_second": round((run.position - rows_start) / max(seconds, 1e-9), 1),
+                  "t": model.t}
+        if model.method != 0:
+            record.update({k: round(v, 6) for k, v in model.metrics().items()})
+        if self.unknown_labels:
+            record["unknown_labels_skipped"] = self.unknown_labels
+        if self.source.bad_rows:
+            record["bad_rows_skipped"] = self.source.bad_rows
+        if self.trained.standardizer.dropped:
+            record["extra_features_dropped"] = self.trained.standardizer.dropped
+        if self.valid is not None:
+            record["valid"] = evaluate_source(self.trained, self.valid, chunk_rows=self._reader_rows())
+        return record
+
+
+def _format_record(r: dict) -> str:
+    parts = [f"epoch {r['epoch']}", f"train loss {r['train_loss']:.4f}"]
+    v = r.get("valid")
+    if v:
+        parts += [f"valid {k.replace('_', ' ')} {v[k]:.4f}" for k in ("log_loss", "accuracy", "auc", "rmse", "mae") if k in v]
+    if "mean_k" in r:
+        parts.append(f"mean k {r['mean_k']:.2f}")
+    parts.append(f"{r['rows_per_second']:.0f} rows/s")
+    return ", ".join(parts)
+
+
+# ------------------------------------------------------------------ entry points
+def _open(paths, data_options: dict, chunk_rows=None):
+    opts = dict(data_options)
+    if chunk_rows:
+        opts["chunk_rows"] = chunk_rows
+    return open_source(paths, **opts)
+
+
+def train(data, model_dir, *, config: Config | None = None, options: TrainOptions | None = None,
+          data_options: dict | None = None, valid=None) -> dict:
+    """Train a new model on ``data`` into ``model_dir``, or continue an existing one on new data.
+
+    ``data``/``valid`` are paths (file, glob, directory or list); ``data_options``
+    are ``open_source`` keyword arguments (format, label_column, ...).
+    """
+    options = (options or TrainOptions()).validate()
+    data_options = dict(data_options or {})
+    store = ModelDir(model_dir)
+    source = _open(data, data_options)
+    valid_source = _open(valid, data_options) if valid else None
+    if store.exists():
+        with store.lock():
+            return _continue(store, source, valid_source, options, data_options, config)
+    config = (config or Config()).validate()
+    sc = scan(source, sample_size=options.sample_size, seed=config.seed, task=options.task,
+              classes=options.classes, progress=not options.quiet)
+    std = Standardizer.from_scan(sc, center=should_center(sc, source.dense),
+                                 ignore_extra=options.ignore_extra_features)
+    model = LLFMModel(config, sc.n_features, sc.task, max(sc.n_classes, 2) if sc.task == "multiclass" else 2)
+    sample = std.transform(sc.sample)
+    model.init_params(mean_sq_norm=float(np.sum(sample.data ** 2)) / max(sample.n_rows, 1))
+    if config.method != "fm" and sample.n_rows < config.anchors:
+        raise InputError(f"{config.anchors} anchors need at least {config.anchors} rows; "
+                         f"the data has {sample.n_rows}. Use fewer --anchors.")
+    model.init_anchors(sample)
+    model.set_epoch_rows(sc.n_rows)
+    classes = None if sc.task == "regression" else sc.classes
+    trained = TrainedModel(model, std, classes)
+    run = RunState(data={"files": source.files, "options": data_options},
+                   valid={"files": valid_source.files} if valid_source else None,
+                   options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
+                   mean_row_entries=sc.nnz / max(sc.n_rows, 1))
+    trainer = Trainer(store, trained, run, valid_source)
+    if not options.quiet:
+        _describe_start(sc, config, std, source)
+    with store.lock():
+        if store.exists():  # another process created it while this one scanned
+            raise InputError(f"{store.path} was created by another trainer meanwhile; use another --model")
+        trainer.save("running")  # epoch 0: the initialised model, so a crash loses nothing
+        return trainer.fit()
+
+
+def _describe_start(sc, config, std, source) -> None:
+    task = sc.task + (f" ({len(sc.classes)} classes)" if sc.task == "multiclass" else "")
+    labels = f", labels {sc.binary_labels_kind}" if sc.task == "binary" else ""
+    print(f"data: {sc.n_rows:,} rows, {sc.n_features:,} features, density {sc.density:.3f}, "
+          f"{len(source.files)} file(s); task {task}{labels}; "
+          f"{'centred and scaled' if std.center else 'scaled (sparse, not centred)'}", flush=True)
+    print(f"model: {config.method}, rank {config.rank}"
+          + (f", {config.anchors} anchors" if config.method != "fm" else ""), flush=True)
+
+
+def _continue(store, source, valid_source, options, data_options, config) -> dict:
+    """Incremental training: keep standardisation, classes, anchors and optimiser state."""
+    manifest, arrays = store.load(mmap_mode="c")
+    run_old = manifest["training"]
+    if run_old["status"] != "complete":
+        raise InputError(f"{store.path} holds an interrupted run (epoch {run_old['epoch'] + 1} of "
+                         f"{run_old['epochs']}); finish it with: streamfm train --resume {store.path}")
+    if config is not None and config.to_dict() != Config.from_dict(manifest["model"]["config"]).to_dict():
+        raise InputError(f"{store.path} already holds a model; its hyper-parameters cannot change. "
+                         "Leave out the model options, or train into a new --model directory.")
+    trained = TrainedModel.from_state(manifest["model"], arrays, ignore_extra=options.ignore_extra_features)
+    classes = None if (trained.task == "regression" or options.ignore_unknown_labels) else trained.classes
+    sc = scan(source, sample_size=1, task=trained.task if trained.task != "binary" or classes is not None else None,
+              classes=classes, progress=not options.quiet)
+    if sc.n_features > trained.model.p and not options.ignore_extra_features:
+        raise InputError(f"the new data has {sc.n_features:,} features, beyond the model's "
+                         f"{trained.model.p:,}; pass --ignore-extra-features to drop the extra ones")
+    history = run_old.get("history", []) + [{k: run_old[k] for k in ("data", "epochs", "rows_per_epoch")}]
+    run = RunState(data={"files": source.files, "options": data_options},
+                   valid={"files": valid_source.files} if valid_source else None,
+                   options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
+                   mean_row_entries=sc.nnz / max(sc.n_rows, 1), history=history)
+    return Trainer(store, trained, run, valid_source).fit()
+
+
+def resume(model_dir, *, quiet: bool | None = None) -> dict:
+    """Continue an interrupted run from its last checkpoint, exactly where it stood."""
+    store = ModelDir(model_dir)
+    with store.lock():
+        manifest, arrays = store.load(mmap_mode="c")
+        run = RunState(**manifest["training"])
+        if run.status == "complete":
+            return {"stopped": None, "epochs_done": run.epoch, "already_complete": True, "last": None}
+        if quiet is not None:
+            run.options["quiet"] = quiet
+        trained = TrainedModel.from_state(manifest["model"], arrays,
+                                          ignore_extra=run.options.get("ignore_extra_features", False))
+        valid = open_source(run.valid["files"], **run.data["options"]) if run.valid else None
+        return Trainer(store, trained, run, valid).fit()
+
+
+def load(model_dir, *, ignore_extra: bool = False) -> TrainedModel:
+    """A trained model from its directory, arrays memory-mapped read-only."""
+    manifest, arrays = ModelDir(model_dir).load(mmap_mode="r")
+    return TrainedModel.from_state(manifest["model"], arrays, ignore_extra=ignore_extra)
