@@ -140,6 +140,14 @@ class Trainer:
                                         chunk_rows=self._reader_rows())
                 running = None
                 for chunk in stream:
+                    # checked before a chunk, not after, so a stop at an epoch's
+                    # last row still finishes that epoch (record, checkpoint)
+                    if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
+                        self.save("interrupted")
+                        bar.close()
+                        summary["stopped"] = stop.signal_name or "max_rows"
+                        summary.update(epoch=run.epoch, position=run.position)
+                        return summary
                     n_in = chunk.n_rows
                     chunk, targets = self._targets(chunk)
                     losses = model.partial_fit_chunk(std.transform(chunk), targets)
@@ -154,12 +162,6 @@ class Trainer:
                         post["k"] = f"{model.metrics()['mean_k']:.2f}"
                     bar.set_postfix(post, refresh=False)
                     bar.update(n_in)
-                    if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
-                        self.save("interrupted")
-                        bar.close()
-                        summary["stopped"] = stop.signal_name or "max_rows"
-                        summary.update(epoch=run.epoch, position=run.position)
-                        return summary
                     now = time.monotonic()
                     if (opts.checkpoint_rows and rows_since_ckpt >= opts.checkpoint_rows) or \
                             now - last_ckpt_t >= opts.checkpoint_seconds:

@@ -1,0 +1,149 @@
+"""The streaming trainer and the model directory, through the Python API."""
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from streamfm.errors import InputError
+from streamfm.models.config import Config
+from streamfm.store.modeldir import ModelDir
+from streamfm.train.trainer import TrainOptions, load, resume, train
+
+
+def local_rules(n, p=3, seed=0, shift=0.0):
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(0, 5, size=(4, p))
+    normals = np.random.default_rng(98).normal(size=(4, p))
+    c = rng.integers(0, 4, size=n)
+    X = centres[c] + rng.normal(size=(n, p)) + shift
+    y = (np.einsum("ij,ij->i", X - centres[c] - shift, normals[c]) > 0).astype(float)
+    return X, y
+
+
+def write_parquet(path, X, y, shards=1):
+    path.mkdir(parents=True, exist_ok=True)
+    for s, rows in enumerate(np.array_split(np.arange(len(y)), shards)):
+        cols = {f"f{j}": X[rows, j] for j in range(X.shape[1])}
+        cols["label"] = y[rows]
+        pq.write_table(pa.table(cols), path / f"part-{s:05d}.parquet")
+    return str(path)
+
+
+OPTS = dict(batch_rows=64, shuffle_buffer=300, quiet=True)
+CONF = dict(anchors=20, n_candidates=6, rebuild_every=150)  # m > K: the FAISS path is used
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    X, y = local_rules(1200, seed=1)
+    Xv, yv = local_rules(400, seed=2)
+    return {"train": write_parquet(root / "train", X, y, shards=3),
+            "valid": write_parquet(root / "valid", Xv, yv)}
+
+
+@pytest.mark.parametrize("method", ["llfm-jo", "fm"])
+def test_stop_and_resume_equals_uninterrupted(tmp_path, data, method):
+    conf = Config(method=method, **CONF)
+    train(data["train"], tmp_path / "a", config=conf, options=TrainOptions(epochs=3, **OPTS))
+    # stop mid-epoch (as a signal would), twice, at awkward row counts, then resume to the end
+    r = train(data["train"], tmp_path / "b", config=conf, options=TrainOptions(epochs=3, max_rows=1000, **OPTS))
+    assert r["stopped"] == "max_rows" and r["epoch"] == 0
+    assert ModelDir(tmp_path / "b").read_manifest()["training"]["status"] == "interrupted"
+    man = ModelDir(tmp_path / "b").read_manifest()
+    man["training"]["options"]["max_rows"] = 1337
+    # resume honours the stored options: patch max_rows in the stored run to stop once more
+    ModelDir(tmp_path / "b").save(man, ModelDir(tmp_path / "b").load(mmap_mode=None)[1])
+    r = resume(tmp_path / "b")
+    assert r["stopped"] == "max_rows"
+    man = ModelDir(tmp_path / "b").read_manifest()
+    man["training"]["options"]["max_rows"] = 0
+    ModelDir(tmp_path / "b").save(man, ModelDir(tmp_path / "b").load(mmap_mode=None)[1])
+    r = resume(tmp_path / "b")
+    assert r["stopped"] is None and r["epochs_done"] == 3
+    a, b = load(tmp_path / "a"), load(tmp_path / "b")
+    for name in ("b", "W", "V", "Z"):
+        np.testing.assert_allclose(b.model.params[name], a.model.params[name], rtol=1e-12, atol=1e-14)
+    assert a.model.t == b.model.t == 3 * 1200
+    ma, mb = ModelDir(tmp_path / "a").read_metrics(), ModelDir(tmp_path / "b").read_metrics()
+    assert [m["train_loss"] for m in ma] == pytest.approx([m["train_loss"] for m in mb])
+
+
+def test_n_epochs_equals_k_epochs_then_continue_by_resume(tmp_path, data):
+    conf = Config(**CONF)
+    train(data["train"], tmp_path / "a", config=conf, options=TrainOptions(epochs=2, **OPTS))
+    train(data["train"], tmp_path / "b", config=conf, options=TrainOptions(epochs=2, max_rows=1200, **OPTS))
+    assert ModelDir(tmp_path / "b").read_manifest()["training"]["epoch"] == 1  # stopped at the epoch's end
+    man = ModelDir(tmp_path / "b").read_manifest()
+    man["training"]["options"]["max_rows"] = 0
+    ModelDir(tmp_path / "b").save(man, ModelDir(tmp_path / "b").load(mmap_mode=None)[1])
+    resume(tmp_path / "b")
+    for name in ("V", "Z"):
+        np.testing.assert_allclose(load(tmp_path / "b").model.params[name], load(tmp_path / "a").model.params[name])
+
+
+def test_training_writes_metrics_and_learns(tmp_path, data):
+    r = train(data["train"], tmp_path / "m", valid=data["valid"], options=TrainOptions(epochs=4, **OPTS),
+              config=Config(**CONF))
+    recs = ModelDir(tmp_path / "m").read_metrics()
+    assert [m["epoch"] for m in recs] == [1, 2, 3, 4]
+    assert recs[-1]["valid"]["accuracy"] > 0.85 and "auc" in recs[-1]["valid"]
+    assert recs[-1]["train_loss"] < recs[0]["train_loss"]
+    assert 0 <= recs[-1]["candidate_miss_rate"] < 0.05 and recs[-1]["wanted_more_rate"] < 0.01
+    man = ModelDir(tmp_path / "m").read_manifest()
+    assert man["training"]["status"] == "complete" and man["model"]["classes"] == [0.0, 1.0]
+    # the arrays load memory-mapped, not read into RAM
+    assert isinstance(ModelDir(tmp_path / "m").load()[1]["V"], np.memmap)
+    X, y = local_rules(300, seed=3)
+    assert (load(tmp_path / "m").predict(X) == y).mean() > 0.85
+    assert r["last"]["epoch"] == 4
+
+
+def test_incremental_training_improves_on_data_like_it(tmp_path, data):
+    X2, y2 = local_rules(1200, seed=4)
+    Xt, yt = local_rules(600, seed=5)
+    second = write_parquet(tmp_path / "second", X2, y2)
+    train(data["train"], tmp_path / "m", options=TrainOptions(epochs=1, **OPTS), config=Config(**CONF))
+    before = load(tmp_path / "m")
+    ll = lambda m: -np.mean(np.log(np.clip(m.predict_proba(Xt)[np.arange(len(yt)), yt.astype(int)], 1e-15, 1)))
+    ll0, t0, anchors0 = ll(before), before.model.t, np.array(before.model.params["Z"])
+    train(second, tmp_path / "m", options=TrainOptions(epochs=2, **OPTS))
+    after = load(tmp_path / "m")
+    assert ll(after) < ll0
+    assert after.model.t == t0 + 2 * 1200  # the optimiser step continues
+    np.testing.assert_array_equal(after.standardizer.mean, before.standardizer.mean)  # scaling kept
+    assert not np.allclose(np.array(after.model.params["Z"]), anchors0)  # anchors kept and learned on
+    assert len(ModelDir(tmp_path / "m").read_manifest()["training"]["history"]) == 1
+
+
+def test_incremental_errors(tmp_path, data):
+    train(data["train"], tmp_path / "m", options=TrainOptions(epochs=1, **OPTS), config=Config(**CONF))
+    X, y = local_rules(50, p=4, seed=6)
+    wide = write_parquet(tmp_path / "wide", X, y)
+    with pytest.raises(InputError, match="beyond the model's 3"):
+        train(wide, tmp_path / "m", options=TrainOptions(epochs=1, **OPTS))
+    X, y = local_rules(50, seed=6)
+    y[:3] = 7.0
+    other = write_parquet(tmp_path / "other", X, y)
+    with pytest.raises(InputError, match="7"):
+        train(other, tmp_path / "m", options=TrainOptions(epochs=1, **OPTS))
+    r = train(other, tmp_path / "m", options=TrainOptions(epochs=1, ignore_unknown_labels=True, **OPTS))
+    assert r["last"]["unknown_labels_skipped"] == 3
+    with pytest.raises(InputError, match="hyper-parameters cannot change"):
+        train(other, tmp_path / "m", config=Config(rank=3), options=TrainOptions(epochs=1, **OPTS))
+
+
+def test_interrupted_run_must_be_resumed_not_extended(tmp_path, data):
+    train(data["train"], tmp_path / "m", options=TrainOptions(epochs=2, max_rows=100, **OPTS), config=Config(**CONF))
+    with pytest.raises(InputError, match="--resume"):
+        train(data["train"], tmp_path / "m", options=TrainOptions(epochs=1, **OPTS))
+
+
+def test_failed_scan_leaves_no_model(tmp_path):
+    bad = tmp_path / "bad.svm"
+    bad.write_text("1 1:0.5\n0 2:x\n")
+    with pytest.raises(InputError):
+        train(str(bad), tmp_path / "m", options=TrainOptions(quiet=True))
+    assert not ModelDir(tmp_path / "m").exists()
