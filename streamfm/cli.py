@@ -224,11 +224,14 @@ def _label_value(v):
 def _layout(source) -> str:
     if source.format == "libsvm":
         return f"sparse, {'0' if source.zero_based else '1'}-based indices"
-    parts = ["dense table" if source.dense else "sparse"]
+    if source.dense:
+        parts = ["dense table"]
+    elif source.hashed_columns:
+        parts = ["table with hashed columns " + ", ".join(source.hashed_columns)]
+    else:
+        parts = ["sparse index/value lists"]
     if source.label_column is not None:
         parts.append(f"label column '{source.label_column}'")
-    if source.hashed_columns:
-        parts.append("hashed: " + ", ".join(source.hashed_columns))
     return "; ".join(parts)
 
 

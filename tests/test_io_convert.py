@@ -94,3 +94,15 @@ def test_no_rows_gives_one_empty_readable_shard(tmp_path):
     shards = convert(str(path), str(tmp_path / "out"), progress=False)
     assert len(shards) == 1 and pq.ParquetFile(shards[0]).metadata.num_rows == 0
     assert list(open_source(str(tmp_path / "out")).iter_chunks()) == []
+
+
+def test_hashed_csv_becomes_sparse_with_its_declared_width(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("color,size,y\nred,1.5,0\nblue,2,1\n")
+    src = open_source(str(path), label_column="y", n_hash_features=64)
+    convert(src, str(tmp_path / "out"), progress=False)
+    back = open_source(str(tmp_path / "out"))
+    assert not back.dense and back.n_features_hint == 65
+    a, b = all_rows(src), all_rows(back)
+    assert b.n_features == 65
+    assert (a.to_scipy(65) != b.to_scipy(65)).nnz == 0 and a.y.tolist() == b.y.tolist()

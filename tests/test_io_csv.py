@@ -183,3 +183,8 @@ def test_truncated_gzip_csv(tmp_path):
 def test_empty_csv(tmp_path):
     with pytest.raises(InputError, match="the CSV file is empty"):
         open_source(write(tmp_path / "e.csv", ""))
+
+
+def test_label_only_table_is_refused(tmp_path):
+    with pytest.raises(InputError, match="no feature columns"):
+        open_source(write(tmp_path / "y.csv", "1\n2\n"))

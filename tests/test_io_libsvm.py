@@ -224,3 +224,9 @@ def test_empty_file_gives_no_rows(tmp_path):
     path = write(tmp_path / "d.svm", "# nothing here\n\n")
     src = open_source(path)
     assert list(src.iter_chunks()) == []
+
+
+def test_utf8_bom_and_crlf(tmp_path):
+    path = write(tmp_path / "d.svm", b"\xef\xbb\xbf1 1:2\r\n-1 2:3\r\n")
+    chunk, _ = read_all(path)
+    assert chunk.y.tolist() == [1, -1] and chunk.to_dense(2).tolist() == [[2, 0], [0, 3]]

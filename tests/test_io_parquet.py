@@ -206,3 +206,10 @@ def test_shard_without_the_columns(tmp_path):
     src = open_source(str(tmp_path))
     with pytest.raises(InputError, match=r"b\.parquet: column 'label' not found.*columns are: other"):
         list(src.iter_chunks())
+
+
+def test_label_column_position_as_text(tmp_path):
+    path = str(tmp_path / "w.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "target": [0.0, 1.0]}), path)
+    chunk, src, _ = read_all(path, label_column="-1")
+    assert src.label_column == "target" and chunk.y.tolist() == [0.0, 1.0]

@@ -29,6 +29,10 @@ class TableLayout:
     hashed: list[str] = field(default_factory=list)
     n_hash_features: int = 2**20
 
+    def __post_init__(self) -> None:
+        if not self.numeric and not self.hashed:
+            raise InputError(f"no feature columns: the table has only its label column '{self.label}'")
+
     @property
     def n_features(self) -> int:
         """Declared width: numeric columns, plus the hash space if any."""

@@ -65,12 +65,12 @@ def chunk_to_table(chunk: Chunk, schema: pa.Schema, wide: bool) -> pa.Table:
         X = chunk.to_dense(p)
         cols = [label] + [pa.array(X[:, j]) for j in range(p)]
     else:
-        offsets = pa.array(chunk.indptr.astype(np.int32) if chunk.nnz < 2**31 else chunk.indptr)
-        list_type = pa.ListArray if chunk.nnz < 2**31 else pa.LargeListArray
+        # int32 list offsets: a chunk (at most chunk_rows rows) is far below 2**31 entries.
+        offsets = pa.array(chunk.indptr.astype(np.int32))
         cols = [
             label,
-            list_type.from_arrays(offsets, pa.array(chunk.indices, type=pa.int32())),
-            list_type.from_arrays(offsets, pa.array(chunk.data, type=pa.float64())),
+            pa.ListArray.from_arrays(offsets, pa.array(chunk.indices, type=pa.int32())),
+            pa.ListArray.from_arrays(offsets, pa.array(chunk.data, type=pa.float64())),
         ]
     return pa.Table.from_arrays(cols, schema=schema)
 

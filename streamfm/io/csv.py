@@ -327,7 +327,7 @@ class CsvReader:
                     f"{path}: row {row}, column '{name}': cannot parse '{format_token(value)}' as a number"
                 )
             return InputError(f"{path}: {msg}")
-        if "parse error" in msg or "Expected" in msg and "columns" in msg:
+        if "parse error" in msg or ("Expected" in msg and "columns" in msg):
             found = self._locate(path, has_header, delim, rows_done, None)
             if found is not None:
                 row, n_fields, text = found

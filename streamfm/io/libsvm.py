@@ -35,6 +35,7 @@ from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
 BLOCK_BYTES = 4 << 20
 
 _MAX_INDEX = np.iinfo(np.int32).max
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 # Kernel return status.
 _DONE = 0  # every line of the block up to `end` consumed
@@ -524,9 +525,13 @@ class LibsvmReader:
             self.bad_rows_by_file[path] = 0
         with open_binary(path) as f:
             blocks = _Blocks(f, path, BLOCK_BYTES)
+            first = True
             while blocks.next():
                 arr = blocks.array()
                 pos = 0
+                if first and blocks.buf.startswith(_UTF8_BOM):  # written by some Windows tools
+                    pos = len(_UTF8_BOM)
+                first = False
                 while pos < blocks.end:
                     status, pos = _parse_lines(
                         arr, pos, blocks.end, chunk_rows, offset, skip,

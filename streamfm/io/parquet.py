@@ -15,6 +15,7 @@ the file and the column (or, with ``skip_bad_rows``, dropped rows).
 """
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 import numba
@@ -172,6 +173,8 @@ class ParquetReader:
             return self.names[k]
         if spec in self.names:
             return spec
+        if isinstance(spec, str) and re.fullmatch(r"[-+]?\d+", spec.strip()):
+            return self._column(int(spec), what)  # a position given on the command line
         advice = " (pass --label-column)" if hint else ""
         raise InputError(
             f"{what} '{spec}' not found in {self.files[0]}{advice}; the columns are: {', '.join(self.names)}"
