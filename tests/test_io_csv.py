@@ -188,3 +188,16 @@ def test_empty_csv(tmp_path):
 def test_label_only_table_is_refused(tmp_path):
     with pytest.raises(InputError, match="no feature columns"):
         open_source(write(tmp_path / "y.csv", "1\n2\n"))
+
+
+def test_lines_longer_than_the_sniff_buffer_and_bom(tmp_path):
+    p = 9000  # ~100 KB a line
+    rng = np.random.default_rng(0)
+    X = np.round(rng.random((3, p)), 6)
+    header = ",".join(f"x{j}" for j in range(p)) + ",label\n"
+    body = "".join(",".join(repr(float(v)) for v in row) + f",{i % 2}\n" for i, row in enumerate(X))
+    path = tmp_path / "wide.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (header + body).encode())
+    chunk, src, _ = read_all(str(path))
+    assert src.feature_names[0] == "x0" and src.n_features_hint == p
+    np.testing.assert_array_equal(chunk.to_dense(), X)

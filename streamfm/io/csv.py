@@ -58,17 +58,37 @@ def _is_number(text: str) -> bool:
 
 def _first_rows(path: str, n: int = 2) -> tuple[list[list[str]], int, str]:
     """The first ``n`` non-blank rows (as field lists), the bytes per line seen
-    and the delimiter."""
+    and the delimiter.
+
+    Reads 64 KiB at a time until it holds ``n`` complete lines (wide files can
+    have lines longer than that), the end of the file, or 64 MiB.
+    """
+    blocks: list[bytes] = []
+    size = 0
+    eof = False
+    complete = 0  # non-blank lines read to their newline
+    open_line_has_text = False
     with open_binary(path) as f:
-        try:
-            head = f.read(_SNIFF_BYTES)
-        except (EOFError, OSError) as exc:  # a broken .gz fails right here
-            if compression_of(path) is None:
-                raise InputError(f"{path}: cannot read ({exc})") from None
-            raise corrupt_error(path, exc) from None
-    text = head.decode("utf-8", errors="replace")
+        while not eof and complete < n and size < _MAX_BLOCK:
+            try:
+                more = f.read(_SNIFF_BYTES)
+            except (EOFError, OSError) as exc:  # a broken .gz fails right here
+                if compression_of(path) is None:
+                    raise InputError(f"{path}: cannot read ({exc})") from None
+                raise corrupt_error(path, exc) from None
+            eof = not more
+            blocks.append(more)
+            size += len(more)
+            pieces = more.split(b"\n")
+            for k, piece in enumerate(pieces):
+                open_line_has_text = open_line_has_text or bool(piece.strip())
+                if k < len(pieces) - 1:  # this piece ends at a newline
+                    complete += open_line_has_text
+                    open_line_has_text = False
+    head = b"".join(blocks)
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
     lines = text.splitlines()
-    if len(head) == _SNIFF_BYTES and lines and not text.endswith(("\n", "\r")):
+    if not eof and lines and not text.endswith(("\n", "\r")):
         lines = lines[:-1]  # the last line may be cut
     lines = [ln for ln in lines if ln.strip()]
     delim = _delimiter(path, lines[0] if lines else "")
