@@ -67,24 +67,29 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                    help="rows read per chunk (default: 65536); memory grows with it")
 
 
+def data_options(args: argparse.Namespace) -> dict:
+    """The ``open_source`` keyword arguments given on the command line (JSON-able: the
+    trainer stores them so that ``--resume`` reopens the data the same way)."""
+    return {
+        "format": args.format,
+        "label_column": args.label_column,
+        "feature_columns": args.feature_columns,
+        "indices_column": args.indices_column,
+        "values_column": args.values_column,
+        "hash_columns": args.hash_columns,
+        "n_hash_features": args.n_hash_features,
+        "zero_based": args.zero_based,
+        "header": args.header,
+        "skip_bad_rows": args.skip_bad_rows,
+        "chunk_rows": args.chunk_rows,
+    }
+
+
 def source_from_args(args: argparse.Namespace, paths: Sequence[str] | None = None):
     """Open the data named on the command line (``args.data`` unless ``paths``)."""
     from streamfm.io.sources import open_source
 
-    return open_source(
-        list(paths if paths is not None else args.data),
-        format=args.format,
-        label_column=args.label_column,
-        feature_columns=args.feature_columns,
-        indices_column=args.indices_column,
-        values_column=args.values_column,
-        hash_columns=args.hash_columns,
-        n_hash_features=args.n_hash_features,
-        zero_based=args.zero_based,
-        header=args.header,
-        skip_bad_rows=args.skip_bad_rows,
-        chunk_rows=args.chunk_rows,
-    )
+    return open_source(list(paths if paths is not None else args.data), **data_options(args))
 
 
 def _add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -163,7 +168,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if models:
         if len(args.data) > 1:
             raise InputError(f"{models[0]} is a model directory: give it alone to `streamfm info`")
-        return _info_model(models[0])
+        return _info_model(models[0], args.json)
     source = source_from_args(args)
     summary = _summarise(source, progress=not args.quiet)
     if args.json:
@@ -174,15 +179,46 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _info_model(path: str) -> int:
-    manifest = os.path.join(path, "manifest.json")
-    try:
-        with open(manifest, encoding="utf-8") as f:
-            content = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{manifest}: cannot read the model manifest ({exc})") from None
-    print(f"model directory: {path}")
-    print(json.dumps(content, indent=2))
+def _info_model(path: str, as_json: bool = False) -> int:
+    """A model directory's manifest in words (or as JSON)."""
+    from streamfm.store.modeldir import ModelDir
+
+    store = ModelDir(path)
+    manifest = store.read_manifest()
+    if as_json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    m, t = manifest["model"], manifest["training"]
+    c = m["config"]
+    rows = [("model directory", path), ("method", c["method"]),
+            ("task", m["task"] + (f", {m['n_outputs']} classes ({c['multiclass']})" if m["task"] == "multiclass" else ""))]
+    if m.get("classes") is not None:
+        rows.append(("classes", ", ".join(str(v) for v in m["classes"][:20]) + (" ..." if len(m["classes"]) > 20 else "")))
+    rows.append(("features", f"{m['n_features']:,} ({'centred and scaled' if m['standardizer']['center'] else 'scaled'})"))
+    shape = f"rank {c['rank']}"
+    if c["method"] != "fm":
+        shape += f", {c['anchors']} anchors, coding scale {m['coding_scale']:.4g}"
+    rows.append(("model", shape))
+    rows.append(("steps", f"eta0 {c['eta0']}, t0 {m['t0']:g}, anchor step {c['eta_anchor']}, "
+                          f"{'normalised' if c['normalize'] else 'plain'}{', AdaGrad' if c['adagrad'] else ''}"))
+    rows.append(("status", f"{t['status']}: epoch {min(t['epoch'] + (t['status'] != 'complete'), t['epochs'])} "
+                           f"of {t['epochs']}" + (f", row {t['position']:,}" if t["position"] else "")))
+    rows.append(("rows trained", f"{m['t']:,} (runs before this one: {len(t.get('history', []))})"))
+    rows.append(("data", f"{len(t['data']['files'])} file(s), {t['rows_per_epoch']:,} rows per epoch"))
+    rows.append(("saved", f"{manifest.get('saved_at', '?')} ({manifest.get('checkpoint', '?')})"))
+    metrics = store.read_metrics()
+    if metrics:
+        last = metrics[-1]
+        text = f"epoch {last['epoch']}: train loss {last['train_loss']:.4f}"
+        for k, v in (last.get("valid") or {}).items():
+            if k != "rows":
+                text += f", valid {k.replace('_', ' ')} {v:.4f}"
+        if "mean_k" in last:
+            text += f", mean k {last['mean_k']:.2f}, candidate misses {100 * last['candidate_miss_rate']:.2f}%"
+        rows.append(("last epoch", text))
+    width = max(len(k) for k, _ in rows) + 1
+    for k, v in rows:
+        print(f"{k + ':':<{width}} {v}")
     return 0
 
 
@@ -265,13 +301,217 @@ def _print_summary(s: dict) -> None:
         print(f"{k + ':':<{width}} {v}")
 
 
+
+# ---------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------
+
+#: model options: (flag, Config field, type, help). Default None = "not given", so
+#: continuing a model can tell a changed hyper-parameter from an omitted one.
+_MODEL_OPTIONS = [
+    ("--method", "method", str, "fm, llfm-do, llfm-apl or llfm-jo (default: llfm-jo)"),
+    ("--rank", "rank", int, "factor rank r (default: 10)"),
+    ("--anchors", "anchors", int, "anchor points m (default: 50)"),
+    ("--neighbors", "n_neighbors", int, "neighbours k of the soft-assignment coding, do/apl (default: 5)"),
+    ("--beta", "beta", float, "soft-assignment sharpness, in units of the coding scale (default: 1.0)"),
+    ("--rho", "rho", float, "llfm-jo Lipschitz-to-noise ratio, in units of the coding scale (default: 0.3)"),
+    ("--candidates", "n_candidates", int, "anchors the FAISS search returns per row (default: 32)"),
+    ("--rebuild-every", "rebuild_every", int, "rows between anchor-index rebuilds (default: 8192)"),
+    ("--eta0", "eta0", float, "FM step size (default: 0.5, normalised)"),
+    ("--t0", "t0", float, "step decay eta0*t0/(t0+t); 0 = one epoch of rows (default: 0)"),
+    ("--eta-anchor", "eta_anchor", float, "anchor step size (default: 0.05)"),
+    ("--l2-w", "l2_w", float, "L2 on linear weights (default: 1e-5)"),
+    ("--l2-v", "l2_v", float, "L2 on factors (default: 1e-5)"),
+    ("--init-std", "init_std", float, "initial factor standard deviation (default: 0.1)"),
+    ("--multiclass", "multiclass", str, "softmax or ovr (one-vs-rest, as the paper's authors ran it)"),
+    ("--seed", "seed", int, "random seed (default: 0)"),
+]
+
+
+def _add_train_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from files (or continue one)",
+        description="Train FM / LLFM on data streamed from files into the model directory --model. "
+                    "If the directory holds a model, continue training it on the new data (keeping its "
+                    "standardisation, classes, anchors and optimiser state). `--resume DIR` finishes an "
+                    "interrupted run. Without DATA, trains on the Banana data shipped with streamfm.",
+    )
+    p.add_argument("data", nargs="*", metavar="DATA", help="files, globs or directories")
+    p.add_argument("--model", metavar="DIR", help="model directory (created if missing)")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    p.add_argument("--valid", nargs="+", metavar="DATA", help="data evaluated after every epoch")
+    p.add_argument("--task", choices=("binary", "multiclass", "regression"),
+                   help="the task (default: detected from the labels)")
+    g = p.add_argument_group("the model")
+    for flag, field, typ, text in _MODEL_OPTIONS:
+        g.add_argument(flag, dest=f"cfg_{field}", type=typ, default=None, help=text)
+    g.add_argument("--adagrad", dest="cfg_adagrad", action="store_const", const=True, default=None,
+                   help="AdaGrad per-parameter steps")
+    g.add_argument("--no-normalize", dest="cfg_normalize", action="store_const", const=False, default=None,
+                   help="plain SGD steps (not divided by the gradient norm)")
+    g.add_argument("--paper-anchor-gradient", dest="cfg_jo_exact", action="store_const", const=False,
+                   default=None, help="llfm-jo: the paper's approximate anchor gradient (drops the lambda term)")
+    r = p.add_argument_group("the run")
+    r.add_argument("--epochs", type=int, default=10, help="passes over the data (default: 10)")
+    r.add_argument("--batch-rows", type=int, default=4096, help="rows per kernel call (default: 4096)")
+    r.add_argument("--shuffle-buffer", type=int, default=0,
+                   help="rows held for shuffling (default: 0 = sized to ~8M stored values, at most 100,000)")
+    r.add_argument("--no-shuffle", action="store_true", help="read rows in file order every epoch")
+    r.add_argument("--sample-size", type=int, default=10_000, help="rows sampled for k-means (default: 10000)")
+    r.add_argument("--checkpoint-rows", type=int, default=0, help="checkpoint every N rows (default: off)")
+    r.add_argument("--checkpoint-seconds", type=float, default=600.0,
+                   help="checkpoint every T seconds (default: 600)")
+    r.add_argument("--max-rows", type=int, default=0,
+                   help="stop (resumably) after N rows in this invocation (default: no limit)")
+    r.add_argument("--ignore-extra-features", action="store_true",
+                   help="drop feature indices beyond the model's (and report how many) instead of stopping")
+    r.add_argument("--ignore-unknown-labels", action="store_true",
+                   help="skip rows whose class the model has never seen (and report how many)")
+    add_data_options(p)
+    _add_quiet(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _embedded(name: str) -> str:
+    from importlib.resources import files
+
+    return str(files("streamfm") / "data" / f"{name}.parquet")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from streamfm.models.config import Config
+    from streamfm.train.trainer import TrainOptions, resume, train
+
+    if args.resume:
+        if args.data or args.model:
+            raise InputError("--resume DIR continues a run as it was started: give no DATA and no --model")
+        summary = resume(args.resume, quiet=args.quiet or None)
+        if summary.get("already_complete"):
+            print(f"the run in {args.resume} is complete; to train more, give data: "
+                  f"streamfm train DATA... --model {args.resume}")
+            return 0
+        return _report_run(summary, args.resume)
+    if not args.model:
+        raise InputError("name the model directory with --model DIR (or continue a run with --resume DIR)")
+    data, valid = args.data, args.valid
+    if not data:
+        data, valid = [_embedded("banana-train")], valid or [_embedded("banana-test")]
+        if not args.quiet:
+            print("no DATA given: training on the Banana data shipped with streamfm "
+                  "(3,533 rows; validated on its 1,767 held-out rows)", flush=True)
+    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    config = Config(**given) if given else None
+    options = TrainOptions(
+        epochs=args.epochs, batch_rows=args.batch_rows, shuffle_buffer=args.shuffle_buffer,
+        shuffle=not args.no_shuffle, sample_size=args.sample_size, checkpoint_rows=args.checkpoint_rows,
+        checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task,
+        ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
+        quiet=args.quiet)
+    summary = train(data, args.model, config=config, options=options, data_options=data_options(args),
+                    valid=valid)
+    return _report_run(summary, args.model)
+
+
+def _report_run(summary: dict, model_dir: str) -> int:
+    stopped = summary.get("stopped")
+    if stopped:
+        print(f"stopped ({stopped}) at epoch {summary['epoch'] + 1}, row {summary['position']:,}; "
+              f"checkpoint saved. Continue with: streamfm train --resume {model_dir}", file=sys.stderr)
+        return {"SIGINT": 130, "SIGTERM": 143}.get(stopped, 0)
+    print(f"model saved in {model_dir}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# predict and evaluate
+# ---------------------------------------------------------------------------
+
+
+def _add_predict_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="stream predictions to Parquet or CSV",
+        description="One output row per input row, in input order: the predicted label and the "
+                    "probability of every class (classification) or the prediction (regression). "
+                    "The file appears only when complete.")
+    p.add_argument("data", nargs="+", metavar="DATA", help="files, globs or directories")
+    p.add_argument("--model", metavar="DIR", required=True, help="model directory")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="output file, *.parquet or *.csv")
+    p.add_argument("--ignore-extra-features", action="store_true",
+                   help="drop feature indices beyond the model's instead of stopping")
+    add_data_options(p)
+    _add_quiet(p)
+    p.set_defaults(func=_cmd_predict)
+
+
+def _progress(args, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(unit="rows", unit_scale=True, desc=desc, disable=args.quiet, mininterval=0.5)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from streamfm.train.predict import predict_to_file
+    from streamfm.train.trainer import load
+
+    trained = load(args.model, ignore_extra=args.ignore_extra_features)
+    source = source_from_args(args)
+    with _progress(args, "predict") as bar:
+        rows = predict_to_file(trained, source, args.output, progress=bar)
+    print(f"{rows:,} predictions written to {args.output}", file=sys.stderr)
+    _report_dropped(trained)
+    _report_bad_rows(source)
+    return 0
+
+
+def _report_dropped(trained) -> None:
+    std = trained.standardizer
+    if std.dropped:
+        print(f"dropped {std.dropped:,} value(s) of features beyond the model's {std.n_features:,} "
+              f"in {std.dropped_rows:,} row(s)", file=sys.stderr)
+
+
+def _add_evaluate_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="log loss, accuracy, AUC (or RMSE, MAE) of a model on data",
+        description="Stream DATA through the model and print its metrics: log loss, accuracy and (binary) "
+                    "AUC for classification; RMSE and MAE for regression.")
+    p.add_argument("data", nargs="+", metavar="DATA", help="files, globs or directories")
+    p.add_argument("--model", metavar="DIR", required=True, help="model directory")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--ignore-extra-features", action="store_true",
+                   help="drop feature indices beyond the model's instead of stopping")
+    add_data_options(p)
+    _add_quiet(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from streamfm.train.metrics import evaluate_source
+    from streamfm.train.trainer import load
+
+    trained = load(args.model, ignore_extra=args.ignore_extra_features)
+    source = source_from_args(args)
+    with _progress(args, "evaluate") as bar:
+        result = evaluate_source(trained, source, progress=bar)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k.replace('_', ' '):<9} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' '):<9} {v:.6f}")
+    _report_dropped(trained)
+    _report_bad_rows(source)
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # The parser and main
 # ---------------------------------------------------------------------------
 
 #: Subcommand builders, in the order `streamfm --help` lists them.  Each takes
 #: the argparse subparsers object, adds one subcommand and sets `func`.
-COMMANDS: list[Callable] = [_add_convert_parser, _add_info_parser]
+COMMANDS: list[Callable] = [_add_train_parser, _add_predict_parser, _add_evaluate_parser,
+                            _add_convert_parser, _add_info_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -111,16 +111,6 @@ def test_convert_libsvm_zero_based_flag(capsys, tmp_path):
     assert b.indices.tolist() == [0, 2, 1]
 
 
-def test_info_model_directory(capsys, tmp_path):
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "manifest.json").write_text(json.dumps({"format_version": 1, "p": 3}))
-    code, out, err = run(capsys, "info", model)
-    assert code == 0
-    assert out.splitlines()[0] == f"model directory: {model}"
-    assert json.loads("\n".join(out.splitlines()[1:])) == {"format_version": 1, "p": 3}
-
-
 def test_skip_bad_rows_reports_the_count(capsys, tmp_path):
     path = tmp_path / "data.svm"
     path.write_text("1 1:1\n1 x:1.5\n-1 2:nan\n-1 2:1\n")

@@ -1,0 +1,195 @@
+"""train / predict / evaluate / info on a model, through the command line."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from streamfm import cli
+from streamfm.store.modeldir import ModelDir
+
+HERE = os.path.dirname(__file__)
+ROOT = os.path.dirname(HERE)
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def fails(capsys, pattern, *argv, code=2):
+    c, out, err = run(capsys, *argv)
+    assert c == code, (c, out, err)
+    assert "Traceback" not in err
+    assert re.search(pattern, err), err
+    return err
+
+
+def write_svm(path, n, p=3, seed=0, label_fn=None):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int) if label_fn is None else label_fn(X)
+    with open(path, "w") as fh:
+        for xi, yi in zip(X, y):
+            fh.write(f"{yi} " + " ".join(f"{j + 1}:{v:.6f}" for j, v in enumerate(xi)) + "\n")
+    return str(path), X, y
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    train_svm, _, _ = write_svm(root / "train.svm", 800, seed=1)
+    test_svm, X, y = write_svm(root / "test.svm", 300, seed=2)
+    model = root / "model"
+    code = cli.main(["train", train_svm, "--model", str(model), "--valid", test_svm, "--epochs", "3",
+                     "--anchors", "16", "-q"])
+    assert code == 0
+    return {"root": root, "model": str(model), "test": test_svm, "y": y, "train": train_svm}
+
+
+def test_train_writes_a_model_with_metrics(trained):
+    store = ModelDir(trained["model"])
+    assert store.read_manifest()["training"]["status"] == "complete"
+    recs = store.read_metrics()
+    assert len(recs) == 3 and recs[-1]["valid"]["accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv"])
+def test_predict_keeps_row_count_and_order(capsys, trained, ext):
+    out = trained["root"] / f"preds.{ext}"
+    code, _, err = run(capsys, "predict", trained["test"], "--model", trained["model"], "-o", out, "-q")
+    assert code == 0 and "300 predictions" in err
+    table = pq.read_table(out) if ext == "parquet" else pcsv.read_csv(out)
+    assert table.num_rows == 300
+    assert table.column_names == ["prediction", "proba_0.0", "proba_1.0"]
+    pred = np.asarray(table.column("prediction").to_pylist(), dtype=float)
+    # in order: the predictions line up with the labels row by row
+    assert (pred == trained["y"]).mean() > 0.8
+    p1 = np.asarray(table.column("proba_1.0"))
+    assert ((p1 > 0.5) == (pred == 1)).all()
+
+
+def test_evaluate_prints_metrics(capsys, trained):
+    code, out, _ = run(capsys, "evaluate", trained["test"], "--model", trained["model"], "--json", "-q")
+    assert code == 0
+    m = json.loads(out)
+    assert m["rows"] == 300 and 0 < m["log_loss"] < 0.5 and m["accuracy"] > 0.8 and m["auc"] > 0.9
+
+
+def test_info_on_a_model_directory_in_words(capsys, trained):
+    code, out, _ = run(capsys, "info", trained["model"])
+    assert code == 0
+    assert "method:" in out and "llfm-jo" in out and "complete: epoch 3 of 3" in out
+    code, out, _ = run(capsys, "info", trained["model"], "--json")
+    assert json.loads(out)["model"]["config"]["anchors"] == 16
+
+
+def test_train_without_data_uses_the_embedded_banana(capsys, tmp_path):
+    code, out, _ = run(capsys, "train", "--model", tmp_path / "b", "--epochs", "2")
+    assert code == 0 and "Banana" in out and "valid accuracy" in out
+    acc = ModelDir(tmp_path / "b").read_metrics()[-1]["valid"]["accuracy"]
+    assert acc > 0.85
+
+
+def test_model_errors(capsys, trained, tmp_path):
+    fails(capsys, "not a streamfm model directory", "predict", trained["test"], "--model", tmp_path, "-o",
+          tmp_path / "x.csv")
+    fails(capsys, r"\*\.parquet or \*\.csv", "predict", trained["test"], "--model", trained["model"], "-o",
+          tmp_path / "x.txt")
+    assert not (tmp_path / "x.txt").exists()
+    wide, _, _ = write_svm(tmp_path / "wide.svm", 20, p=5)
+    fails(capsys, r"feature index \d+ is beyond the model's 3 features", "evaluate", wide, "--model", trained["model"], "-q")
+    code, _, err = run(capsys, "evaluate", wide, "--model", trained["model"], "-q", "--ignore-extra-features")
+    assert code == 0 and "dropped 40 value(s)" in err
+    fails(capsys, "name the model directory", "train", trained["test"])
+    fails(capsys, "--resume DIR continues", "train", trained["test"], "--resume", trained["model"])
+    fails(capsys, "anchors=0 must be a positive integer", "train", trained["test"], "--model",
+          tmp_path / "m", "--anchors", "0")
+    assert not ModelDir(tmp_path / "m").exists()
+    bad, _, _ = write_svm(tmp_path / "three.svm", 30, label_fn=lambda X: np.arange(len(X)) % 3)
+    fails(capsys, "label", "train", bad, "--model", trained["model"], "-q")  # a class the model never saw
+    nan = tmp_path / "nan.svm"
+    nan.write_text("1 1:0.5 2:nan\n")
+    fails(capsys, r"nan.svm:1", "predict", nan, "--model", trained["model"], "-o", tmp_path / "y.csv")
+    assert not (tmp_path / "y.csv").exists()
+
+
+def test_two_trainers_on_one_directory(trained, tmp_path):
+    """The second trainer refuses with a clear message while the first holds the lock."""
+    store = ModelDir(trained["model"])
+    with store.lock():
+        r = subprocess.run([sys.executable, "-m", "streamfm", "train", trained["train"], "--model",
+                            trained["model"], "-q", "--epochs", "1"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "in use by another trainer" in r.stderr and "Traceback" not in r.stderr
+
+
+def _train_cmd(data, model, *extra):
+    return [sys.executable, "-m", "streamfm", "train", data, "--model", model, "--epochs", "40", "-q",
+            "--batch-rows", "64", "--checkpoint-rows", "200", "--anchors", "16", *extra]
+
+
+def test_sigint_writes_a_checkpoint_and_resume_finishes(trained, tmp_path):
+    big, _, _ = write_svm(tmp_path / "big.svm", 5000, seed=3)
+    model = str(tmp_path / "m")
+    proc = subprocess.Popen(_train_cmd(big, model, "--epochs", "8"), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    store = ModelDir(model)
+    deadline = time.time() + 120
+    while not (store.exists() and store.read_manifest()["model"]["t"] > 0) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Continue with: streamfm train --resume" in err and "Traceback" not in err
+    man = store.read_manifest()
+    assert man["training"]["status"] == "interrupted"
+    r = subprocess.run([sys.executable, "-m", "streamfm", "train", "--resume", model, "-q"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert store.read_manifest()["training"]["status"] == "complete"
+
+
+def test_kill_9_at_random_moments_never_corrupts_and_resume_is_exact(tmp_path):
+    """SIGKILL a real training process at random moments, resume each time: the model always
+    loads, and the run that was killed over and over ends with the parameters of an
+    uninterrupted run (checkpoints hold the whole stream state)."""
+    from streamfm.train.trainer import load
+
+    data, _, _ = write_svm(tmp_path / "d.svm", 3000, seed=4)
+    ref, model = str(tmp_path / "ref"), str(tmp_path / "m")
+    extra = ["--epochs", "12", "--checkpoint-rows", "256"]
+    t = time.monotonic()
+    subprocess.run(_train_cmd(data, ref, *extra), cwd=ROOT, check=True)
+    duration = time.monotonic() - t  # kill within the first 70% of a run's time
+    rng = np.random.default_rng(0)
+    store = ModelDir(model)
+    cmd = _train_cmd(data, model, *extra)
+    kills = 0
+    for attempt in range(12):
+        proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.1, 0.7) * duration)
+        if proc.poll() is not None:
+            assert proc.returncode == 0
+            break
+        proc.kill()
+        proc.wait()
+        kills += 1
+        if store.exists():
+            manifest, arrays = store.load()  # loadable after every kill
+            assert all(np.isfinite(np.asarray(a)).all() for a in arrays.values())
+            cmd = [sys.executable, "-m", "streamfm", "train", "--resume", model, "-q"]
+            if manifest["training"]["status"] == "complete":
+                break
+    subprocess.run([sys.executable, "-m", "streamfm", "train", "--resume", model, "-q"], cwd=ROOT, check=True)
+    assert kills >= 3
+    a, b = load(ref), load(model)
+    for name in ("b", "W", "V", "Z"):
+        np.testing.assert_allclose(np.asarray(b.model.params[name]), np.asarray(a.model.params[name]),
+                                   rtol=1e-10, atol=1e-12)
