@@ -193,3 +193,35 @@ def test_kill_9_at_random_moments_never_corrupts_and_resume_is_exact(tmp_path):
     for name in ("b", "W", "V", "Z"):
         np.testing.assert_allclose(np.asarray(b.model.params[name]), np.asarray(a.model.params[name]),
                                    rtol=1e-10, atol=1e-12)
+
+
+def test_regression_and_multiclass_from_files(capsys, tmp_path):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(600, 3))
+    yr = 2 * X[:, 0] * X[:, 1] + X[:, 2] + 0.05 * rng.normal(size=600)
+    with open(tmp_path / "reg.csv", "w") as fh:
+        for xi, yi in zip(X, yr):
+            fh.write(",".join(f"{v:.6f}" for v in xi) + f",{yi:.6f}\n")
+    code, out, _ = run(capsys, "train", tmp_path / "reg.csv", "--model", tmp_path / "r", "--epochs", "8",
+                       "--anchors", "8", "-q")
+    assert code == 0
+    code, out, _ = run(capsys, "evaluate", tmp_path / "reg.csv", "--model", tmp_path / "r", "--json", "-q")
+    m = json.loads(out)
+    assert set(m) == {"rows", "rmse", "mae"} and m["rmse"] < 0.5 * np.std(yr)
+    code, _, _ = run(capsys, "predict", tmp_path / "reg.csv", "--model", tmp_path / "r", "-o", tmp_path / "r.parquet", "-q")
+    assert pq.read_table(tmp_path / "r.parquet").column_names == ["prediction"]
+    # text labels, three classes: softmax over three outputs
+    lab = np.array(["cat", "dog", "eel"])[np.argmax(X, axis=1)]
+    with open(tmp_path / "mc.csv", "w") as fh:
+        for xi, li in zip(X, lab):
+            fh.write(",".join(f"{v:.6f}" for v in xi) + f",{li}\n")
+    code, _, _ = run(capsys, "train", tmp_path / "mc.csv", "--model", tmp_path / "c", "--epochs", "5",
+                     "--anchors", "8", "-q")
+    assert code == 0
+    assert ModelDir(tmp_path / "c").read_manifest()["model"]["classes"] == ["cat", "dog", "eel"]
+    code, out, _ = run(capsys, "evaluate", tmp_path / "mc.csv", "--model", tmp_path / "c", "--json", "-q")
+    assert json.loads(out)["accuracy"] > 0.9
+    code, _, _ = run(capsys, "predict", tmp_path / "mc.csv", "--model", tmp_path / "c", "-o", tmp_path / "c.csv", "-q")
+    t = pcsv.read_csv(tmp_path / "c.csv")
+    assert t.column_names == ["prediction", "proba_cat", "proba_dog", "proba_eel"]
+    assert (np.asarray(t.column("prediction").to_pylist()) == lab).mean() > 0.9
