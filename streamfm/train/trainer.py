@@ -242,12 +242,12 @@ def _make_trainer(store, trained, run, valid_source) -> Trainer:
     return Trainer(store, trained, run, valid_source)
 
 
-def _check_engine(options: dict) -> None:
-    """Fail before any work if the engine cannot run (e.g. Ray missing, a bad --address)."""
+def _check_engine(options: dict, source=None) -> None:
+    """Fail before any work if the engine cannot run (Ray missing, a bad --address, not Parquet)."""
     if options.get("engine", "local") == "ray":
         from ..engines.ray_engine import preflight
 
-        preflight(options.get("address"))
+        preflight(options.get("address"), source)
 
 
 def _open(paths, data_options: dict, chunk_rows=None):
@@ -265,10 +265,10 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
     are ``open_source`` keyword arguments (format, label_column, ...).
     """
     options = (options or TrainOptions()).validate()
-    _check_engine(asdict(options))
     data_options = dict(data_options or {})
     store = ModelDir(model_dir)
     source = _open(data, data_options)
+    _check_engine(asdict(options), source)
     valid_source = _open(valid, data_options) if valid else None
     if store.exists():
         with store.lock():
