@@ -20,7 +20,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
-from tools.datagen import write_covtype_parquet  # noqa: E402
+from tools.datagen import covtype_blocks  # noqa: E402
 
 # a child that runs the command line and prints its own peak RSS (the driver's)
 CHILD = ("import resource, sys; from streamfm import cli; code = cli.main(sys.argv[1:]); "
@@ -28,18 +28,33 @@ CHILD = ("import resource, sys; from streamfm import cli; code = cli.main(sys.ar
          "sys.exit(code)")
 
 
+def _write_shard(path: str, X, y) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {f"f{j}": X[:, j] for j in range(X.shape[1])}
+    cols["label"] = y
+    pq.write_table(pa.table(cols), path + ".tmp", compression="zstd", row_group_size=65_536)
+    os.replace(path + ".tmp", path)
+
+
 def make_data(root: str, rows: int, shards: int, test_rows: int) -> tuple[str, str]:
-    train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
+    """Train shards and a test file drawn from one generator (one seed: the same local rules)."""
+    import numpy as np
+
+    train_dir, test_dir = os.path.join(root, f"train-{rows}-{shards}"), os.path.join(root, f"test-{test_rows}")
+    test = os.path.join(test_dir, "part-00000.parquet")
+    if os.path.exists(test) and len(os.listdir(train_dir)) == shards:
+        return train_dir, test_dir
     os.makedirs(train_dir, exist_ok=True)
     os.makedirs(test_dir, exist_ok=True)
     per = rows // shards
+    blocks = covtype_blocks(per * shards + test_rows, seed=0, block=per)
     for s in range(shards):
-        path = os.path.join(train_dir, f"part-{s:05d}.parquet")
-        if not os.path.exists(path):
-            write_covtype_parquet(path, per, seed=100 + s)
-    test = os.path.join(test_dir, "part-00000.parquet")
-    if not os.path.exists(test):
-        write_covtype_parquet(test, test_rows, seed=999)
+        X, y = next(blocks)
+        _write_shard(os.path.join(train_dir, f"part-{s:05d}.parquet"), X, y)
+    rest = list(blocks)
+    _write_shard(test, np.concatenate([X for X, _ in rest]), np.concatenate([y for _, y in rest]))
     return train_dir, test_dir
 
 

@@ -10,13 +10,14 @@ The driver (the ``streamfm train`` process) does what the local trainer does
 before its epochs -- scan, standardiser, k-means anchors -- and then, per
 epoch:
 
-1. ``ray.data.read_parquet`` over the shards, blocks in a random order
-   seeded by the run's seed, ``streaming_split(n, equal=True)``: one stream
-   per worker, equally long. The dataset and its split are made once per
-   run (a new one costs seconds of Ray Data start-up); every epoch is a new
-   pass over them.
-2. One actor per worker holds a model and pulls its stream through its own
-   shuffle buffer, seeded by (seed, epoch, worker).
+1. ``ray.data.read_parquet`` over the shards in the epoch's seeded order
+   (the local trainer's), the remaining epochs chained with ``union`` into
+   one dataset, ``streaming_split(n, equal=True)``: one stream per worker,
+   equally long. One Ray Data execution serves the whole run (a new one per
+   epoch costs seconds of start-up).
+2. One actor per worker holds a model and cuts its stream into epochs of
+   ``N // n`` rows, each through a shuffle buffer seeded by (seed, epoch)
+   and the worker's rank.
 3. Synchronous rounds: the driver broadcasts the merged state with
    ``ray.put``; every worker copies it into its own arrays, trains on its
    next ``sync_rows`` rows and returns its state; the driver merges the
@@ -26,11 +27,11 @@ epoch:
    keeps its FAISS index; with more, each worker rebuilds its index from the
    merged anchors.
 
-An epoch on Ray is therefore: every row of the shards once (``equal=True``
-drops at most ``n - 1`` rows), split between the workers by Ray Data; the
-shard blocks in one seeded random order (the same every epoch, unlike the
-local trainer's per-epoch shard order); within each worker, a shuffle buffer
-reseeded every epoch, as in the local trainer.
+An epoch on Ray is therefore ``n`` times ``N // n`` rows (N rows in the
+shards; ``N mod n`` rows carry over to the next epoch), split between the
+workers by Ray Data from the shards in the epoch's order; within each
+worker, a shuffle buffer reseeded every epoch. With one worker this is
+exactly the local trainer's stream, so the two engines train the same model.
 
 Resources, and the stall on small machines
 ------------------------------------------
@@ -51,7 +52,7 @@ times, default 2); after that the run stops with a message, the checkpoint
 intact, and ``streamfm train --resume DIR`` continues it.
 
 With one worker a run is deterministic (Ray Data is asked to preserve
-order), and resumes exactly. With several, Ray Data decides which blocks
+order): it equals the local engine's run and resumes exactly. With several, Ray Data decides which blocks
 each worker reads, so a resumed epoch skips the right number of rows per
 worker but not necessarily the same rows.
 """
@@ -72,7 +73,7 @@ from ..io._tables import batch_to_chunk
 from ..io.sources import open_source
 from ..models.core import LLFMModel
 from ..models.trained import TrainedModel
-from ..preprocess.shuffle import shuffled_chunks
+from ..preprocess.shuffle import epoch_file_order, shuffled_chunks
 from ..store.signals import GracefulStop
 from ..train.rounds import RoundResult, RowStream, merge_states, train_for_rows
 from ..train.trainer import Trainer
@@ -240,13 +241,19 @@ class Worker:
                 self.bad_rows += bad
                 yield chunk
 
-    def start_epoch(self, split, epoch: int, skip_rows: int = 0) -> None:
-        """Take this epoch's stream; skip the first ``skip_rows`` rows (resume, restart)."""
+    def attach(self, split) -> None:
+        """Take this worker's Ray Data stream: every remaining epoch, one after the other."""
+        self.raw = RowStream(self._chunks(split))
+
+    def start_epoch(self, epoch: int, epoch_rows: int, skip_rows: int = 0) -> None:
+        """This epoch: the stream's next ``epoch_rows`` rows through a shuffle buffer seeded by
+        (seed, epoch) -- the local trainer's seed, so one worker reads what the local engine
+        reads -- and the rank for the other workers; the first ``skip_rows`` trained on already."""
         s = self.settings
         buffer_rows = s["buffer_rows"] if s["shuffle"] else 0
-        self.stream = RowStream(shuffled_chunks(self._chunks(split), buffer_rows=buffer_rows,
-                                                out_rows=s["batch_rows"], seed=(s["seed"], epoch, self.rank),
-                                                skip_rows=skip_rows))
+        seed = (s["seed"], epoch) if self.rank == 0 else (s["seed"], epoch, self.rank)
+        self.stream = RowStream(shuffled_chunks(self.raw.take(epoch_rows), buffer_rows=buffer_rows,
+                                                out_rows=s["batch_rows"], seed=seed, skip_rows=skip_rows))
 
     def train_round(self, state, max_rows: int):
         """Load ``state`` (None: keep this worker's own), train on the next ``max_rows`` rows.
@@ -340,14 +347,19 @@ class RayTrainer(Trainer):
             raise
 
     def _splits(self):
-        """One stream per worker, for every epoch of this (re)start: each ``iter_batches`` on a
-        split is a new pass. Made once, because a new dataset costs seconds of Ray Data start-up."""
-        ray, opts, seed = self._ray, self.opts, self.trained.model.config.seed
-        reader = self.source._reader
-        ds = ray.data.read_parquet(self.source.files, file_extensions=None).select_columns(list(reader.columns))
-        if opts.shuffle:
-            # seeded by the run's seed alone, so a resumed run reads the blocks in the same order
-            ds = ds.randomize_block_order(seed=int(np.random.SeedSequence([seed, 17]).generate_state(1)[0]))
+        """One stream per worker holding every remaining epoch: one Ray Data execution for
+        the run (a new one per epoch would cost seconds of start-up each time).
+
+        Epoch e reads the shards in the local trainer's order for (seed, epoch); the
+        epochs are chained with ``union`` and kept in order (``preserve_order``).
+        """
+        ray, opts, run = self._ray, self.opts, self.run
+        seed, files = self.trained.model.config.seed, self.source.files
+        columns = list(self.source._reader.columns)
+        epochs = [ray.data.read_parquet(epoch_file_order(files, e, seed) if opts.shuffle else files,
+                                        file_extensions=None).select_columns(columns)
+                  for e in range(run.epoch, run.epochs)]
+        ds = epochs[0].union(*epochs[1:]) if len(epochs) > 1 else epochs[0]
         return ds.streaming_split(opts.workers, equal=True)
 
     # -------------------------------------------------------------- loop
@@ -390,12 +402,15 @@ class RayTrainer(Trainer):
         with GracefulStop() as stop:
             self._stop = stop
             self._start_workers()
-            splits = self._splits()
+            if run.epoch < run.epochs:
+                self._get([w.attach.remote(it) for w, it in zip(self._workers, self._splits())])
+            # each worker's share of an epoch (equal=True: the same for all; N mod n rows wait)
+            epoch_rows = run.rows_per_epoch // n
             while run.epoch < run.epochs:
                 if len(run.worker_positions) != n:
                     run.worker_positions = [0] * n
-                self._get([w.start_epoch.remote(it, run.epoch, pos)
-                           for w, it, pos in zip(self._workers, splits, run.worker_positions)])
+                self._get([w.start_epoch.remote(run.epoch, epoch_rows, pos)
+                           for w, pos in zip(self._workers, run.worker_positions)])
                 bar = tqdm(total=run.rows_per_epoch or None, initial=run.position, unit="rows", unit_scale=True,
                            desc=f"epoch {run.epoch + 1}/{run.epochs} ({n} worker{'s' * (n > 1)})",
                            disable=opts.quiet, leave=True, mininterval=0.5)

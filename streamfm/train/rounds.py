@@ -75,6 +75,16 @@ class RowStream:
             chunk = chunk.take(np.arange(limit))
         return chunk
 
+    def take(self, n: int) -> Iterator[Chunk]:
+        """The next ``n`` rows (fewer if the stream ends), as chunks; the rest stays."""
+        left = int(n)
+        while left > 0:
+            chunk = self.next_chunk(left)
+            if chunk is None:
+                return
+            left -= chunk.n_rows
+            yield chunk
+
     def unread(self, chunk: Chunk) -> None:
         """Put back the chunk just read: it comes first next time."""
         if self._held is not None:
