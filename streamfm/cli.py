@@ -368,6 +368,18 @@ def _add_train_parser(subparsers) -> None:
                    help="drop feature indices beyond the model's (and report how many) instead of stopping")
     r.add_argument("--ignore-unknown-labels", action="store_true",
                    help="skip rows whose class the model has never seen (and report how many)")
+    e = p.add_argument_group("the engine")
+    e.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: data-parallel workers on Ray over Parquet shards "
+                        '(pip install "streamfm[ray]")')
+    e.add_argument("--workers", type=int, default=2, help="ray: worker actors (default: 2)")
+    e.add_argument("--address", metavar="ADDRESS",
+                   help="ray: join the cluster at ADDRESS (HOST:PORT, ray://HOST:PORT or auto); "
+                        "default: start a local Ray instance sized to this machine")
+    e.add_argument("--sync-rows", type=int, default=0, metavar="R",
+                   help="ray: rows each worker trains between two merges (default: 16384)")
+    e.add_argument("--worker-retries", type=int, default=2,
+                   help="ray: restarts after a worker dies before the run stops resumably (default: 2)")
     add_data_options(p)
     _add_quiet(p)
     p.set_defaults(func=_cmd_train)
@@ -407,7 +419,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         shuffle=not args.no_shuffle, sample_size=args.sample_size, checkpoint_rows=args.checkpoint_rows,
         checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task,
         ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
-        quiet=args.quiet)
+        quiet=args.quiet, engine=args.engine, workers=args.workers, address=args.address,
+        sync_rows=args.sync_rows, worker_retries=args.worker_retries)
     summary = train(data, args.model, config=config, options=options, data_options=data_options(args),
                     valid=valid)
     return _report_run(summary, args.model)

@@ -247,6 +247,36 @@ class LLFMModel:
         model._index_Z = np.array(arrays["index_Z"]) if "index_Z" in arrays else None
         return model
 
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Take the values and counters of another state of this model, in place.
+
+        The values are copied into this model's own arrays, so ``arrays`` may be
+        read-only (Ray's object store hands out read-only views) and this
+        model's memory is reused round after round. A state without
+        ``index_Z`` (a merge of several workers: the anchors moved) makes the
+        next chunk rebuild the FAISS index from the current anchors; a state
+        whose ``index_Z`` is the one this model's index was built from keeps
+        the index.
+        """
+        names = PARAM_NAMES + (ADAGRAD_NAMES if self.config.adagrad else ())
+        for n in names:
+            src = np.asarray(arrays[n])
+            dst = self.params.get(n)
+            if isinstance(dst, np.ndarray) and dst.shape == src.shape and dst.flags.writeable:
+                np.copyto(dst, src)
+            else:
+                self.params[n] = np.array(src)
+        self.coding_scale = float(meta["coding_scale"])
+        self.t = int(meta["t"])
+        self.t0 = float(meta["t0"])
+        self._rows_since_rebuild = int(meta["rows_since_rebuild"])
+        self.counters.update(meta["counters"])
+        new_Z = arrays.get("index_Z")
+        if new_Z is None:
+            self._index = self._index_Z = None
+        elif self._index_Z is None or not np.array_equal(self._index_Z, new_Z):
+            self._index, self._index_Z = None, np.array(new_Z)
+
     def __getstate__(self):
         # a FAISS index does not pickle; it is rebuilt from the anchors on use
         state = self.__dict__.copy()

@@ -26,10 +26,12 @@ from ..preprocess.standardize import Standardizer, should_center
 from ..store.modeldir import ModelDir
 from ..store.signals import GracefulStop
 from .metrics import evaluate_source
+from .rounds import RowStream, train_for_rows
 
 # entries (rows x stored values) a reader chunk and the shuffle buffer may hold
 READ_ENTRIES = 4_000_000
 BUFFER_ENTRIES = 8_000_000
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -49,14 +51,22 @@ class TrainOptions:
     ignore_extra_features: bool = False
     ignore_unknown_labels: bool = False
     quiet: bool = False
+    # the engine: "local" (this process) or "ray" (streamfm.engines.ray_engine)
+    engine: str = "local"
+    workers: int = 2  # ray: worker actors
+    sync_rows: int = 0  # ray: rows each worker trains between merges; 0 = the engine's default
+    address: str | None = None  # ray: an existing cluster to join; None = start a local instance
+    worker_retries: int = 2  # ray: restarts from the last checkpoint after a worker dies
 
     def validate(self) -> "TrainOptions":
-        for name in ("epochs", "batch_rows", "sample_size"):
+        for name in ("epochs", "batch_rows", "sample_size", "workers"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("shuffle_buffer", "checkpoint_rows", "max_rows"):
+        for name in ("shuffle_buffer", "checkpoint_rows", "max_rows", "sync_rows", "worker_retries"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.engine not in ENGINES:
+            raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         return self
 
 
@@ -75,6 +85,7 @@ class RunState:
     rows_per_epoch: int = 0
     mean_row_entries: float = 0.0  # stored values per row after standardising (sizes the buffer)
     history: list = field(default_factory=list)
+    worker_positions: list = field(default_factory=list)  # ray: rows of this epoch each worker trained on
 
 
 class Trainer:
@@ -107,16 +118,6 @@ class Trainer:
             return self.opts.shuffle_buffer
         return int(max(self.opts.batch_rows, min(100_000, BUFFER_ENTRIES // max(mean_entries, 1.0))))
 
-    def _targets(self, chunk):
-        if not self.opts.ignore_unknown_labels or self.trained.task == "regression":
-            return chunk, self.trained.targets(chunk.y)
-        t, known = self.trained.targets(chunk.y, unknown="ignore")
-        if not known.all():
-            self.unknown_labels += int((~known).sum())
-            keep = np.flatnonzero(known)
-            return chunk.take(keep), t[keep]
-        return chunk, t
-
     def fit(self) -> dict:
         """Run the remaining epochs; returns a summary. Stops resumably on a signal or max_rows."""
         opts, run, model = self.opts, self.run, self.trained.model
@@ -134,27 +135,15 @@ class Trainer:
                            unit_scale=True, desc=f"epoch {run.epoch + 1}/{run.epochs}",
                            disable=opts.quiet, leave=True, mininterval=0.5)
                 t_start, rows_start = time.monotonic(), run.position
-                stream = shuffled_epoch(self.source, epoch=run.epoch, seed=model.config.seed,
-                                        buffer_rows=buffer_rows, out_rows=opts.batch_rows,
-                                        shuffle_files=opts.shuffle, skip_rows=run.position,
-                                        chunk_rows=self._reader_rows())
+                stream = RowStream(shuffled_epoch(self.source, epoch=run.epoch, seed=model.config.seed,
+                                                  buffer_rows=buffer_rows, out_rows=opts.batch_rows,
+                                                  shuffle_files=opts.shuffle, skip_rows=run.position,
+                                                  chunk_rows=self._reader_rows()))
                 running = None
-                for chunk in stream:
-                    # checked before a chunk, not after, so a stop at an epoch's
-                    # last row still finishes that epoch (record, checkpoint)
-                    if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
-                        self.save("interrupted")
-                        bar.close()
-                        summary["stopped"] = stop.signal_name or "max_rows"
-                        summary.update(epoch=run.epoch, position=run.position)
-                        return summary
-                    n_in = chunk.n_rows
-                    chunk, targets = self._targets(chunk)
-                    losses = model.partial_fit_chunk(std.transform(chunk), targets)
+
+                def progress(n_in, losses):
+                    nonlocal running
                     run.position += n_in
-                    run.epoch_loss_sum += float(losses.sum())
-                    rows_this_call += n_in
-                    rows_since_ckpt += n_in
                     mean = float(losses.mean()) if len(losses) else 0.0
                     running = mean if running is None else 0.9 * running + 0.1 * mean
                     post = {"loss": f"{running:.4f}"}
@@ -162,26 +151,54 @@ class Trainer:
                         post["k"] = f"{model.metrics()['mean_k']:.2f}"
                     bar.set_postfix(post, refresh=False)
                     bar.update(n_in)
-                    now = time.monotonic()
-                    if (opts.checkpoint_rows and rows_since_ckpt >= opts.checkpoint_rows) or \
-                            now - last_ckpt_t >= opts.checkpoint_seconds:
-                        self.save("running")
-                        last_ckpt_t, rows_since_ckpt = now, 0
+
+                def round_ends(done):
+                    # checked before a chunk, not after, so a stop at an epoch's
+                    # last row still finishes that epoch (record, checkpoint)
+                    return stop.requested or bool(opts.max_rows and rows_this_call + done.rows >= opts.max_rows) \
+                        or bool(opts.checkpoint_rows and rows_since_ckpt + done.rows >= opts.checkpoint_rows) \
+                        or time.monotonic() - last_ckpt_t >= opts.checkpoint_seconds
+
+                # one worker: a round runs to the next checkpoint, stop or the epoch's
+                # end, and the merge of its one state is that state
+                while True:
+                    result = train_for_rows(self.trained, stream, ignore_unknown_labels=opts.ignore_unknown_labels,
+                                            until=round_ends, on_chunk=progress)
+                    run.epoch_loss_sum += result.loss_sum
+                    self.unknown_labels += result.unknown_labels
+                    rows_this_call += result.rows
+                    rows_since_ckpt += result.rows
+                    if result.exhausted:
+                        break
+                    if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
+                        self.save("interrupted")
+                        bar.close()
+                        summary["stopped"] = stop.signal_name or "max_rows"
+                        summary.update(epoch=run.epoch, position=run.position)
+                        return summary
+                    self.save("running")
+                    last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
                 bar.close()
-                record = self._epoch_record(t_start, rows_start)
-                run.epoch += 1
-                run.position = 0
-                run.epoch_loss_sum = 0.0
-                # metrics first: a crash between the two repeats the epoch and its
-                # record (same "epoch" field, the later one wins) but never loses it
-                self.store.append_metrics(record)
-                self.save("complete" if run.epoch == run.epochs else "running")
+                self._end_epoch(t_start, rows_start, summary)
                 last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
-                summary["last"] = record
-                if not opts.quiet:
-                    print(_format_record(record), flush=True)
         summary["epochs_done"] = run.epoch
         return summary
+
+    def _end_epoch(self, t_start: float, rows_start: int, summary: dict) -> None:
+        """Record the epoch, move the run to the next one and checkpoint."""
+        run = self.run
+        record = self._epoch_record(t_start, rows_start)
+        run.epoch += 1
+        run.position = 0
+        run.epoch_loss_sum = 0.0
+        run.worker_positions = []
+        # metrics first: a crash between the two repeats the epoch and its
+        # record (same "epoch" field, the later one wins) but never loses it
+        self.store.append_metrics(record)
+        self.save("complete" if run.epoch == run.epochs else "running")
+        summary["last"] = record
+        if not self.opts.quiet:
+            print(_format_record(record), flush=True)
 
     def _epoch_record(self, t_start: float, rows_start: int) -> dict:
         run, model = self.run, self.trained.model
@@ -216,6 +233,23 @@ def _format_record(r: dict) -> str:
 
 
 # ------------------------------------------------------------------ entry points
+def _make_trainer(store, trained, run, valid_source) -> Trainer:
+    """The trainer of the run's engine (the Ray layer is imported only when asked for)."""
+    if run.options.get("engine", "local") == "ray":
+        from ..engines.ray_engine import RayTrainer
+
+        return RayTrainer(store, trained, run, valid_source)
+    return Trainer(store, trained, run, valid_source)
+
+
+def _check_engine(options: dict, source=None) -> None:
+    """Fail before any work if the engine cannot run (Ray missing, a bad --address, not Parquet)."""
+    if options.get("engine", "local") == "ray":
+        from ..engines.ray_engine import preflight
+
+        preflight(options.get("address"), source)
+
+
 def _open(paths, data_options: dict, chunk_rows=None):
     opts = dict(data_options)
     if chunk_rows:
@@ -234,6 +268,7 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
     data_options = dict(data_options or {})
     store = ModelDir(model_dir)
     source = _open(data, data_options)
+    _check_engine(asdict(options), source)
     valid_source = _open(valid, data_options) if valid else None
     if store.exists():
         with store.lock():
@@ -257,7 +292,7 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
                    valid={"files": valid_source.files} if valid_source else None,
                    options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
                    mean_row_entries=sc.nnz / max(sc.n_rows, 1))
-    trainer = Trainer(store, trained, run, valid_source)
+    trainer = _make_trainer(store, trained, run, valid_source)
     if not options.quiet:
         _describe_start(sc, config, std, source)
     with store.lock():
@@ -299,7 +334,7 @@ def _continue(store, source, valid_source, options, data_options, config) -> dic
                    valid={"files": valid_source.files} if valid_source else None,
                    options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
                    mean_row_entries=sc.nnz / max(sc.n_rows, 1), history=history)
-    return Trainer(store, trained, run, valid_source).fit()
+    return _make_trainer(store, trained, run, valid_source).fit()
 
 
 def resume(model_dir, *, quiet: bool | None = None) -> dict:
@@ -312,10 +347,11 @@ def resume(model_dir, *, quiet: bool | None = None) -> dict:
             return {"stopped": None, "epochs_done": run.epoch, "already_complete": True, "last": None}
         if quiet is not None:
             run.options["quiet"] = quiet
+        _check_engine(run.options)
         trained = TrainedModel.from_state(manifest["model"], arrays,
                                           ignore_extra=run.options.get("ignore_extra_features", False))
         valid = open_source(run.valid["files"], **run.data["options"]) if run.valid else None
-        return Trainer(store, trained, run, valid).fit()
+        return _make_trainer(store, trained, run, valid).fit()
 
 
 def load(model_dir, *, ignore_extra: bool = False) -> TrainedModel:

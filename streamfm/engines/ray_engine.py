@@ -1,0 +1,465 @@
+"""Data-parallel training on Ray: Ray Data streams Parquet shards to worker actors.
+
+A thin layer over :mod:`streamfm.train.rounds`; the learning core knows
+nothing of Ray, and Ray is imported only here, only when ``--engine ray`` is
+asked for.
+
+How a run goes
+--------------
+The driver (the ``streamfm train`` process) does what the local trainer does
+before its epochs -- scan, standardiser, k-means anchors -- and then, per
+epoch:
+
+1. ``ray.data.read_parquet`` over the shards in the epoch's seeded order
+   (the local trainer's), the remaining epochs chained with ``union`` into
+   one dataset, ``streaming_split(n, equal=True)``: one stream per worker,
+   equally long. One Ray Data execution serves the whole run (a new one per
+   epoch costs seconds of start-up).
+2. One actor per worker holds a model and cuts its stream into epochs of
+   ``N // n`` rows, each through a shuffle buffer seeded by (seed, epoch)
+   and the worker's rank.
+3. Synchronous rounds: the driver broadcasts the merged state with
+   ``ray.put``; every worker copies it into its own arrays, trains on its
+   next ``sync_rows`` rows and returns its state; the driver merges the
+   states (row-weighted average, see :mod:`streamfm.train.rounds`) and writes
+   checkpoints through the same model store as the local trainer. With one
+   worker the merge is the identity, so nothing is broadcast and the worker
+   keeps its FAISS index; with more, each worker rebuilds its index from the
+   merged anchors.
+
+An epoch on Ray is therefore ``n`` times ``N // n`` rows (N rows in the
+shards; ``N mod n`` rows carry over to the next epoch), split between the
+workers by Ray Data from the shards in the epoch's order; within each
+worker, a shuffle buffer reseeded every epoch. With one worker this is
+exactly the local trainer's stream, so the two engines train the same model.
+
+Resources, and the stall on small machines
+------------------------------------------
+Ray Data's read tasks need a CPU each. If every worker actor reserved a whole
+CPU, a two-core machine with two workers would have none left for reading and
+the stream would stall forever. So the actors together reserve at most
+``cluster CPUs - 1`` (a worker's share is ``min(1, (CPUs - 1) / n)``): one
+CPU is always free for a read task. The actors still compute on whole cores:
+a reservation is a scheduling promise, not a limit.
+
+Failures
+--------
+A worker that dies mid-round (its actor killed, its node lost) loses only
+that round: the driver still holds the state merged after the last complete
+round. It checkpoints that state and starts new actors from it, each skipping
+the rows its predecessor had trained on in the epoch (``--worker-retries``
+times, default 2); after that the run stops with a message, the checkpoint
+intact, and ``streamfm train --resume DIR`` continues it.
+
+With one worker a run is deterministic (Ray Data is asked to preserve
+order): it equals the local engine's run and resumes exactly. With several, Ray Data decides which blocks
+each worker reads, so a resumed epoch skips the right number of rows per
+worker but not necessarily the same rows.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import socket
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+from ..errors import InputError, StreamFMError
+from ..io._tables import batch_to_chunk
+from ..io.sources import open_source
+from ..models.core import LLFMModel
+from ..models.trained import TrainedModel
+from ..preprocess.shuffle import epoch_file_order, shuffled_chunks
+from ..store.signals import GracefulStop
+from ..train.rounds import RoundResult, RowStream, merge_states, train_for_rows
+from ..train.trainer import Trainer
+
+INSTALL_HINT = 'pip install "streamfm[ray]"'
+#: rows each worker trains between merges when --sync-rows is not given (docs/scaling.md)
+DEFAULT_SYNC_ROWS = 16_384
+#: name prefix of the worker actors (tests and operators find them by it)
+ACTOR_PREFIX = "streamfm-worker"
+
+
+class WorkerLostError(StreamFMError):
+    """A worker died more often than --worker-retries allows; the last checkpoint is intact."""
+
+    exit_code = 1
+
+
+class _WorkerDied(Exception):
+    """Internal: an actor died during a round."""
+
+
+# ---------------------------------------------------------------------------
+# Ray itself: import, address, connection
+# ---------------------------------------------------------------------------
+
+
+def import_ray():
+    """``ray`` with Ray Data, or an InputError that says how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise InputError(f"--engine ray needs Ray, which is not installed here. Install the extra: "
+                         f"{INSTALL_HINT}") from None
+    return ray
+
+
+def check_address(address: str) -> None:
+    """Refuse, quickly and in one line, an --address where no Ray cluster can be.
+
+    ``ray.init`` would otherwise wait a long time for a cluster that is not
+    there. Accepted: ``auto``, ``HOST:PORT`` and ``ray://HOST:PORT``; the port
+    must accept a TCP connection.
+    """
+    if address == "auto":
+        return
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--address {address!r} is not a Ray cluster address; give HOST:PORT (the head "
+                         "node's port, 6379 by default), ray://HOST:PORT (Ray Client) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise InputError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                         "`ray start --head` on the head node, or check --address") from None
+
+
+def preflight(address: str | None, source=None) -> None:
+    """Everything that can fail before any work: Ray installed, the address, Parquet input."""
+    import_ray()
+    if source is not None and source.format != "parquet":
+        raise InputError(f"--engine ray reads Parquet shards, and the data is {source.format}; convert it "
+                         f"first: streamfm convert DATA... -o shards/ (then train shards/)")
+    if address:
+        check_address(address)
+
+
+def _connect(ray, address: str | None, quiet: bool) -> bool:
+    """Join ``address`` or start a local instance sized to the machine; True if this call did.
+
+    A process already connected (a notebook, the tests) is used as it is.
+    """
+    if ray.is_initialized():
+        return False
+    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=not quiet)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError ...
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise InputError(f"could not start or join {where}: {exc}") from None
+    return True
+
+
+def _worker_runtime_env(address: str | None) -> dict:
+    """How the actors import this streamfm: from this directory on this machine, shipped to a cluster."""
+    import streamfm
+
+    if address:
+        return {"py_modules": [streamfm], "excludes": ["__pycache__"]}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(streamfm.__file__)))
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return {"env_vars": {"PYTHONPATH": path}}
+
+
+def worker_cpus(cluster_cpus: float, workers: int) -> float:
+    """CPUs each worker actor reserves: together at most cluster_cpus - 1, so reading always has one.
+
+    >>> worker_cpus(2, 2), worker_cpus(2, 1), worker_cpus(64, 8), worker_cpus(1, 1)
+    (0.5, 1.0, 1.0, 0.0)
+    """
+    return float(min(1.0, max(0.0, cluster_cpus - 1.0) / workers))
+
+
+# ---------------------------------------------------------------------------
+# The worker
+# ---------------------------------------------------------------------------
+
+
+class Worker:
+    """One data-parallel worker: a model, its share of an epoch's stream, and rounds on it.
+
+    Runs as a Ray actor (``ray.remote(Worker)``), but is a plain class: the
+    tests can drive it without Ray.
+
+    Parameters
+    ----------
+    rank : int
+        Worker number (seeds its shuffle buffer).
+    model_state : (meta, arrays)
+        ``TrainedModel.state()`` to start from (copied: the worker owns its arrays).
+    data : dict
+        ``{"files": [...], "options": {open_source kwargs}}``: how to turn the
+        streamed Arrow tables into chunks (layout, label column, hashing).
+    settings : dict
+        seed, batch_rows, buffer_rows, chunk_rows, shuffle, ignore_extra_features,
+        ignore_unknown_labels.
+    """
+
+    def __init__(self, rank: int, model_state, data: dict, settings: dict):
+        try:  # one core per worker: FAISS threads would fight the other workers
+            import faiss
+
+            faiss.omp_set_num_threads(1)
+        except Exception:  # pragma: no cover - faiss without OpenMP
+            pass
+        meta, arrays = model_state
+        self.rank = rank
+        self.trained = TrainedModel.from_state(meta, {k: np.array(v) for k, v in arrays.items()},
+                                               ignore_extra=settings["ignore_extra_features"])
+        self.source = open_source(data["files"], **data["options"])
+        self.settings = settings
+        self.stream: RowStream | None = None
+        self.bad_rows = 0
+
+    def ping(self) -> int:
+        return os.getpid()
+
+    def _chunks(self, split):
+        """Chunks from this worker's Ray Data stream (Arrow tables), in stream order."""
+        reader = self.source._reader  # the layout (label, features, hashing) of the data set
+        where = f"Ray stream of worker {self.rank}"
+        row0 = 0
+        for table in split.iter_batches(batch_size=self.settings["chunk_rows"], batch_format="pyarrow",
+                                        prefetch_batches=1):
+            for batch in table.to_batches():
+                if reader.sparse:
+                    chunk, bad = reader._sparse_chunk(batch, where, row0)
+                else:
+                    chunk, bad = batch_to_chunk(batch, reader.layout, where, row0, reader.skip_bad_rows)
+                row0 += batch.num_rows
+                self.bad_rows += bad
+                yield chunk
+
+    def attach(self, split) -> None:
+        """Take this worker's Ray Data stream: every remaining epoch, one after the other."""
+        self.raw = RowStream(self._chunks(split))
+
+    def start_epoch(self, epoch: int, epoch_rows: int, skip_rows: int = 0) -> None:
+        """This epoch: the stream's next ``epoch_rows`` rows through a shuffle buffer seeded by
+        (seed, epoch) -- the local trainer's seed, so one worker reads what the local engine
+        reads -- and the rank for the other workers; the first ``skip_rows`` trained on already."""
+        s = self.settings
+        buffer_rows = s["buffer_rows"] if s["shuffle"] else 0
+        seed = (s["seed"], epoch) if self.rank == 0 else (s["seed"], epoch, self.rank)
+        self.stream = RowStream(shuffled_chunks(self.raw.take(epoch_rows), buffer_rows=buffer_rows,
+                                                out_rows=s["batch_rows"], seed=seed, skip_rows=skip_rows))
+
+    def train_round(self, state, max_rows: int):
+        """Load ``state`` (None: keep this worker's own), train on the next ``max_rows`` rows.
+
+        Returns (model state, RoundResult as a dict, peak RSS in MiB).
+        """
+        if state is not None:
+            self.trained.model.load_state(*state)
+        result = train_for_rows(self.trained, self.stream, max_rows,
+                                ignore_unknown_labels=self.settings["ignore_unknown_labels"])
+        out = asdict(result)
+        out["bad_rows"] = self.bad_rows
+        out["dropped"] = self.trained.standardizer.dropped
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+        return self.trained.model.state(), out, peak_mib
+
+
+# ---------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------
+
+
+class RayTrainer(Trainer):
+    """The streaming trainer with its epochs run by Ray workers (same store, records and resume)."""
+
+    def fit(self) -> dict:
+        ray = import_ray()
+        opts = self.opts
+        started = _connect(ray, opts.address, opts.quiet)
+        ctx = ray.data.DataContext.get_current()
+        saved_ctx = (ctx.execution_options.preserve_order, ctx.enable_progress_bars,
+                     getattr(ctx, "print_on_execution_start", None))
+        self._ray, self._workers, self._restarts = ray, [], 0
+        try:
+            cpus = float(ray.cluster_resources().get("CPU", 1.0))
+            self._cpus = worker_cpus(cpus, opts.workers)
+            # deterministic streams (one worker: exact runs and resumes), and our
+            # progress bar instead of Ray's
+            ctx.execution_options.preserve_order = True
+            ctx.enable_progress_bars = False
+            if hasattr(ctx, "print_on_execution_start"):  # newer Ray: one log line per epoch otherwise
+                ctx.print_on_execution_start = False
+            return self._fit_with_restarts()
+        finally:
+            self._stop_workers()
+            ctx.execution_options.preserve_order, ctx.enable_progress_bars, printed = saved_ctx
+            if printed is not None:
+                ctx.print_on_execution_start = printed
+            if started:
+                ray.shutdown()
+
+    # ------------------------------------------------------------ workers
+    def _settings(self) -> dict:
+        opts, run, model = self.opts, self.run, self.trained.model
+        std = self.trained.standardizer
+        return {"seed": model.config.seed, "batch_rows": opts.batch_rows, "shuffle": opts.shuffle,
+                "buffer_rows": self._buffer_rows(model.p if std.center else run.mean_row_entries),
+                "chunk_rows": self._reader_rows(), "ignore_extra_features": opts.ignore_extra_features,
+                "ignore_unknown_labels": opts.ignore_unknown_labels}
+
+    def _start_workers(self) -> None:
+        ray, opts = self._ray, self.opts
+        actor = ray.remote(Worker)
+        state = ray.put(self.trained.state())
+        token = os.urandom(4).hex()
+        self._workers = [
+            actor.options(num_cpus=self._cpus, name=f"{ACTOR_PREFIX}-{token}-{k}", max_restarts=0,
+                          runtime_env=_worker_runtime_env(opts.address)).remote(
+                k, state, self.run.data, self._settings())
+            for k in range(opts.workers)]
+        self._get([w.ping.remote() for w in self._workers])
+
+    def _stop_workers(self) -> None:
+        for w in self._workers:
+            try:
+                self._ray.kill(w)
+            except Exception:  # already dead
+                pass
+        self._workers = []
+
+    def _get(self, refs):
+        ray = self._ray
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayActorError as exc:
+            raise _WorkerDied(str(exc).splitlines()[0]) from None
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, StreamFMError):
+                raise cause from None
+            raise
+
+    def _splits(self):
+        """One stream per worker holding every remaining epoch: one Ray Data execution for
+        the run (a new one per epoch would cost seconds of start-up each time).
+
+        Epoch e reads the shards in the local trainer's order for (seed, epoch); the
+        epochs are chained with ``union`` and kept in order (``preserve_order``).
+        """
+        ray, opts, run = self._ray, self.opts, self.run
+        seed, files = self.trained.model.config.seed, self.source.files
+        columns = list(self.source._reader.columns)
+        epochs = [ray.data.read_parquet(epoch_file_order(files, e, seed) if opts.shuffle else files,
+                                        file_extensions=None).select_columns(columns)
+                  for e in range(run.epoch, run.epochs)]
+        ds = epochs[0].union(*epochs[1:]) if len(epochs) > 1 else epochs[0]
+        return ds.streaming_split(opts.workers, equal=True)
+
+    # -------------------------------------------------------------- loop
+    def _fit_with_restarts(self) -> dict:
+        while True:
+            try:
+                return self._fit_rounds()
+            except _WorkerDied as died:
+                self._stop_workers()
+                if self._stop.requested or self._restarts >= self.opts.worker_retries:
+                    status = "interrupted"
+                    self.save(status)
+                    if self._stop.requested:
+                        return self._stopped_summary()
+                    raise WorkerLostError(
+                        f"a Ray worker died ({died}) and --worker-retries {self.opts.worker_retries} "
+                        f"{'is' if self.opts.worker_retries == 1 else 'are'} used up; the model is "
+                        f"checkpointed at epoch {self.run.epoch + 1}, row {self.run.position:,}. "
+                        f"Continue with: streamfm train --resume {self.store.path}") from None
+                self._restarts += 1
+                self.save("running")
+                print(f"streamfm: a Ray worker died ({died}); restarting the workers from the state "
+                      f"after the last complete round (epoch {self.run.epoch + 1}, row {self.run.position:,}; "
+                      f"restart {self._restarts} of {self.opts.worker_retries})", file=sys.stderr, flush=True)
+
+    def _stopped_summary(self) -> dict:
+        return {"stopped": self._stop.signal_name or "max_rows", "epochs_done": self.run.epoch,
+                "epoch": self.run.epoch, "position": self.run.position, "last": None}
+
+    def _fit_rounds(self) -> dict:
+        from tqdm.auto import tqdm
+
+        opts, run = self.opts, self.run
+        n = opts.workers
+        sync_rows = opts.sync_rows or DEFAULT_SYNC_ROWS
+        summary = {"stopped": None, "epochs_done": run.epoch, "last": None}
+        state = self.trained.model.state()  # the state every worker holds at a round's start
+        rows_this_call, rows_since_ckpt, last_ckpt_t = 0, 0, time.monotonic()
+        self._peak_mib = [0.0] * n
+        with GracefulStop() as stop:
+            self._stop = stop
+            self._start_workers()
+            if run.epoch < run.epochs:
+                self._get([w.attach.remote(it) for w, it in zip(self._workers, self._splits())])
+            # each worker's share of an epoch (equal=True: the same for all; N mod n rows wait)
+            epoch_rows = run.rows_per_epoch // n
+            while run.epoch < run.epochs:
+                if len(run.worker_positions) != n:
+                    run.worker_positions = [0] * n
+                self._get([w.start_epoch.remote(run.epoch, epoch_rows, pos)
+                           for w, pos in zip(self._workers, run.worker_positions)])
+                bar = tqdm(total=run.rows_per_epoch or None, initial=run.position, unit="rows", unit_scale=True,
+                           desc=f"epoch {run.epoch + 1}/{run.epochs} ({n} worker{'s' * (n > 1)})",
+                           disable=opts.quiet, leave=True, mininterval=0.5)
+                t_start, rows_start = time.monotonic(), run.position
+                broadcast = None  # the workers start the epoch holding `state`
+                while True:
+                    if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
+                        self.save("interrupted")
+                        bar.close()
+                        summary.update(self._stopped_summary())
+                        return summary
+                    outs = self._get([w.train_round.remote(broadcast, sync_rows) for w in self._workers])
+                    results = [RoundResult(**{k: o[1][k] for k in RoundResult.__dataclass_fields__}) for o in outs]
+                    rows = [r.rows for r in results]
+                    state = merge_states([o[0] for o in outs], rows, base=state)
+                    # one worker keeps its own state (the merge is the identity); more get the merge
+                    broadcast = self._ray.put(state) if n > 1 else None
+                    self.trained.model = LLFMModel.from_state(*state)
+                    self._worker_bad_rows = sum(o[1]["bad_rows"] for o in outs)
+                    self._peak_mib = [max(a, o[2]) for a, o in zip(self._peak_mib, outs)]
+                    done = sum(rows)
+                    run.position += done
+                    run.worker_positions = [p + r for p, r in zip(run.worker_positions, rows)]
+                    run.epoch_loss_sum += sum(r.loss_sum for r in results)
+                    self.unknown_labels += sum(r.unknown_labels for r in results)
+                    rows_this_call += done
+                    rows_since_ckpt += done
+                    bar.update(done)
+                    if all(r.exhausted for r in results):
+                        break
+                    now = time.monotonic()
+                    if (opts.checkpoint_rows and rows_since_ckpt >= opts.checkpoint_rows) or \
+                            now - last_ckpt_t >= opts.checkpoint_seconds:
+                        self.save("running")
+                        last_ckpt_t, rows_since_ckpt = now, 0
+                bar.close()
+                self._end_epoch(t_start, rows_start, summary)
+                last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
+        summary["epochs_done"] = run.epoch
+        return summary
+
+    def _epoch_record(self, t_start: float, rows_start: int) -> dict:
+        record = super()._epoch_record(t_start, rows_start)
+        record["engine"] = "ray"
+        record["workers"] = self.opts.workers
+        record["worker_peak_rss_mib"] = [round(m, 1) for m in self._peak_mib]
+        if getattr(self, "_worker_bad_rows", 0):
+            record["bad_rows_skipped"] = self._worker_bad_rows
+        return record
+
+
+__all__ = ["RayTrainer", "Worker", "WorkerLostError", "check_address", "import_ray", "preflight", "worker_cpus"]

@@ -1,0 +1,196 @@
+"""Data-parallel training on Ray (a local instance with 2 CPUs, started here once).
+
+Skipped where Ray is not installed (``pip install ".[test,ray]"`` installs it).
+"""
+import os
+import socket
+import sys
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from streamfm import cli
+from streamfm.models.config import Config
+from streamfm.store.modeldir import ModelDir
+from streamfm.train.trainer import TrainOptions, load, resume, train
+from test_trainer import local_rules, write_parquet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAGIC = os.path.join(ROOT, "..", "shared", "data", "magic04", "magic04.csv")
+CONF = dict(anchors=20, n_candidates=6, rebuild_every=150)  # m > K: the FAISS path is used
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    if not ray.is_initialized():
+        # the actors import this checkout (streamfm need not be installed)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raydata")
+    X, y = local_rules(1200, seed=1)
+    Xv, yv = local_rules(400, seed=2)
+    return {"train": write_parquet(root / "train", X, y, shards=3), "valid": write_parquet(root / "valid", Xv, yv)}
+
+
+EXACT = dict(epochs=2, batch_rows=64, shuffle_buffer=300, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def local_run(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("local") / "m"
+    train(data["train"], path, config=Config(**CONF), options=TrainOptions(**EXACT))
+    return path
+
+
+def params(path):
+    m = load(path).model
+    return {k: np.asarray(m.params[k]) for k in ("b", "W", "V", "Z")}, m.t
+
+
+def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, data, local_run, tmp_path):
+    """One Ray worker reads the local engine's stream (shard order, shuffle buffer): same parameters."""
+    train(data["train"], tmp_path / "ray", config=Config(**CONF),
+          options=TrainOptions(engine="ray", workers=1, sync_rows=64, **EXACT))
+    (a, ta), (b, tb) = params(local_run), params(tmp_path / "ray")
+    assert ta == tb == 2 * 1200
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
+    rec = ModelDir(tmp_path / "ray").read_metrics()[-1]
+    assert rec["engine"] == "ray" and rec["workers"] == 1 and rec["worker_peak_rss_mib"][0] > 0
+
+
+def _stratified(y, n_train, seed):
+    rng = np.random.default_rng(seed)
+    train_idx = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        train_idx.append(idx[: int(round(n_train * len(idx) / len(y)))])
+    tr = np.sort(np.concatenate(train_idx))
+    return tr, np.setdiff1d(np.arange(len(y)), tr)
+
+
+def _magic_split(root):
+    if not os.path.exists(MAGIC):
+        pytest.skip("Magic04 is not beside the checkout (../shared/data)")
+    raw = np.genfromtxt(MAGIC, delimiter=",", dtype=str)
+    X, y = raw[:, :10].astype(float), (raw[:, 10] == "g").astype(float)
+    tr, te = _stratified(y, 12680, seed=0)
+    return write_parquet(root / "magic-train", X[tr], y[tr], shards=4), write_parquet(root / "magic-test", X[te], y[te])
+
+
+@pytest.mark.parametrize("dataset", ["banana", "magic04"])
+def test_two_workers_reach_the_accuracy_of_one(ray_instance, tmp_path, dataset):
+    if dataset == "banana":
+        train_path, test_path = cli._embedded("banana-train"), cli._embedded("banana-test")
+    else:
+        train_path, test_path = _magic_split(tmp_path)
+    acc = {}
+    for n in (1, 2):
+        model = tmp_path / f"m{n}"
+        train(train_path, model, valid=test_path, config=Config(method="llfm-jo"),
+              options=TrainOptions(epochs=3, engine="ray", workers=n, sync_rows=1024, quiet=True))
+        acc[n] = ModelDir(model).read_metrics()[-1]["valid"]["accuracy"]
+    assert acc[1] > (0.85 if dataset == "banana" else 0.8)
+    assert abs(acc[2] - acc[1]) <= 0.01, acc
+
+
+def _kill_a_worker_once_training(ray, store, done):
+    """Wait for a checkpoint with rows trained, then kill one worker actor."""
+    while not done.is_set():
+        names = [a["name"] if isinstance(a, dict) else a for a in ray.util.list_named_actors()]
+        workers = [n for n in names if n.startswith("streamfm-worker")]
+        if workers and store.exists() and store.read_manifest()["model"]["t"] > 0:
+            ray.kill(ray.get_actor(sorted(workers)[-1]))
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_killed_worker_leaves_a_loadable_model_and_a_resumable_run(ray_instance, tmp_path, retries):
+    X, y = local_rules(8000, seed=11)
+    path = write_parquet(tmp_path / "big", X, y, shards=4)
+    store = ModelDir(tmp_path / "m")
+    done = threading.Event()
+    killer = threading.Thread(target=_kill_a_worker_once_training, args=(ray_instance, store, done))
+    killer.start()
+    opts = TrainOptions(epochs=2, engine="ray", workers=2, sync_rows=500, checkpoint_rows=1000,
+                        worker_retries=retries, quiet=True)
+    try:
+        if retries == 0:
+            from streamfm.engines.ray_engine import WorkerLostError
+
+            with pytest.raises(WorkerLostError, match="--resume"):
+                train(path, store.path, config=Config(**CONF), options=opts)
+            man = store.read_manifest()
+            assert man["training"]["status"] == "interrupted"
+            load(store.path)  # loadable
+            r = resume(store.path)
+            assert r["stopped"] is None
+        else:
+            r = train(path, store.path, config=Config(**CONF), options=opts)  # restarted on new actors
+            assert r["stopped"] is None
+    finally:
+        done.set()
+        killer.join()
+    man = store.read_manifest()
+    assert man["training"]["status"] == "complete" and man["training"]["epoch"] == 2
+    model = load(store.path)
+    assert all(np.isfinite(np.asarray(model.model.params[k])).all() for k in ("b", "W", "V", "Z"))
+    Xt, yt = local_rules(500, seed=12)
+    assert (model.predict(Xt) == yt).mean() > 0.8
+
+
+def test_stop_and_resume_a_ray_run(ray_instance, data, local_run, tmp_path):
+    opts = dict(engine="ray", workers=1, sync_rows=100, **EXACT)
+    r = train(data["train"], tmp_path / "b", config=Config(**CONF), options=TrainOptions(max_rows=700, **opts))
+    assert r["stopped"] == "max_rows"
+    man = ModelDir(tmp_path / "b").read_manifest()
+    assert man["training"]["status"] == "interrupted" and man["training"]["worker_positions"] == [700]
+    man["training"]["options"]["max_rows"] = 0
+    ModelDir(tmp_path / "b").save(man, ModelDir(tmp_path / "b").load(mmap_mode=None)[1])
+    assert resume(tmp_path / "b")["stopped"] is None
+    (a, _), (b, _) = params(local_run), params(tmp_path / "b")
+    for name in a:  # one worker, order preserved: the resumed run is the uninterrupted one
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------ command line errors
+def _fails(capsys, pattern, *argv):
+    code = cli.main([str(a) for a in argv])
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    assert "Traceback" not in err and pattern in err, err
+    return err
+
+
+def test_missing_extra_says_how_to_install(capsys, monkeypatch, data, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    _fails(capsys, 'pip install "streamfm[ray]"', "train", data["train"], "--model", tmp_path / "m",
+           "--engine", "ray", "--workers", "2", "-q")
+    assert not ModelDir(tmp_path / "m").exists()
+
+
+def test_bad_address_and_non_parquet_input(capsys, data, tmp_path):
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a loopback port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = ["train", data["train"], "--model", tmp_path / "m", "--engine", "ray", "-q"]
+    _fails(capsys, f"no Ray cluster answers at 127.0.0.1:{port}", *base, "--address", f"127.0.0.1:{port}")
+    _fails(capsys, "is not a Ray cluster address", *base, "--address", "nowhere")
+    svm = tmp_path / "d.svm"
+    svm.write_text("1 1:0.5\n0 2:1.5\n")
+    _fails(capsys, "streamfm convert", "train", svm, "--model", tmp_path / "m", "--engine", "ray", "-q")
+    assert not ModelDir(tmp_path / "m").exists()

@@ -1,0 +1,128 @@
+"""Scaling out: rows/s, test log loss / accuracy and peak memory, local engine vs Ray with 1 and 2 workers.
+
+Covtype-shaped data (tools/datagen.py: 54 features, locally different rules)
+in Parquet shards; LLFM-JO with m = 50 anchors (the defaults); every
+configuration runs in a fresh `python -m streamfm train` process (the Ray
+ones start their own local Ray instance sized to the machine). rows/s is
+the training rows of an epoch over its seconds (validation excluded), taken
+over epochs 2.. (epoch 1 also pays Ray's start-up, reported apart). Writes
+docs/scaling.md.
+
+    pip install ".[ray]"
+    python tools/bench_ray.py [--rows 400000] [--epochs 3] [--sync-rows 16384]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, ROOT)
+from tools.datagen import covtype_blocks  # noqa: E402
+
+# a child that runs the command line and prints its own peak RSS (the driver's)
+CHILD = ("import resource, sys; from streamfm import cli; code = cli.main(sys.argv[1:]); "
+         "print('PEAK_MIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr); "
+         "sys.exit(code)")
+
+
+def _write_shard(path: str, X, y) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {f"f{j}": X[:, j] for j in range(X.shape[1])}
+    cols["label"] = y
+    pq.write_table(pa.table(cols), path + ".tmp", compression="zstd", row_group_size=65_536)
+    os.replace(path + ".tmp", path)
+
+
+def make_data(root: str, rows: int, shards: int, test_rows: int) -> tuple[str, str]:
+    """Train shards and a test file drawn from one generator (one seed: the same local rules)."""
+    import numpy as np
+
+    train_dir, test_dir = os.path.join(root, f"train-{rows}-{shards}"), os.path.join(root, f"test-{test_rows}")
+    test = os.path.join(test_dir, "part-00000.parquet")
+    if os.path.exists(test) and len(os.listdir(train_dir)) == shards:
+        return train_dir, test_dir
+    os.makedirs(train_dir, exist_ok=True)
+    os.makedirs(test_dir, exist_ok=True)
+    per = rows // shards
+    blocks = covtype_blocks(per * shards + test_rows, seed=0, block=per)
+    for s in range(shards):
+        X, y = next(blocks)
+        _write_shard(os.path.join(train_dir, f"part-{s:05d}.parquet"), X, y)
+    rest = list(blocks)
+    _write_shard(test, np.concatenate([X for X, _ in rest]), np.concatenate([y for _, y in rest]))
+    return train_dir, test_dir
+
+
+def run(name: str, train_dir: str, test_dir: str, model: str, epochs: int, extra: list[str]) -> dict:
+    cmd = [sys.executable, "-c", CHILD, "train", train_dir, "--model", model, "--valid", test_dir,
+           "--epochs", str(epochs), "-q", *extra]
+    t = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"{name} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    driver_peak = float([ln for ln in p.stderr.splitlines() if ln.startswith("PEAK_MIB")][-1].split()[1])
+    with open(os.path.join(model, "metrics.jsonl")) as fh:
+        recs = [json.loads(ln) for ln in fh if ln.strip()]
+    steady = recs[1:] or recs
+    rows = sum(r["rows"] for r in steady)
+    secs = sum(r["seconds"] for r in steady)
+    out = {"name": name, "rows_per_s": rows / secs, "first_epoch_rows_per_s": recs[0]["rows_per_second"],
+           "log_loss": recs[-1]["valid"]["log_loss"], "accuracy": recs[-1]["valid"]["accuracy"],
+           "driver_peak_mib": driver_peak, "worker_peak_mib": recs[-1].get("worker_peak_rss_mib"),
+           "wall_s": wall, "epochs": len(recs)}
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=400_000)
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--test-rows", type=int, default=50_000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--sync-rows", type=int, default=0, help="0: the engine's default")
+    ap.add_argument("--work", default=os.path.join(ROOT, "bench-data", "ray"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "scaling.md"))
+    args = ap.parse_args()
+    train_dir, test_dir = make_data(args.work, args.rows, args.shards, args.test_rows)
+    sync = ["--sync-rows", str(args.sync_rows)] if args.sync_rows else []
+    configs = [("local", []), ("ray, 1 worker", ["--engine", "ray", "--workers", "1", *sync]),
+               ("ray, 2 workers", ["--engine", "ray", "--workers", "2", *sync])]
+    results = []
+    for i, (name, extra) in enumerate(configs):
+        model = os.path.join(args.work, f"model-{i}")
+        subprocess.run(["rm", "-rf", model], check=True)
+        results.append(run(name, train_dir, test_dir, model, args.epochs, extra))
+    local, one, two = results
+    cmd = "python tools/bench_ray.py" + "".join(
+        f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("rows", "shards", "test_rows", "epochs", "sync_rows"))
+    lines = [f"Command: `{cmd}` on this machine ({os.cpu_count()} cores), LLFM-JO, m = 50, r = 10, "
+             f"{args.rows:,} Covtype-shaped training rows in {args.shards} Parquet shards, "
+             f"{args.test_rows:,} test rows, {args.epochs} epochs.", "",
+             "| engine | rows/s (epochs 2..) | rows/s (epoch 1) | test log loss | test accuracy | "
+             "peak RSS per worker (MiB) | driver peak RSS (MiB) | wall s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        workers = ", ".join(f"{m:.0f}" for m in r["worker_peak_mib"]) if r["worker_peak_mib"] else "(in the driver)"
+        lines.append(f"| {r['name']} | {r['rows_per_s']:,.0f} | {r['first_epoch_rows_per_s']:,.0f} | "
+                     f"{r['log_loss']:.4f} | {100 * r['accuracy']:.2f}% | {workers} | {r['driver_peak_mib']:.0f} | "
+                     f"{r['wall_s']:.0f} |")
+    lines += ["",
+              f"- 2 workers / 1 worker: {two['rows_per_s'] / one['rows_per_s']:.2f}x rows/s "
+              f"(target >= 1.5x), test log loss {two['log_loss']:.4f} vs {one['log_loss']:.4f}.",
+              f"- 1 Ray worker / local engine: {one['rows_per_s'] / local['rows_per_s']:.2f}x rows/s "
+              f"(target >= 0.75x)."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(args.out + ".measured", "w") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
