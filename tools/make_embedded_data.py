@@ -13,22 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-def stratified_split(y, n_train, seed):
-    rng = np.random.default_rng(seed)
-    train = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        take = int(round(n_train * len(idx) / len(y)))
-        train.append(rng.permutation(idx)[:take])
-    train = np.concatenate(train)
-    # rounding per class can miss the total by one: fix it from the rest
-    rest = np.setdiff1d(np.arange(len(y)), train)
-    if len(train) < n_train:
-        train = np.concatenate([train, rng.permutation(rest)[: n_train - len(train)]])
-    train = rng.permutation(train[:n_train])
-    test = rng.permutation(np.setdiff1d(np.arange(len(y)), train))
-    return train, test
+try:
+    from tools.benchdata import stratified_split
+except ImportError:  # run as a script: tools/ is on the path
+    from benchdata import stratified_split
 
 
 def main():
