@@ -26,6 +26,7 @@ from ..preprocess.standardize import Standardizer, should_center
 from ..store.modeldir import ModelDir
 from ..store.signals import GracefulStop
 from .metrics import evaluate_source
+from .prefetch import Prefetch
 
 # entries (rows x stored values) a reader chunk and the shuffle buffer may hold
 READ_ENTRIES = 4_000_000
@@ -49,6 +50,7 @@ class TrainOptions:
     ignore_extra_features: bool = False
     ignore_unknown_labels: bool = False
     quiet: bool = False
+    prefetch: int = 2  # chunks prepared ahead in a background thread; 0 = none (same results either way)
 
     def validate(self) -> "TrainOptions":
         for name in ("epochs", "batch_rows", "sample_size"):
@@ -117,6 +119,11 @@ class Trainer:
             return chunk.take(keep), t[keep]
         return chunk, t
 
+    def _prepare(self, chunk):
+        """A reader chunk as the kernel takes it: (standardised chunk, targets)."""
+        chunk, targets = self._targets(chunk)
+        return self.trained.standardizer.transform(chunk), targets
+
     def fit(self) -> dict:
         """Run the remaining epochs; returns a summary. Stops resumably on a signal or max_rows."""
         opts, run, model = self.opts, self.run, self.trained.model
@@ -139,34 +146,36 @@ class Trainer:
                                         shuffle_files=opts.shuffle, skip_rows=run.position,
                                         chunk_rows=self._reader_rows())
                 running = None
-                for chunk in stream:
-                    # checked before a chunk, not after, so a stop at an epoch's
-                    # last row still finishes that epoch (record, checkpoint)
-                    if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
-                        self.save("interrupted")
-                        bar.close()
-                        summary["stopped"] = stop.signal_name or "max_rows"
-                        summary.update(epoch=run.epoch, position=run.position)
-                        return summary
-                    n_in = chunk.n_rows
-                    chunk, targets = self._targets(chunk)
-                    losses = model.partial_fit_chunk(std.transform(chunk), targets)
-                    run.position += n_in
-                    run.epoch_loss_sum += float(losses.sum())
-                    rows_this_call += n_in
-                    rows_since_ckpt += n_in
-                    mean = float(losses.mean()) if len(losses) else 0.0
-                    running = mean if running is None else 0.9 * running + 0.1 * mean
-                    post = {"loss": f"{running:.4f}"}
-                    if model.method != 0:
-                        post["k"] = f"{model.metrics()['mean_k']:.2f}"
-                    bar.set_postfix(post, refresh=False)
-                    bar.update(n_in)
-                    now = time.monotonic()
-                    if (opts.checkpoint_rows and rows_since_ckpt >= opts.checkpoint_rows) or \
-                            now - last_ckpt_t >= opts.checkpoint_seconds:
-                        self.save("running")
-                        last_ckpt_t, rows_since_ckpt = now, 0
+                # reading, decoding, shuffling and standardising run a few
+                # chunks ahead in a thread while the kernel trains (nogil)
+                prepared = ((chunk.n_rows, *self._prepare(chunk)) for chunk in stream)
+                with Prefetch(prepared, opts.prefetch) as items:
+                    for n_in, chunk, targets in items:
+                        # checked before a chunk, not after, so a stop at an epoch's
+                        # last row still finishes that epoch (record, checkpoint)
+                        if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
+                            self.save("interrupted")
+                            bar.close()
+                            summary["stopped"] = stop.signal_name or "max_rows"
+                            summary.update(epoch=run.epoch, position=run.position)
+                            return summary
+                        losses = model.partial_fit_chunk(chunk, targets)
+                        run.position += n_in
+                        run.epoch_loss_sum += float(losses.sum())
+                        rows_this_call += n_in
+                        rows_since_ckpt += n_in
+                        mean = float(losses.mean()) if len(losses) else 0.0
+                        running = mean if running is None else 0.9 * running + 0.1 * mean
+                        post = {"loss": f"{running:.4f}"}
+                        if model.method != 0:
+                            post["k"] = f"{model.metrics()['mean_k']:.2f}"
+                        bar.set_postfix(post, refresh=False)
+                        bar.update(n_in)
+                        now = time.monotonic()
+                        if (opts.checkpoint_rows and rows_since_ckpt >= opts.checkpoint_rows) or \
+                                now - last_ckpt_t >= opts.checkpoint_seconds:
+                            self.save("running")
+                            last_ckpt_t, rows_since_ckpt = now, 0
                 bar.close()
                 record = self._epoch_record(t_start, rows_start)
                 run.epoch += 1
