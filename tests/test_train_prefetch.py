@@ -63,3 +63,24 @@ def test_training_is_the_same_with_and_without_prefetch(tmp_path):
         params[depth] = load(str(out)).model.params
     for name in ("b", "W", "V", "Z"):
         np.testing.assert_array_equal(np.asarray(params[0][name]), np.asarray(params[2][name]))
+
+
+def test_hogwild_threads_train_every_row(tmp_path):
+    """--threads 2 is opt-in Hogwild: not bit-for-bit reproducible, but it trains every row once and learns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from streamfm.train.trainer import load
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(4000, 5))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(np.int64)
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({**{f"f{j}": X[:, j] for j in range(5)}, "label": y}), path)
+    for method in ("fm", "llfm-jo"):
+        out = tmp_path / f"m-{method}"
+        s = train(str(path), str(out), config=Config(method=method, anchors=8),
+                  options=TrainOptions(epochs=2, batch_rows=512, quiet=True, threads=2))
+        model = load(str(out)).model
+        assert model.t == 8000 and model.counters["rows"] == 8000
+        assert s["last"]["train_loss"] < 0.6

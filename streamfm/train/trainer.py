@@ -51,9 +51,10 @@ class TrainOptions:
     ignore_unknown_labels: bool = False
     quiet: bool = False
     prefetch: int = 2  # chunks prepared ahead in a background thread; 0 = none (same results either way)
+    threads: int = 1  # > 1: Hogwild training threads (faster, not reproducible bit for bit)
 
     def validate(self) -> "TrainOptions":
-        for name in ("epochs", "batch_rows", "sample_size"):
+        for name in ("epochs", "batch_rows", "sample_size", "threads"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("shuffle_buffer", "checkpoint_rows", "max_rows"):
@@ -159,7 +160,7 @@ class Trainer:
                             summary["stopped"] = stop.signal_name or "max_rows"
                             summary.update(epoch=run.epoch, position=run.position)
                             return summary
-                        losses = model.partial_fit_chunk(chunk, targets)
+                        losses = model.partial_fit_chunk(chunk, targets, threads=opts.threads)
                         run.position += n_in
                         run.epoch_loss_sum += float(losses.sum())
                         rows_this_call += n_in
