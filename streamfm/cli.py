@@ -362,6 +362,9 @@ def _add_train_parser(subparsers) -> None:
     r.add_argument("--checkpoint-rows", type=int, default=0, help="checkpoint every N rows (default: off)")
     r.add_argument("--checkpoint-seconds", type=float, default=600.0,
                    help="checkpoint every T seconds (default: 600)")
+    r.add_argument("--threads", type=int, default=1,
+                   help="training threads (default: 1, deterministic); N > 1 trains Hogwild-style on shared "
+                        "parameters without locks: faster on several cores, not reproducible bit for bit")
     r.add_argument("--max-rows", type=int, default=0,
                    help="stop (resumably) after N rows in this invocation (default: no limit)")
     r.add_argument("--ignore-extra-features", action="store_true",
@@ -419,8 +422,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         shuffle=not args.no_shuffle, sample_size=args.sample_size, checkpoint_rows=args.checkpoint_rows,
         checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task,
         ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
-        quiet=args.quiet, engine=args.engine, workers=args.workers, address=args.address,
-        sync_rows=args.sync_rows, worker_retries=args.worker_retries)
+        quiet=args.quiet, threads=args.threads, engine=args.engine, workers=args.workers,
+        address=args.address, sync_rows=args.sync_rows, worker_retries=args.worker_retries)
     summary = train(data, args.model, config=config, options=options, data_options=data_options(args),
                     valid=valid)
     return _report_run(summary, args.model)

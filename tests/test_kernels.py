@@ -32,10 +32,10 @@ def test_fm_eval_matches_definition(density, C):
     p, r, m = 7, 3, 2
     P = random_params(rng, m, p, C, r, 1)
     indptr, indices, data, X = csr_rows(rng, 5, p, density)
-    f, s = np.zeros(C), np.zeros((C, r))
+    f, s, work = np.zeros(C), np.zeros((C, r)), np.zeros((C, r))
     for row in range(5):
         for i in range(m):
-            gn = fm_eval(i, indptr[row], indptr[row + 1], indices, data, P["b"], P["W"], P["V"], f, s)
+            gn = fm_eval(i, indptr[row], indptr[row + 1], indices, data, P["b"], P["W"], P["V"], f, s, work)
             np.testing.assert_allclose(f, ref.fm_outputs(X[row], P["b"], P["W"], P["V"], i), rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(s, np.einsum("pcr,p->cr", P["V"][i], X[row]), atol=1e-12)
             x = X[row]
@@ -51,7 +51,7 @@ def test_fm_update_matches_reference_gradient(adagrad):
     indptr, indices, data, X = csr_rows(rng, 1, p, 0.6)
     x = X[0]
     f, s = np.zeros(C), np.zeros((C, r))
-    fm_eval(0, 0, indptr[1], indices, data, P["b"], P["W"], P["V"], f, s)
+    fm_eval(0, 0, indptr[1], indices, data, P["b"], P["W"], P["V"], f, s, np.zeros((C, r)))
     G = np.array([0.7, -0.4])
     eta, l2w, l2v = 0.05, 0.01, 0.02
     A = [np.zeros_like(P[n]) for n in "bWV"]

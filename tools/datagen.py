@@ -76,8 +76,12 @@ CTR_VOCAB = 50_000
 CTR_P = 1 << 20
 
 
-def ctr_blocks(rows: int, seed: int = 0, block: int = 100_000, latent: int = 4):
-    """Yield (indices int32 (b, 30), y int (b,)): one hashed feature id per field, value 1."""
+def ctr_blocks(rows: int, seed: int = 0, block: int = 100_000, latent: int = 4, sort: bool = True):
+    """Yield (indices int32 (b, 30), y int (b,)): one hashed feature id per field, value 1.
+
+    ``sort=False`` keeps the ids in field order (column f is field f), for
+    writers that group fields (e.g. Vowpal Wabbit namespaces).
+    """
     prng = np.random.default_rng([seed, 2])
     emb = prng.normal(0, 0.6, size=(CTR_FIELDS, 512, latent))  # per-field latent of (value mod 512)
     bias = prng.normal(0, 0.4, size=(CTR_FIELDS, 512))
@@ -94,7 +98,7 @@ def ctr_blocks(rows: int, seed: int = 0, block: int = 100_000, latent: int = 4):
         y = (rng.random(b) < 1 / (1 + np.exp(-s))).astype(np.int64)
         ids = ((vals.astype(np.uint64) * np.uint64(2654435761) + f.astype(np.uint64) * np.uint64(40503))
                % np.uint64(CTR_P)).astype(np.int32)
-        yield np.sort(ids, axis=1), y
+        yield (np.sort(ids, axis=1) if sort else ids), y
 
 
 def write_ctr_libsvm(path: str, rows: int, seed: int = 0) -> None:

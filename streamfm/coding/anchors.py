@@ -9,7 +9,8 @@ def kmeans_anchors(sample: np.ndarray, m: int, *, seed: int = 0, niter: int = 25
 
     FAISS k-means is seeded, so the same sample and seed give the same anchors.
     """
-    import faiss
+    from ._faiss import faiss as _load
+    faiss = _load()
 
     sample = np.ascontiguousarray(sample, dtype=np.float32)
     n, q = sample.shape
@@ -35,7 +36,8 @@ def coding_scale(sample: np.ndarray, anchors: np.ndarray) -> float:
     of the features: rho = 1 lets Algorithm 1 reach anchors about one typical
     nearest-anchor distance farther than the nearest.
     """
-    import faiss
+    from ._faiss import faiss as _load
+    faiss = _load()
 
     index = faiss.IndexFlatL2(anchors.shape[1])
     index.add(np.ascontiguousarray(anchors, dtype=np.float32))

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def adaptive_coding(bs, gamma):
     """Algorithm 1 (Anava & Levy 2016) on sorted ``bs`` = rho * d, ascending.
 
@@ -40,7 +40,7 @@ def adaptive_coding(bs, gamma):
     return k, lam, S
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def soft_assignment(ds, k, beta, gamma):
     """Eq. 3: gamma_i proportional to exp(-beta d_i) over the k nearest (sorted ``ds``)."""
     if k > ds.shape[0]:

@@ -27,7 +27,8 @@ class AnchorIndex:
         self.rebuilds = 0
 
     def rebuild(self, Z: np.ndarray) -> None:
-        import faiss
+        from ._faiss import faiss as _load
+        faiss = _load()
 
         m, q = Z.shape
         self.m = m

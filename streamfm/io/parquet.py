@@ -30,6 +30,7 @@ from streamfm.io._tables import (
     is_numeric_type,
     is_text_type,
     label_column,
+    to_numpy,
     where,
 )
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
@@ -311,7 +312,7 @@ class ParquetReader:
             nulls = arr.is_null().to_numpy(zero_copy_only=False)
             self._bad_rows(nulls, bad, path, row0, name, "the list is missing (null)")
             arr = arr.fill_null(pa.scalar([], type=arr.type))
-        offsets = np.asarray(arr.offsets, dtype=np.int64)
+        offsets = to_numpy(arr.offsets).astype(np.int64)
         child = arr.flatten()
         offsets = offsets - offsets[0]
         if child.null_count:
@@ -320,7 +321,7 @@ class ParquetReader:
             rows[np.searchsorted(offsets, nulls, side="right") - 1] = True
             self._bad_rows(rows, bad, path, row0, name, "a list entry is missing (null)")
             child = child.fill_null(0)
-        return offsets, child.to_numpy(zero_copy_only=False)
+        return offsets, to_numpy(child)
 
     @staticmethod
     def _bad_rows(rows: np.ndarray, bad, path: str, row0: int, column: str, why: str) -> None:

@@ -25,7 +25,7 @@ ST_K_SUM = 1  # sum of neighbours used, for the mean k
 N_STATS = 2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, order_buf):
     """Neighbour ids, sorted distances and weights for one row; returns (k, S).
 
@@ -75,22 +75,22 @@ def code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, ord
     return k, 1.0
 
 
-@njit(cache=True)
-def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn):
+@njit(cache=True, nogil=True)
+def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work):
     """Each neighbour's FM outputs F[a], factor sums Sb[a], mixture f; returns sum gamma^2 ||grad||^2."""
     C = fbuf.shape[0]
     for c in range(C):
         fbuf[c] = 0.0
     D = 0.0
     for a in range(k):
-        gn[a] = fm_eval(ids[a], lo, hi, indices, data, b, W, V, F[a], Sb[a])
+        gn[a] = fm_eval(ids[a], lo, hi, indices, data, b, W, V, F[a], Sb[a], work)
         D += gamma[a] * gamma[a] * gn[a]
         for c in range(C):
             fbuf[c] += gamma[a] * F[a, c]
     return D
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def train_rows(method, task, indptr, indices, data, y, phi, cand,
                b, W, V, Z, Ab, AW, AV,
                k_soft, beta, rho, zscale, zclip,
@@ -121,6 +121,7 @@ def train_rows(method, task, indptr, indices, data, y, phi, cand,
     F = np.zeros((Kmax, C))
     Sb = np.zeros((Kmax, C, r))
     gn = np.zeros(Kmax)
+    work = np.zeros((C, r))
     fbuf = np.zeros(C)
     g = np.zeros(C)
     G = np.zeros(C)
@@ -135,7 +136,7 @@ def train_rows(method, task, indptr, indices, data, y, phi, cand,
         stats[ST_K_SUM] += k
         if method == JO and k == cand.shape[1] and k < Z.shape[0]:
             stats[ST_WANTED_MORE] += 1
-        D = _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn)
+        D = _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
         losses[row] = loss_grad(task, fbuf, y[row], g)
         tt = t_start + row
         sched = t0 / (t0 + tt)
@@ -178,7 +179,7 @@ def train_rows(method, task, indptr, indices, data, y, phi, cand,
                       l2_w, l2_v, adagrad, Ab, AW, AV)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def predict_rows(method, indptr, indices, data, phi, cand, b, W, V, Z,
                  k_soft, beta, rho, out, ks):
     """Raw outputs f (n, C) into ``out`` and neighbours used into ``ks``; no update."""
@@ -193,12 +194,13 @@ def predict_rows(method, indptr, indices, data, phi, cand, b, W, V, Z,
     F = np.zeros((Kmax, C))
     Sb = np.zeros((Kmax, C, r))
     gn = np.zeros(Kmax)
+    work = np.zeros((C, r))
     fbuf = np.zeros(C)
     for row in range(n):
         lo = indptr[row]
         hi = indptr[row + 1]
         k, S = code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, order_buf)
         ks[row] = k
-        _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn)
+        _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
         for c in range(C):
             out[row, c] = fbuf[c]

@@ -29,7 +29,7 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def loss_grad(task, f, y, g):
     """Loss of outputs ``f`` (C,) for target ``y``; writes dloss/df into ``g``.
 

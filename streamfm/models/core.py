@@ -31,6 +31,32 @@ def task_code(task: str, multiclass: str) -> int:
     return SOFTMAX if multiclass == "softmax" else OVR
 
 
+_POOLS: dict = {}
+
+
+def _hogwild(method, task, indptr, indices, data, y, phi, cand, args, t_start, losses, ks, stats, threads):
+    """train_rows on ``threads`` contiguous parts of a block at once (shared parameters, no locks)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="streamfm-hogwild")
+    n = len(indptr) - 1
+    cuts = np.linspace(0, n, threads + 1).astype(np.int64)
+    part_stats = np.zeros((threads, len(stats)), dtype=stats.dtype)
+
+    def part(k):
+        lo, hi = cuts[k], cuts[k + 1]
+        a, e = indptr[lo], indptr[hi]
+        # step numbers as in the serial order, so the schedule is the same
+        train_rows(method, task, indptr[lo:hi + 1] - a, indices[a:e], data[a:e], y[lo:hi], phi[lo:hi],
+                   cand[lo:hi], *args, t_start + int(lo), losses[lo:hi], ks[lo:hi], part_stats[k])
+
+    for f in [pool.submit(part, k) for k in range(threads)]:
+        f.result()
+    stats += part_stats.sum(0)
+
+
 class LLFMModel:
     """Parameters, counters and the chunk-level train / predict of FM and LLFM.
 
@@ -130,8 +156,14 @@ class LLFMModel:
             self._index.rebuild(self._index_Z)
         return self._index.search(phi)
 
-    def partial_fit_chunk(self, chunk, targets: np.ndarray) -> np.ndarray:
-        """One SGD pass over the chunk's rows in order; returns each row's loss before its step."""
+    def partial_fit_chunk(self, chunk, targets: np.ndarray, threads: int = 1) -> np.ndarray:
+        """One SGD pass over the chunk's rows in order; returns each row's loss before its step.
+
+        ``threads > 1`` (opt-in) is Hogwild: each block of rows is cut into
+        ``threads`` contiguous parts trained at once by the (GIL-free) kernel
+        on the shared parameters, without locks. Updates race, so the result
+        is not reproducible bit for bit; ``threads=1`` (default) is.
+        """
         n = chunk.n_rows
         losses = np.empty(n)
         ks = np.empty(n, dtype=np.int64)
@@ -154,12 +186,17 @@ class LLFMModel:
             cand = self._candidates(phi, Z)
             ip = chunk.indptr[lo:hi + 1]
             a, e = ip[0], ip[-1]
-            train_rows(self.method, task_code(self.task, c.multiclass),
-                       ip - a, chunk.indices[a:e], chunk.data[a:e], targets[lo:hi], phi, cand,
-                       b, W, V, Z, Ab, AW, AV, k_soft, beta, rho,
-                       self.coding_scale, c.anchor_clip, c.eta0, self.t0, c.eta_anchor,
-                       c.l2_w, c.l2_v, c.normalize, c.adagrad, c.jo_exact, self.t,
-                       losses[lo:hi], ks[lo:hi], stats)
+            args = (b, W, V, Z, Ab, AW, AV, k_soft, beta, rho,
+                    self.coding_scale, c.anchor_clip, c.eta0, self.t0, c.eta_anchor,
+                    c.l2_w, c.l2_v, c.normalize, c.adagrad, c.jo_exact)
+            if threads > 1 and hi - lo >= 2 * threads:
+                _hogwild(self.method, task_code(self.task, c.multiclass), ip - a, chunk.indices[a:e],
+                         chunk.data[a:e], targets[lo:hi], phi, cand, args, self.t,
+                         losses[lo:hi], ks[lo:hi], stats, threads)
+            else:
+                train_rows(self.method, task_code(self.task, c.multiclass),
+                           ip - a, chunk.indices[a:e], chunk.data[a:e], targets[lo:hi], phi, cand,
+                           *args, self.t, losses[lo:hi], ks[lo:hi], stats)
             self.t += hi - lo
             self._rows_since_rebuild += hi - lo
             if self.method != FM and cand.shape[1] < self.m:

@@ -141,6 +141,7 @@ def train_for_rows(
     ignore_unknown_labels: bool = False,
     until: Callable[[RoundResult], bool] | None = None,
     on_chunk: Callable[[int, np.ndarray], None] | None = None,
+    threads: int = 1,
 ) -> RoundResult:
     """Train ``trained`` (a TrainedModel, in place) on the next ``max_rows`` rows of ``stream``.
 
@@ -163,6 +164,8 @@ def train_for_rows(
         requested at the last row still sees ``exhausted``.
     on_chunk : callable or None
         Called after each chunk with (rows taken, losses) -- progress bars.
+    threads : int, default 1
+        Hogwild threads of ``LLFMModel.partial_fit_chunk`` (1: deterministic).
 
     Returns
     -------
@@ -183,7 +186,7 @@ def train_for_rows(
             break
         n_in = chunk.n_rows
         rows, targets, skipped = training_rows(trained, chunk, ignore_unknown_labels)
-        losses = model.partial_fit_chunk(rows, targets)
+        losses = model.partial_fit_chunk(rows, targets, threads=threads)
         result.rows += n_in
         result.loss_sum += float(losses.sum())
         result.unknown_labels += skipped

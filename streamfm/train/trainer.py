@@ -26,6 +26,7 @@ from ..preprocess.standardize import Standardizer, should_center
 from ..store.modeldir import ModelDir
 from ..store.signals import GracefulStop
 from .metrics import evaluate_source
+from .prefetch import Prefetch
 from .rounds import RowStream, train_for_rows
 
 # entries (rows x stored values) a reader chunk and the shuffle buffer may hold
@@ -51,6 +52,8 @@ class TrainOptions:
     ignore_extra_features: bool = False
     ignore_unknown_labels: bool = False
     quiet: bool = False
+    prefetch: int = 2  # chunks read ahead in a background thread; 0 = none (same results either way)
+    threads: int = 1  # > 1: Hogwild training threads (faster, not reproducible bit for bit)
     # the engine: "local" (this process) or "ray" (streamfm.engines.ray_engine)
     engine: str = "local"
     workers: int = 2  # ray: worker actors
@@ -59,7 +62,7 @@ class TrainOptions:
     worker_retries: int = 2  # ray: restarts from the last checkpoint after a worker dies
 
     def validate(self) -> "TrainOptions":
-        for name in ("epochs", "batch_rows", "sample_size", "workers"):
+        for name in ("epochs", "batch_rows", "sample_size", "workers", "threads"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("shuffle_buffer", "checkpoint_rows", "max_rows", "sync_rows", "worker_retries"):
@@ -135,49 +138,53 @@ class Trainer:
                            unit_scale=True, desc=f"epoch {run.epoch + 1}/{run.epochs}",
                            disable=opts.quiet, leave=True, mininterval=0.5)
                 t_start, rows_start = time.monotonic(), run.position
-                stream = RowStream(shuffled_epoch(self.source, epoch=run.epoch, seed=model.config.seed,
-                                                  buffer_rows=buffer_rows, out_rows=opts.batch_rows,
-                                                  shuffle_files=opts.shuffle, skip_rows=run.position,
-                                                  chunk_rows=self._reader_rows()))
+                raw = shuffled_epoch(self.source, epoch=run.epoch, seed=model.config.seed,
+                                     buffer_rows=buffer_rows, out_rows=opts.batch_rows,
+                                     shuffle_files=opts.shuffle, skip_rows=run.position,
+                                     chunk_rows=self._reader_rows())
                 running = None
+                # reading, decoding and shuffling run a few chunks ahead in a
+                # thread while the (nogil) kernel trains; the order is unchanged
+                with Prefetch(raw, opts.prefetch) as ahead:
+                    stream = RowStream(ahead)
 
-                def progress(n_in, losses):
-                    nonlocal running
-                    run.position += n_in
-                    mean = float(losses.mean()) if len(losses) else 0.0
-                    running = mean if running is None else 0.9 * running + 0.1 * mean
-                    post = {"loss": f"{running:.4f}"}
-                    if model.method != 0:
-                        post["k"] = f"{model.metrics()['mean_k']:.2f}"
-                    bar.set_postfix(post, refresh=False)
-                    bar.update(n_in)
+                    def progress(n_in, losses):
+                        nonlocal running
+                        run.position += n_in
+                        mean = float(losses.mean()) if len(losses) else 0.0
+                        running = mean if running is None else 0.9 * running + 0.1 * mean
+                        post = {"loss": f"{running:.4f}"}
+                        if model.method != 0:
+                            post["k"] = f"{model.metrics()['mean_k']:.2f}"
+                        bar.set_postfix(post, refresh=False)
+                        bar.update(n_in)
 
-                def round_ends(done):
-                    # checked before a chunk, not after, so a stop at an epoch's
-                    # last row still finishes that epoch (record, checkpoint)
-                    return stop.requested or bool(opts.max_rows and rows_this_call + done.rows >= opts.max_rows) \
-                        or bool(opts.checkpoint_rows and rows_since_ckpt + done.rows >= opts.checkpoint_rows) \
-                        or time.monotonic() - last_ckpt_t >= opts.checkpoint_seconds
+                    def round_ends(done):
+                        # checked before a chunk, not after, so a stop at an epoch's
+                        # last row still finishes that epoch (record, checkpoint)
+                        return stop.requested or bool(opts.max_rows and rows_this_call + done.rows >= opts.max_rows) \
+                            or bool(opts.checkpoint_rows and rows_since_ckpt + done.rows >= opts.checkpoint_rows) \
+                            or time.monotonic() - last_ckpt_t >= opts.checkpoint_seconds
 
-                # one worker: a round runs to the next checkpoint, stop or the epoch's
-                # end, and the merge of its one state is that state
-                while True:
-                    result = train_for_rows(self.trained, stream, ignore_unknown_labels=opts.ignore_unknown_labels,
-                                            until=round_ends, on_chunk=progress)
-                    run.epoch_loss_sum += result.loss_sum
-                    self.unknown_labels += result.unknown_labels
-                    rows_this_call += result.rows
-                    rows_since_ckpt += result.rows
-                    if result.exhausted:
-                        break
-                    if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
-                        self.save("interrupted")
-                        bar.close()
-                        summary["stopped"] = stop.signal_name or "max_rows"
-                        summary.update(epoch=run.epoch, position=run.position)
-                        return summary
-                    self.save("running")
-                    last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
+                    # one worker: a round runs to the next checkpoint, stop or the epoch's
+                    # end, and the merge of its one state is that state
+                    while True:
+                        result = train_for_rows(self.trained, stream, ignore_unknown_labels=opts.ignore_unknown_labels,
+                                                until=round_ends, on_chunk=progress, threads=opts.threads)
+                        run.epoch_loss_sum += result.loss_sum
+                        self.unknown_labels += result.unknown_labels
+                        rows_this_call += result.rows
+                        rows_since_ckpt += result.rows
+                        if result.exhausted:
+                            break
+                        if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
+                            self.save("interrupted")
+                            bar.close()
+                            summary["stopped"] = stop.signal_name or "max_rows"
+                            summary.update(epoch=run.epoch, position=run.position)
+                            return summary
+                        self.save("running")
+                        last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
                 bar.close()
                 self._end_epoch(t_start, rows_start, summary)
                 last_ckpt_t, rows_since_ckpt = time.monotonic(), 0

@@ -1,0 +1,95 @@
+"""Split the training kernel's time into coding, FM forward, anchor updates and FM updates.
+
+``staged_rows`` repeats ``kernels.llfm.train_rows`` up to a stage:
+1 = coding only (candidate distances, sort, Algorithm 1), 2 = + the FM
+forward passes and the loss, 3 = + the anchor updates (no FM update).
+The full kernel (stage 4) is ``train_rows`` itself; differences between
+consecutive stages, timed on the same rows from the same parameters, give
+each part's share. A benchmark aid only: the training code is train_rows.
+"""
+import time
+
+import numpy as np
+from numba import njit
+
+from streamfm.kernels.llfm import APL, JO, _forward, code_row, train_rows
+from streamfm.kernels.losses import loss_grad
+
+
+@njit(cache=True)
+def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, V, Z,
+                k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, t_start):
+    n = indptr.shape[0] - 1
+    C = b.shape[1]
+    r = V.shape[3]
+    Kmax = max(cand.shape[1], 1)
+    ids = np.zeros(Kmax, np.int64)
+    order_buf = np.zeros(Kmax, np.int64)
+    dist = np.zeros(Kmax)
+    gamma = np.zeros(Kmax)
+    F = np.zeros((Kmax, C))
+    Sb = np.zeros((Kmax, C, r))
+    gn = np.zeros(Kmax)
+    fbuf = np.zeros(C)
+    g = np.zeros(C)
+    work = np.zeros((C, r))
+    q = Z.shape[1]
+    kappa = np.zeros(Kmax)
+    sumF = np.zeros(C)
+    acc = 0.0
+    for row in range(n):
+        lo = indptr[row]
+        hi = indptr[row + 1]
+        k, S = code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, order_buf)
+        acc += gamma[0]
+        if stage < 2:
+            continue
+        _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
+        acc += loss_grad(task, fbuf, y[row], g)
+        if stage < 3 or not (method == APL or method == JO):
+            continue
+        sched = t0 / (t0 + t_start + row)
+        for c in range(C):
+            sumF[c] = 0.0
+            for e in range(k):
+                sumF[c] += F[e, c]
+        for a in range(k):
+            coef = 0.0
+            for c in range(C):
+                t = F[a, c] - fbuf[c] - gamma[a] * (sumF[c] - k * fbuf[c])
+                coef += g[c] * 2.0 * rho * t / S
+            kp = eta_z0 * sched * zscale * coef
+            kappa[a] = min(max(kp, -zclip), zclip)
+        for a in range(k):
+            zi = ids[a]
+            for u in range(q):
+                Z[zi, u] -= kappa[a] * (phi[row, u] - Z[zi, u])
+    return acc
+
+
+def split_kernel(args, reps=5):
+    """Shares of the kernel time (coding, forward, anchor_update, fm_update) on one block.
+
+    ``args`` are train_rows' arguments as the trainer passed them (copied).
+    """
+    (method, task, indptr, indices, data, y, phi, cand, b, W, V, Z, Ab, AW, AV, k_soft, beta, rho,
+     zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start, losses, ks, stats) = args
+    times = {}
+    for stage in (1, 2, 3, 4):
+        best = np.inf
+        for _ in range(reps):
+            bb, WW, VV, ZZ = b.copy(), W.copy(), V.copy(), Z.copy()
+            t = time.perf_counter()
+            if stage < 4:
+                staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, bb, WW, VV, ZZ,
+                            k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, t_start)
+            else:
+                train_rows(method, task, indptr, indices, data, y, phi, cand, bb, WW, VV, ZZ, Ab, AW, AV,
+                           k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, normalize,
+                           adagrad, jo_exact, t_start, losses.copy(), ks.copy(), stats.copy())
+            best = min(best, time.perf_counter() - t)
+        times[stage] = best
+    parts = {"coding": times[1], "forward": max(times[2] - times[1], 0.0),
+             "anchor_update": max(times[3] - times[2], 0.0), "fm_update": max(times[4] - times[3], 0.0)}
+    tot = sum(parts.values())
+    return {k: v / tot for k, v in parts.items()}
