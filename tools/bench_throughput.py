@@ -46,6 +46,7 @@ DATA = os.path.join(REPO, "bench-data", "throughput")
 WORK = os.path.join(REPO, "bench-data", "throughput-work")
 DOC = os.path.join(REPO, "docs", "performance.md")
 SEED = 7
+BEFORE_COMMIT = "e12f9c8"  # the branch point of the performance work
 BLOCK = 100_000
 
 # --------------------------------------------------------------------------- data
@@ -464,9 +465,15 @@ def _spawn(cmd, env=None):
 
 
 def measure(spec, env=None):
-    """Run one measurement in a fresh process; its result plus the process's CPU time and peak RSS."""
-    code, out, err, wall, cpu, rss = _spawn([sys.executable, os.path.abspath(__file__), "--run", json.dumps(spec)],
-                                            env)
+    """Run one measurement in a fresh process; its result plus the process's CPU time and peak RSS.
+
+    ``spec["code"]``, if given, is another checkout of streamfm (e.g. the code before a change) whose
+    copy of this tool runs the measurement, so that it imports that streamfm.
+    """
+    tool = os.path.abspath(__file__)
+    if spec.get("code"):
+        tool = os.path.join(spec["code"], "tools", os.path.basename(tool))
+    code, out, err, wall, cpu, rss = _spawn([sys.executable, tool, "--run", json.dumps(spec)], env)
     if code != 0:
         raise RuntimeError(f"{spec['kind']} failed:\n{err[-3000:]}")
     res = json.loads(out.strip().splitlines()[-1])
@@ -555,7 +562,7 @@ def anchor_scaling(stems, ms, log, n_rounds):
 def data_scaling(base_rows, log, n_rounds):
     specs = []
     for mult in (1, 4, 16):
-        stems = make_dense(base_rows * mult, 10_000, f"-x{mult}", parquet_only=True)
+        stems = make_dense(base_rows * mult, 10_000, f"-x{mult}-{base_rows}", parquet_only=True)
         specs.append((f"{mult}x", sf_spec(stems["train"] + ".parquet", None, f"{WORK}/m-scale-{mult}",
                                           ["--method", "fm", "--epochs", "1"])))
     log(f"data scaling: {base_rows:,} x 1, 4, 16 rows")
@@ -671,6 +678,22 @@ def run_all(R, args, sections, dense, sparse, log):
         R["sparse_llfm"] = res
         log(f"  {res['rows_per_s']:,.0f} rows/s whole, {res['epoch_rows_per_s']:,.0f} epoch, RSS "
             f"{res['train_peak_rss_mb']:.0f} MB, model dir {res['model_dir_mb']:.0f} MB")
+    if "before-after" in sections:
+        before = os.path.join(WORK, "code-before")
+        if not os.path.exists(before):
+            os.makedirs(before)
+            subprocess.run(f"git archive {BEFORE_COMMIT} | tar -x -C {before}", shell=True, cwd=REPO, check=True)
+            for f in ("bench_throughput.py", "floor.py", "_breakdown.py", "datagen.py"):
+                shutil.copy(os.path.join(REPO, "tools", f), os.path.join(before, "tools", f))
+        specs = []
+        for method, extra_args in (("fm", []), ("llfm-jo", ["--anchors", "50"])):
+            for label, code in (("before", before), ("after", None)):
+                sp = sf_spec(dense["train"] + ".parquet", None, f"{WORK}/m-ba-{method}-{label}",
+                             ["--method", method, "--epochs", "1", *extra_args])
+                sp["code"] = code
+                specs.append((f"{method} {label}", sp))
+        log(f"before ({BEFORE_COMMIT}) / after")
+        R["before_after"] = {"best": rounds(specs, args.rounds, log)}
     if "breakdown" in sections:
         log("breakdown of llfm-jo (dense, m = 50)")
         b = measure({"kind": "breakdown", "train": dense["train"] + ".parquet", "anchors": 50})
@@ -796,6 +819,18 @@ def write_doc(R, args, cmdline):
         for t in R["targets"]:
             add(f"| {t[0]} | {t[1]} | {'yes' if t[2] else 'NO'} |")
         add("")
+    if "before_after" in R:
+        res = R["before_after"]["best"]
+        add(f"## Before and after the performance work (commit {BEFORE_COMMIT} against this one)\n")
+        add("The same `streamfm train` runs (dense Parquet, one epoch, default options), alternating old "
+            "and new code in one run:\n")
+        add("| run | rows/s (whole train) | epoch rows/s | rows per CPU s | speed-up (epoch) |")
+        add("|---|---:|---:|---:|---:|")
+        for name, r in res.items():
+            base = res[name.replace("after", "before")]
+            add(f"| {name} | {fmt_rate(r['rows_per_s'])} | {fmt_rate(r['epoch_rows_per_s'])} | {cpu_rate(r)} | "
+                f"{r['epoch_rows_per_s'] / base['epoch_rows_per_s']:.2f} |")
+        add("")
     if "sparse_llfm" in R:
         r = R["sparse_llfm"]
         add("## llfm-jo on the sparse data, and what it costs\n")
@@ -883,7 +918,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dense-rows", type=int, default=500_000)
     ap.add_argument("--sparse-rows", type=int, default=1_000_000)
-    ap.add_argument("--sections", default="dense,sparse,sparse-llfm,breakdown,anchors,scaling,threads,startup")
+    ap.add_argument("--sections",
+                    default="dense,sparse,sparse-llfm,before-after,breakdown,anchors,scaling,threads,startup")
     ap.add_argument("--quick", action="store_true", help="small data, one round (a smoke test)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--doc-only", action="store_true", help="rewrite the doc from the last run's saved results")
