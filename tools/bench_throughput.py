@@ -709,7 +709,7 @@ def run_all(R, args, sections, dense, sparse, log):
         specs, best = anchor_scaling(dense, [16, 64, 256, 1024, 4096], log, args.rounds)
         R["anchors"] = {"best": best, "desc": (
             f"`streamfm train` of llfm-jo on the {nd:,} dense training rows, one epoch, K = 32 candidates "
-            "from the FAISS index (all anchors when m <= 32, exact flat index below 2,048 anchors, HNSW "
+            "from the FAISS index (all anchors when m <= 32, exact flat index below 16,384 anchors, HNSW "
             "above), rebuilt every 8,192 rows; k-means on the default sample of 10,000 rows (thin for "
             "m = 4096, and k-means then takes most of the whole command's time: the epoch columns exclude it). The "
             "candidate-miss rate is the share of checked rows whose true nearest anchor (brute force over "
@@ -864,7 +864,7 @@ def write_doc(R, args, cmdline):
         ref = res.get("m=64")
         for name, r in res.items():
             m = int(name[2:])
-            kind = "all anchors (m <= K)" if m <= 32 else ("flat" if m < 2048 else "HNSW")
+            kind = "all anchors (m <= K)" if m <= 32 else ("flat" if m < 16384 else "HNSW")
             vs = f"{r['epoch_rows_per_s'] / ref['epoch_rows_per_s']:.2f}" if ref else ""
             add(f"| {m} | {kind} | {fmt_rate(r['rows_per_s'])} | {fmt_rate(r['epoch_rows_per_s'])} | {vs} | "
                 f"{1e6 / r['epoch_rows_per_s']:.2f} | {100 * (r['candidate_miss_rate'] or 0):.3f}% | "
