@@ -46,7 +46,8 @@ DATA = os.path.join(REPO, "bench-data", "throughput")
 WORK = os.path.join(REPO, "bench-data", "throughput-work")
 DOC = os.path.join(REPO, "docs", "performance.md")
 SEED = 7
-BEFORE_COMMIT = "e12f9c8"  # the branch point of the performance work
+BEFORE_COMMIT = "e12f9c8"
+LOADS: list = []  # 1-minute load average before every measurement  # the branch point of the performance work
 BLOCK = 100_000
 
 # --------------------------------------------------------------------------- data
@@ -470,6 +471,7 @@ def measure(spec, env=None):
     ``spec["code"]``, if given, is another checkout of streamfm (e.g. the code before a change) whose
     copy of this tool runs the measurement, so that it imports that streamfm.
     """
+    LOADS.append(os.getloadavg()[0])
     tool = os.path.abspath(__file__)
     if spec.get("code"):
         tool = os.path.join(spec["code"], "tools", os.path.basename(tool))
@@ -705,10 +707,13 @@ def run_all(R, args, sections, dense, sparse, log):
         R["breakdown"] = b
         for k, v in b["parts"].items():
             log(f"  {k}: {v:.2f} s")
+    small = make_dense(max(nd // 5, 10_000), 10_000, f"-x1-{max(nd // 5, 10_000)}", parquet_only=True)
+    n_small = count_rows(small["train"])
     if "anchors" in sections:
-        specs, best = anchor_scaling(dense, [16, 64, 256, 1024, 4096], log, args.rounds)
+        specs, best = anchor_scaling(small, [16, 64, 256, 1024, 4096], log, args.rounds)
         R["anchors"] = {"best": best, "desc": (
-            f"`streamfm train` of llfm-jo on the {nd:,} dense training rows, one epoch, K = 32 candidates "
+            f"`streamfm train` of llfm-jo on {n_small:,} dense training rows (the 1x set of the data scaling), "
+            "one epoch, K = 32 candidates "
             "from the FAISS index (all anchors when m <= 32, exact flat index below 16,384 anchors, HNSW "
             "above), rebuilt every 8,192 rows; k-means on the default sample of 10,000 rows (thin for "
             "m = 4096, and k-means then takes most of the whole command's time: the epoch columns exclude it). The "
@@ -719,11 +724,12 @@ def run_all(R, args, sections, dense, sparse, log):
         specs, best = data_scaling(max(nd // 5, 10_000), log, args.rounds)
         R["scaling"] = {"best": best}
     if "threads" in sections:
-        specs, best = threads_table(dense, sparse, log, args.rounds)
+        specs, best = threads_table(small, sparse, log, args.rounds)
         R["threads"] = {"best": best, "desc": (
             "`--threads 2` splits every block of rows between two threads that run the kernel at once "
             "on shared parameters, without locks (Hogwild): updates race, so results are not "
-            "reproducible bit for bit; the default (`--threads 1`) is deterministic. One epoch each.")}
+            "reproducible bit for bit; the default (`--threads 1`) is deterministic. One epoch each; dense: "
+            f"the {n_small:,}-row 1x set of the data scaling, sparse: the {ns:,} sparse training rows.")}
     if "startup" in sections:
         log("start-up")
         R["startup"] = startup(log)
@@ -779,8 +785,13 @@ def write_doc(R, args, cmdline):
         "machine (the command is at the end). The machine is shared with other jobs: each system was "
         f"run {args.rounds} times, alternating with the others, and its fastest round is shown; the ratios "
         "between systems of one run are the figures to read.\n")
+    loads = R.get("loads") or [float("nan")]
     add(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.system()}; run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n")
+        f"{platform.system()}; run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The 1-minute load "
+        f"average before the {len(loads)} measurements ranged from {min(loads):.1f} to {max(loads):.1f} (median "
+        f"{float(np.median(loads)):.1f}) on {os.cpu_count()} cores: other jobs shared the machine throughout, so "
+        "absolute rates are far below what an idle machine gives; the rows per CPU second and the ratios "
+        "within one round are the steadier figures.\n")
     add("rows/s = training rows / wall seconds of the training call (for streamfm the whole "
         "`streamfm train`: scan pass, k-means, one epoch from the file, checkpoints; not the interpreter "
         "start). \"rows per CPU s\" divides by the CPU time (user + sys, all threads) of the same call: "
@@ -946,6 +957,7 @@ def main(argv=None):
         R, cmdline, args.rounds = saved["R"], saved["cmdline"], saved["rounds"]
     else:
         run_all(R, args, sections, dense, sparse, log)
+        R["loads"] = LOADS
         with open(results, "w") as fh:
             json.dump({"R": R, "cmdline": cmdline, "rounds": args.rounds}, fh)
     log(f"total {time.time() - t_start:.0f} s")
