@@ -71,7 +71,7 @@ def test_flat_and_all_candidates_equal_brute_force():
 def test_hnsw_rarely_misses_the_nearest_anchor():
     rng = np.random.default_rng(1)
     Z, phi = rng.normal(size=(3000, 8)), rng.normal(size=(500, 8))
-    idx = AnchorIndex(32)  # m >= HNSW_FROM: approximate search
+    idx = AnchorIndex(32, kind="hnsw")  # the approximate index used from HNSW_FROM anchors on
     idx.rebuild(Z)
     assert idx.index is not None and "HNSW" in type(idx.index).__name__
     assert count_misses(phi, idx.search(phi), Z) / 500 < 0.01

@@ -131,3 +131,16 @@ def test_should_center(p, dense, expected):
 
 def test_should_center_threshold_is_a_parameter():
     assert not should_center(SimpleNamespace(n_features=200), False, max_dense_features=100)
+
+
+def test_shift_scale_kernel_matches_numpy():
+    from streamfm.preprocess.standardize import _shift_scale
+
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, 6, size=40).astype(np.int32)
+    data, shift, scale = rng.normal(size=40), rng.normal(size=6), rng.random(6) + 0.5
+    out = np.empty(40)
+    assert _shift_scale(idx, data, shift, scale, out) == -1
+    np.testing.assert_array_equal(out, (data - shift[idx]) * scale[idx])
+    data[7], data[30] = np.inf, np.nan
+    assert _shift_scale(idx, data, shift, scale, out) == 7

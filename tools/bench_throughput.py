@@ -46,6 +46,8 @@ DATA = os.path.join(REPO, "bench-data", "throughput")
 WORK = os.path.join(REPO, "bench-data", "throughput-work")
 DOC = os.path.join(REPO, "docs", "performance.md")
 SEED = 7
+BEFORE_COMMIT = "e12f9c8"
+LOADS: list = []  # 1-minute load average before every measurement  # the branch point of the performance work
 BLOCK = 100_000
 
 # --------------------------------------------------------------------------- data
@@ -464,9 +466,16 @@ def _spawn(cmd, env=None):
 
 
 def measure(spec, env=None):
-    """Run one measurement in a fresh process; its result plus the process's CPU time and peak RSS."""
-    code, out, err, wall, cpu, rss = _spawn([sys.executable, os.path.abspath(__file__), "--run", json.dumps(spec)],
-                                            env)
+    """Run one measurement in a fresh process; its result plus the process's CPU time and peak RSS.
+
+    ``spec["code"]``, if given, is another checkout of streamfm (e.g. the code before a change) whose
+    copy of this tool runs the measurement, so that it imports that streamfm.
+    """
+    LOADS.append(os.getloadavg()[0])
+    tool = os.path.abspath(__file__)
+    if spec.get("code"):
+        tool = os.path.join(spec["code"], "tools", os.path.basename(tool))
+    code, out, err, wall, cpu, rss = _spawn([sys.executable, tool, "--run", json.dumps(spec)], env)
     if code != 0:
         raise RuntimeError(f"{spec['kind']} failed:\n{err[-3000:]}")
     res = json.loads(out.strip().splitlines()[-1])
@@ -555,7 +564,7 @@ def anchor_scaling(stems, ms, log, n_rounds):
 def data_scaling(base_rows, log, n_rounds):
     specs = []
     for mult in (1, 4, 16):
-        stems = make_dense(base_rows * mult, 10_000, f"-x{mult}", parquet_only=True)
+        stems = make_dense(base_rows * mult, 10_000, f"-x{mult}-{base_rows}", parquet_only=True)
         specs.append((f"{mult}x", sf_spec(stems["train"] + ".parquet", None, f"{WORK}/m-scale-{mult}",
                                           ["--method", "fm", "--epochs", "1"])))
     log(f"data scaling: {base_rows:,} x 1, 4, 16 rows")
@@ -671,6 +680,22 @@ def run_all(R, args, sections, dense, sparse, log):
         R["sparse_llfm"] = res
         log(f"  {res['rows_per_s']:,.0f} rows/s whole, {res['epoch_rows_per_s']:,.0f} epoch, RSS "
             f"{res['train_peak_rss_mb']:.0f} MB, model dir {res['model_dir_mb']:.0f} MB")
+    if "before-after" in sections:
+        before = os.path.join(WORK, "code-before")
+        if not os.path.exists(before):
+            os.makedirs(before)
+            subprocess.run(f"git archive {BEFORE_COMMIT} | tar -x -C {before}", shell=True, cwd=REPO, check=True)
+            for f in ("bench_throughput.py", "floor.py", "_breakdown.py", "datagen.py"):
+                shutil.copy(os.path.join(REPO, "tools", f), os.path.join(before, "tools", f))
+        specs = []
+        for method, extra_args in (("fm", []), ("llfm-jo", ["--anchors", "50"])):
+            for label, code in (("before", before), ("after", None)):
+                sp = sf_spec(dense["train"] + ".parquet", None, f"{WORK}/m-ba-{method}-{label}",
+                             ["--method", method, "--epochs", "1", *extra_args])
+                sp["code"] = code
+                specs.append((f"{method} {label}", sp))
+        log(f"before ({BEFORE_COMMIT}) / after")
+        R["before_after"] = {"best": rounds(specs, args.rounds, log)}
     if "breakdown" in sections:
         log("breakdown of llfm-jo (dense, m = 50)")
         b = measure({"kind": "breakdown", "train": dense["train"] + ".parquet", "anchors": 50})
@@ -682,11 +707,14 @@ def run_all(R, args, sections, dense, sparse, log):
         R["breakdown"] = b
         for k, v in b["parts"].items():
             log(f"  {k}: {v:.2f} s")
+    small = make_dense(max(nd // 5, 10_000), 10_000, f"-x1-{max(nd // 5, 10_000)}", parquet_only=True)
+    n_small = count_rows(small["train"])
     if "anchors" in sections:
-        specs, best = anchor_scaling(dense, [16, 64, 256, 1024, 4096], log, args.rounds)
+        specs, best = anchor_scaling(small, [16, 64, 256, 1024, 4096], log, args.rounds)
         R["anchors"] = {"best": best, "desc": (
-            f"`streamfm train` of llfm-jo on the {nd:,} dense training rows, one epoch, K = 32 candidates "
-            "from the FAISS index (all anchors when m <= 32, exact flat index below 2,048 anchors, HNSW "
+            f"`streamfm train` of llfm-jo on {n_small:,} dense training rows (the 1x set of the data scaling), "
+            "one epoch, K = 32 candidates "
+            "from the FAISS index (all anchors when m <= 32, exact flat index below 16,384 anchors, HNSW "
             "above), rebuilt every 8,192 rows; k-means on the default sample of 10,000 rows (thin for "
             "m = 4096, and k-means then takes most of the whole command's time: the epoch columns exclude it). The "
             "candidate-miss rate is the share of checked rows whose true nearest anchor (brute force over "
@@ -696,11 +724,12 @@ def run_all(R, args, sections, dense, sparse, log):
         specs, best = data_scaling(max(nd // 5, 10_000), log, args.rounds)
         R["scaling"] = {"best": best}
     if "threads" in sections:
-        specs, best = threads_table(dense, sparse, log, args.rounds)
+        specs, best = threads_table(small, sparse, log, args.rounds)
         R["threads"] = {"best": best, "desc": (
             "`--threads 2` splits every block of rows between two threads that run the kernel at once "
             "on shared parameters, without locks (Hogwild): updates race, so results are not "
-            "reproducible bit for bit; the default (`--threads 1`) is deterministic. One epoch each.")}
+            "reproducible bit for bit; the default (`--threads 1`) is deterministic. One epoch each; dense: "
+            f"the {n_small:,}-row 1x set of the data scaling, sparse: the {ns:,} sparse training rows.")}
     if "startup" in sections:
         log("start-up")
         R["startup"] = startup(log)
@@ -738,6 +767,53 @@ def run_all(R, args, sections, dense, sparse, log):
 
 # --------------------------------------------------------------------------- report
 
+STATIC_NOTES = """## What streamfm does for speed
+
+- **One pass over a row for f and the step size.** The normalised step needs
+  ||grad_theta f||^2, whose factor part sum_j x_j^2 ||s - V_j x_j||^2 was a
+  second pass over the row's factors. It is now expanded as
+  ||x||^2 ||s||^2 - 2 <s, sum_j x_j^3 V_j> + sum_j x_j^4 ||V_j||^2 and
+  accumulated beside s in the same pass (`kernels/fm.py`); the update reads
+  each factor row through a 1-d view (4-d indexing kept LLVM from
+  vectorising). Same arithmetic up to rounding, same tests.
+- **Reading overlaps training.** The kernels are `nogil`; the trainer
+  prepares the next chunks (read, decode, shuffle, standardise) in a
+  background thread (`train/prefetch.py`, `TrainOptions.prefetch`, default
+  2 chunks ahead). Items arrive in the same order, so results are
+  bit-for-bit those of the serial loop (tested).
+- **Fewer copies per row.** The shuffle buffer's gather (`Chunk.take`) is a
+  numba loop, and for full-width (dense) rows only the values move (NumPy's
+  2-d row gather; the indices of such rows are 0..p-1). Standardising is one
+  numba pass that checks finiteness and centres/scales, and keeps the index
+  arrays of full-width rows instead of rebuilding them.
+- **FAISS on one thread** (`coding/_faiss.py`): streamfm's k-means and
+  searches are small and run beside the kernel and the prefetch thread; with
+  two OpenMP threads they ran 2-15x slower here, and k-means depended on the
+  core count. **Exact flat search up to 16,384 anchors**: at m = 4,096 a flat
+  search of 4,096 rows took 0.6 s against HNSW's 2.1 s, and an HNSW rebuild
+  (due every 8,192 rows) took 2 s.
+- **Start-up.** `pyarrow.Array.to_numpy` imported pandas (0.5 s) on the first
+  chunk; fixed-width columns are now read from their Arrow buffers. The numba
+  kernels are compiled once and cached (`cache=True`).
+- **Hogwild threads, opt-in** (`streamfm train --threads N`,
+  `TrainOptions.threads`): every block of rows is cut into N contiguous parts
+  trained at once on shared parameters without locks. Races make the result
+  non-reproducible bit for bit, so the default stays one deterministic thread.
+
+## Wide sparse data with LLFM: what it costs, and what streamfm does
+
+Every anchor owns an FM over all p features, so the parameters are
+m x p x C x (1 + r) float64: for hashed CTR data (p = 2^20), m = 50, r = 10
+that is 4.6 GB, initialised (V ~ normal) before the first row and written
+whole by every checkpoint. streamfm does exactly that, with no hidden
+shortcut (no float32 parameters, no lazily initialised factors): the
+section below measures what it costs. For such data, `fm` (one FM, 88 MB
+here) or LLFM over fewer hashed features (`--n-hash-features`) or fewer
+anchors are the practical choices; a float32 or lazily initialised
+parameter store would cut the memory and checkpoint cost by 2x or more
+and is left as future work.
+"""
+
 
 def fmt_rate(x):
     return f"{x:,.0f}"
@@ -756,8 +832,13 @@ def write_doc(R, args, cmdline):
         "machine (the command is at the end). The machine is shared with other jobs: each system was "
         f"run {args.rounds} times, alternating with the others, and its fastest round is shown; the ratios "
         "between systems of one run are the figures to read.\n")
+    loads = R.get("loads") or [float("nan")]
     add(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.system()}; run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n")
+        f"{platform.system()}; run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The 1-minute load "
+        f"average before the {len(loads)} measurements ranged from {min(loads):.1f} to {max(loads):.1f} (median "
+        f"{float(np.median(loads)):.1f}) on {os.cpu_count()} cores: other jobs shared the machine throughout, so "
+        "absolute rates are far below what an idle machine gives; the rows per CPU second and the ratios "
+        "within one round are the steadier figures.\n")
     add("rows/s = training rows / wall seconds of the training call (for streamfm the whole "
         "`streamfm train`: scan pass, k-means, one epoch from the file, checkpoints; not the interpreter "
         "start). \"rows per CPU s\" divides by the CPU time (user + sys, all threads) of the same call: "
@@ -789,12 +870,25 @@ def write_doc(R, args, cmdline):
         for c in info["commands"]:
             add(c)
         add("```\n")
+    add(STATIC_NOTES)
     if "targets" in R:
         add("## Targets (ratios measured in this run)\n")
         add("| target | measured | met |")
         add("|---|---|---|")
         for t in R["targets"]:
             add(f"| {t[0]} | {t[1]} | {'yes' if t[2] else 'NO'} |")
+        add("")
+    if "before_after" in R:
+        res = R["before_after"]["best"]
+        add(f"## Before and after the performance work (commit {BEFORE_COMMIT} against this one)\n")
+        add("The same `streamfm train` runs (dense Parquet, one epoch, default options), alternating old "
+            "and new code in one run:\n")
+        add("| run | rows/s (whole train) | epoch rows/s | rows per CPU s | speed-up (epoch) |")
+        add("|---|---:|---:|---:|---:|")
+        for name, r in res.items():
+            base = res[name.replace("after", "before")]
+            add(f"| {name} | {fmt_rate(r['rows_per_s'])} | {fmt_rate(r['epoch_rows_per_s'])} | {cpu_rate(r)} | "
+                f"{r['epoch_rows_per_s'] / base['epoch_rows_per_s']:.2f} |")
         add("")
     if "sparse_llfm" in R:
         r = R["sparse_llfm"]
@@ -829,7 +923,7 @@ def write_doc(R, args, cmdline):
         ref = res.get("m=64")
         for name, r in res.items():
             m = int(name[2:])
-            kind = "all anchors (m <= K)" if m <= 32 else ("flat" if m < 2048 else "HNSW")
+            kind = "all anchors (m <= K)" if m <= 32 else ("flat" if m < 16384 else "HNSW")
             vs = f"{r['epoch_rows_per_s'] / ref['epoch_rows_per_s']:.2f}" if ref else ""
             add(f"| {m} | {kind} | {fmt_rate(r['rows_per_s'])} | {fmt_rate(r['epoch_rows_per_s'])} | {vs} | "
                 f"{1e6 / r['epoch_rows_per_s']:.2f} | {100 * (r['candidate_miss_rate'] or 0):.3f}% | "
@@ -883,7 +977,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dense-rows", type=int, default=500_000)
     ap.add_argument("--sparse-rows", type=int, default=1_000_000)
-    ap.add_argument("--sections", default="dense,sparse,sparse-llfm,breakdown,anchors,scaling,threads,startup")
+    ap.add_argument("--sections",
+                    default="dense,sparse,sparse-llfm,before-after,breakdown,anchors,scaling,threads,startup")
     ap.add_argument("--quick", action="store_true", help="small data, one round (a smoke test)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--doc-only", action="store_true", help="rewrite the doc from the last run's saved results")
@@ -910,6 +1005,7 @@ def main(argv=None):
         R, cmdline, args.rounds = saved["R"], saved["cmdline"], saved["rounds"]
     else:
         run_all(R, args, sections, dense, sparse, log)
+        R["loads"] = LOADS
         with open(results, "w") as fh:
             json.dump({"R": R, "cmdline": cmdline, "rounds": args.rounds}, fh)
     log(f"total {time.time() - t_start:.0f} s")

