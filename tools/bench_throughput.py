@@ -684,7 +684,9 @@ def run_all(R, args, sections, dense, sparse, log):
         before = os.path.join(WORK, "code-before")
         if not os.path.exists(before):
             os.makedirs(before)
-            subprocess.run(f"git archive {BEFORE_COMMIT} | tar -x -C {before}", shell=True, cwd=REPO, check=True)
+            top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                                 capture_output=True, text=True).stdout.strip() or REPO
+            subprocess.run(f"git archive {BEFORE_COMMIT} | tar -x -C {before}", shell=True, cwd=top, check=True)
             for f in ("bench_throughput.py", "floor.py", "_breakdown.py", "datagen.py"):
                 shutil.copy(os.path.join(REPO, "tools", f), os.path.join(before, "tools", f))
         specs = []
@@ -982,6 +984,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small data, one round (a smoke test)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--doc-only", action="store_true", help="rewrite the doc from the last run's saved results")
+    ap.add_argument("--keep", metavar="JSON", help="start from the sections saved in JSON (a partial run's)")
     args = ap.parse_args(argv)
     if args.run:
         spec = json.loads(args.run)
@@ -1004,6 +1007,9 @@ def main(argv=None):
             saved = json.load(fh)
         R, cmdline, args.rounds = saved["R"], saved["cmdline"], saved["rounds"]
     else:
+        if args.keep:
+            with open(args.keep) as fh:
+                R.update(json.load(fh))
         run_all(R, args, sections, dense, sparse, log)
         R["loads"] = LOADS
         with open(results, "w") as fh:
