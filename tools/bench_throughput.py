@@ -899,7 +899,7 @@ def write_doc(R, args, cmdline):
             "parameters are 50 x 2^20 x (1 + 10) float64 = 4.6 GB, allocated and initialised (V ~ normal) "
             "before the first row, and written whole by every checkpoint (one at the start, one at the "
             "end of every epoch). streamfm does this as specified, with no hidden shortcut; measured, one "
-            "epoch over the sparse training rows:\n")
+            "epoch over the sparse training rows" + (f" ({r['note']})" if r.get("note") else "") + ":\n")
         add("| rows/s (whole train) | epoch rows/s | peak RSS MB | model directory MB | test log loss | test accuracy | mean k |")
         add("|---:|---:|---:|---:|---:|---:|---:|")
         add(f"| {fmt_rate(r['rows_per_s'])} | {fmt_rate(r['epoch_rows_per_s'])} | {r['train_peak_rss_mb']:.0f} | "
