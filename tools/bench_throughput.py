@@ -369,7 +369,7 @@ def run_breakdown(spec):
     from tools import _breakdown
 
     src = open_source(spec["train"])
-    cfg = Config(method="llfm-jo", anchors=spec["anchors"], rank=10)
+    cfg = Config(method=spec.get("method", "llfm-jo"), anchors=spec["anchors"], rank=10)
     sc = scan(src, sample_size=10_000, seed=cfg.seed, progress=False)
     std = Standardizer.from_scan(sc, center=should_center(sc, src.dense))
     model = LLFMModel(cfg, sc.n_features, sc.task)
@@ -711,6 +711,14 @@ def run_all(R, args, sections, dense, sparse, log):
             log(f"  {k}: {v:.2f} s")
     small = make_dense(max(nd // 5, 10_000), 10_000, f"-x1-{max(nd // 5, 10_000)}", parquet_only=True)
     n_small = count_rows(small["train"])
+    if "breakdown-fm" in sections:
+        log("breakdown of fm (dense)")
+        b = measure({"kind": "breakdown", "train": dense["train"] + ".parquet", "anchors": 1, "method": "fm"})
+        b["desc"] = ("The same instrumented loop for `fm` (no coding vectors, no search, no anchors): what the "
+                     "end-to-end pass adds to the floor's arithmetic.")
+        R["breakdown_fm"] = b
+        for k, v in b["parts"].items():
+            log(f"  {k}: {v:.2f} s")
     if "anchors" in sections:
         specs, best = anchor_scaling(small, [16, 64, 256, 1024, 4096], log, args.rounds)
         R["anchors"] = {"best": best, "desc": (
@@ -905,16 +913,24 @@ def write_doc(R, args, cmdline):
         add(f"| {fmt_rate(r['rows_per_s'])} | {fmt_rate(r['epoch_rows_per_s'])} | {r['train_peak_rss_mb']:.0f} | "
             f"{r['model_dir_mb']:.0f} | {r['log_loss']:.4f} | {r['accuracy']:.4f} | {r['mean_k']:.2f} |")
         add("")
-    if "breakdown" in R:
-        b = R["breakdown"]
-        add("## Where llfm-jo's time goes (dense data, m = 50)\n")
+    for key, title, keep in (("breakdown", "Where llfm-jo's time goes (dense data, m = 50)", None),
+                             ("breakdown_fm", "Where fm's time goes (dense data)",
+                              ("reading, decoding, shuffling, standardising", "FM forward (f and gradient norm)",
+                               "FM updates", "anchor search (FAISS) and miss checks"))):
+        if key not in R:
+            continue
+        b = R[key]
+        add(f"## {title}\n")
         add(b["desc"] + "\n")
         add("| stage | seconds | share |")
         add("|---|---:|---:|")
-        tot = sum(b["parts"].values())
-        for k, v in b["parts"].items():
+        parts = {k: v for k, v in b["parts"].items() if keep is None or k in keep}
+        if keep is not None:
+            parts["Python, chunk and block overhead"] = parts.pop("anchor search (FAISS) and miss checks")
+        tot = sum(parts.values())
+        for k, v in parts.items():
             add(f"| {k} | {v:.2f} | {100 * v / tot:.0f}% |")
-        add(f"| total ({b['rows']:,} rows, {b['rows'] / b['seconds']:,.0f} rows/s) | {b['seconds']:.2f} | |")
+        add(f"| total ({b['rows']:,} rows, {b['rows'] / b['seconds']:,.0f} rows/s, one thread) | {b['seconds']:.2f} | |")
         add("")
     if "anchors" in R:
         add("## Anchor scaling (llfm-jo, dense data)\n")
