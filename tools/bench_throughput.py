@@ -1043,7 +1043,10 @@ def write_doc(R, args, cmdline):
     add(cmdline)
     add("```")
     add("Peers come from the `bench` extra (`pip install \".[bench]\"`), never the runtime dependencies.\n")
-    return "\n".join(L) + "\n"
+    import re
+
+    # the runs used a snapshot of the repository under bench-data/snap: show paths from the repository root
+    return re.sub(r"/\S*?/bench-data/(snap/bench-data/)?", "bench-data/", "\n".join(L) + "\n")
 
 
 def main(argv=None):
