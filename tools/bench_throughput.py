@@ -911,6 +911,15 @@ def write_doc(R, args, cmdline):
         f"{float(np.median(loads)):.1f}) on {os.cpu_count()} cores: other jobs shared the machine throughout, so "
         "absolute rates are far below what an idle machine gives; the rows per CPU second and the ratios "
         "within one round are the steadier figures.\n")
+    from importlib.metadata import version
+
+    vers = []
+    for pkg in ("numpy", "numba", "pyarrow", "faiss-cpu", "vowpalwabbit", "river", "scikit-learn"):
+        try:
+            vers.append(f"{pkg} {version(pkg)}")
+        except Exception:  # noqa: BLE001 - a peer that is not installed
+            vers.append(f"{pkg} (not installed)")
+    add("Versions: " + ", ".join(vers) + ".\n")
     add("rows/s = training rows / wall seconds of the training call (for streamfm the whole "
         "`streamfm train`: scan pass, k-means, one epoch from the file, checkpoints; not the interpreter "
         "start). \"rows per CPU s\" divides by the CPU time (user + sys, all threads) of the same call: "
