@@ -67,7 +67,7 @@ def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, 
     return acc
 
 
-def split_kernel(args, reps=5):
+def split_kernel(args, reps=25):
     """Shares of the kernel time (coding, forward, anchor_update, fm_update) on one block.
 
     ``args`` are train_rows' arguments as the trainer passed them (copied).

