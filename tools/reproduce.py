@@ -440,7 +440,8 @@ def _validation_section(w, grid_scores, results, plan):
     w("Validation log loss (on `tune-valid/`, 20% of each split's training rows; mean over the runs) of every "
       "grid point, from the tuning runs above. Bold: the best point of a method on a data set. "
       "The last column is the mean, over the data sets, of the point's excess over that best "
-      "(the regret of using it everywhere, as a single default).")
+      "(the regret of using it everywhere, as a single default). The same question on generated data "
+      "nobody tuned for: [defaults.md](defaults.md).")
     w("")
     w("| method | setting | " + " | ".join(dsets) + " | mean regret |")
     w("|---|---|" + "---|" * len(dsets) + "---|")
