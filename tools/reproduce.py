@@ -199,7 +199,7 @@ def evaluate(plan: Plan, ds: str, s: int, repeats: int = 5) -> dict:
 # ----------------------------------------------------------------------------- report
 def _ms(values, fmt="{:.4f}"):
     a = np.asarray(values, dtype=float)
-    return (fmt + " ± " + fmt).format(a.mean(), a.std())
+    return fmt.format(a.mean()) + " ± " + fmt.replace("+", "").format(a.std())
 
 
 def _figure(ds, runs_out, path):
@@ -278,8 +278,10 @@ def write_report(results: dict, chosen: dict, plan: Plan, argv_line: str, path: 
     w("```")
     w("")
     w(f"on {time.strftime('%Y-%m-%d')} (streamfm {_version()}, commit `{_commit()}`); the `streamfm` command lines of "
-      "every training run are listed under each data set. Paper: Table 2 and Figure 1 of Liu et al., "
-      "*Locally Linear Factorization Machines*, IJCAI 2017.")
+      "every training run are listed under each data set. The script reuses a model directory that an earlier "
+      "invocation finished with the same command line, so an interrupted reproduction continues and a changed "
+      "report is rewritten without retraining; the test times are measured afresh each time. Paper: Table 2 "
+      "and Figure 1 of Liu et al., *Locally Linear Factorization Machines*, IJCAI 2017.")
     w("")
     w("## Set-up")
     w("")
