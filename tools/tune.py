@@ -55,7 +55,13 @@ def grid_points(method=None, grid=None):
 
 
 def point_name(point: dict) -> str:
+    """The point as a directory name: "beta=1,eta0=0.5"."""
     return ",".join(f"{k}={v:g}" for k, v in sorted(point.items()))
+
+
+def point_label(point: dict) -> str:
+    """The point for people: "eta0 0.5, rho 0.3" (eta0 first)."""
+    return ", ".join(f"{k} {v:g}" for k, v in sorted(point.items(), key=lambda kv: (kv[0] != "eta0", kv[0])))
 
 
 def train_argv(data, model, *, method, epochs, seed, valid=None, params=None, extra=()) -> list[str]:
@@ -141,8 +147,8 @@ def main(argv=None):
     chosen, rows = tune(args.fit, args.valid, args.work, method=args.method, epochs=args.epochs, seed=args.seed,
                         extra=extra)
     for point, score, run_argv in rows:
-        print(f"{point_name(point):12s} valid log loss {score:.4f}   {command_line(run_argv)}")
-    print(f"chosen: {point_name(chosen)}")
+        print(f"{point_label(point):18s} valid log loss {score:.4f}   {command_line(run_argv)}")
+    print(f"chosen: {point_label(chosen)}")
 
 
 if __name__ == "__main__":
