@@ -15,9 +15,8 @@ epoch:
    worker, equally long. (A new Ray Data execution per epoch costs a few
    seconds of start-up; chaining the epochs with ``union`` would avoid it,
    but does not keep blocks in order.)
-2. One actor per worker holds a model and cuts its stream into epochs of
-   ``N // n`` rows, each through a shuffle buffer seeded by (seed, epoch)
-   and the worker's rank.
+2. One actor per worker holds a model and passes the ``N // n`` rows of its
+   stream through a shuffle buffer seeded by (seed, epoch) and its rank.
 3. Synchronous rounds: the driver broadcasts the merged state with
    ``ray.put``; every worker copies it into its own arrays, trains on its
    next ``sync_rows`` rows and returns its state; the driver merges the
@@ -60,13 +59,13 @@ after 3 epochs the test log loss one worker reaches after 1; see
 docs/scaling.md). So, as the linear scaling rule of large-batch SGD does,
 each worker takes steps ``n`` times larger (``eta0`` and ``eta_anchor``);
 the model directory keeps the steps as given. ``--no-scale-steps`` turns
-this off. Very large n makes the scaled steps large: there, lower
-``--eta0`` or raise ``--sync-rows`` less than the rule suggests.
+this off. Many workers make the scaled steps large: there, lower
+``--eta0``, or turn the scaling off and give the run more epochs.
 
 With one worker a run is deterministic (Ray Data is asked to preserve
-order): it equals the local engine's run and resumes exactly. With several, Ray Data decides which blocks
-each worker reads, so a resumed epoch skips the right number of rows per
-worker but not necessarily the same rows.
+order): it equals the local engine's run and resumes exactly. With several,
+Ray Data decides which blocks each worker reads, so a resumed epoch skips
+the right number of rows per worker but not necessarily the same rows.
 """
 from __future__ import annotations
 
