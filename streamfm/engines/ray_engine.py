@@ -164,7 +164,8 @@ def _connect(ray, address: str | None, quiet: bool) -> bool:
     """
     if ray.is_initialized():
         return False
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=not quiet)
+    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=not quiet,
+                  runtime_env=_runtime_env(address))
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -176,13 +177,15 @@ def _connect(ray, address: str | None, quiet: bool) -> bool:
     return True
 
 
-def _worker_runtime_env(address: str | None) -> dict:
-    """How the actors import this streamfm: from this directory on this machine, shipped to a cluster."""
+def _runtime_env(address: str | None) -> dict:
+    """How the actors import this streamfm: from this directory on this machine, shipped to a
+    cluster (Ray uploads a local package only for a whole job, so this goes to ``ray.init``)."""
     import streamfm
 
+    package = os.path.dirname(os.path.abspath(streamfm.__file__))
     if address:
-        return {"py_modules": [streamfm], "excludes": ["__pycache__"]}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(streamfm.__file__)))
+        return {"py_modules": [package], "excludes": ["__pycache__"]}
+    root = os.path.dirname(package)
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     return {"env_vars": {"PYTHONPATH": path}}
 
@@ -302,6 +305,8 @@ class RayTrainer(Trainer):
         ray = import_ray()
         opts = self.opts
         started = _connect(ray, opts.address, opts.quiet)
+        # a Ray someone else connected (a notebook, the tests) gets the import path per actor
+        self._actor_env = None if started or opts.address else _runtime_env(None)
         ctx = ray.data.DataContext.get_current()
         saved_ctx = (ctx.execution_options.preserve_order, ctx.execution_options.resource_limits,
                      ctx.enable_progress_bars, getattr(ctx, "print_on_execution_start", None))
@@ -348,7 +353,7 @@ class RayTrainer(Trainer):
         token = os.urandom(4).hex()
         self._workers = [
             actor.options(num_cpus=self._cpus, name=f"{ACTOR_PREFIX}-{token}-{k}", max_restarts=0,
-                          runtime_env=_worker_runtime_env(opts.address)).remote(
+                          runtime_env=self._actor_env).remote(
                 k, state, self.run.data, self._settings())
             for k in range(opts.workers)]
         self._get([w.ping.remote() for w in self._workers])
