@@ -383,6 +383,8 @@ def _add_train_parser(subparsers) -> None:
                    help="ray: rows each worker trains between two merges (default: 16384)")
     e.add_argument("--worker-retries", type=int, default=2,
                    help="ray: restarts after a worker dies before the run stops resumably (default: 2)")
+    e.add_argument("--no-scale-steps", action="store_true",
+                   help="ray: workers take the model's steps, not steps times --workers (see docs/scaling.md)")
     add_data_options(p)
     _add_quiet(p)
     p.set_defaults(func=_cmd_train)
@@ -423,7 +425,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task,
         ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
         quiet=args.quiet, threads=args.threads, engine=args.engine, workers=args.workers,
-        address=args.address, sync_rows=args.sync_rows, worker_retries=args.worker_retries)
+        address=args.address, sync_rows=args.sync_rows, worker_retries=args.worker_retries,
+        scale_steps=not args.no_scale_steps)
     summary = train(data, args.model, config=config, options=options, data_options=data_options(args),
                     valid=valid)
     return _report_run(summary, args.model)

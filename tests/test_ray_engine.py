@@ -97,10 +97,12 @@ def test_two_workers_reach_the_accuracy_of_one(ray_instance, tmp_path, dataset):
     else:
         train_path, test_path = _magic_split(tmp_path)
     acc = {}
-    for n in (1, 2):
+    # the single-worker run is the local engine's: one Ray worker trains the same model
+    # (test_one_worker_synced_every_chunk_equals_the_local_engine), minus Ray's start-up
+    for n, engine in ((1, "local"), (2, "ray")):
         model = tmp_path / f"m{n}"
         train(train_path, model, valid=test_path, config=Config(method="llfm-jo"),
-              options=TrainOptions(epochs=3, engine="ray", workers=n, sync_rows=1024, quiet=True))
+              options=TrainOptions(epochs=3, engine=engine, workers=n, sync_rows=1024, quiet=True))
         acc[n] = ModelDir(model).read_metrics()[-1]["valid"]["accuracy"]
     assert acc[1] > (0.85 if dataset == "banana" else 0.8)
     assert abs(acc[2] - acc[1]) <= 0.01, acc
@@ -147,6 +149,8 @@ def test_a_killed_worker_leaves_a_loadable_model_and_a_resumable_run(ray_instanc
     man = store.read_manifest()
     assert man["training"]["status"] == "complete" and man["training"]["epoch"] == 2
     model = load(store.path)
+    assert model.model.config.eta0 == Config().eta0  # the workers' scaled steps are not saved
+    assert model.model.t == 2 * 8000  # every row of both epochs counted once: rounds lost to the kill were redone
     assert all(np.isfinite(np.asarray(model.model.params[k])).all() for k in ("b", "W", "V", "Z"))
     Xt, yt = local_rules(500, seed=12)
     assert (model.predict(Xt) == yt).mean() > 0.8
@@ -194,3 +198,11 @@ def test_bad_address_and_non_parquet_input(capsys, data, tmp_path):
     svm.write_text("1 1:0.5\n0 2:1.5\n")
     _fails(capsys, "streamfm convert", "train", svm, "--model", tmp_path / "m", "--engine", "ray", "-q")
     assert not ModelDir(tmp_path / "m").exists()
+
+
+def test_actors_leave_a_cpu_for_reading():
+    """The stall on two cores: actors holding every CPU leave Ray Data's read tasks none."""
+    from streamfm.engines.ray_engine import worker_cpus
+
+    assert worker_cpus(2, 2) == 0.5 and worker_cpus(2, 1) == 1.0 and worker_cpus(1, 1) == 0.0
+    assert worker_cpus(64, 8) == 1.0 and worker_cpus(4, 8) * 8 <= 3

@@ -11,13 +11,12 @@ before its epochs -- scan, standardiser, k-means anchors -- and then, per
 epoch:
 
 1. ``ray.data.read_parquet`` over the shards in the epoch's seeded order
-   (the local trainer's), the remaining epochs chained with ``union`` into
-   one dataset, ``streaming_split(n, equal=True)``: one stream per worker,
-   equally long. One Ray Data execution serves the whole run (a new one per
-   epoch costs seconds of start-up).
-2. One actor per worker holds a model and cuts its stream into epochs of
-   ``N // n`` rows, each through a shuffle buffer seeded by (seed, epoch)
-   and the worker's rank.
+   (the local trainer's), ``streaming_split(n, equal=True)``: one stream per
+   worker, equally long. (A new Ray Data execution per epoch costs a few
+   seconds of start-up; chaining the epochs with ``union`` would avoid it,
+   but does not keep blocks in order.)
+2. One actor per worker holds a model and passes the ``N // n`` rows of its
+   stream through a shuffle buffer seeded by (seed, epoch) and its rank.
 3. Synchronous rounds: the driver broadcasts the merged state with
    ``ray.put``; every worker copies it into its own arrays, trains on its
    next ``sync_rows`` rows and returns its state; the driver merges the
@@ -28,7 +27,7 @@ epoch:
    merged anchors.
 
 An epoch on Ray is therefore ``n`` times ``N // n`` rows (N rows in the
-shards; ``N mod n`` rows carry over to the next epoch), split between the
+shards; ``equal=True`` leaves out ``N mod n`` of them), split between the
 workers by Ray Data from the shards in the epoch's order; within each
 worker, a shuffle buffer reseeded every epoch. With one worker this is
 exactly the local trainer's stream, so the two engines train the same model.
@@ -51,13 +50,26 @@ the rows its predecessor had trained on in the epoch (``--worker-retries``
 times, default 2); after that the run stops with a message, the checkpoint
 intact, and ``streamfm train --resume DIR`` continues it.
 
+Step sizes
+----------
+An average of n workers' updates from one state moves the model about as
+far as one worker's update, not n times as far: averaged, n workers make
+about 1/n of one worker's progress per row (measured: two workers reach
+after 3 epochs the test log loss one worker reaches after 1; see
+docs/scaling.md). So, as the linear scaling rule of large-batch SGD does,
+each worker takes steps ``n`` times larger (``eta0`` and ``eta_anchor``);
+the model directory keeps the steps as given. ``--no-scale-steps`` turns
+this off. Many workers make the scaled steps large: there, lower
+``--eta0``, or turn the scaling off and give the run more epochs.
+
 With one worker a run is deterministic (Ray Data is asked to preserve
-order): it equals the local engine's run and resumes exactly. With several, Ray Data decides which blocks
-each worker reads, so a resumed epoch skips the right number of rows per
-worker but not necessarily the same rows.
+order): it equals the local engine's run and resumes exactly. With several,
+Ray Data decides which blocks each worker reads, so a resumed epoch skips
+the right number of rows per worker but not necessarily the same rows.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import resource
@@ -81,6 +93,9 @@ from ..train.trainer import Trainer
 INSTALL_HINT = 'pip install "streamfm[ray]"'
 #: rows each worker trains between merges when --sync-rows is not given (docs/scaling.md)
 DEFAULT_SYNC_ROWS = 16_384
+#: Ray Data's object-store budget for blocks read ahead of the workers: without one it
+#: reads future epochs while the workers train (memory and CPU taken from training)
+READ_AHEAD_BYTES = 1 << 30
 #: name prefix of the worker actors (tests and operators find them by it)
 ACTOR_PREFIX = "streamfm-worker"
 
@@ -149,7 +164,8 @@ def _connect(ray, address: str | None, quiet: bool) -> bool:
     """
     if ray.is_initialized():
         return False
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=not quiet)
+    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=not quiet,
+                  runtime_env=_runtime_env(address))
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -161,13 +177,15 @@ def _connect(ray, address: str | None, quiet: bool) -> bool:
     return True
 
 
-def _worker_runtime_env(address: str | None) -> dict:
-    """How the actors import this streamfm: from this directory on this machine, shipped to a cluster."""
+def _runtime_env(address: str | None) -> dict:
+    """How the actors import this streamfm: from this directory on this machine, shipped to a
+    cluster (Ray uploads a local package only for a whole job, so this goes to ``ray.init``)."""
     import streamfm
 
+    package = os.path.dirname(os.path.abspath(streamfm.__file__))
     if address:
-        return {"py_modules": [streamfm], "excludes": ["__pycache__"]}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(streamfm.__file__)))
+        return {"py_modules": [package], "excludes": ["__pycache__"]}
+    root = os.path.dirname(package)
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     return {"env_vars": {"PYTHONPATH": path}}
 
@@ -203,7 +221,7 @@ class Worker:
         streamed Arrow tables into chunks (layout, label column, hashing).
     settings : dict
         seed, batch_rows, buffer_rows, chunk_rows, shuffle, ignore_extra_features,
-        ignore_unknown_labels.
+        ignore_unknown_labels, step_scale (the factor on eta0 and eta_anchor).
     """
 
     def __init__(self, rank: int, model_state, data: dict, settings: dict):
@@ -217,6 +235,10 @@ class Worker:
         self.rank = rank
         self.trained = TrainedModel.from_state(meta, {k: np.array(v) for k, v in arrays.items()},
                                                ignore_extra=settings["ignore_extra_features"])
+        scale = settings["step_scale"]
+        if scale != 1:  # see RayTrainer: the driver keeps the unscaled steps in the model it saves
+            c = self.trained.model.config
+            self.trained.model.config = dataclasses.replace(c, eta0=c.eta0 * scale, eta_anchor=c.eta_anchor * scale)
         self.source = open_source(data["files"], **data["options"])
         self.settings = settings
         self.stream: RowStream | None = None
@@ -242,7 +264,7 @@ class Worker:
                 yield chunk
 
     def attach(self, split) -> None:
-        """Take this worker's Ray Data stream: every remaining epoch, one after the other."""
+        """Take this worker's Ray Data stream of the coming epoch."""
         self.raw = RowStream(self._chunks(split))
 
     def start_epoch(self, epoch: int, epoch_rows: int, skip_rows: int = 0) -> None:
@@ -283,9 +305,11 @@ class RayTrainer(Trainer):
         ray = import_ray()
         opts = self.opts
         started = _connect(ray, opts.address, opts.quiet)
+        # a Ray someone else connected (a notebook, the tests) gets the import path per actor
+        self._actor_env = None if started or opts.address else _runtime_env(None)
         ctx = ray.data.DataContext.get_current()
-        saved_ctx = (ctx.execution_options.preserve_order, ctx.enable_progress_bars,
-                     getattr(ctx, "print_on_execution_start", None))
+        saved_ctx = (ctx.execution_options.preserve_order, ctx.execution_options.resource_limits,
+                     ctx.enable_progress_bars, getattr(ctx, "print_on_execution_start", None))
         self._ray, self._workers, self._restarts = ray, [], 0
         try:
             cpus = float(ray.cluster_resources().get("CPU", 1.0))
@@ -293,13 +317,17 @@ class RayTrainer(Trainer):
             # deterministic streams (one worker: exact runs and resumes), and our
             # progress bar instead of Ray's
             ctx.execution_options.preserve_order = True
+            from ray.data import ExecutionResources
+
+            ctx.execution_options.resource_limits = ExecutionResources(object_store_memory=READ_AHEAD_BYTES)
             ctx.enable_progress_bars = False
             if hasattr(ctx, "print_on_execution_start"):  # newer Ray: one log line per epoch otherwise
                 ctx.print_on_execution_start = False
             return self._fit_with_restarts()
         finally:
             self._stop_workers()
-            ctx.execution_options.preserve_order, ctx.enable_progress_bars, printed = saved_ctx
+            (ctx.execution_options.preserve_order, ctx.execution_options.resource_limits,
+             ctx.enable_progress_bars, printed) = saved_ctx
             if printed is not None:
                 ctx.print_on_execution_start = printed
             if started:
@@ -312,7 +340,11 @@ class RayTrainer(Trainer):
         return {"seed": model.config.seed, "batch_rows": opts.batch_rows, "shuffle": opts.shuffle,
                 "buffer_rows": self._buffer_rows(model.p if std.center else run.mean_row_entries),
                 "chunk_rows": self._reader_rows(), "ignore_extra_features": opts.ignore_extra_features,
-                "ignore_unknown_labels": opts.ignore_unknown_labels}
+                "ignore_unknown_labels": opts.ignore_unknown_labels, "step_scale": self._step_scale()}
+
+    def _step_scale(self) -> float:
+        """Workers' step sizes are eta0 and eta_anchor times this (see the module notes)."""
+        return float(self.opts.workers) if self.opts.scale_steps else 1.0
 
     def _start_workers(self) -> None:
         ray, opts = self._ray, self.opts
@@ -321,7 +353,7 @@ class RayTrainer(Trainer):
         token = os.urandom(4).hex()
         self._workers = [
             actor.options(num_cpus=self._cpus, name=f"{ACTOR_PREFIX}-{token}-{k}", max_restarts=0,
-                          runtime_env=_worker_runtime_env(opts.address)).remote(
+                          runtime_env=self._actor_env).remote(
                 k, state, self.run.data, self._settings())
             for k in range(opts.workers)]
         self._get([w.ping.remote() for w in self._workers])
@@ -346,20 +378,18 @@ class RayTrainer(Trainer):
                 raise cause from None
             raise
 
-    def _splits(self):
-        """One stream per worker holding every remaining epoch: one Ray Data execution for
-        the run (a new one per epoch would cost seconds of start-up each time).
+    def _splits(self, epoch: int):
+        """One stream per worker for ``epoch``: the shards in the local trainer's order for
+        (seed, epoch), in order (``preserve_order``).
 
-        Epoch e reads the shards in the local trainer's order for (seed, epoch); the
-        epochs are chained with ``union`` and kept in order (``preserve_order``).
+        One dataset per epoch, not the epochs chained with ``union``: a union of
+        three or more reads does not keep the blocks in order (measured with Ray
+        2.60: a file's second row group came after the next file's first).
         """
-        ray, opts, run = self._ray, self.opts, self.run
+        ray, opts = self._ray, self.opts
         seed, files = self.trained.model.config.seed, self.source.files
-        columns = list(self.source._reader.columns)
-        epochs = [ray.data.read_parquet(epoch_file_order(files, e, seed) if opts.shuffle else files,
-                                        file_extensions=None).select_columns(columns)
-                  for e in range(run.epoch, run.epochs)]
-        ds = epochs[0].union(*epochs[1:]) if len(epochs) > 1 else epochs[0]
+        ds = ray.data.read_parquet(epoch_file_order(files, epoch, seed) if opts.shuffle else files,
+                                   file_extensions=None).select_columns(list(self.source._reader.columns))
         return ds.streaming_split(opts.workers, equal=True)
 
     # -------------------------------------------------------------- loop
@@ -396,26 +426,28 @@ class RayTrainer(Trainer):
         n = opts.workers
         sync_rows = opts.sync_rows or DEFAULT_SYNC_ROWS
         summary = {"stopped": None, "epochs_done": run.epoch, "last": None}
+        if run.rows_per_epoch < n:
+            raise InputError(f"--workers {n} is more than the {run.rows_per_epoch} rows of the data")
         state = self.trained.model.state()  # the state every worker holds at a round's start
+        config = dict(state[0]["config"])
         rows_this_call, rows_since_ckpt, last_ckpt_t = 0, 0, time.monotonic()
         self._peak_mib = [0.0] * n
         with GracefulStop() as stop:
             self._stop = stop
             self._start_workers()
-            if run.epoch < run.epochs:
-                self._get([w.attach.remote(it) for w, it in zip(self._workers, self._splits())])
             # each worker's share of an epoch (equal=True: the same for all; N mod n rows wait)
             epoch_rows = run.rows_per_epoch // n
+            broadcast = None  # the workers were made holding `state`; later rounds send the merge
             while run.epoch < run.epochs:
                 if len(run.worker_positions) != n:
                     run.worker_positions = [0] * n
+                self._get([w.attach.remote(it) for w, it in zip(self._workers, self._splits(run.epoch))])
                 self._get([w.start_epoch.remote(run.epoch, epoch_rows, pos)
                            for w, pos in zip(self._workers, run.worker_positions)])
                 bar = tqdm(total=run.rows_per_epoch or None, initial=run.position, unit="rows", unit_scale=True,
                            desc=f"epoch {run.epoch + 1}/{run.epochs} ({n} worker{'s' * (n > 1)})",
                            disable=opts.quiet, leave=True, mininterval=0.5)
                 t_start, rows_start = time.monotonic(), run.position
-                broadcast = None  # the workers start the epoch holding `state`
                 while True:
                     if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
                         self.save("interrupted")
@@ -426,6 +458,7 @@ class RayTrainer(Trainer):
                     results = [RoundResult(**{k: o[1][k] for k in RoundResult.__dataclass_fields__}) for o in outs]
                     rows = [r.rows for r in results]
                     state = merge_states([o[0] for o in outs], rows, base=state)
+                    state[0]["config"] = config  # the model's steps, not the workers' scaled ones
                     # one worker keeps its own state (the merge is the identity); more get the merge
                     broadcast = self._ray.put(state) if n > 1 else None
                     self.trained.model = LLFMModel.from_state(*state)
@@ -456,6 +489,7 @@ class RayTrainer(Trainer):
         record = super()._epoch_record(t_start, rows_start)
         record["engine"] = "ray"
         record["workers"] = self.opts.workers
+        record["step_scale"] = self._step_scale()
         record["worker_peak_rss_mib"] = [round(m, 1) for m in self._peak_mib]
         if getattr(self, "_worker_bad_rows", 0):
             record["bad_rows_skipped"] = self._worker_bad_rows

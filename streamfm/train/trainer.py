@@ -60,6 +60,7 @@ class TrainOptions:
     sync_rows: int = 0  # ray: rows each worker trains between merges; 0 = the engine's default
     address: str | None = None  # ray: an existing cluster to join; None = start a local instance
     worker_retries: int = 2  # ray: restarts from the last checkpoint after a worker dies
+    scale_steps: bool = True  # ray: workers' step sizes times the number of workers (ray_engine notes)
 
     def validate(self) -> "TrainOptions":
         for name in ("epochs", "batch_rows", "sample_size", "workers", "threads"):
