@@ -12,7 +12,7 @@ import time
 import numpy as np
 from numba import njit
 
-from streamfm.kernels.llfm import APL, JO, _forward, code_row, train_rows
+from streamfm.kernels.llfm import APL, JO, _forward, code_row, row_buffers, train_rows
 from streamfm.kernels.losses import loss_grad
 
 
@@ -23,16 +23,8 @@ def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, 
     C = b.shape[1]
     r = V.shape[3]
     Kmax = max(cand.shape[1], 1)
-    ids = np.zeros(Kmax, np.int64)
-    order_buf = np.zeros(Kmax, np.int64)
-    dist = np.zeros(Kmax)
-    gamma = np.zeros(Kmax)
-    F = np.zeros((Kmax, C))
-    Sb = np.zeros((Kmax, C, r))
-    gn = np.zeros(Kmax)
-    fbuf = np.zeros(C)
+    ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf = row_buffers(Kmax, C, r)
     g = np.zeros(C)
-    work = np.zeros((C, r))
     q = Z.shape[1]
     kappa = np.zeros(Kmax)
     sumF = np.zeros(C)

@@ -76,6 +76,14 @@ def code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, ord
 
 
 @njit(cache=True, nogil=True)
+def row_buffers(Kmax, C, r):
+    """Per-row scratch of the row loops, allocated once per chunk:
+    (ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf) for up to Kmax neighbours."""
+    return (np.zeros(Kmax, np.int64), np.zeros(Kmax, np.int64), np.zeros(Kmax), np.zeros(Kmax),
+            np.zeros((Kmax, C)), np.zeros((Kmax, C, r)), np.zeros(Kmax), np.zeros((C, r)), np.zeros(C))
+
+
+@njit(cache=True, nogil=True)
 def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work):
     """Each neighbour's FM outputs F[a], factor sums Sb[a], mixture f; returns sum gamma^2 ||grad||^2."""
     C = fbuf.shape[0]
@@ -114,15 +122,7 @@ def train_rows(method, task, indptr, indices, data, y, phi, cand,
     C = b.shape[1]
     r = V.shape[3]
     Kmax = max(cand.shape[1], 1)
-    ids = np.zeros(Kmax, np.int64)
-    order_buf = np.zeros(Kmax, np.int64)
-    dist = np.zeros(Kmax)
-    gamma = np.zeros(Kmax)
-    F = np.zeros((Kmax, C))
-    Sb = np.zeros((Kmax, C, r))
-    gn = np.zeros(Kmax)
-    work = np.zeros((C, r))
-    fbuf = np.zeros(C)
+    ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf = row_buffers(Kmax, C, r)
     g = np.zeros(C)
     G = np.zeros(C)
     q = Z.shape[1]
@@ -187,15 +187,7 @@ def predict_rows(method, indptr, indices, data, phi, cand, b, W, V, Z,
     C = b.shape[1]
     r = V.shape[3]
     Kmax = max(cand.shape[1], 1)
-    ids = np.zeros(Kmax, np.int64)
-    order_buf = np.zeros(Kmax, np.int64)
-    dist = np.zeros(Kmax)
-    gamma = np.zeros(Kmax)
-    F = np.zeros((Kmax, C))
-    Sb = np.zeros((Kmax, C, r))
-    gn = np.zeros(Kmax)
-    work = np.zeros((C, r))
-    fbuf = np.zeros(C)
+    ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf = row_buffers(Kmax, C, r)
     for row in range(n):
         lo = indptr[row]
         hi = indptr[row + 1]
