@@ -28,3 +28,31 @@ def test_take_text_labels_and_bad_rows():
     np.testing.assert_array_equal(c.take([2, 0]).data, [4.0, 5.0, 0.0, 1.0])
     with pytest.raises(IndexError):
         c.take([3])
+
+
+def _same(a: Chunk, b: Chunk):
+    np.testing.assert_array_equal(a.indptr, b.indptr)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert a.n_features == b.n_features
+    assert a.indptr.dtype == b.indptr.dtype and a.indices.dtype == b.indices.dtype and a.data.dtype == b.data.dtype
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "mixed"])
+def test_take_from_equals_take_of_the_concatenation(kind):
+    """The shuffle buffer gathers from the chunks it holds without concatenating them."""
+    rng = np.random.default_rng(3)
+    parts = []
+    for i, n in enumerate([7, 0, 12, 1, 9]):
+        y = np.array([f"l{j}" for j in rng.integers(0, 3, size=n)])  # text labels move too
+        if kind == "dense" or (kind == "mixed" and i % 2 == 0):
+            parts.append(Chunk.from_dense(rng.normal(size=(n, 5)), y))
+        else:
+            X = sp.random(n, 5, density=0.4, format="csr", random_state=np.random.RandomState(i))
+            parts.append(Chunk.from_scipy(X, y))
+    whole = Chunk.concat(parts)
+    for rows in (rng.permutation(29), rng.integers(0, 29, size=40), np.array([], dtype=np.int64), [28, 0, 0]):
+        _same(Chunk.take_from(parts, rows), whole.take(rows))
+    with pytest.raises(IndexError):
+        Chunk.take_from(parts, [29])

@@ -71,6 +71,18 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, data, method):
     assert [m["train_loss"] for m in ma] == pytest.approx([m["train_loss"] for m in mb])
 
 
+@pytest.mark.parametrize("prefetch", [1, None])
+def test_read_ahead_does_not_change_the_model(tmp_path, data, prefetch):
+    """Reading, shuffling and standardising ahead in a thread (one chunk, or the default depth)
+    trains exactly what the serial loop trains."""
+    conf = Config(**CONF)
+    train(data["train"], tmp_path / "ref", config=conf, options=TrainOptions(epochs=2, prefetch=0, **OPTS))
+    train(data["train"], tmp_path / "m", config=conf, options=TrainOptions(epochs=2, prefetch=prefetch, **OPTS))
+    a, b = load(tmp_path / "ref"), load(tmp_path / "m")
+    for name in ("b", "W", "V", "Z"):
+        np.testing.assert_array_equal(b.model.params[name], a.model.params[name])
+
+
 def test_n_epochs_equals_k_epochs_then_continue_by_resume(tmp_path, data):
     conf = Config(**CONF)
     train(data["train"], tmp_path / "a", config=conf, options=TrainOptions(epochs=2, **OPTS))

@@ -74,6 +74,50 @@ class Chunk:
         return Chunk(indptr, indices, data, self.y[rows], self.n_features)
 
     @staticmethod
+    def take_from(parts: list["Chunk"], rows: np.ndarray) -> "Chunk":
+        """``Chunk.concat(parts).take(rows)`` without building the concatenation.
+
+        The shuffle buffer gathers each output chunk from the rows it holds,
+        which arrive as several chunks: gathering from them in place copies
+        every row once instead of twice (measured: the concatenation was a
+        fifth of the reading pipeline's time on dense rows).
+        """
+        if len(parts) == 1:
+            return parts[0].take(rows)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        starts = np.cumsum([0] + [c.n_rows for c in parts])
+        if len(rows) and (rows.min() < 0 or rows.max() >= starts[-1]):
+            raise IndexError(f"row index out of range for {starts[-1]} rows")
+        part = np.searchsorted(starts, rows, side="right") - 1
+        local = rows - starts[part]
+        k = len(rows)
+        p = max(c.n_features for c in parts)
+        y = np.empty(k, dtype=np.result_type(*[c.y.dtype for c in parts]))
+        if all(c.n_features == p and c.nnz == c.n_rows * p for c in parts) and p and all(
+                c.n_rows == 0 or bool((np.diff(c.indptr) == p).all()) for c in parts):
+            # full-width rows: only values move (see take)
+            X = np.empty((k, p), dtype=VALUE_DTYPE)
+            for i, c in enumerate(parts):
+                sel = np.flatnonzero(part == i)
+                _scatter_dense_rows(c.data.reshape(c.n_rows, p), local[sel], sel, X)
+                y[sel] = c.y[local[sel]]
+            return Chunk(np.arange(0, k * p + 1, p, dtype=INDPTR_DTYPE), np.tile(np.arange(p, dtype=INDEX_DTYPE), k),
+                         X.reshape(-1), y, p)
+        lengths = np.empty(k, dtype=INDPTR_DTYPE)
+        for i, c in enumerate(parts):
+            sel = np.flatnonzero(part == i)
+            lengths[sel] = c.indptr[local[sel] + 1] - c.indptr[local[sel]]
+            y[sel] = c.y[local[sel]]
+        indptr = np.zeros(k + 1, dtype=INDPTR_DTYPE)
+        np.cumsum(lengths, out=indptr[1:])
+        indices = np.empty(int(indptr[-1]), dtype=np.result_type(*[c.indices.dtype for c in parts]))
+        data = np.empty(int(indptr[-1]), dtype=VALUE_DTYPE)
+        for i, c in enumerate(parts):
+            sel = np.flatnonzero(part == i)
+            _scatter_entries(c.indptr, c.indices, c.data, local[sel], indptr[sel], indices, data)
+        return Chunk(indptr, indices, data, y, p)
+
+    @staticmethod
     def from_dense(X: np.ndarray, y: np.ndarray) -> "Chunk":
         """Every column kept (zeros included), so a dense table stays dense."""
         X = np.ascontiguousarray(X, dtype=VALUE_DTYPE)
@@ -137,3 +181,26 @@ def _gather_entries(indptr, indices, data, rows, out_indptr, out_indices, out_da
         for t in range(out_indptr[a + 1] - dst):
             out_indices[dst + t] = indices[src + t]
             out_data[dst + t] = data[src + t]
+
+
+@njit(cache=True, nogil=True)
+def _scatter_entries(indptr, indices, data, rows, dst_starts, out_indices, out_data):
+    """Copy the entries of ``rows`` to positions ``dst_starts`` of the output arrays."""
+    for a in range(rows.shape[0]):
+        r = rows[a]
+        src = indptr[r]
+        dst = dst_starts[a]
+        for t in range(indptr[r + 1] - src):
+            out_indices[dst + t] = indices[src + t]
+            out_data[dst + t] = data[src + t]
+
+
+@njit(cache=True, nogil=True)
+def _scatter_dense_rows(src, rows, dst_rows, out):
+    """out[dst_rows[a]] = src[rows[a]]: one copy per row (NumPy's ``out[d] = src[r]`` makes two)."""
+    p = src.shape[1]
+    for a in range(rows.shape[0]):
+        r = rows[a]
+        d = dst_rows[a]
+        for j in range(p):
+            out[d, j] = src[r, j]

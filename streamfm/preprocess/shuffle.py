@@ -25,8 +25,9 @@ Why this design:
 - Memory is bounded: at most ``T`` rows in the buffer plus the unconsumed
   part of one input chunk (``T + chunk_rows - 1`` rows read but not yet
   emitted), plus transient copies while a round gathers its output.
-- Vectorised: one ``permutation``, one ``Chunk.concat`` and a few
-  ``Chunk.take`` gathers per round, no Python loop over rows.  At least half
+- Vectorised: one ``permutation`` and a few ``Chunk.take_from`` gathers
+  per round (straight from the chunks the buffer holds, never concatenated),
+  no Python loop over rows.  At least half
   the buffer leaves each round, so a row is copied a bounded number of times
   on average (a retained row once more per round it survives: 1 + 1/2 +
   1/4 ...): the cost per row is O(1) whatever ``buffer_rows``.
@@ -85,10 +86,15 @@ def epoch_file_order(files: Sequence, epoch: int, seed: int) -> list:
 
 
 def _slice(chunk: Chunk, a: int, b: int) -> Chunk:
-    """Rows a:b as a new chunk owning its arrays (a view would keep the parent alive)."""
+    """Rows a:b as a chunk of views into ``chunk``'s arrays (no copy).
+
+    The views keep the input chunk alive until both parts of a split chunk
+    have left the buffer: at most one reader chunk beyond the buffer's rows,
+    as the memory bound above already counts.
+    """
     lo, hi = int(chunk.indptr[a]), int(chunk.indptr[b])
     indptr = (chunk.indptr[a : b + 1] - lo).astype(INDPTR_DTYPE)
-    return Chunk(indptr, chunk.indices[lo:hi].copy(), chunk.data[lo:hi].copy(), chunk.y[a:b].copy(), chunk.n_features)
+    return Chunk(indptr, chunk.indices[lo:hi], chunk.data[lo:hi], chunk.y[a:b], chunk.n_features)
 
 
 def _round_sizes(buffer_rows: int, out_rows: int) -> tuple[int, int]:
@@ -101,6 +107,12 @@ def _round_sizes(buffer_rows: int, out_rows: int) -> tuple[int, int]:
     # half the buffer leaves each round (the copying cost per row stays O(1)).
     n_chunks = min(-(-(total - retain) // out_rows), total // out_rows)
     return total, n_chunks * out_rows
+
+
+def round_chunks(buffer_rows: int, out_rows: int) -> int:
+    """Output chunks one round of the shuffle emits at once (see the module notes)."""
+    _, emit = _round_sizes(int(buffer_rows), int(out_rows))
+    return -(-emit // int(out_rows))
 
 
 def shuffled_chunks(
@@ -144,15 +156,15 @@ def shuffled_chunks(
     rng = _rng(seed, _ROWS_STREAM) if buffer_rows else None
     emitted = 0  # output rows so far, skipped ones included
 
-    def output(rows: Chunk, order: np.ndarray | None, lo: int, hi: int) -> Iterator[Chunk]:
-        """Emit positions lo:hi of ``rows`` permuted by ``order``, honouring skip_rows."""
+    def output(parts: list[Chunk], order: np.ndarray, lo: int, hi: int) -> Iterator[Chunk]:
+        """Emit positions lo:hi of the rows held in ``parts`` permuted by ``order``, honouring skip_rows."""
         nonlocal emitted
         for a in range(lo, hi, out_rows):
             b = min(a + out_rows, hi)
             start = a + max(0, min(b - a, skip_rows - emitted))  # first row not skipped
             emitted += b - a
             if start < b:
-                yield rows.take(order[start:b]) if order is not None else _slice(rows, start, b)
+                yield Chunk.take_from(parts, order[start:b])
 
     stream = iter(chunks)
     held: list[Chunk] = []
@@ -180,15 +192,14 @@ def shuffled_chunks(
                 n_held = total
         if n_held == 0:
             break
-        rows = Chunk.concat(held)
-        held = []
-        order = rng.permutation(n_held) if rng is not None else None
+        parts, held = held, []
+        order = rng.permutation(n_held) if rng is not None else np.arange(n_held)
         n_out = emit if not exhausted else n_held
-        yield from output(rows, order, 0, n_out)
+        yield from output(parts, order, 0, n_out)
         if n_out < n_held:
-            held = [rows.take(order[n_out:]) if order is not None else _slice(rows, n_out, n_held)]
+            held = [Chunk.take_from(parts, order[n_out:])]
         n_held -= n_out
-        del rows
+        del parts
 
 
 def shuffled_epoch(

@@ -117,20 +117,24 @@ class RoundResult:
     stopped: bool = False
 
 
-def training_rows(trained, chunk: Chunk, ignore_unknown_labels: bool = False):
+def training_rows(trained, chunk: Chunk, ignore_unknown_labels: bool = False, standardized: bool = False):
     """(standardised chunk, kernel targets, rows skipped) for one raw chunk.
 
     With ``ignore_unknown_labels``, rows whose class the model has never seen
-    are dropped (and counted) instead of raising.
+    are dropped (and counted) instead of raising. ``standardized``: the
+    chunk's values are already standardised (the trainer does it in its
+    read-ahead thread; standardising is per row, so where the stream was cut
+    does not matter).
     """
+    transform = (lambda c: c) if standardized else trained.standardizer.transform
     if not ignore_unknown_labels or trained.task == "regression":
-        return trained.standardizer.transform(chunk), trained.targets(chunk.y), 0
+        return transform(chunk), trained.targets(chunk.y), 0
     targets, known = trained.targets(chunk.y, unknown="ignore")
     skipped = int((~known).sum())
     if skipped:
         keep = np.flatnonzero(known)
         chunk, targets = chunk.take(keep), targets[keep]
-    return trained.standardizer.transform(chunk), targets, skipped
+    return transform(chunk), targets, skipped
 
 
 def train_for_rows(
@@ -142,6 +146,7 @@ def train_for_rows(
     until: Callable[[RoundResult], bool] | None = None,
     on_chunk: Callable[[int, np.ndarray], None] | None = None,
     threads: int = 1,
+    standardized: bool = False,
 ) -> RoundResult:
     """Train ``trained`` (a TrainedModel, in place) on the next ``max_rows`` rows of ``stream``.
 
@@ -166,6 +171,8 @@ def train_for_rows(
         Called after each chunk with (rows taken, losses) -- progress bars.
     threads : int, default 1
         Hogwild threads of ``LLFMModel.partial_fit_chunk`` (1: deterministic).
+    standardized : bool, default False
+        The stream's chunks are already standardised by ``trained.standardizer``.
 
     Returns
     -------
@@ -185,7 +192,7 @@ def train_for_rows(
             result.stopped = True
             break
         n_in = chunk.n_rows
-        rows, targets, skipped = training_rows(trained, chunk, ignore_unknown_labels)
+        rows, targets, skipped = training_rows(trained, chunk, ignore_unknown_labels, standardized)
         losses = model.partial_fit_chunk(rows, targets, threads=threads)
         result.rows += n_in
         result.loss_sum += float(losses.sum())
