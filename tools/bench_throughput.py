@@ -848,14 +848,18 @@ STATIC_NOTES = """## What streamfm does for speed
   vectorising). Same arithmetic up to rounding, same tests.
 - **Reading overlaps training.** The kernels are `nogil`; the trainer
   prepares the next chunks (read, decode, shuffle, standardise) in a
-  background thread (`train/prefetch.py`, `TrainOptions.prefetch`, default
-  2 chunks ahead). Items arrive in the same order, so results are
-  bit-for-bit those of the serial loop (tested).
-- **Fewer copies per row.** The shuffle buffer's gather (`Chunk.take`) is a
-  numba loop, and for full-width (dense) rows only the values move (NumPy's
-  2-d row gather; the indices of such rows are 0..p-1). Standardising is one
-  numba pass that checks finiteness and centres/scales, and keeps the index
-  arrays of full-width rows instead of rebuilding them.
+  background thread (`train/prefetch.py`, `TrainOptions.prefetch`). Its
+  queue holds one shuffle round's output by default: the shuffle mixes a
+  buffer's worth of rows, then emits a round's chunks at once, and a queue
+  of two chunks left the kernel waiting a third of the epoch while the next
+  round was mixed (measured: 1.3 of 2 cores busy). Items arrive in the same
+  order, so results are bit-for-bit those of the serial loop (tested).
+- **Fewer copies per row.** The shuffle buffer gathers each output chunk
+  straight from the chunks it holds (`Chunk.take_from`, numba loops), never
+  concatenating them first; for full-width (dense) rows only the values move
+  (the indices of such rows are 0..p-1). Standardising is one numba pass
+  that checks finiteness and centres/scales, and keeps the index arrays of
+  full-width rows instead of rebuilding them.
 - **FAISS on one thread** (`coding/_faiss.py`): streamfm's k-means and
   searches are small and run beside the kernel and the prefetch thread; with
   two OpenMP threads they ran 2-15x slower here, and k-means depended on the
