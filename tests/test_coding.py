@@ -71,10 +71,35 @@ def test_flat_and_all_candidates_equal_brute_force():
 def test_hnsw_rarely_misses_the_nearest_anchor():
     rng = np.random.default_rng(1)
     Z, phi = rng.normal(size=(3000, 8)), rng.normal(size=(500, 8))
-    idx = AnchorIndex(32, kind="hnsw")  # the approximate index used from HNSW_FROM anchors on
+    idx = AnchorIndex(32, kind="hnsw")  # an approximate index, on request
     idx.rebuild(Z)
     assert idx.index is not None and "HNSW" in type(idx.index).__name__
     assert count_misses(phi, idx.search(phi), Z) / 500 < 0.01
+
+
+def test_ivf_for_many_anchors_widens_to_exact_and_is_seeded():
+    from streamfm.coding.search import IVF_FROM, NPROBE
+
+    rng = np.random.default_rng(4)
+    Z, phi = rng.normal(size=(IVF_FROM, 8)), rng.normal(size=(300, 8))
+    idx = AnchorIndex(32)  # auto: an IVF from IVF_FROM anchors on
+    idx.rebuild(Z)
+    assert "IVF" in type(idx.index).__name__ and idx.approximate and idx.nprobe == NPROBE
+    cand = idx.search(phi)
+    assert cand.shape == (300, 32)
+    again = AnchorIndex(32)  # the same anchors: the same index, the same candidates
+    again.rebuild(Z)
+    np.testing.assert_array_equal(again.search(phi), cand)
+    while idx.approximate:  # what the model does after a block with a miss
+        idx.widen()
+    assert idx.nprobe == idx.index.nlist
+    exact = idx.search(phi)
+    brute = np.argsort(((phi[:, None] - Z[None]) ** 2).sum(-1), axis=1)[:, :32]
+    assert count_misses(phi, exact, Z) == 0
+    assert np.mean([set(a) == set(b) for a, b in zip(exact, brute)]) > 0.99  # float32 ties aside
+    small = AnchorIndex(32)
+    small.rebuild(Z[: IVF_FROM - 1])
+    assert "Flat" in type(small.index).__name__ and not small.approximate
 
 
 def test_count_misses_sees_a_stale_index():

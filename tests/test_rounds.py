@@ -82,7 +82,9 @@ def test_merge_is_the_row_weighted_average(rows, adagrad):
             train_for_rows(w, RowStream(chunks_of(X[a:], y[a:], [n])), n)
         a += n
         states.append(w.model.state())
+    states[1][0]["search_nprobe"] = 16  # one worker's IVF had widened: all keep it widened
     meta, arrays = merge_states(states, counts, base=base_state)
+    assert meta["search_nprobe"] == 16
     for name in ("b", "W", "V", "Z"):
         stack = np.stack([np.asarray(s[1][name]) for s in states])
         np.testing.assert_allclose(arrays[name], np.average(stack, axis=0, weights=counts), rtol=1e-12, atol=1e-15)

@@ -159,3 +159,26 @@ def test_failed_scan_leaves_no_model(tmp_path):
     with pytest.raises(InputError):
         train(str(bad), tmp_path / "m", options=TrainOptions(quiet=True))
     assert not ModelDir(tmp_path / "m").exists()
+
+
+def test_many_anchors_search_an_ivf_that_widens_on_misses_and_resumes_exactly(tmp_path):
+    """m >= IVF_FROM: an approximate (IVF) search; on data without cluster structure
+    it misses, the model scans more lists, and a stopped run resumes to the same model."""
+    from streamfm.coding.search import IVF_FROM, NPROBE
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(5000, 20))  # isotropic in 20 dimensions: hard for an approximate search
+    y = (X[:, 0] * X[:, 1] > 0).astype(float)
+    path = write_parquet(tmp_path / "d", X, y)
+    conf = Config(anchors=IVF_FROM, rank=2, rebuild_every=1000)
+    opts = dict(batch_rows=500, shuffle_buffer=1000, sample_size=4000, quiet=True)
+    train(path, tmp_path / "a", config=conf, options=TrainOptions(epochs=2, **opts))
+    a = load(tmp_path / "a").model
+    assert a.search_nprobe > NPROBE  # it missed, and widened
+    assert a.metrics()["candidate_miss_rate"] < 0.01
+    train(path, tmp_path / "b", config=conf, options=TrainOptions(epochs=2, max_rows=6100, **opts))
+    resume(tmp_path / "b")
+    b = load(tmp_path / "b").model
+    assert b.search_nprobe == a.search_nprobe
+    for name in ("b", "W", "V", "Z"):
+        np.testing.assert_allclose(b.params[name], a.params[name], rtol=1e-12, atol=1e-14)

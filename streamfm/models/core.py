@@ -86,6 +86,7 @@ class LLFMModel:
         self._index = None
         self._index_Z = None  # the anchors the current index was built from
         self._rows_since_rebuild = 0
+        self.search_nprobe = 0  # IVF lists scanned, widened on misses (0: the index's default)
 
     # ---------------------------------------------------------------- set-up
     def init_params(self, mean_sq_norm: float | None = None) -> None:
@@ -152,7 +153,7 @@ class LLFMModel:
         if self._index is None:
             if self._index_Z is None:
                 self._index_Z = Z.copy()
-            self._index = AnchorIndex(self.config.n_candidates)
+            self._index = AnchorIndex(self.config.n_candidates, nprobe=self.search_nprobe or None)
             self._index.rebuild(self._index_Z)
         return self._index.search(phi)
 
@@ -202,8 +203,13 @@ class LLFMModel:
             if self.method != FM and cand.shape[1] < self.m:
                 # rows at the end of the block saw the most-moved anchors: the worst case
                 chk = slice(max(0, (hi - lo) - MISS_CHECK_ROWS), hi - lo)
-                self.counters["misses"] += count_misses(phi[chk], cand[chk], Z)
+                misses = count_misses(phi[chk], cand[chk], Z)
+                self.counters["misses"] += misses
                 self.counters["miss_checks"] += len(phi[chk])
+                if misses and self._index is not None and self._index.approximate:
+                    # an approximate search missed: scan more of the index from
+                    # now on (kept in the state, so a resumed run does the same)
+                    self.search_nprobe = self._index.widen()
             lo = hi
         self.counters["rows"] += n
         self.counters["k_sum"] += int(stats[ST_K_SUM])
@@ -228,7 +234,7 @@ class LLFMModel:
         else:
             # a fresh index over the anchors as they are now; the training
             # index keeps its own rebuild schedule
-            index = AnchorIndex(self.config.n_candidates)
+            index = AnchorIndex(self.config.n_candidates, nprobe=self.search_nprobe or None)
             index.rebuild(Z)
             cand = index.search(phi)
         predict_rows(self.method, chunk.indptr, chunk.indices, chunk.data, phi, cand,
@@ -262,6 +268,7 @@ class LLFMModel:
             "t": self.t,
             "t0": self.t0,
             "rows_since_rebuild": self._rows_since_rebuild,
+            "search_nprobe": self.search_nprobe,
             "counters": dict(self.counters),
         }
         arrays = dict(self.params)
@@ -278,6 +285,7 @@ class LLFMModel:
         model.t = int(meta["t"])
         model.t0 = float(meta["t0"])
         model._rows_since_rebuild = int(meta["rows_since_rebuild"])
+        model.search_nprobe = int(meta.get("search_nprobe", 0))
         model.counters.update(meta["counters"])
         names = PARAM_NAMES + (ADAGRAD_NAMES if model.config.adagrad else ())
         model.params = {n: arrays[n] for n in names}
@@ -308,6 +316,10 @@ class LLFMModel:
         self.t0 = float(meta["t0"])
         self._rows_since_rebuild = int(meta["rows_since_rebuild"])
         self.counters.update(meta["counters"])
+        nprobe = int(meta.get("search_nprobe", 0))
+        if nprobe != self.search_nprobe:
+            self._index = None  # searched with other settings: rebuild (from index_Z)
+            self.search_nprobe = nprobe
         new_Z = arrays.get("index_Z")
         if new_Z is None:
             self._index = self._index_Z = None

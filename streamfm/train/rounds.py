@@ -254,6 +254,8 @@ def merge_states(
                                                None if c_base is None else c_base[k]))
                         for k in metas[0]["counters"]}
     meta["rows_since_rebuild"] = 0  # no index_Z: every worker rebuilds from the merged anchors
+    # an IVF widened by any worker's misses stays widened for all
+    meta["search_nprobe"] = max(int(m.get("search_nprobe", 0)) for m in metas)
     return meta, merged_arrays
 
 
