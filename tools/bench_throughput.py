@@ -216,6 +216,9 @@ def run_streamfm(spec):
     out = {"rows": rows, "seconds": wall, "cpu_seconds": cpu, "epoch_seconds": epoch_s, "train_peak_rss_mb": rss,
            "candidate_miss_rate": recs[-1].get("candidate_miss_rate"), "mean_k": recs[-1].get("mean_k"),
            "wanted_more_rate": recs[-1].get("wanted_more_rate")}
+    if os.path.exists(os.path.join(model, "manifest.json")):
+        with open(os.path.join(model, "manifest.json")) as fh:
+            out["search_nprobe"] = json.load(fh)["model"].get("search_nprobe", 0)
     if spec.get("test"):
         trained = load(model, ignore_extra=True)  # hashed test rows may use ids the training rows never did
         m = evaluate_source(trained, open_source(spec["test"]), chunk_rows=65536)
@@ -724,8 +727,9 @@ def run_all(R, args, sections, dense, sparse, log):
         R["anchors"] = {"best": best, "desc": (
             f"`streamfm train` of llfm-jo on {n_small:,} dense training rows (the 1x set of the data scaling), "
             "one epoch, K = 32 candidates "
-            "from the FAISS index (all anchors when m <= 32, exact flat index below 16,384 anchors, HNSW "
-            "above), rebuilt every 8,192 rows; k-means on the default sample of 10,000 rows (thin for "
+            "from the FAISS index (all anchors when m <= 32, exact flat index below 1,024 anchors, an IVF "
+            "over ~sqrt(m) lists from 1,024 on, scanning 8 of them and more after a miss), rebuilt every "
+            "8,192 rows; \"us per row per neighbour\" divides the epoch's time per row by the mean k; k-means on the default sample of 10,000 rows (thin for "
             "m = 4096, and k-means then takes most of the whole command's time: the epoch columns exclude it). The "
             "candidate-miss rate is the share of checked rows whose true nearest anchor (brute force over "
             "the current anchors) was not among the candidates (32 rows checked per block, the rows that "
@@ -818,7 +822,7 @@ def reading(R):
                    f"neighbours Algorithm 1 chooses (mean k {r64['mean_k']:.2f} -> {r4k['mean_k']:.2f}; each "
                    "neighbour is one FM evaluated and updated per row), which is also why m = 16 (mean k "
                    f"{a['m=16']['mean_k'] if 'm=16' in a else float('nan'):.2f}) is slower than m = 64. The "
-                   "search itself is an exact flat FAISS index at every m measured. Candidate misses stayed at "
+                   "search is an exact flat FAISS index below m = 1,024 and an IVF from there on. Candidate misses stayed at "
                    + ", ".join(f"{100 * (v['candidate_miss_rate'] or 0):.2f}%" for v in a.values())
                    + " for m = " + ", ".join(k[2:] for k in a) + ".")
     sc = R.get("scaling", {}).get("best", {})
@@ -863,9 +867,13 @@ STATIC_NOTES = """## What streamfm does for speed
 - **FAISS on one thread** (`coding/_faiss.py`): streamfm's k-means and
   searches are small and run beside the kernel and the prefetch thread; with
   two OpenMP threads they ran 2-15x slower here, and k-means depended on the
-  core count. **Exact flat search up to 16,384 anchors**: at m = 4,096 a flat
-  search of 4,096 rows took 0.6 s against HNSW's 2.1 s, and an HNSW rebuild
-  (due every 8,192 rows) took 2 s.
+  core count. **An IVF index from 1,024 anchors** (`coding/search.py`): a
+  flat search costs O(m) per row, an IVF over ~sqrt(m) lists scanning 8 of
+  them about O(sqrt(m)), and its build takes milliseconds, so it is rebuilt
+  as often as the flat one. An approximate search can miss a row's nearest
+  anchor on data without cluster structure: the model's per-block
+  brute-force check (32 rows) doubles the lists scanned after a miss, up to
+  all of them (exact), and keeps that setting in the model state.
 - **Start-up.** `pyarrow.Array.to_numpy` imported pandas (0.5 s) on the first
   chunk; fixed-width columns are now read from their Arrow buffers. The numba
   kernels are compiled once and cached (`cache=True`).
@@ -887,6 +895,17 @@ anchors are the practical choices; a float32 or lazily initialised
 parameter store would cut the memory and checkpoint cost by 2x or more
 and is left as future work.
 """
+
+
+def anchor_index_kind(m: int, nprobe=None) -> str:
+    """The index streamfm searched for m anchors (coding/search.py), in words."""
+    from streamfm.coding.search import IVF_FROM, NPROBE, ivf_lists
+
+    if m <= 32:
+        return "all anchors (m <= K)"
+    if m < IVF_FROM:
+        return "flat"
+    return f"IVF, {nprobe or NPROBE} of {ivf_lists(m)} lists"
 
 
 def fmt_rate(x):
@@ -1010,16 +1029,17 @@ def write_doc(R, args, cmdline):
     if "anchors" in R:
         add("## Anchor scaling (llfm-jo, dense data)\n")
         add(R["anchors"]["desc"] + "\n")
-        add("| m | index | rows/s | epoch rows/s | vs m=64 (epoch) | us per row (epoch) | candidate-miss rate | wanted more than K | mean k | peak RSS MB |")
-        add("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        add("| m | index | rows/s | epoch rows/s | vs m=64 (epoch) | us per row (epoch) | us per row per neighbour | candidate-miss rate | wanted more than K | mean k | peak RSS MB |")
+        add("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         res = R["anchors"]["best"]
         ref = res.get("m=64")
         for name, r in res.items():
             m = int(name[2:])
-            kind = "all anchors (m <= K)" if m <= 32 else ("flat" if m < 16384 else "HNSW")
+            kind = anchor_index_kind(m, r.get("search_nprobe"))
             vs = f"{r['epoch_rows_per_s'] / ref['epoch_rows_per_s']:.2f}" if ref else ""
             add(f"| {m} | {kind} | {fmt_rate(r['rows_per_s'])} | {fmt_rate(r['epoch_rows_per_s'])} | {vs} | "
-                f"{1e6 / r['epoch_rows_per_s']:.2f} | {100 * (r['candidate_miss_rate'] or 0):.3f}% | "
+                f"{1e6 / r['epoch_rows_per_s']:.2f} | {1e6 / r['epoch_rows_per_s'] / max(r['mean_k'], 1e-9):.2f} | "
+                f"{100 * (r['candidate_miss_rate'] or 0):.3f}% | "
                 f"{100 * (r['wanted_more_rate'] or 0):.3f}% | {r['mean_k']:.2f} | {r['train_peak_rss_mb']:.0f} |")
         add("")
     if "scaling" in R:
