@@ -5,7 +5,7 @@ import scipy.sparse as sp
 
 import reference as ref
 from streamfm.kernels.fm import fm_eval, fm_update
-from streamfm.kernels.llfm import METHOD_CODES, N_STATS, predict_rows, train_rows
+from streamfm.kernels.llfm import METHOD_CODES, N_STATS, predict_rows, train_rows, train_rows_general
 from streamfm.kernels.losses import TASK_CODES, loss_grad
 
 
@@ -136,6 +136,35 @@ def test_train_rows_matches_numpy_reference(method, task, C):
         R = ref.sgd_step(method, task, X[row], y[row], phi[row], R, 3, 0.7, 0.4, eta, eta_z, zscale)
     for name in "bWVZ":
         np.testing.assert_allclose(Q[name], R[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("density", [1.0, 0.3])
+def test_fm_fast_path_equals_the_general_loop(task, normalize, density):
+    """fm with one output takes kernels.fm.fm_rows_single; the general loop (tested against
+    NumPy above) must give the same parameters, losses and counts, with L2 and the schedule on."""
+    rng = np.random.default_rng(11)
+    p, r, n = 7, 4, 60
+    P = random_params(rng, 1, p, 1, r, 0)
+    indptr, indices, data, _ = csr_rows(rng, n, p, density)
+    y = rng.normal(size=n) if task == "regression" else rng.integers(0, 2, size=n).astype(float)
+    out = []
+    for kernel in (train_rows, train_rows_general):
+        Q = {k: v.copy() for k, v in P.items()}
+        losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
+        dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
+        kernel(METHOD_CODES["fm"], TASK_CODES[task], indptr, indices, data, y, np.zeros((n, 0)),
+               np.zeros((n, 0), np.int64), Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 3, 1.0, 0.3, 1.0, 0.1,
+               0.3, 40.0, 0.05, 1e-3, 2e-3, normalize, False, True, 5, losses, ks, stats)
+        out.append((Q, losses, ks, stats))
+    (Qa, la, ka, sa), (Qb, lb, kb, sb) = out
+    for name in "bWV":
+        np.testing.assert_allclose(Qa[name], Qb[name], rtol=1e-12, atol=1e-14, err_msg=name)
+    np.testing.assert_allclose(la, lb, rtol=1e-12)
+    np.testing.assert_array_equal(ka, kb)
+    np.testing.assert_array_equal(sa, sb)
+    assert not np.allclose(Qa["V"], P["V"])  # it trained
 
 
 def _numeric_grad(fun, arr, idx_list, h=1e-6):

