@@ -63,14 +63,19 @@ def open_binary(path: str) -> BinaryIO:
         raise InputError(f"{path}: cannot open ({exc.strerror or exc})") from None
 
 
+def read_error(path: str, exc: BaseException) -> InputError:
+    """The InputError for a failed read: a corrupt compressed stream, or an I/O error."""
+    if compression_of(path) is None:
+        return InputError(f"{path}: cannot read ({exc})")
+    return corrupt_error(path, exc)
+
+
 def read_block(f: BinaryIO, path: str, size: int) -> bytes:
     """``f.read(size)``, with decompression failures turned into InputError."""
     try:
         return f.read(size)
     except _DECOMPRESS_ERRORS as exc:
-        if compression_of(path) is None:
-            raise InputError(f"{path}: cannot read ({exc})") from None
-        raise corrupt_error(path, exc) from None
+        raise read_error(path, exc) from None
 
 
 def readinto_block(f: BinaryIO, path: str, view: memoryview) -> int:
@@ -78,9 +83,7 @@ def readinto_block(f: BinaryIO, path: str, view: memoryview) -> int:
     try:
         return f.readinto(view)
     except _DECOMPRESS_ERRORS as exc:
-        if compression_of(path) is None:
-            raise InputError(f"{path}: cannot read ({exc})") from None
-        raise corrupt_error(path, exc) from None
+        raise read_error(path, exc) from None
 
 
 def slice_chunk(chunk: Chunk, start: int, stop: int) -> Chunk:

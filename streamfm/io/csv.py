@@ -33,7 +33,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from streamfm.errors import InputError
-from streamfm.io._files import compression_of, corrupt_error, format_token, open_binary, rebatch, strip_compression
+from streamfm.io._files import (
+    compression_of,
+    corrupt_error,
+    format_token,
+    open_binary,
+    read_error,
+    rebatch,
+    strip_compression,
+)
 from streamfm.io._tables import TableLayout, batch_to_chunk, is_numeric_type, is_text_type
 from streamfm.io.chunk import Chunk
 
@@ -73,9 +81,7 @@ def _first_rows(path: str, n: int = 2) -> tuple[list[list[str]], int, str]:
             try:
                 more = f.read(_SNIFF_BYTES)
             except (EOFError, OSError) as exc:  # a broken .gz fails right here
-                if compression_of(path) is None:
-                    raise InputError(f"{path}: cannot read ({exc})") from None
-                raise corrupt_error(path, exc) from None
+                raise read_error(path, exc) from None
             eof = not more
             blocks.append(more)
             size += len(more)
