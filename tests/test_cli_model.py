@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamfm import cli
+from streamfm.errors import InputError
 from streamfm.store.modeldir import ModelDir
 
 HERE = os.path.dirname(__file__)
@@ -156,39 +157,79 @@ def test_sigint_writes_a_checkpoint_and_resume_finishes(trained, tmp_path):
     assert store.read_manifest()["training"]["status"] == "complete"
 
 
+def _progress(manifest):
+    """Rows trained so far over all epochs, as a committed checkpoint records them."""
+    run = manifest["training"]
+    return run["epoch"] * run["rows_per_epoch"] + run["position"]
+
+
+def _committed(store):
+    """The committed manifest, or None before the first checkpoint."""
+    try:
+        return store.read_manifest()
+    except InputError:
+        return None
+
+
 def test_kill_9_at_random_moments_never_corrupts_and_resume_is_exact(tmp_path):
     """SIGKILL a real training process at random moments, resume each time: the model always
     loads, and the run that was killed over and over ends with the parameters of an
-    uninterrupted run (checkpoints hold the whole stream state)."""
+    uninterrupted run (checkpoints hold the whole stream state).
+
+    The kills follow the run's progress, not the clock, so that each one lands mid-run
+    however fast or loaded the machine is: each process runs until it has committed a
+    checkpoint at or past a random point of the run, then dies after a random fraction of
+    one checkpoint interval (while it trains, writes arrays, renames or replaces the manifest).
+    """
     from streamfm.train.trainer import load
 
-    data, _, _ = write_svm(tmp_path / "d.svm", 3000, seed=4)
+    rows, epochs = 3000, 12
+    data, _, _ = write_svm(tmp_path / "d.svm", rows, seed=4)
     ref, model = str(tmp_path / "ref"), str(tmp_path / "m")
-    extra = ["--epochs", "12", "--checkpoint-rows", "256"]
-    t = time.monotonic()
-    subprocess.run(_train_cmd(data, ref, *extra), cwd=ROOT, check=True)
-    duration = time.monotonic() - t  # kill within the first 70% of a run's time
+    extra = ["--epochs", str(epochs), "--checkpoint-rows", "256"]
+    subprocess.run(_train_cmd(data, ref, *extra), cwd=ROOT, check=True, timeout=300)
     rng = np.random.default_rng(0)
+    # where the kills fall: random points within the first 80% of the run, in order
+    targets = np.sort(rng.uniform(0.0, 0.8, size=5)) * (epochs * rows)
     store = ModelDir(model)
-    cmd = _train_cmd(data, model, *extra)
-    kills = 0
-    for attempt in range(12):
-        proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.1, 0.7) * duration)
-        if proc.poll() is not None:
-            assert proc.returncode == 0
-            break
-        proc.kill()
-        proc.wait()
-        kills += 1
-        if store.exists():
-            manifest, arrays = store.load()  # loadable after every kill
-            assert all(np.isfinite(np.asarray(a)).all() for a in arrays.values())
-            cmd = [sys.executable, "-m", "streamfm", "train", "--resume", model, "-q"]
-            if manifest["training"]["status"] == "complete":
+    resume_cmd = [sys.executable, "-m", "streamfm", "train", "--resume", model, "-q"]
+    kills, gap = 0, 0.01  # gap: how long one checkpoint interval takes here, now
+    for target in targets:
+        start = _committed(store)
+        proc = subprocess.Popen(resume_cmd if start else _train_cmd(data, model, *extra), cwd=ROOT,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 180  # never hang, however slow the machine
+            last_name, last_t = start and start["checkpoint"], None
+            seen = None  # the first checkpoint this process committed at or past the target
+            while seen is None and proc.poll() is None:
+                assert time.monotonic() < deadline, f"no checkpoint past row {target:.0f} in 3 minutes"
+                manifest = _committed(store)
+                if manifest is not None and manifest["checkpoint"] != last_name:
+                    now = time.monotonic()
+                    if last_t is not None:
+                        gap = now - last_t
+                    last_name, last_t = manifest["checkpoint"], now
+                    if _progress(manifest) >= target:
+                        seen = manifest
+                time.sleep(0.003)
+            if seen is not None:
+                time.sleep(rng.uniform(0.0, 1.5) * min(gap, 1.0))
+            if proc.poll() is not None:  # finished on its own (only if starved of CPU for long)
+                assert proc.returncode == 0
                 break
-    subprocess.run([sys.executable, "-m", "streamfm", "train", "--resume", model, "-q"], cwd=ROOT, check=True)
+        finally:
+            proc.kill()
+            proc.wait()
+        kills += 1
+        manifest, arrays = store.load()  # loadable after every kill
+        assert all(np.isfinite(np.asarray(a)).all() for a in arrays.values())
+        # a committed checkpoint is never lost: the directory holds it or a later one
+        assert _progress(manifest) >= _progress(seen)
+        del arrays
+    subprocess.run(resume_cmd, cwd=ROOT, check=True, timeout=300)
     assert kills >= 3
+    assert store.read_manifest()["training"]["status"] == "complete"
     a, b = load(ref), load(model)
     for name in ("b", "W", "V", "Z"):
         np.testing.assert_allclose(np.asarray(b.model.params[name]), np.asarray(a.model.params[name]),

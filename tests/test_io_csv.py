@@ -180,6 +180,21 @@ def test_truncated_gzip_csv(tmp_path):
         read_all(str(path))
 
 
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+@pytest.mark.parametrize("where", [0.01, 0.5, 0.9])
+def test_corrupt_compressed_csv(tmp_path, suffix, where):
+    """Damage early (read while sniffing the header), midway or late: one InputError, whatever
+    decompresses the file (pyarrow for .gz and .bz2, Python's lzma for .xz)."""
+    text, _, _ = letter_like(n=20000)
+    data = bytearray(open(write(tmp_path / f"full.csv{suffix}", text), "rb").read())
+    at = int(len(data) * where)
+    data[at : at + 64] = bytes(b ^ 0x5A for b in data[at : at + 64])
+    path = tmp_path / f"data.csv{suffix}"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=rf"data\.csv\{suffix}: the compressed file is truncated or corrupt"):
+        read_all(str(path))
+
+
 def test_empty_csv(tmp_path):
     with pytest.raises(InputError, match="the CSV file is empty"):
         open_source(write(tmp_path / "e.csv", ""))

@@ -21,8 +21,8 @@ from streamfm.io.chunk import INDPTR_DTYPE, Chunk
 #: Compressed-file suffixes the text readers understand, and their modules.
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
 
-# What the decompressors raise on a truncated or corrupt stream.
-_DECOMPRESS_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
+#: What the decompressors raise on a truncated or corrupt stream.
+DECOMPRESS_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
 
 
 def compression_of(path: str) -> str | None:
@@ -63,24 +63,27 @@ def open_binary(path: str) -> BinaryIO:
         raise InputError(f"{path}: cannot open ({exc.strerror or exc})") from None
 
 
+def _read_error(path: str, exc: BaseException) -> InputError:
+    """The InputError for a failed read: a corrupt compressed stream, or an I/O error."""
+    if compression_of(path) is None:
+        return InputError(f"{path}: cannot read ({exc})")
+    return corrupt_error(path, exc)
+
+
 def read_block(f: BinaryIO, path: str, size: int) -> bytes:
     """``f.read(size)``, with decompression failures turned into InputError."""
     try:
         return f.read(size)
-    except _DECOMPRESS_ERRORS as exc:
-        if compression_of(path) is None:
-            raise InputError(f"{path}: cannot read ({exc})") from None
-        raise corrupt_error(path, exc) from None
+    except DECOMPRESS_ERRORS as exc:
+        raise _read_error(path, exc) from None
 
 
 def readinto_block(f: BinaryIO, path: str, view: memoryview) -> int:
     """``f.readinto(view)``, with decompression failures turned into InputError."""
     try:
         return f.readinto(view)
-    except _DECOMPRESS_ERRORS as exc:
-        if compression_of(path) is None:
-            raise InputError(f"{path}: cannot read ({exc})") from None
-        raise corrupt_error(path, exc) from None
+    except DECOMPRESS_ERRORS as exc:
+        raise _read_error(path, exc) from None
 
 
 def slice_chunk(chunk: Chunk, start: int, stop: int) -> Chunk:

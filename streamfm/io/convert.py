@@ -24,6 +24,7 @@ from streamfm.errors import InputError
 from streamfm.io._files import slice_chunk
 from streamfm.io.chunk import Chunk
 from streamfm.io.sources import DataSource, open_source
+from streamfm.store.atomic import fsync_path
 
 SHARD_NAME = "part-{:05d}.parquet"
 
@@ -79,14 +80,6 @@ def _temp_dir_beside(out_dir: str) -> str:
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)
     return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.tmp-", dir=parent)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_out_dir(out_dir: str, overwrite: bool) -> None:
@@ -204,7 +197,7 @@ def convert(
             writer.close()
             writer = None
         for name in names:
-            _fsync(os.path.join(tmp, name))
+            fsync_path(os.path.join(tmp, name))  # pyarrow closes without fsync
         _publish(tmp, out_dir)
     except BaseException:
         if writer is not None:

@@ -33,7 +33,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from streamfm.errors import InputError
-from streamfm.io._files import compression_of, corrupt_error, format_token, open_binary, rebatch, strip_compression
+from streamfm.io._files import (
+    DECOMPRESS_ERRORS,
+    compression_of,
+    corrupt_error,
+    format_token,
+    open_binary,
+    read_block,
+    rebatch,
+    strip_compression,
+)
 from streamfm.io._tables import TableLayout, batch_to_chunk, is_numeric_type, is_text_type
 from streamfm.io.chunk import Chunk
 
@@ -41,6 +50,10 @@ _SNIFF_BYTES = 1 << 16
 _MIN_BLOCK = 1 << 18
 _MAX_BLOCK = 64 << 20
 _NULLS = [""]
+# What reading a CSV file through pyarrow can raise on bad input.  An .xz file
+# is decompressed by Python (see _open), whose errors pass through pyarrow
+# unchanged, so they are caught too.
+_READ_ERRORS = (pa.ArrowInvalid, *DECOMPRESS_ERRORS)
 
 
 # ---------------------------------------------------------------------------
@@ -70,12 +83,7 @@ def _first_rows(path: str, n: int = 2) -> tuple[list[list[str]], int, str]:
     open_line_has_text = False
     with open_binary(path) as f:
         while not eof and complete < n and size < _MAX_BLOCK:
-            try:
-                more = f.read(_SNIFF_BYTES)
-            except (EOFError, OSError) as exc:  # a broken .gz fails right here
-                if compression_of(path) is None:
-                    raise InputError(f"{path}: cannot read ({exc})") from None
-                raise corrupt_error(path, exc) from None
+            more = read_block(f, path, _SNIFF_BYTES)  # a broken .gz fails right here
             eof = not more
             blocks.append(more)
             size += len(more)
@@ -194,7 +202,7 @@ class CsvReader:
             schema = batch.schema
         except StopIteration:
             schema = reader.schema
-        except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        except _READ_ERRORS as exc:
             raise self._translate(path, exc, has_header, delim, 0) from None
         return {f.name: f.type for f in schema}
 
@@ -264,7 +272,7 @@ class CsvReader:
         )
         try:
             return pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
-        except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        except _READ_ERRORS as exc:
             raise self._translate(path, exc, has_header, delim, 0) from None
 
     def _file_format(self, path: str) -> tuple[bool, str]:
@@ -309,7 +317,7 @@ class CsvReader:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
-            except (pa.ArrowInvalid, OSError, EOFError) as exc:
+            except _READ_ERRORS as exc:
                 raise self._translate(path, exc, has_header, delim, rows_done) from None
             if self.skip_bad_rows:
                 batch = self._parse_numbers(batch)

@@ -34,6 +34,7 @@ __all__ = [
     "dumps_json",
     "fsync_dir",
     "fsync_path",
+    "write_and_fsync",
 ]
 
 
@@ -68,6 +69,24 @@ def fsync_path(path: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_and_fsync(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to an open file descriptor, then fsync the file.
+
+    ``os.write`` may write less than it was given (a signal, a nearly full disk):
+    it is called again for the rest until everything is written.
+
+    Parameters
+    ----------
+    fd : int
+        A file descriptor open for writing.
+    data : bytes-like
+    """
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
 
 
 def _json_default(obj: Any) -> Any:
@@ -180,10 +199,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         # O_EXCL: the unique temporary name must not exist yet.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            write_and_fsync(fd, data)
         finally:
             os.close(fd)
 

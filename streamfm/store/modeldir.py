@@ -58,7 +58,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from streamfm.errors import InputError
-from streamfm.store.atomic import atomic_write_bytes, dumps_json, fsync_dir
+from streamfm.store.atomic import atomic_write_bytes, dumps_json, fsync_dir, write_and_fsync
 
 __all__ = ["FORMAT_VERSION", "ModelDir"]
 
@@ -385,10 +385,7 @@ class ModelDir:
             end = _complete_lines_end(fd, size)
             if end != size:
                 os.ftruncate(fd, end)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            write_and_fsync(fd, data)
         finally:
             os.close(fd)
         if size == 0:
