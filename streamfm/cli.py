@@ -380,7 +380,7 @@ def _add_train_parser(subparsers) -> None:
                    help="ray: join the cluster at ADDRESS (HOST:PORT, ray://HOST:PORT or auto); "
                         "default: start a local Ray instance sized to this machine")
     e.add_argument("--sync-rows", type=int, default=0, metavar="R",
-                   help="ray: rows each worker trains between two merges (default: 16384)")
+                   help="ray: rows each worker trains between two merges (default: 65536)")
     e.add_argument("--worker-retries", type=int, default=2,
                    help="ray: restarts after a worker dies before the run stops resumably (default: 2)")
     e.add_argument("--no-scale-steps", action="store_true",

@@ -13,8 +13,9 @@ epoch:
 1. ``ray.data.read_parquet`` over the shards in the epoch's seeded order
    (the local trainer's), ``streaming_split(n, equal=True)``: one stream per
    worker, equally long. (A new Ray Data execution per epoch costs a few
-   seconds of start-up; chaining the epochs with ``union`` would avoid it,
-   but does not keep blocks in order.)
+   seconds of start-up, hidden by attaching it before the previous epoch
+   ends; chaining the epochs with ``union`` would avoid it, but does not keep
+   blocks in order.)
 2. One actor per worker holds a model and passes the ``N // n`` rows of its
    stream through a shuffle buffer seeded by (seed, epoch) and its rank.
 3. Synchronous rounds: the driver broadcasts the merged state with
@@ -36,10 +37,17 @@ Resources, and the stall on small machines
 ------------------------------------------
 Ray Data's read tasks need a CPU each. If every worker actor reserved a whole
 CPU, a two-core machine with two workers would have none left for reading and
-the stream would stall forever. So the actors together reserve at most
-``cluster CPUs - 1`` (a worker's share is ``min(1, (CPUs - 1) / n)``): one
-CPU is always free for a read task. The actors still compute on whole cores:
-a reservation is a scheduling promise, not a limit.
+the stream would stall forever; reserving all but one CPU still left one read
+task at a time, which on two cores made reading, not training, set the pace.
+So the actors reserve a token share of a CPU (``worker_cpus``) and are spread
+over the nodes; they still compute on whole cores (a reservation is a
+scheduling promise, not a limit), and the operating system shares each core
+between reading and training. Each read task pays a start-up of its own, so
+an epoch is read in tasks of about ``READ_TASK_BYTES`` (``read_blocks``), and
+with the V1 Parquet datasource, which hands out blocks as they are read.
+Every worker pulls its stream from a thread, and the next epoch's streams are
+attached a few rounds before the current epoch ends, so Ray Data's start-up
+overlaps training.
 
 Failures
 --------
@@ -81,23 +89,28 @@ from dataclasses import asdict
 import numpy as np
 
 from ..errors import InputError, StreamFMError
-from ..io._tables import batch_to_chunk
 from ..io.sources import open_source
 from ..models.core import LLFMModel
 from ..models.trained import TrainedModel
 from ..preprocess.shuffle import epoch_file_order, shuffled_chunks
 from ..store.signals import GracefulStop
+from ..preprocess.shuffle import round_chunks
+from ..train.prefetch import Prefetch
 from ..train.rounds import RoundResult, RowStream, merge_states, train_for_rows
 from ..train.trainer import Trainer
 
 INSTALL_HINT = 'pip install "streamfm[ray]"'
 #: rows each worker trains between merges when --sync-rows is not given (docs/scaling.md)
-DEFAULT_SYNC_ROWS = 16_384
+DEFAULT_SYNC_ROWS = 65_536
 #: Ray Data's object-store budget for blocks read ahead of the workers: without one it
 #: reads future epochs while the workers train (memory and CPU taken from training)
 READ_AHEAD_BYTES = 1 << 30
 #: name prefix of the worker actors (tests and operators find them by it)
 ACTOR_PREFIX = "streamfm-worker"
+#: reader chunks a worker pulls from its Ray Data stream ahead of its shuffle buffer
+READ_AHEAD_CHUNKS = 2
+#: the next epoch's streams are attached (and start reading) when this many rounds are left
+NEXT_EPOCH_ROUNDS = 4
 
 
 class WorkerLostError(StreamFMError):
@@ -190,13 +203,98 @@ def _runtime_env(address: str | None) -> dict:
     return {"env_vars": {"PYTHONPATH": path}}
 
 
-def worker_cpus(cluster_cpus: float, workers: int) -> float:
-    """CPUs each worker actor reserves: together at most cluster_cpus - 1, so reading always has one.
+#: what a worker actor reserves of a CPU: a token, see worker_cpus
+ACTOR_CPU_TOKEN = 0.01
 
-    >>> worker_cpus(2, 2), worker_cpus(2, 1), worker_cpus(64, 8), worker_cpus(1, 1)
-    (0.5, 1.0, 1.0, 0.0)
+
+def worker_cpus(cluster_cpus: float, workers: int) -> float:
+    """CPUs each worker actor reserves: a token share, leaving every CPU to Ray Data's reads.
+
+    A reservation is a scheduling promise, not a limit: the actors compute on
+    whole cores either way. What it changes is how many read tasks Ray Data
+    runs. Actors holding every CPU leave none, and the stream stalls forever
+    (the issue's two-core pitfall); actors holding all but one (what streamfm
+    did first) left one read task at a time, and a worker's stream then
+    delivered 600,000 rows in 17.9 s, against 6.0 s with no reservation
+    (measured on 2 cores: reading, not training, set the pace). So the actors
+    reserve a token (``ACTOR_CPU_TOKEN``, and together at most 5% of the
+    cluster's CPUs), which still places them on nodes that have CPUs, and they
+    are spread over the nodes; the operating system shares each core between
+    reading and training.
+
+    >>> worker_cpus(2, 2), worker_cpus(2, 1), worker_cpus(64, 8), worker_cpus(0.5, 5)
+    (0.01, 0.01, 0.01, 0.005)
     """
-    return float(min(1.0, max(0.0, cluster_cpus - 1.0) / workers))
+    return float(min(ACTOR_CPU_TOKEN, 0.05 * cluster_cpus / max(workers, 1)))
+
+
+#: bytes of Parquet one Ray Data read task reads (see read_blocks)
+READ_TASK_BYTES = 256 << 20
+
+
+def read_blocks(files, workers: int) -> int:
+    """Read tasks (blocks) for one epoch: one per READ_TASK_BYTES of Parquet, at least 2 per worker.
+
+    Each Ray Data read task pays a start-up of its own, about 2 s here (2
+    cores): left to Ray, a task per shard of 75,000 rows (8 shards, 46 MB)
+    streamed 600,000 rows to a worker in 10-15 s; with 2 or 4 tasks, in 3.3-4.7 s
+    (measured, Ray 2.60). A quarter of a GiB per task keeps the start-up
+    small against the reading and leaves several blocks per worker for the
+    stream to flow; sizes come from the driver's view of the files (shards
+    on a path it cannot stat count as one task's worth each).
+    """
+    total = 0
+    for f in files:
+        try:
+            total += os.path.getsize(f)
+        except OSError:
+            total += READ_TASK_BYTES
+    return int(max(2 * max(workers, 1), -(-total // READ_TASK_BYTES)))
+
+
+class _data_context:
+    """Ray Data settings for a run, restored afterwards (a notebook's own stay as they were).
+
+    - ``preserve_order``: deterministic streams (one worker: exact runs and resumes);
+    - an object-store budget for blocks read ahead (``READ_AHEAD_BYTES``);
+    - streamfm's progress bar instead of Ray's, and no log line per epoch (newer Ray);
+    - the V1 Parquet datasource where Ray has both: with V2 (Ray 2.60's default)
+      a worker's first block came only when the whole read had ended (measured,
+      600,000 rows in 8 shards: every batch at 7.5 s, against the first at 2.9 s
+      and a steady stream to 5.9 s with V1), so training could not overlap reading.
+
+    Settings a Ray version does not have are left alone.
+    """
+
+    def __init__(self, ray):
+        from ray.data import ExecutionResources
+
+        self.ctx = ray.data.DataContext.get_current()
+        self.settings = {("execution_options", "preserve_order"): True,
+                         ("execution_options", "resource_limits"): ExecutionResources(
+                             object_store_memory=READ_AHEAD_BYTES),
+                         ("enable_progress_bars",): False,
+                         ("print_on_execution_start",): False,
+                         ("use_datasource_v2",): False}
+        self.saved = {}
+
+    def _owner(self, path):
+        obj = self.ctx
+        for name in path[:-1]:
+            obj = getattr(obj, name)
+        return obj
+
+    def __enter__(self):
+        for path, value in self.settings.items():
+            owner = self._owner(path)
+            if hasattr(owner, path[-1]):
+                self.saved[path] = getattr(owner, path[-1])
+                setattr(owner, path[-1], value)
+        return self
+
+    def __exit__(self, *exc):
+        for path, value in self.saved.items():
+            setattr(self._owner(path), path[-1], value)
 
 
 # ---------------------------------------------------------------------------
@@ -243,39 +341,65 @@ class Worker:
         self.settings = settings
         self.stream: RowStream | None = None
         self.bad_rows = 0
+        self._attached: list[tuple[Prefetch, RowStream]] = []  # epochs' streams, reading, in order
+        self._running: list[Prefetch] = []  # the current epoch's threads
 
     def ping(self) -> int:
         return os.getpid()
 
     def _chunks(self, split):
         """Chunks from this worker's Ray Data stream (Arrow tables), in stream order."""
-        reader = self.source._reader  # the layout (label, features, hashing) of the data set
+        reader = self.source.reader  # the layout (label, features, hashing) of the data set
         where = f"Ray stream of worker {self.rank}"
         row0 = 0
         for table in split.iter_batches(batch_size=self.settings["chunk_rows"], batch_format="pyarrow",
                                         prefetch_batches=1):
             for batch in table.to_batches():
-                if reader.sparse:
-                    chunk, bad = reader._sparse_chunk(batch, where, row0)
-                else:
-                    chunk, bad = batch_to_chunk(batch, reader.layout, where, row0, reader.skip_bad_rows)
+                chunk, bad = reader.batch_chunk(batch, where, row0)
                 row0 += batch.num_rows
                 self.bad_rows += bad
                 yield chunk
 
     def attach(self, split) -> None:
-        """Take this worker's Ray Data stream of the coming epoch."""
-        self.raw = RowStream(self._chunks(split))
+        """Take this worker's Ray Data stream of a coming epoch and start reading it.
+
+        Ray Data starts a dataset's execution on the first pull, and its first
+        blocks come seconds later (task start-up); so the stream is pulled from
+        a thread at once, a few chunks ahead, and the driver attaches the next
+        epoch's stream before this one ends (``NEXT_EPOCH_ROUNDS``): its
+        start-up overlaps training instead of following it.
+        """
+        ahead = Prefetch(self._chunks(split), READ_AHEAD_CHUNKS)
+        self._attached.append((ahead, RowStream(ahead.__enter__())))
 
     def start_epoch(self, epoch: int, epoch_rows: int, skip_rows: int = 0) -> None:
-        """This epoch: the stream's next ``epoch_rows`` rows through a shuffle buffer seeded by
-        (seed, epoch) -- the local trainer's seed, so one worker reads what the local engine
-        reads -- and the rank for the other workers; the first ``skip_rows`` trained on already."""
+        """This epoch: the next attached stream's ``epoch_rows`` rows through a shuffle buffer
+        seeded by (seed, epoch) -- the local trainer's seed, so one worker reads what the local
+        engine reads -- and the rank for the other workers; the first ``skip_rows`` trained on
+        already. Shuffling and standardising run in a thread, as in the local trainer."""
+        self._stop_running()
+        ahead, raw = self._attached.pop(0)
         s = self.settings
         buffer_rows = s["buffer_rows"] if s["shuffle"] else 0
         seed = (s["seed"], epoch) if self.rank == 0 else (s["seed"], epoch, self.rank)
-        self.stream = RowStream(shuffled_chunks(self.raw.take(epoch_rows), buffer_rows=buffer_rows,
-                                                out_rows=s["batch_rows"], seed=seed, skip_rows=skip_rows))
+        rows = shuffled_chunks(raw.take(epoch_rows), buffer_rows=buffer_rows, out_rows=s["batch_rows"],
+                               seed=seed, skip_rows=skip_rows)
+        ready = Prefetch(map(self.trained.standardizer.transform, rows),
+                         max(2, round_chunks(buffer_rows, s["batch_rows"])))
+        self._running = [ahead, ready]
+        self.stream = RowStream(ready.__enter__())
+
+    def _stop_running(self) -> None:
+        for thread in self._running:
+            thread.__exit__(None, None, None)
+        self._running = []
+
+    def close(self) -> None:
+        """Stop every reading thread (the actor is about to go)."""
+        self._stop_running()
+        for ahead, _ in self._attached:
+            ahead.__exit__(None, None, None)
+        self._attached = []
 
     def train_round(self, state, max_rows: int):
         """Load ``state`` (None: keep this worker's own), train on the next ``max_rows`` rows.
@@ -285,7 +409,7 @@ class Worker:
         if state is not None:
             self.trained.model.load_state(*state)
         result = train_for_rows(self.trained, self.stream, max_rows,
-                                ignore_unknown_labels=self.settings["ignore_unknown_labels"])
+                                ignore_unknown_labels=self.settings["ignore_unknown_labels"], standardized=True)
         out = asdict(result)
         out["bad_rows"] = self.bad_rows
         out["dropped"] = self.trained.standardizer.dropped
@@ -307,29 +431,14 @@ class RayTrainer(Trainer):
         started = _connect(ray, opts.address, opts.quiet)
         # a Ray someone else connected (a notebook, the tests) gets the import path per actor
         self._actor_env = None if started or opts.address else _runtime_env(None)
-        ctx = ray.data.DataContext.get_current()
-        saved_ctx = (ctx.execution_options.preserve_order, ctx.execution_options.resource_limits,
-                     ctx.enable_progress_bars, getattr(ctx, "print_on_execution_start", None))
         self._ray, self._workers, self._restarts = ray, [], 0
         try:
-            cpus = float(ray.cluster_resources().get("CPU", 1.0))
-            self._cpus = worker_cpus(cpus, opts.workers)
-            # deterministic streams (one worker: exact runs and resumes), and our
-            # progress bar instead of Ray's
-            ctx.execution_options.preserve_order = True
-            from ray.data import ExecutionResources
-
-            ctx.execution_options.resource_limits = ExecutionResources(object_store_memory=READ_AHEAD_BYTES)
-            ctx.enable_progress_bars = False
-            if hasattr(ctx, "print_on_execution_start"):  # newer Ray: one log line per epoch otherwise
-                ctx.print_on_execution_start = False
-            return self._fit_with_restarts()
+            with _data_context(ray):
+                cpus = float(ray.cluster_resources().get("CPU", 1.0))
+                self._cpus = worker_cpus(cpus, opts.workers)
+                return self._fit_with_restarts()
         finally:
             self._stop_workers()
-            (ctx.execution_options.preserve_order, ctx.execution_options.resource_limits,
-             ctx.enable_progress_bars, printed) = saved_ctx
-            if printed is not None:
-                ctx.print_on_execution_start = printed
             if started:
                 ray.shutdown()
 
@@ -352,7 +461,8 @@ class RayTrainer(Trainer):
         state = ray.put(self.trained.state())
         token = os.urandom(4).hex()
         self._workers = [
-            actor.options(num_cpus=self._cpus, name=f"{ACTOR_PREFIX}-{token}-{k}", max_restarts=0,
+            actor.options(num_cpus=self._cpus, scheduling_strategy="SPREAD",
+                          name=f"{ACTOR_PREFIX}-{token}-{k}", max_restarts=0,
                           runtime_env=self._actor_env).remote(
                 k, state, self.run.data, self._settings())
             for k in range(opts.workers)]
@@ -360,6 +470,10 @@ class RayTrainer(Trainer):
 
     def _stop_workers(self) -> None:
         for w in self._workers:
+            try:
+                self._ray.get(w.close.remote(), timeout=10)
+            except Exception:  # dead, or stuck: killed below anyway
+                pass
             try:
                 self._ray.kill(w)
             except Exception:  # already dead
@@ -389,8 +503,12 @@ class RayTrainer(Trainer):
         ray, opts = self._ray, self.opts
         seed, files = self.trained.model.config.seed, self.source.files
         ds = ray.data.read_parquet(epoch_file_order(files, epoch, seed) if opts.shuffle else files,
-                                   file_extensions=None).select_columns(list(self.source._reader.columns))
-        return ds.streaming_split(opts.workers, equal=True)
+                                   file_extensions=None, override_num_blocks=read_blocks(files, opts.workers))
+        return ds.select_columns(list(self.source.reader.columns)).streaming_split(opts.workers, equal=True)
+
+    def _attach(self, epoch: int) -> None:
+        """Hand every worker its stream of ``epoch``; they start reading it at once."""
+        self._get([w.attach.remote(it) for w, it in zip(self._workers, self._splits(epoch))])
 
     # -------------------------------------------------------------- loop
     def _fit_with_restarts(self) -> dict:
@@ -438,10 +556,13 @@ class RayTrainer(Trainer):
             # each worker's share of an epoch (equal=True: the same for all; N mod n rows wait)
             epoch_rows = run.rows_per_epoch // n
             broadcast = None  # the workers were made holding `state`; later rounds send the merge
+            attached = run.epoch - 1  # the last epoch whose streams the workers hold
             while run.epoch < run.epochs:
                 if len(run.worker_positions) != n:
                     run.worker_positions = [0] * n
-                self._get([w.attach.remote(it) for w, it in zip(self._workers, self._splits(run.epoch))])
+                if attached < run.epoch:
+                    self._attach(run.epoch)
+                    attached = run.epoch
                 self._get([w.start_epoch.remote(run.epoch, epoch_rows, pos)
                            for w, pos in zip(self._workers, run.worker_positions)])
                 bar = tqdm(total=run.rows_per_epoch or None, initial=run.position, unit="rows", unit_scale=True,
@@ -454,6 +575,11 @@ class RayTrainer(Trainer):
                         bar.close()
                         summary.update(self._stopped_summary())
                         return summary
+                    rows_left = run.rows_per_epoch - run.position
+                    if attached == run.epoch and run.epoch + 1 < run.epochs and \
+                            rows_left <= NEXT_EPOCH_ROUNDS * sync_rows * n:
+                        self._attach(run.epoch + 1)  # its start-up overlaps this epoch's last rounds
+                        attached = run.epoch + 1
                     outs = self._get([w.train_round.remote(broadcast, sync_rows) for w in self._workers])
                     results = [RoundResult(**{k: o[1][k] for k in RoundResult.__dataclass_fields__}) for o in outs]
                     rows = [r.rows for r in results]

@@ -70,7 +70,7 @@ class Chunk:
         nnz = _gather_indptr(self.indptr, rows, indptr)
         indices = np.empty(nnz, dtype=self.indices.dtype)
         data = np.empty(nnz, dtype=self.data.dtype)
-        _gather_entries(self.indptr, self.indices, self.data, rows, indptr, indices, data)
+        _scatter_entries(self.indptr, self.indices, self.data, rows, indptr[:-1], indices, data)
         return Chunk(indptr, indices, data, self.y[rows], self.n_features)
 
     @staticmethod
@@ -168,24 +168,12 @@ def _gather_indptr(indptr, rows, out_indptr):
 
 
 @njit(cache=True, nogil=True)
-def _gather_entries(indptr, indices, data, rows, out_indptr, out_indices, out_data):
-    """Copy the entries of ``rows`` (in order) into the CSR arrays ``out_indptr`` describes.
+def _scatter_entries(indptr, indices, data, rows, dst_starts, out_indices, out_data):
+    """Copy the entries of ``rows`` to positions ``dst_starts`` of the output arrays.
 
     One sequential pass (a memcpy per row): ~10x faster than building the
     gather positions with NumPy (repeat, cumsum, fancy indexing).
     """
-    for a in range(rows.shape[0]):
-        r = rows[a]
-        src = indptr[r]
-        dst = out_indptr[a]
-        for t in range(out_indptr[a + 1] - dst):
-            out_indices[dst + t] = indices[src + t]
-            out_data[dst + t] = data[src + t]
-
-
-@njit(cache=True, nogil=True)
-def _scatter_entries(indptr, indices, data, rows, dst_starts, out_indices, out_data):
-    """Copy the entries of ``rows`` to positions ``dst_starts`` of the output arrays."""
     for a in range(rows.shape[0]):
         r = rows[a]
         src = indptr[r]

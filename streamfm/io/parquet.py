@@ -234,16 +234,25 @@ class ParquetReader:
                     break
                 except (pa.ArrowException, OSError, ValueError) as exc:
                     raise not_readable(path, exc) from None
-                if self.sparse:
-                    chunk, bad = self._sparse_chunk(batch, path, rows_done)
-                else:
-                    chunk, bad = batch_to_chunk(batch, self.layout, path, rows_done, self.skip_bad_rows)
+                chunk, bad = self.batch_chunk(batch, path, rows_done)
                 rows_done += batch.num_rows
                 self.bad_rows_by_file[path] += bad
                 if chunk.n_rows:
                     yield chunk
         finally:
             pf.close()
+
+    def batch_chunk(self, batch, where: str, row0: int) -> tuple[Chunk, int]:
+        """One Arrow record batch of this data set's layout as a Chunk, and the rows dropped as bad.
+
+        ``where`` and ``row0`` name the batch in error messages (a file, or a
+        stream such as a Ray worker's, and its first row's number). Used for
+        the batches this reader reads, and for batches another engine streams
+        (``engines.ray_engine``).
+        """
+        if self.sparse:
+            return self._sparse_chunk(batch, where, row0)
+        return batch_to_chunk(batch, self.layout, where, row0, self.skip_bad_rows)
 
     def _batches(self, pf: pq.ParquetFile, chunk_rows: int):
         """Record batches of at most ``chunk_rows`` rows, one row group at a time

@@ -126,6 +126,12 @@ class DataSource:
         self.chunk_rows = chunk_rows
         self._reader = reader
 
+    @property
+    def reader(self):
+        """The format's reader (e.g. ``ParquetReader``: its ``columns`` and ``batch_chunk`` turn
+        Arrow batches that another engine streams into chunks of this data set's layout)."""
+        return self._reader
+
     # -- what the readers know --------------------------------------------------
 
     @property
