@@ -850,6 +850,13 @@ STATIC_NOTES = """## What streamfm does for speed
   accumulated beside s in the same pass (`kernels/fm.py`); the update reads
   each factor row through a 1-d view (4-d indexing kept LLVM from
   vectorising). Same arithmetic up to rounding, same tests.
+- **A fast path for `fm` with one output** (`kernels/fm.py`,
+  `fm_rows_single`): the general loop serves every method and C outputs
+  through a one-neighbour coding and 4-d parameter indexing; with one FM and
+  one output (binary or regression, plain SGD) the parameters are 1-d/2-d
+  arrays and f, the factor sums and the gradient norm come out of one pass
+  into locals, 1.2-1.35x the general loop's rows/s. Equal to the general
+  loop to 1e-12 (tested).
 - **Reading overlaps training.** The kernels are `nogil`; the trainer
   prepares the next chunks (read, decode, shuffle, standardise) in a
   background thread (`train/prefetch.py`, `TrainOptions.prefetch`). Its
@@ -876,7 +883,9 @@ STATIC_NOTES = """## What streamfm does for speed
   all of them (exact), and keeps that setting in the model state.
 - **Start-up.** `pyarrow.Array.to_numpy` imported pandas (0.5 s) on the first
   chunk; fixed-width columns are now read from their Arrow buffers. The numba
-  kernels are compiled once and cached (`cache=True`).
+  kernels are compiled once and cached (`cache=True`). The scan pass's
+  per-feature moments are one numba pass per sum (three weighted
+  `np.bincount`s before: 0.8 s of a dense 500,000-row scan, now 0.27 s).
 - **Hogwild threads, opt-in** (`streamfm train --threads N`,
   `TrainOptions.threads`): every block of rows is cut into N contiguous parts
   trained at once on shared parameters without locks. Races make the result
