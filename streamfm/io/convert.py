@@ -24,7 +24,7 @@ from streamfm.errors import InputError
 from streamfm.io._files import slice_chunk
 from streamfm.io.chunk import Chunk
 from streamfm.io.sources import DataSource, open_source
-from streamfm.store.atomic import fsync_path
+from streamfm.store.atomic import fsync_dir, fsync_path
 
 SHARD_NAME = "part-{:05d}.parquet"
 
@@ -98,6 +98,8 @@ def _publish(tmp: str, out_dir: str) -> None:
         os.rmdir(old)
         os.rename(out_dir, old)
     os.rename(tmp, out_dir)
+    # the renames live in the parent directory: sync it, or a power cut can undo them
+    fsync_dir(os.path.dirname(os.path.abspath(out_dir)))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
