@@ -46,8 +46,10 @@ DATA = os.path.join(REPO, "bench-data", "throughput")
 WORK = os.path.join(REPO, "bench-data", "throughput-work")
 DOC = os.path.join(REPO, "docs", "performance.md")
 SEED = 7
-BEFORE_COMMIT = "e12f9c8"
-LOADS: list = []  # 1-minute load average before every measurement  # the branch point of the performance work
+# earlier code measured against this one: the branch point of the first performance work,
+# and the start of the second (pipeline, fm fast path, scan, IVF)
+BEFORE_COMMITS = ("e12f9c8", "b1f1401")
+LOADS: list = []  # 1-minute load average before every measurement
 BLOCK = 100_000
 
 # --------------------------------------------------------------------------- data
@@ -684,22 +686,25 @@ def run_all(R, args, sections, dense, sparse, log):
         log(f"  {res['rows_per_s']:,.0f} rows/s whole, {res['epoch_rows_per_s']:,.0f} epoch, RSS "
             f"{res['train_peak_rss_mb']:.0f} MB, model dir {res['model_dir_mb']:.0f} MB")
     if "before-after" in sections:
-        before = os.path.join(WORK, "code-before")
-        if not os.path.exists(before):
-            os.makedirs(before)
-            top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                                 capture_output=True, text=True).stdout.strip() or REPO
-            subprocess.run(f"git archive {BEFORE_COMMIT} | tar -x -C {before}", shell=True, cwd=top, check=True)
-            for f in ("bench_throughput.py", "floor.py", "_breakdown.py", "datagen.py"):
-                shutil.copy(os.path.join(REPO, "tools", f), os.path.join(before, "tools", f))
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                             capture_output=True, text=True).stdout.strip() or REPO
+        codes = []
+        for commit in BEFORE_COMMITS:
+            before = os.path.join(WORK, f"code-{commit}")
+            if not os.path.exists(before):
+                os.makedirs(before)
+                subprocess.run(f"git archive {commit} | tar -x -C {before}", shell=True, cwd=top, check=True)
+                for f in ("bench_throughput.py", "floor.py", "_breakdown.py", "datagen.py"):
+                    shutil.copy(os.path.join(REPO, "tools", f), os.path.join(before, "tools", f))
+            codes.append((commit, before))
         specs = []
         for method, extra_args in (("fm", []), ("llfm-jo", ["--anchors", "50"])):
-            for label, code in (("before", before), ("after", None)):
+            for label, code in codes + [("now", None)]:
                 sp = sf_spec(dense["train"] + ".parquet", None, f"{WORK}/m-ba-{method}-{label}",
                              ["--method", method, "--epochs", "1", *extra_args])
                 sp["code"] = code
                 specs.append((f"{method} {label}", sp))
-        log(f"before ({BEFORE_COMMIT}) / after")
+        log(f"before ({', '.join(BEFORE_COMMITS)}) / now")
         R["before_after"] = {"best": rounds(specs, args.rounds, log)}
     if "breakdown" in sections:
         log("breakdown of llfm-jo (dense, m = 50)")
@@ -993,13 +998,18 @@ def write_doc(R, args, cmdline):
         add("")
     if "before_after" in R:
         res = R["before_after"]["best"]
-        add(f"## Before and after the performance work (commit {BEFORE_COMMIT} against this one)\n")
-        add("The same `streamfm train` runs (dense Parquet, one epoch, default options), alternating old "
-            "and new code in one run:\n")
-        add("| run | rows/s (whole train) | epoch rows/s | rows per CPU s | speed-up (epoch) |")
+        first = BEFORE_COMMITS[0]
+        add(f"## Before and after the performance work (commits {', '.join(BEFORE_COMMITS)} against this one)\n")
+        add(f"The same `streamfm train` runs (dense Parquet, one epoch, default options), alternating the code "
+            f"of each commit in one run: {first} is where the performance work began, "
+            f"{BEFORE_COMMITS[-1]} where its second round (read-ahead depth, shuffle gather, fm fast path, "
+            "scan moments, IVF search) began.\n")
+        add(f"| run | rows/s (whole train) | epoch rows/s | rows per CPU s | speed-up (epoch) vs {first} |")
         add("|---|---:|---:|---:|---:|")
         for name, r in res.items():
-            base = res[name.replace("after", "before")]
+            base = res.get(f"{name.split()[0]} {first}")
+            if not base:  # an older results file: "before" / "after"
+                base = res.get(name.replace("after", "before"), r)
             add(f"| {name} | {fmt_rate(r['rows_per_s'])} | {fmt_rate(r['epoch_rows_per_s'])} | {cpu_rate(r)} | "
                 f"{r['epoch_rows_per_s'] / base['epoch_rows_per_s']:.2f} |")
         add("")
