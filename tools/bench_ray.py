@@ -43,9 +43,11 @@ def make_data(root: str, rows: int, shards: int, test_rows: int) -> tuple[str, s
     """Train shards and a test file drawn from one generator (one seed: the same local rules)."""
     import numpy as np
 
-    train_dir, test_dir = os.path.join(root, f"train-{rows}-{shards}"), os.path.join(root, f"test-{test_rows}")
+    # the test rows are the generator's rows after the training rows: one test set per training set
+    train_dir = os.path.join(root, f"train-{rows}-{shards}")
+    test_dir = os.path.join(root, f"test-{test_rows}" if rows == 600_000 else f"test-{test_rows}-after-{rows}")
     test = os.path.join(test_dir, "part-00000.parquet")
-    if os.path.exists(test) and len(os.listdir(train_dir)) == shards:
+    if os.path.exists(test) and os.path.isdir(train_dir) and len(os.listdir(train_dir)) == shards:
         return train_dir, test_dir
     os.makedirs(train_dir, exist_ok=True)
     os.makedirs(test_dir, exist_ok=True)
