@@ -12,7 +12,7 @@ import time
 import numpy as np
 from numba import njit
 
-from streamfm.kernels.llfm import APL, JO, _forward, code_row, row_buffers, train_rows
+from streamfm.kernels.llfm import APL, JO, _forward, anchor_steps, code_row, row_buffers, train_rows
 from streamfm.kernels.losses import loss_grad
 
 
@@ -25,7 +25,6 @@ def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, 
     Kmax = max(cand.shape[1], 1)
     ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf = row_buffers(Kmax, C, r)
     g = np.zeros(C)
-    q = Z.shape[1]
     kappa = np.zeros(Kmax)
     sumF = np.zeros(C)
     acc = 0.0
@@ -41,21 +40,8 @@ def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, 
         if stage < 3 or not (method == APL or method == JO):
             continue
         sched = t0 / (t0 + t_start + row)
-        for c in range(C):
-            sumF[c] = 0.0
-            for e in range(k):
-                sumF[c] += F[e, c]
-        for a in range(k):
-            coef = 0.0
-            for c in range(C):
-                t = F[a, c] - fbuf[c] - gamma[a] * (sumF[c] - k * fbuf[c])
-                coef += g[c] * 2.0 * rho * t / S
-            kp = eta_z0 * sched * zscale * coef
-            kappa[a] = min(max(kp, -zclip), zclip)
-        for a in range(k):
-            zi = ids[a]
-            for u in range(q):
-                Z[zi, u] -= kappa[a] * (phi[row, u] - Z[zi, u])
+        anchor_steps(method, row, k, S, ids, gamma, F, fbuf, g, phi, Z, beta, rho, zscale, zclip,
+                     eta_z0 * sched, True, sumF, kappa)
     return acc
 
 

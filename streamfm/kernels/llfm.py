@@ -99,6 +99,48 @@ def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, wor
 
 
 @njit(cache=True, nogil=True)
+def anchor_steps(method, row, k, S, ids, gamma, F, fbuf, g, phi, Z, beta, rho, zscale, zclip, eta_z,
+                 jo_exact, sumF, kappa):
+    """One row's SGD step on its k neighbours' anchors (APL or JO), in place on ``Z``.
+
+    ``F`` (k, C) holds each neighbour's outputs and ``fbuf`` (C,) their
+    mixture at the parameters the loss saw, ``g`` (C,) dloss/df, ``S``
+    Algorithm 1's normaliser, ``eta_z`` the anchor step at this row;
+    ``sumF`` (C,) and ``kappa`` (>= k,) are scratch. Steps are in units of
+    the coding scale ``zscale`` and clipped to ``zclip``.
+    """
+    C = fbuf.shape[0]
+    q = Z.shape[1]
+    for c in range(C):
+        sumF[c] = 0.0
+        for e in range(k):
+            sumF[c] += F[e, c]
+    for a in range(k):
+        coef = 0.0
+        for c in range(C):
+            if method == JO:
+                # SPEC 4: the second term is d lambda / d b_l = gamma_l
+                t = F[a, c] - fbuf[c]
+                if jo_exact:
+                    t -= gamma[a] * (sumF[c] - k * fbuf[c])
+                coef += g[c] * 2.0 * rho * t / S
+            else:
+                coef += g[c] * 2.0 * beta * gamma[a] * (F[a, c] - fbuf[c])
+        kp = eta_z * zscale * coef
+        if kp > zclip:
+            kp = zclip
+        elif kp < -zclip:
+            kp = -zclip
+        kappa[a] = kp
+    for a in range(k):
+        zi = ids[a]
+        kp = kappa[a]
+        # z -= eta_z * g * coef * (phi - z): a move along phi - z
+        for u in range(q):
+            Z[zi, u] -= kp * (phi[row, u] - Z[zi, u])
+
+
+@njit(cache=True, nogil=True)
 def train_rows(method, task, indptr, indices, data, y, phi, cand,
                b, W, V, Z, Ab, AW, AV,
                k_soft, beta, rho, zscale, zclip,
@@ -149,7 +191,6 @@ def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
     ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf = row_buffers(Kmax, C, r)
     g = np.zeros(C)
     G = np.zeros(C)
-    q = Z.shape[1]
     kappa = np.zeros(Kmax)
     sumF = np.zeros(C)
     for row in range(n):
@@ -169,33 +210,8 @@ def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
             eta /= D
         # anchor steps first: they need F at the parameters the loss saw
         if method == APL or method == JO:
-            for c in range(C):
-                sumF[c] = 0.0
-                for e in range(k):
-                    sumF[c] += F[e, c]
-            for a in range(k):
-                coef = 0.0
-                for c in range(C):
-                    if method == JO:
-                        # SPEC 4: the second term is d lambda / d b_l = gamma_l
-                        t = F[a, c] - fbuf[c]
-                        if jo_exact:
-                            t -= gamma[a] * (sumF[c] - k * fbuf[c])
-                        coef += g[c] * 2.0 * rho * t / S
-                    else:
-                        coef += g[c] * 2.0 * beta * gamma[a] * (F[a, c] - fbuf[c])
-                kp = eta_z0 * sched * zscale * coef
-                if kp > zclip:
-                    kp = zclip
-                elif kp < -zclip:
-                    kp = -zclip
-                kappa[a] = kp
-            for a in range(k):
-                zi = ids[a]
-                kp = kappa[a]
-                # z -= eta_z * g * coef * (phi - z): a move along phi - z
-                for u in range(q):
-                    Z[zi, u] -= kp * (phi[row, u] - Z[zi, u])
+            anchor_steps(method, row, k, S, ids, gamma, F, fbuf, g, phi, Z, beta, rho, zscale, zclip,
+                         eta_z0 * sched, jo_exact, sumF, kappa)
         for a in range(k):
             for c in range(C):
                 G[c] = g[c] * gamma[a]
