@@ -92,9 +92,8 @@ from ..errors import InputError, StreamFMError
 from ..io.sources import open_source
 from ..models.core import LLFMModel
 from ..models.trained import TrainedModel
-from ..preprocess.shuffle import epoch_file_order, shuffled_chunks
+from ..preprocess.shuffle import epoch_file_order, read_ahead_chunks, shuffled_chunks
 from ..store.signals import GracefulStop
-from ..preprocess.shuffle import round_chunks
 from ..train.prefetch import Prefetch
 from ..train.rounds import RoundResult, RowStream, merge_states, train_for_rows
 from ..train.trainer import Trainer
@@ -386,7 +385,7 @@ class Worker:
         rows = shuffled_chunks(raw.take(epoch_rows), buffer_rows=buffer_rows, out_rows=s["batch_rows"],
                                seed=seed, skip_rows=skip_rows)
         ready = Prefetch(map(self.trained.standardizer.transform, rows),
-                         max(2, round_chunks(buffer_rows, s["batch_rows"])))
+                         read_ahead_chunks(buffer_rows, s["batch_rows"]))
         self._running = [ahead, ready]
         self.stream = RowStream(ready.__enter__())
 

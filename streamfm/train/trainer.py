@@ -21,7 +21,7 @@ from ..models.config import Config
 from ..models.core import LLFMModel
 from ..models.trained import TrainedModel
 from ..preprocess.scan import scan
-from ..preprocess.shuffle import round_chunks, shuffled_epoch
+from ..preprocess.shuffle import read_ahead_chunks, shuffled_epoch
 from ..preprocess.standardize import Standardizer, should_center
 from ..store.modeldir import ModelDir
 from ..store.signals import GracefulStop
@@ -125,19 +125,10 @@ class Trainer:
         return int(max(self.opts.batch_rows, min(100_000, BUFFER_ENTRIES // max(mean_entries, 1.0))))
 
     def _prefetch_depth(self, buffer_rows: int) -> int:
-        """Chunks the read-ahead thread may hold: by default one shuffle round's output.
-
-        The shuffle works in rounds: it reads and mixes a buffer's worth of
-        rows (tens of milliseconds), then emits a round's chunks at once. A
-        queue of two chunks made the reader wait while a round was emitted and
-        the kernel wait while the next one was mixed (measured: 1.3 of 2 cores
-        busy, the queue empty ~1/3 of the epoch); room for one round lets the
-        two alternate without waiting. Memory: at most one more round's rows
-        (half the shuffle buffer) in flight.
-        """
+        """Chunks the read-ahead thread may hold: ``--prefetch``, by default one shuffle round's output."""
         if self.opts.prefetch is not None:
             return int(self.opts.prefetch)
-        return max(2, round_chunks(buffer_rows, self.opts.batch_rows))
+        return read_ahead_chunks(buffer_rows, self.opts.batch_rows)
 
     def fit(self) -> dict:
         """Run the remaining epochs; returns a summary. Stops resumably on a signal or max_rows."""
