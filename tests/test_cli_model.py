@@ -236,13 +236,18 @@ def test_kill_9_at_random_moments_never_corrupts_and_resume_is_exact(tmp_path):
                                    rtol=1e-10, atol=1e-12)
 
 
+def write_csv(path, X, labels):
+    """Rows of X (6 decimals) with the label last, no header."""
+    with open(path, "w") as fh:
+        for xi, li in zip(X, labels):
+            fh.write(",".join(f"{v:.6f}" for v in xi) + f",{li}\n")
+
+
 def test_regression_and_multiclass_from_files(capsys, tmp_path):
     rng = np.random.default_rng(7)
     X = rng.normal(size=(600, 3))
     yr = 2 * X[:, 0] * X[:, 1] + X[:, 2] + 0.05 * rng.normal(size=600)
-    with open(tmp_path / "reg.csv", "w") as fh:
-        for xi, yi in zip(X, yr):
-            fh.write(",".join(f"{v:.6f}" for v in xi) + f",{yi:.6f}\n")
+    write_csv(tmp_path / "reg.csv", X, [f"{v:.6f}" for v in yr])
     code, out, _ = run(capsys, "train", tmp_path / "reg.csv", "--model", tmp_path / "r", "--epochs", "8",
                        "--anchors", "8", "-q")
     assert code == 0
@@ -253,9 +258,7 @@ def test_regression_and_multiclass_from_files(capsys, tmp_path):
     assert pq.read_table(tmp_path / "r.parquet").column_names == ["prediction"]
     # text labels, three classes: softmax over three outputs
     lab = np.array(["cat", "dog", "eel"])[np.argmax(X, axis=1)]
-    with open(tmp_path / "mc.csv", "w") as fh:
-        for xi, li in zip(X, lab):
-            fh.write(",".join(f"{v:.6f}" for v in xi) + f",{li}\n")
+    write_csv(tmp_path / "mc.csv", X, lab)
     code, _, _ = run(capsys, "train", tmp_path / "mc.csv", "--model", tmp_path / "c", "--epochs", "5",
                      "--anchors", "8", "-q")
     assert code == 0
