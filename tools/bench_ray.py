@@ -45,7 +45,7 @@ def make_data(root: str, rows: int, shards: int, test_rows: int) -> tuple[str, s
 
     # the test rows are the generator's rows after the training rows: one test set per training set
     train_dir = os.path.join(root, f"train-{rows}-{shards}")
-    test_dir = os.path.join(root, f"test-{test_rows}" if rows == 600_000 else f"test-{test_rows}-after-{rows}")
+    test_dir = os.path.join(root, f"test-{test_rows}-after-{rows}")
     test = os.path.join(test_dir, "part-00000.parquet")
     if os.path.exists(test) and os.path.isdir(train_dir) and len(os.listdir(train_dir)) == shards:
         return train_dir, test_dir
