@@ -464,9 +464,9 @@ def _add_predict_parser(subparsers) -> None:
 
 
 def _progress(args, desc: str):
-    from tqdm.auto import tqdm
+    from streamfm.progress import progress_bar
 
-    return tqdm(unit="rows", unit_scale=True, desc=desc, disable=args.quiet, mininterval=0.5)
+    return progress_bar(unit="rows", unit_scale=True, desc=desc, disable=args.quiet, mininterval=0.5)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

@@ -598,22 +598,32 @@ def threads_table(dense_stems, sparse_stems, log, n_rounds):
     return specs, rounds(specs, n_rounds, log)
 
 
-def startup(log):
-    """Seconds for `python -m streamfm train --max-rows 1` (start, scan, k-means, first chunk, checkpoint)."""
+def startup(log, warm_runs=5):
+    """Seconds for `python -m streamfm train --max-rows 1`: to its first trained chunk, and the whole process.
+
+    A fresh numba cache: the first run compiles and caches the kernels, the
+    ``warm_runs`` after it load them; the target is on their median.
+    """
     small = make_dense(2_000, 1_000, "-tiny")["train"] + ".parquet"
     cache = os.path.join(WORK, "numba-cache")
     shutil.rmtree(cache, ignore_errors=True)
+    probe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_first_chunk.py")
     out = {}
-    for name in ("cold (empty numba cache)", "second run", "third run"):
+    for i in range(1 + warm_runs):
+        name = "cold (empty numba cache)" if i == 0 else f"warm run {i}"
         model = os.path.join(WORK, "m-startup")
         shutil.rmtree(model, ignore_errors=True)
+        t_spawn = time.time()
         code, _, err, wall, cpu, _ = _spawn(
-            [sys.executable, "-m", "streamfm", "train", small, "--model", model, "--method", "llfm-jo",
+            [sys.executable, probe, "train", small, "--model", model, "--method", "llfm-jo",
              "--epochs", "1", "--max-rows", "1", "--quiet"], {"NUMBA_CACHE_DIR": cache})
         if code != 0:
             raise RuntimeError(err[-2000:])
-        out[name] = {"wall": wall, "cpu": cpu}
-        log(f"  start-up {name}: {wall:.2f} s wall, {cpu:.2f} s CPU to the first trained chunk (and its checkpoint)")
+        stamps = dict(line.split() for line in err.splitlines() if line.startswith("FIRST_CHUNK_"))
+        out[name] = {"first_chunk_in": float(stamps["FIRST_CHUNK_IN"]) - t_spawn,
+                     "first_chunk": float(stamps["FIRST_CHUNK_OUT"]) - t_spawn, "wall": wall, "cpu": cpu}
+        log(f"  start-up {name}: first chunk enters training at {out[name]['first_chunk_in']:.2f} s, is trained "
+            f"at {out[name]['first_chunk']:.2f} s; whole process {wall:.2f} s wall, {cpu:.2f} s CPU")
     return out
 
 
@@ -785,10 +795,17 @@ def run_all(R, args, sections, dense, sparse, log):
             r = a["m=4096"]["epoch_rows_per_s"] / a["m=64"]["epoch_rows_per_s"]
             targets.append(("m = 4096 >= 1/4 of m = 64 (epoch rows/s)", f"{r:.2f}", r >= 0.25))
     if "startup" in R:
-        t = R["startup"]["second run"]
+        first, whole = _warm_startup(R["startup"])
         targets.append(("a second `streamfm train` starts training within 2 s",
-                        f"{t['wall']:.2f} s wall ({t['cpu']:.2f} s CPU)", t["wall"] <= 2.0))
+                        f"{first:.2f} s to the first trained chunk (median of {len(R['startup']) - 1} warm runs; "
+                        f"whole process {whole:.2f} s)", first <= 2.0))
     R["targets"] = targets
+
+
+def _warm_startup(runs):
+    """Medians over the warm runs of (seconds to the first trained chunk, whole-process seconds)."""
+    warm = [v for k, v in runs.items() if not k.startswith("cold")]
+    return float(np.median([v["first_chunk"] for v in warm])), float(np.median([v["wall"] for v in warm]))
 
 
 # --------------------------------------------------------------------------- report
@@ -1104,14 +1121,20 @@ def write_doc(R, args, cmdline):
         add("")
     if "startup" in R:
         add("## Start-up (numba cache)\n")
-        add("`python -m streamfm train DATA --method llfm-jo --max-rows 1` on a 2,000-row Parquet file: "
-            "wall seconds of the whole process (interpreter start, imports, scan, k-means, the first "
-            "trained chunk, the checkpoint it stops with), with a fresh `NUMBA_CACHE_DIR`. The first run "
-            "compiles the kernels and caches them; later runs load them.\n")
-        add("| run | wall seconds to the first trained chunk (whole process) | CPU seconds (user + sys) |")
-        add("|---|---:|---:|")
+        add("`python -m streamfm train DATA --method llfm-jo --max-rows 1` on a 2,000-row Parquet file, with a "
+            "fresh `NUMBA_CACHE_DIR`: the first run compiles the kernels and caches them, later runs load them. "
+            "Seconds from spawning the process to the first chunk entering the model's training step "
+            "(interpreter start, imports, scan pass, k-means) and to that chunk being trained (the training "
+            "kernels loaded from the cache, or compiled in the cold run, and run); `tools/_first_chunk.py` runs "
+            "the command line and notes both moments. \"Whole process\" adds the checkpoint the run stops "
+            "with and the interpreter's exit.\n")
+        add("| run | s to the first chunk's training step | s to the first trained chunk | whole process, wall s "
+            "| CPU s (user + sys) |")
+        add("|---|---:|---:|---:|---:|")
         for k, v in R["startup"].items():
-            add(f"| {k} | {v['wall']:.2f} | {v['cpu']:.2f} |")
+            add(f"| {k} | {v['first_chunk_in']:.2f} | {v['first_chunk']:.2f} | {v['wall']:.2f} | {v['cpu']:.2f} |")
+        first, whole = _warm_startup(R["startup"])
+        add(f"| median of the warm runs | | {first:.2f} | {whole:.2f} | |")
         add("")
     add(reading(R))
     add("## Command\n")

@@ -93,6 +93,7 @@ from ..io.sources import open_source
 from ..models.core import LLFMModel
 from ..models.trained import TrainedModel
 from ..preprocess.shuffle import epoch_file_order, read_ahead_chunks, shuffled_chunks
+from ..progress import progress_bar
 from ..store.signals import GracefulStop
 from ..train.prefetch import Prefetch
 from ..train.rounds import RoundResult, RowStream, merge_states, train_for_rows
@@ -538,8 +539,6 @@ class RayTrainer(Trainer):
                 "epoch": self.run.epoch, "position": self.run.position, "last": None}
 
     def _fit_rounds(self) -> dict:
-        from tqdm.auto import tqdm
-
         opts, run = self.opts, self.run
         n = opts.workers
         sync_rows = opts.sync_rows or DEFAULT_SYNC_ROWS
@@ -565,7 +564,7 @@ class RayTrainer(Trainer):
                     attached = run.epoch
                 self._get([w.start_epoch.remote(run.epoch, epoch_rows, pos)
                            for w, pos in zip(self._workers, run.worker_positions)])
-                bar = tqdm(total=run.rows_per_epoch or None, initial=run.position, unit="rows", unit_scale=True,
+                bar = progress_bar(total=run.rows_per_epoch or None, initial=run.position, unit="rows", unit_scale=True,
                            desc=f"epoch {run.epoch + 1}/{run.epochs} ({n} worker{'s' * (n > 1)})",
                            disable=opts.quiet, leave=True, mininterval=0.5)
                 t_start, rows_start = time.monotonic(), run.position

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamfm.errors import InputError
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
@@ -100,6 +99,8 @@ def numeric_column(arr, name: str, path: str, row0: int, bad: np.ndarray | None,
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if pa.types.is_decimal(arr.type) or pa.types.is_boolean(arr.type):
+        import pyarrow.compute as pc  # ~65 ms to import: only for these column types
+
         arr = pc.cast(arr, pa.float64())
     nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
     x = np.asarray(to_numpy(arr), dtype=VALUE_DTYPE)

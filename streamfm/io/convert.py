@@ -24,6 +24,7 @@ from streamfm.errors import InputError
 from streamfm.io._files import slice_chunk
 from streamfm.io.chunk import Chunk
 from streamfm.io.sources import DataSource, open_source
+from streamfm.progress import progress_bar
 from streamfm.store.atomic import fsync_dir, fsync_path
 
 SHARD_NAME = "part-{:05d}.parquet"
@@ -149,8 +150,6 @@ def convert(
     InputError
         Bad input (nothing is written then), or ``out_dir`` not empty.
     """
-    from tqdm.auto import tqdm
-
     if int(rows_per_shard) < 1:
         raise InputError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
     rows_per_shard = int(rows_per_shard)
@@ -170,7 +169,7 @@ def convert(
     try:
         schema = None
         in_shard = 0
-        bar = tqdm(desc="convert", unit="rows", unit_scale=True, disable=not progress, leave=False)
+        bar = progress_bar(desc="convert", unit="rows", unit_scale=True, disable=not progress, leave=False)
         with bar:
             for chunk in source.iter_chunks(chunk_rows=min(chunk_rows, rows_per_shard)):
                 if schema is None:

@@ -269,10 +269,6 @@ def open_source(
     >>> src.format, src.dense, src.n_features_hint
     ('csv', True, 2)
     """
-    from streamfm.io.csv import CsvReader
-    from streamfm.io.libsvm import LibsvmReader
-    from streamfm.io.parquet import ParquetReader
-
     files = resolve_paths(paths)
     chunk_rows = _check_chunk_rows(chunk_rows)
     if format is None:
@@ -294,13 +290,19 @@ def open_source(
         given = [k for k, v in table_opts.items() if v is not None]
         if given:
             raise InputError(f"{given[0].replace('_', '-')} applies to CSV and Parquet tables, not to libsvm files")
+        from streamfm.io.libsvm import LibsvmReader
+
         reader = LibsvmReader(files, zero_based=zero_based, skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows)
     elif format == "csv":
+        from streamfm.io.csv import CsvReader
+
         reader = CsvReader(
             files, label_column=label_column, feature_columns=feature_columns, hash_columns=hash_columns,
             n_hash_features=n_hash_features, header=header, skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows,
         )
     else:
+        from streamfm.io.parquet import ParquetReader
+
         reader = ParquetReader(
             files, label_column=label_column, feature_columns=feature_columns, indices_column=indices_column,
             values_column=values_column, hash_columns=hash_columns, n_hash_features=n_hash_features,

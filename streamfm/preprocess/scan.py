@@ -20,6 +20,7 @@ from numba import njit
 
 from streamfm.errors import InputError
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+from streamfm.progress import progress_bar
 
 TASKS = ("binary", "multiclass", "regression")
 
@@ -669,8 +670,6 @@ def scan(
         No rows; a NaN/infinite label or value; labels that do not fit the
         task asked for; a label missing from ``classes``.
     """
-    from tqdm.auto import tqdm
-
     if sample_size < 0 or max_classes < 2:
         raise ValueError(f"need sample_size >= 0 and max_classes >= 2, got {sample_size} and {max_classes}")
     moments = _Moments()
@@ -678,7 +677,7 @@ def scan(
     lab = _Labels(max_classes)
     n_rows = nnz = 0
     p_seen = 0
-    bar = tqdm(desc="scan", unit="rows", unit_scale=True, disable=not progress, leave=False)
+    bar = progress_bar(desc="scan", unit="rows", unit_scale=True, disable=not progress, leave=False)
     try:
         for chunk in source.iter_chunks():
             _check_chunk(chunk, n_rows)

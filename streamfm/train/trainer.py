@@ -23,6 +23,7 @@ from ..models.trained import TrainedModel
 from ..preprocess.scan import scan
 from ..preprocess.shuffle import read_ahead_chunks, shuffled_epoch
 from ..preprocess.standardize import Standardizer, should_center
+from ..progress import progress_bar
 from ..store.modeldir import ModelDir
 from ..store.signals import GracefulStop
 from .metrics import evaluate_source
@@ -138,12 +139,10 @@ class Trainer:
         rows_this_call = 0
         last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
         summary = {"stopped": None, "epochs_done": run.epoch, "last": None}
-        from tqdm.auto import tqdm
-
         # the caller holds the store's lock
         with GracefulStop() as stop:
             while run.epoch < run.epochs:
-                bar = tqdm(total=run.rows_per_epoch or None, initial=run.position, unit="rows",
+                bar = progress_bar(total=run.rows_per_epoch or None, initial=run.position, unit="rows",
                            unit_scale=True, desc=f"epoch {run.epoch + 1}/{run.epochs}",
                            disable=opts.quiet, leave=True, mininterval=0.5)
                 t_start, rows_start = time.monotonic(), run.position
