@@ -285,3 +285,9 @@ def test_quiet_train_leaves_slow_optional_imports_alone(tmp_path):
             "print(rc, 'tqdm' in sys.modules, 'pyarrow.compute' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.stdout.split()[-3:] == ["0", "False", "False"], (r.stdout, r.stderr)
+
+
+def test_train_without_quiet_draws_progress_bars(tmp_path, capsys):
+    data, _, _ = write_svm(tmp_path / "d.svm", 300, seed=4)
+    code, _, err = run(capsys, "train", data, "--model", tmp_path / "m", "--epochs", "2", "--anchors", "4")
+    assert code == 0 and "epoch 1/2" in err and "epoch 2/2" in err and "rows" in err, err
