@@ -926,6 +926,12 @@ STATIC_NOTES = """## What streamfm does for speed
   kernels are compiled once and cached (`cache=True`). The scan pass's
   per-feature moments are one numba pass per sum (three weighted
   `np.bincount`s before: 0.8 s of a dense 500,000-row scan, now 0.27 s).
+  A `--quiet` run imports neither tqdm (`streamfm/progress.py` draws no bar
+  without it) nor `pyarrow.compute` (needed only to cast unusual column
+  types): about 0.1 s (`python -X importtime`). What remains is mostly
+  numba's own initialisation (about 0.5 s, which imports scipy.linalg), the
+  imports of numba, pyarrow and FAISS, and, after training, the
+  interpreter's exit (0.3-0.6 s here, numba and LLVM objects torn down).
 - **Hogwild threads, opt-in** (`streamfm train --threads N`,
   `TrainOptions.threads`): every block of rows is cut into N contiguous parts
   trained at once on shared parameters without locks. Races make the result
@@ -966,6 +972,26 @@ def cpu_rate(r):
     return fmt_rate(r["rows"] / r["cpu_seconds"]) if r.get("cpu_seconds") else ""
 
 
+def code_version() -> str:
+    """The commit the streamfm package is at (``-dirty``: with uncommitted changes under streamfm/)."""
+    def git(*argv):
+        return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--", "streamfm") else "")
+
+
+def _commits_sentence(R) -> str:
+    """Which commit of streamfm each section was measured at, in words."""
+    by_commit = {}
+    for sec, commit in R.get("commits", {}).items():
+        if sec in R:
+            by_commit.setdefault(commit, []).append(sec)
+    if len(by_commit) == 1:
+        return f"the streamfm code was the same throughout, commit {next(iter(by_commit))}"
+    return "; ".join(f"sections {', '.join(secs)} at commit {c}" for c, secs in by_commit.items())
+
+
 def write_doc(R, args, cmdline):
     L = []
     add = L.append
@@ -973,8 +999,8 @@ def write_doc(R, args, cmdline):
     several = "\n" in cmdline  # a run that kept sections of an earlier one (--keep)
     add("Every number on this page was measured by `tools/bench_throughput.py` on this machine, by the "
         + ("commands listed at the end (a later command re-measured some sections and kept the others' "
-           "results with `--keep`; the streamfm code was the same throughout). " if several else
-           "command at the end, in one run. ")
+           f"results with `--keep`; {_commits_sentence(R)}). " if several else
+           f"command at the end, in one run ({_commits_sentence(R)}). ")
         + "Each system was run in rounds (two, or as the command's `--rounds` says), alternating with the "
         "others, and its fastest round is shown; the ratios between systems of one run are the figures to read.\n")
     loads = R.get("loads") or [float("nan")]
@@ -1191,6 +1217,8 @@ def main(argv=None):
             R.update(kept)
             LOADS.extend(kept.get("loads", []))
         run_all(R, args, sections, dense, sparse, log)
+        version = code_version()
+        R["commits"] = {**R.get("commits", {}), **{sec.replace("-", "_"): version for sec in sections}}
         R["loads"] = LOADS
         with open(results, "w") as fh:
             json.dump({"R": R, "cmdline": cmdline, "rounds": args.rounds}, fh)
