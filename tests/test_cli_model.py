@@ -273,7 +273,8 @@ def test_regression_and_multiclass_from_files(capsys, tmp_path):
 
 def test_quiet_train_leaves_slow_optional_imports_alone(tmp_path):
     """Start-up: a quiet run from Parquet imports neither tqdm (no bar is drawn) nor pyarrow.compute
-    (only unusual column types are cast), about 0.1 s of the 2 s start-up budget."""
+    (only unusual column types are cast), about 0.1 s of the 2 s start-up budget, nor pandas (not a
+    dependency: pyarrow 14-25 import it, or fail without it, when asked for a pandas dtype)."""
     _, X, y = write_svm(tmp_path / "d.svm", 200, seed=3)
     table = {"label": y.astype(float), **{f"f{j}": X[:, j] for j in range(X.shape[1])}}
     import pyarrow as pa
@@ -282,9 +283,9 @@ def test_quiet_train_leaves_slow_optional_imports_alone(tmp_path):
     code = ("import sys; from streamfm.cli import main; "
             f"rc = main(['train', {str(tmp_path / 'd.parquet')!r}, '--model', {str(tmp_path / 'm')!r}, "
             "'--epochs', '1', '--anchors', '4', '-q']); "
-            "print(rc, 'tqdm' in sys.modules, 'pyarrow.compute' in sys.modules)")
+            "print(rc, 'tqdm' in sys.modules, 'pyarrow.compute' in sys.modules, 'pandas' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert r.stdout.split()[-3:] == ["0", "False", "False"], (r.stdout, r.stderr)
+    assert r.stdout.split()[-4:] == ["0", "False", "False", "False"], (r.stdout, r.stderr)
 
 
 def test_train_without_quiet_draws_progress_bars(tmp_path, capsys):

@@ -213,3 +213,16 @@ def test_label_column_position_as_text(tmp_path):
     pq.write_table(pa.table({"a": [1.0, 2.0], "target": [0.0, 1.0]}), path)
     chunk, src, _ = read_all(path, label_column="-1")
     assert src.label_column == "target" and chunk.y.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("arrow_type", [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
+                                        pa.uint32(), pa.uint64(), pa.float32(), pa.float64()])
+def test_fixed_width_columns_are_read_from_their_buffers(arrow_type):
+    """to_numpy spells the dtype from the Arrow type (pyarrow 14-25's to_pandas_dtype imports pandas):
+    the values, dtype and slice offset must be what Arrow's own conversion gives."""
+    from streamfm.io._tables import to_numpy
+
+    arr = pa.array([3, 1, 4, 1, 5], type=arrow_type).slice(1, 3)
+    got = to_numpy(arr)
+    want = arr.to_numpy(zero_copy_only=False)
+    assert got.dtype == want.dtype and got.tolist() == want.tolist() == [1, 4, 1]

@@ -76,11 +76,14 @@ def to_numpy(arr) -> np.ndarray:
 
     ``Array.to_numpy`` imports pandas the first time (half a second of
     start-up, measured), even for a plain float64 column: the common case
-    reads the buffer directly instead.
+    reads the buffer directly instead. The dtype is spelled from the Arrow
+    type, not ``to_pandas_dtype()``: on pyarrow 14-25 that imports pandas
+    too, and raises where pandas is not installed.
     """
     t = arr.type
     if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)) and not pa.types.is_float16(t):
-        dtype = np.dtype(t.to_pandas_dtype())
+        kind = "f" if pa.types.is_floating(t) else ("u" if pa.types.is_unsigned_integer(t) else "i")
+        dtype = np.dtype(f"{kind}{t.bit_width // 8}")
         buf = arr.buffers()[1]
         return np.frombuffer(buf, dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
     return arr.to_numpy(zero_copy_only=False)
