@@ -931,7 +931,7 @@ STATIC_NOTES = """## What streamfm does for speed
   types): about 0.1 s (`python -X importtime`). What remains is mostly
   numba's own initialisation (about 0.5 s, which imports scipy.linalg), the
   imports of numba, pyarrow and FAISS; and after training, the
-  interpreter's exit (0.5-0.7 s here from the end of `main()` to the end of
+  interpreter's exit (0.3-0.7 s here from the end of `main()` to the end of
   the process: module teardown; atexit handlers take under 1 ms).
 - **Hogwild threads, opt-in** (`streamfm train --threads N`,
   `TrainOptions.threads`): every block of rows is cut into N contiguous parts
