@@ -69,6 +69,9 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
         np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
     rec = ModelDir(tmp_path / "ray").read_metrics()[-1]
     assert rec["engine"] == "ray" and rec["workers"] == 1 and rec["worker_peak_rss_mib"][0] > 0
+    # where the epoch went: rounds within the epoch, the worker's time within its rounds, its wait within that
+    assert 0 < rec["worker_input_wait_seconds"][0] <= rec["worker_round_seconds"][0] <= rec["round_seconds"] \
+        <= rec["seconds"]
 
 
 def _stratified(y, n_train, seed):

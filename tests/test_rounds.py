@@ -69,6 +69,23 @@ def test_until_stops_before_a_chunk_and_keeps_it(rows):
     assert train_for_rows(trained, stream).rows == 100
 
 
+def test_a_round_times_itself_and_its_wait_for_input(rows):
+    """wait_seconds is the time next_chunk blocked: a stream that sleeps before every chunk shows it."""
+    import time
+
+    X, y = rows
+
+    def slow(chunks, pause=0.05):
+        for c in chunks:
+            time.sleep(pause)
+            yield c
+
+    r = train_for_rows(make_trained(), RowStream(slow(chunks_of(X, y, [100, 100, 100]))))
+    assert r.rows == 300 and 0.14 <= r.wait_seconds <= r.seconds  # three pauses of 0.05 s
+    fast = train_for_rows(make_trained(), RowStream(chunks_of(X, y, [100, 100, 100])))
+    assert 0 <= fast.wait_seconds < 0.05 <= r.wait_seconds
+
+
 @pytest.mark.parametrize("adagrad", [False, True])
 def test_merge_is_the_row_weighted_average(rows, adagrad):
     X, y = rows

@@ -103,6 +103,7 @@ def test_training_writes_metrics_and_learns(tmp_path, data):
     assert [m["epoch"] for m in recs] == [1, 2, 3, 4]
     assert recs[-1]["valid"]["accuracy"] > 0.85 and "auc" in recs[-1]["valid"]
     assert recs[-1]["train_loss"] < recs[0]["train_loss"]
+    assert all(0 <= m["input_wait_seconds"] <= m["seconds"] for m in recs)
     assert 0 <= recs[-1]["candidate_miss_rate"] < 0.05 and recs[-1]["wanted_more_rate"] < 0.01
     man = ModelDir(tmp_path / "m").read_manifest()
     assert man["training"]["status"] == "complete" and man["model"]["classes"] == [0.0, 1.0]

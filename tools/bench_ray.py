@@ -29,6 +29,15 @@ CHILD = ("import resource, sys; from streamfm import cli; code = cli.main(sys.ar
 LOAD = "/proc/loadavg"
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds all cores of the machine have spent busy since boot (/proc/stat: not idle, not iowait)."""
+    with open("/proc/stat") as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:]]
+    idle, iowait = ticks[3], ticks[4]
+    # fields 9-10 (guest time) are already counted in user and nice
+    return (sum(ticks[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
 def _write_shard(path: str, X, y) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -64,12 +73,13 @@ def make_data(root: str, rows: int, shards: int, test_rows: int) -> tuple[str, s
 def run(name: str, train_dir: str, test_dir: str, model: str, epochs: int, extra: list[str]) -> dict:
     cmd = [sys.executable, "-c", CHILD, "train", train_dir, "--model", model, "--valid", test_dir,
            "--epochs", str(epochs), "-q", *extra]
-    t = time.perf_counter()
+    t, busy0 = time.perf_counter(), busy_cpu_seconds()
     # Ray starts its workers at nice 15; on a machine shared with other work that starves
     # them against the local engine's process (nice 0): compare at equal priority
     env = dict(os.environ, RAY_worker_niceness="0")
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
+    cores_busy = (busy_cpu_seconds() - busy0) / wall  # the whole machine: driver, workers, Ray, the rest
     if p.returncode != 0:
         raise SystemExit(f"{name} failed ({p.returncode}):\n{p.stderr[-3000:]}")
     driver_peak = float([ln for ln in p.stderr.splitlines() if ln.startswith("PEAK_MIB")][-1].split()[1])
@@ -83,8 +93,22 @@ def run(name: str, train_dir: str, test_dir: str, model: str, epochs: int, extra
            "first_epoch_rows_per_s": recs[0]["rows_per_second"],
            "log_loss": recs[-1]["valid"]["log_loss"], "accuracy": recs[-1]["valid"]["accuracy"],
            "driver_peak_mib": driver_peak, "worker_peak_mib": recs[-1].get("worker_peak_rss_mib"),
-           "wall_s": wall, "epochs": len(recs)}
+           "wall_s": wall, "cores_busy": cores_busy, "epochs": len(recs),
+           "epoch_rows_per_s": [r["rows_per_second"] for r in recs],
+           "steady": _where_time_went(steady)}
     print(json.dumps(out), flush=True)
+    return out
+
+
+def _where_time_went(recs: list[dict]) -> dict:
+    """Seconds of the given epochs: in all, in the driver's rounds, each worker's training and input wait."""
+    out = {"epoch_s": sum(r["seconds"] for r in recs)}
+    if "round_seconds" in recs[0]:  # the Ray engine
+        out["round_s"] = sum(r["round_seconds"] for r in recs)
+        out["worker_round_s"] = [sum(x) for x in zip(*(r["worker_round_seconds"] for r in recs))]
+        out["worker_wait_s"] = [sum(x) for x in zip(*(r["worker_input_wait_seconds"] for r in recs))]
+    else:
+        out["wait_s"] = sum(r.get("input_wait_seconds", 0.0) for r in recs)
     return out
 
 
@@ -119,14 +143,26 @@ def main():
              f"{args.rows:,} Covtype-shaped training rows in {args.shards} Parquet shards, "
              f"{args.test_rows:,} test rows, {args.epochs} epochs.", "",
              "| engine | rows/s (all epochs) | rows/s (epoch 1) | rows/s (epochs 2..) | test log loss | test accuracy | "
-             "peak RSS per worker (MiB) | driver peak RSS (MiB) | wall s | 5-min load after |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "peak RSS per worker (MiB) | driver peak RSS (MiB) | wall s | cores busy (whole run) | 5-min load after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         workers = ", ".join(f"{m:.0f}" for m in r["worker_peak_mib"]) if r["worker_peak_mib"] else "(in the driver)"
         lines.append(f"| {r['name']} | {r['rows_per_s']:,.0f} | {r['first_epoch_rows_per_s']:,.0f} | "
                      f"{r['steady_rows_per_s']:,.0f} | "
                      f"{r['log_loss']:.4f} | {100 * r['accuracy']:.2f}% | {workers} | {r['driver_peak_mib']:.0f} | "
-                     f"{r['wall_s']:.0f} | {r['load5']:.1f} |")
+                     f"{r['wall_s']:.0f} | {r['cores_busy']:.2f} of {os.cpu_count()} | {r['load5']:.1f} |")
+    lines += ["", "Where the seconds of epochs 2.. went: the driver's rounds (each ends with its slowest worker; "
+              "the rest of the epoch is merging, broadcasting and checkpoints), each worker's own round time, "
+              "and of that its wait for input (reading, decoding, shuffling, standardising).", "",
+              "| engine | epoch s | rounds s | worker round s | worker input wait s |", "|---|---|---|---|---|"]
+    for r in results:
+        st = r["steady"]
+        if "round_s" in st:
+            lines.append(f"| {r['name']} | {st['epoch_s']:.1f} | {st['round_s']:.1f} | "
+                         f"{', '.join(f'{x:.1f}' for x in st['worker_round_s'])} | "
+                         f"{', '.join(f'{x:.1f}' for x in st['worker_wait_s'])} |")
+        else:
+            lines.append(f"| {r['name']} | {st['epoch_s']:.1f} | | | {st['wait_s']:.1f} |")
     lines += ["",
               f"- 2 workers / 1 worker: {two['rows_per_s'] / one['rows_per_s']:.2f}x rows/s "
               f"(target >= 1.5x), test log loss {two['log_loss']:.4f} vs {one['log_loss']:.4f}.",

@@ -568,6 +568,7 @@ class RayTrainer(Trainer):
                            desc=f"epoch {run.epoch + 1}/{run.epochs} ({n} worker{'s' * (n > 1)})",
                            disable=opts.quiet, leave=True, mininterval=0.5)
                 t_start, rows_start = time.monotonic(), run.position
+                self._round_seconds, self._worker_seconds, self._worker_wait = 0.0, [0.0] * n, [0.0] * n
                 while True:
                     if stop.requested or (opts.max_rows and rows_this_call >= opts.max_rows):
                         self.save("interrupted")
@@ -578,8 +579,12 @@ class RayTrainer(Trainer):
                         # after this epoch's first round: the next one's start-up overlaps training
                         self._attach(run.epoch + 1)
                         attached = run.epoch + 1
+                    t_round = time.monotonic()
                     outs = self._get([w.train_round.remote(broadcast, sync_rows) for w in self._workers])
                     results = [RoundResult(**{k: o[1][k] for k in RoundResult.__dataclass_fields__}) for o in outs]
+                    self._round_seconds += time.monotonic() - t_round
+                    self._worker_seconds = [a + r.seconds for a, r in zip(self._worker_seconds, results)]
+                    self._worker_wait = [a + r.wait_seconds for a, r in zip(self._worker_wait, results)]
                     rows = [r.rows for r in results]
                     state = merge_states([o[0] for o in outs], rows, base=state)
                     state[0]["config"] = config  # the model's steps, not the workers' scaled ones
@@ -615,6 +620,11 @@ class RayTrainer(Trainer):
         record["workers"] = self.opts.workers
         record["step_scale"] = self._step_scale()
         record["worker_peak_rss_mib"] = [round(m, 1) for m in self._peak_mib]
+        # where an epoch's seconds went: the driver's rounds (a round ends with its slowest
+        # worker), each worker's training inside them, and of that its wait for input
+        record["round_seconds"] = round(self._round_seconds, 3)
+        record["worker_round_seconds"] = [round(s, 3) for s in self._worker_seconds]
+        record["worker_input_wait_seconds"] = [round(s, 3) for s in self._worker_wait]
         if getattr(self, "_worker_bad_rows", 0):
             record["bad_rows_skipped"] = self._worker_bad_rows
         return record

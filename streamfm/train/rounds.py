@@ -31,6 +31,7 @@ Workers ``k = 1..K`` start a round from the same state ``S0`` and train
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -108,6 +109,12 @@ class RoundResult:
         The stream ended during this round.
     stopped : bool
         ``until`` ended the round before ``max_rows``.
+    seconds : float
+        Wall seconds of the round.
+    wait_seconds : float
+        Of those, the seconds spent waiting for the stream's next chunk:
+        a large share means training is input-bound (reading, decoding,
+        shuffling or standardising cannot keep up).
     """
 
     rows: int = 0
@@ -115,6 +122,8 @@ class RoundResult:
     unknown_labels: int = 0
     exhausted: bool = False
     stopped: bool = False
+    seconds: float = 0.0
+    wait_seconds: float = 0.0
 
 
 def training_rows(trained, chunk: Chunk, ignore_unknown_labels: bool = False, standardized: bool = False):
@@ -182,8 +191,11 @@ def train_for_rows(
     """
     result = RoundResult()
     model = trained.model
+    t_round = time.perf_counter()
     while max_rows is None or result.rows < max_rows:
+        t_wait = time.perf_counter()
         chunk = stream.next_chunk(None if max_rows is None else max_rows - result.rows)
+        result.wait_seconds += time.perf_counter() - t_wait
         if chunk is None:
             result.exhausted = True
             break
@@ -199,6 +211,7 @@ def train_for_rows(
         result.unknown_labels += skipped
         if on_chunk is not None:
             on_chunk(n_in, losses)
+    result.seconds = time.perf_counter() - t_round
     return result
 
 

@@ -104,6 +104,7 @@ class Trainer:
         self.source = open_source(run.data["files"], **run.data["options"])
         self.valid = valid_source
         self.unknown_labels = 0
+        self._input_wait: float | None = None  # seconds this epoch's loop waited for its input
 
     # --------------------------------------------------------------- store
     def save(self, status: str | None = None) -> None:
@@ -146,6 +147,7 @@ class Trainer:
                            unit_scale=True, desc=f"epoch {run.epoch + 1}/{run.epochs}",
                            disable=opts.quiet, leave=True, mininterval=0.5)
                 t_start, rows_start = time.monotonic(), run.position
+                self._input_wait = 0.0
                 raw = shuffled_epoch(self.source, epoch=run.epoch, seed=model.config.seed,
                                      buffer_rows=buffer_rows, out_rows=opts.batch_rows,
                                      shuffle_files=opts.shuffle, skip_rows=run.position,
@@ -183,6 +185,7 @@ class Trainer:
                                                 standardized=True)
                         run.epoch_loss_sum += result.loss_sum
                         self.unknown_labels += result.unknown_labels
+                        self._input_wait += result.wait_seconds
                         rows_this_call += result.rows
                         rows_since_ckpt += result.rows
                         if result.exhausted:
@@ -225,6 +228,9 @@ class Trainer:
                   "seconds": round(seconds, 3),
                   "rows_per_second": round((run.position - rows_start) / max(seconds, 1e-9), 1),
                   "t": model.t}
+        if self._input_wait is not None:  # the local loop's (an engine records its own)
+            # of those seconds, how long training waited for its input (reading to standardising)
+            record["input_wait_seconds"] = round(self._input_wait, 3)
         if model.method != 0:
             record.update({k: round(v, 6) for k, v in model.metrics().items()})
         if self.unknown_labels:
