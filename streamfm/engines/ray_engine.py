@@ -109,11 +109,6 @@ READ_AHEAD_BYTES = 1 << 30
 ACTOR_PREFIX = "streamfm-worker"
 #: reader chunks a worker pulls from its Ray Data stream ahead of its shuffle buffer
 READ_AHEAD_CHUNKS = 2
-#: Ray Data's largest block (its default is 128 MiB). A Parquet read task yields a block only
-#: once it has decoded that much, so an epoch's first rows waited for 300,000 Covtype-shaped
-#: rows to be decoded; with 32 MiB blocks (75,000 rows) a worker's first batch came after
-#: 1.9 s instead of 3.8-5.0 s (measured, Ray 2.60, 2 cores, 2,000,000 rows in 8 shards)
-BLOCK_BYTES = 32 << 20
 
 
 class WorkerLostError(StreamFMError):
@@ -260,7 +255,6 @@ class _data_context:
 
     - ``preserve_order``: deterministic streams (one worker: exact runs and resumes);
     - an object-store budget for blocks read ahead (``READ_AHEAD_BYTES``);
-    - blocks of at most ``BLOCK_BYTES``, so that an epoch's first rows come sooner;
     - streamfm's progress bar instead of Ray's, and no log line per epoch (newer Ray);
     - the V1 Parquet datasource where Ray has both: with V2 (Ray 2.60's default)
       a worker's first block came only when the whole read had ended (measured,
@@ -277,7 +271,6 @@ class _data_context:
         self.settings = {("execution_options", "preserve_order"): True,
                          ("execution_options", "resource_limits"): ExecutionResources(
                              object_store_memory=READ_AHEAD_BYTES),
-                         ("target_max_block_size",): BLOCK_BYTES,
                          ("enable_progress_bars",): False,
                          ("print_on_execution_start",): False,
                          ("use_datasource_v2",): False}
