@@ -9,8 +9,6 @@ from __future__ import annotations
 class _NoBar:
     """What the pipeline calls on a bar, doing nothing (``tqdm(disable=True)`` without the import)."""
 
-    n = 0
-
     def update(self, n=1):
         pass
 
