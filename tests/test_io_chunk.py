@@ -56,3 +56,40 @@ def test_take_from_equals_take_of_the_concatenation(kind):
         _same(Chunk.take_from(parts, rows), whole.take(rows))
     with pytest.raises(IndexError):
         Chunk.take_from(parts, [29])
+
+
+def test_full_width_is_known_to_the_constructors_and_computed_otherwise():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(6, 4))
+    c = Chunk.from_dense(X, np.zeros(6))
+    assert c._full is True and c.full_width
+    for t in (c.take([5, 0, 0]), Chunk.take_from([c, Chunk.from_dense(X[:2], np.ones(2))], [7, 0, 3])):
+        assert t._full is True and t.full_width
+        np.testing.assert_array_equal(t.indices, np.tile(np.arange(4), 3))
+    # made without the flag: computed once from the row lengths
+    plain = Chunk(c.indptr.copy(), c.indices.copy(), c.data.copy(), c.y, 4)
+    assert plain._full is None and plain.full_width and plain._full is True
+    sparse = Chunk.from_scipy(sp.random(6, 4, density=0.5, format="csr", random_state=np.random.RandomState(2)),
+                              np.zeros(6))
+    assert not sparse.full_width
+
+
+def test_a_repeated_index_is_summed_not_taken_for_a_full_row():
+    """from_scipy sums duplicate entries: a row [0, 0, 2] of 3 features holds 2 features, not all 3."""
+    X = sp.csr_matrix((np.array([1.0, 2.0, 3.0]), np.array([0, 0, 2]), np.array([0, 3])), shape=(1, 3))
+    c = Chunk.from_scipy(X, np.zeros(1))
+    assert c.indices.tolist() == [0, 2] and c.data.tolist() == [3.0, 3.0]
+    assert not c.full_width
+
+
+def test_full_width_indices_are_shared_up_to_a_size():
+    from streamfm.io import chunk as chunk_module
+
+    a = chunk_module.full_width_indices(5, 3)
+    b = chunk_module.full_width_indices(5, 4)
+    np.testing.assert_array_equal(a, np.tile(np.arange(5), 3))
+    assert a.dtype == np.int32 and np.shares_memory(a, b)  # one array for 3 and 4 rows (next power of two)
+    big = chunk_module._SHARED_INDEX_ENTRIES // 5 + 1
+    c = chunk_module.full_width_indices(5, big)
+    assert len(c) == 5 * big and not np.shares_memory(c, chunk_module.full_width_indices(5, big))
+    np.testing.assert_array_equal(c[-5:], np.arange(5))

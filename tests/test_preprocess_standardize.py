@@ -144,3 +144,17 @@ def test_shift_scale_kernel_matches_numpy():
     np.testing.assert_array_equal(out, (data - shift[idx]) * scale[idx])
     data[7], data[30] = np.inf, np.nan
     assert _shift_scale(idx, data, shift, scale, out) == 7
+
+
+def test_rows_of_all_model_features_in_a_chunk_declared_wider():
+    """A chunk declared wider than the model whose rows hold exactly features 0..p-1 (nothing to drop)
+    is standardised as those rows declared at the model's width: the one-pass centring path."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(5, 3))
+    std = Standardizer(X.mean(0), X.var(0), center=True)
+    c = Chunk.from_dense(X, np.zeros(5))
+    wide = Chunk(c.indptr, c.indices, c.data, c.y, 7)
+    a, b = std.transform(c), std.transform(wide)
+    assert b.n_features == 3 and b.full_width
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_allclose(b.to_dense(), (X - X.mean(0)) / X.std(0), rtol=1e-12)

@@ -89,7 +89,10 @@ class Standardizer:
         """
         chunk = self._drop_extra(chunk)
         n, p = chunk.n_rows, self.n_features
-        full_width = self.center and chunk.nnz == n * p and bool((np.diff(chunk.indptr) == p).all())
+        if chunk.n_features == p:
+            full_width = chunk.full_width  # known to the chunk (set by its maker, or computed once)
+        else:  # e.g. declared wider than the model, yet every row holds exactly columns 0..p-1
+            full_width = chunk.nnz == n * p and bool((np.diff(chunk.indptr) == p).all())
         if not self.center or full_width:
             # one pass: check, shift and scale every stored value. A full-width
             # row holds columns 0..p-1 in order (indices are sorted and distinct
@@ -99,7 +102,7 @@ class Standardizer:
                                self.scale, data)
             if bad >= 0:
                 self._raise_nonfinite(chunk, bad)
-            return Chunk(chunk.indptr, chunk.indices, data, chunk.y, p)
+            return Chunk(chunk.indptr, chunk.indices, data, chunk.y, p, full_width or None)
         if len(chunk.data) and not np.isfinite(chunk.data).all():
             self._raise_nonfinite(chunk, int(np.flatnonzero(~np.isfinite(chunk.data))[0]))
         return self._center(chunk)
@@ -122,8 +125,8 @@ class Standardizer:
     def _drop_extra(self, chunk: Chunk) -> Chunk:
         p = self.n_features
         idx = chunk.indices
-        if len(idx) == 0 or int(idx.max()) < p:
-            return chunk
+        if (chunk.n_features <= p and chunk.full_width) or len(idx) == 0 or int(idx.max()) < p:
+            return chunk  # full-width rows hold indices 0..n_features-1 only
         extra = idx >= p
         if not self.ignore_extra:
             e = int(np.flatnonzero(extra)[0])
