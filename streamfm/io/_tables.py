@@ -185,6 +185,48 @@ def _assemble(X, H, indptr, indices, data):
     return nnz
 
 
+@numba.njit(cache=True, nogil=True)
+def _columns_to_rows(S, X):
+    """X[i, j] = S[j, i], in blocks of 64 rows (NumPy's strided ``X[:] = S.T`` was ~1.8x slower,
+    measured); returns whether every value is finite.
+
+    Finiteness is summed, not tested per value (v * 0 is 0 for finite v, NaN
+    otherwise): a branch in the loop made it ~1.5x slower.
+    """
+    p, n = S.shape
+    acc = 0.0
+    for i0 in range(0, n, 64):
+        i1 = min(i0 + 64, n)
+        for j in range(p):
+            for i in range(i0, i1):
+                v = S[j, i]
+                acc += v * 0.0
+                X[i, j] = v
+    return np.isfinite(acc)
+
+
+def _plain_rows(batch, names: list[str]) -> np.ndarray | None:
+    """The numeric columns as (n, p) float64 rows when all are plain numbers (fixed-width
+    integers or floats without nulls, all finite); None otherwise.
+
+    The common case of a wide table: the columns are stacked (a sequential copy,
+    casting to float64) and turned into rows and checked in one numba pass.
+    """
+    if not names:
+        return np.empty((batch.num_rows, 0), dtype=VALUE_DTYPE)
+    cols = [batch.column(name) for name in names]
+    if isinstance(cols[0], pa.ChunkedArray):
+        cols = [c.combine_chunks() for c in cols]
+    S = np.empty((len(cols), batch.num_rows), dtype=VALUE_DTYPE)
+    for j, arr in enumerate(cols):
+        t = arr.type
+        if arr.null_count or not (pa.types.is_integer(t) or pa.types.is_floating(t)) or pa.types.is_float16(t):
+            return None
+        S[j] = to_numpy(arr)
+    X = np.empty((batch.num_rows, len(cols)), dtype=VALUE_DTYPE)
+    return X if _columns_to_rows(S, X) else None
+
+
 def batch_to_chunk(batch, layout: TableLayout, path: str, row0: int, skip_bad: bool) -> tuple[Chunk, int]:
     """One Arrow batch (or table) of a table layout as a Chunk.
 
@@ -195,9 +237,11 @@ def batch_to_chunk(batch, layout: TableLayout, path: str, row0: int, skip_bad: b
     bad = np.zeros(n, dtype=bool) if skip_bad else None
     y = label_column(batch.column(layout.label), layout.label, path, row0, bad)
     p = len(layout.numeric)
-    X = np.empty((n, p), dtype=VALUE_DTYPE)
-    for j, name in enumerate(layout.numeric):
-        X[:, j] = numeric_column(batch.column(name), name, path, row0, bad)
+    X = _plain_rows(batch, layout.numeric)
+    if X is None:  # nulls, unusual types or a non-finite value: column by column, naming the culprit
+        X = np.empty((n, p), dtype=VALUE_DTYPE)
+        for j, name in enumerate(layout.numeric):
+            X[:, j] = numeric_column(batch.column(name), name, path, row0, bad)
     if layout.hashed:
         H = np.empty((n, len(layout.hashed)), dtype=np.int64)
         for k, name in enumerate(layout.hashed):
