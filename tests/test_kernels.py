@@ -106,7 +106,7 @@ def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, 
     tc = TASK_CODES[task]
     train_rows(METHOD_CODES[method], tc, indptr, indices, data, y, phi, cand,
                Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, k_soft, beta, rho, zscale, 1e9,
-               eta, 1e18, eta_z, 0.0, 0.0, False, False, exact, 0, losses, ks, stats)
+               eta, 1e18, eta_z, 0.0, 0.0, False, False, exact, 0, losses, ks, stats, False)
     return Q, losses, ks
 
 
@@ -142,29 +142,41 @@ def test_train_rows_matches_numpy_reference(method, task, C):
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("density", [1.0, 0.3])
 def test_fm_fast_path_equals_the_general_loop(task, normalize, density):
-    """fm with one output takes kernels.fm.fm_rows_single; the general loop (tested against
-    NumPy above) must give the same parameters, losses and counts, with L2 and the schedule on."""
+    """fm with one output takes kernels.fm.fm_rows_single (fm_rows_dense for full-width rows); the
+    general loop (tested against NumPy above) must give the same parameters, losses and counts, with
+    L2 and the schedule on."""
     rng = np.random.default_rng(11)
     p, r, n = 7, 4, 60
     P = random_params(rng, 1, p, 1, r, 0)
     indptr, indices, data, _ = csr_rows(rng, n, p, density)
     y = rng.normal(size=n) if task == "regression" else rng.integers(0, 2, size=n).astype(float)
+    full = density == 1.0
+    assert not full or (np.diff(indptr) == p).all()  # full-width rows
     out = []
-    for kernel in (train_rows, train_rows_general):
+    runs = [(train_rows, (False,)), (train_rows_general, ()), (train_rows, (True,))][: 2 + full]
+    for kernel, extra in runs:
         Q = {k: v.copy() for k, v in P.items()}
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
         kernel(METHOD_CODES["fm"], TASK_CODES[task], indptr, indices, data, y, np.zeros((n, 0)),
                np.zeros((n, 0), np.int64), Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 3, 1.0, 0.3, 1.0, 0.1,
-               0.3, 40.0, 0.05, 1e-3, 2e-3, normalize, False, True, 5, losses, ks, stats)
+               0.3, 40.0, 0.05, 1e-3, 2e-3, normalize, False, True, 5, losses, ks, stats, *extra)
         out.append((Q, losses, ks, stats))
-    (Qa, la, ka, sa), (Qb, lb, kb, sb) = out
+    (Qa, la, ka, sa), (Qb, lb, kb, sb) = out[:2]
     for name in "bWV":
         np.testing.assert_allclose(Qa[name], Qb[name], rtol=1e-12, atol=1e-14, err_msg=name)
     np.testing.assert_allclose(la, lb, rtol=1e-12)
     np.testing.assert_array_equal(ka, kb)
     np.testing.assert_array_equal(sa, sb)
     assert not np.allclose(Qa["V"], P["V"])  # it trained
+    if full:
+        # the dense path (kernels.fm.fm_rows_dense, no index array) is fm_rows_single bit for bit
+        Qd, ld, kd, sd = out[2]
+        for name in "bWV":
+            np.testing.assert_array_equal(Qd[name], Qa[name], err_msg=name)
+        np.testing.assert_array_equal(ld, la)
+        np.testing.assert_array_equal(kd, ka)
+        np.testing.assert_array_equal(sd, sa)
 
 
 def _numeric_grad(fun, arr, idx_list, h=1e-6):
@@ -252,7 +264,7 @@ def test_normalised_step_bounds_change_in_output():
         eta = 1e-3
         train_rows(0, 3, indptr, indices, x, np.array([f0[0, 0] + 1.0]), phi, cand,
                    Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 1, 1.0, 1.0, 1.0, 1.0,
-                   eta, 1e18, 0.0, 0.0, 0.0, True, False, True, 0, losses, ks, stats)
+                   eta, 1e18, 0.0, 0.0, 0.0, True, False, True, 0, losses, ks, stats, False)
         f1 = np.zeros((1, 1))
         predict_rows(0, indptr, indices, x, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"], 1, 1.0, 1.0, f1, ks)
         # squared loss, g = f - y = -1: the step raises f by eta (first order)

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..coding.local import adaptive_coding, soft_assignment
-from .fm import fm_eval, fm_rows_single, fm_update
+from .fm import fm_eval, fm_rows_dense, fm_rows_single, fm_update
 from .losses import BINARY, SQUARED, loss_grad
 
 FM, DO, APL, JO = 0, 1, 2, 3
@@ -145,16 +145,22 @@ def train_rows(method, task, indptr, indices, data, y, phi, cand,
                b, W, V, Z, Ab, AW, AV,
                k_soft, beta, rho, zscale, zclip,
                eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start,
-               losses, ks, stats):
+               losses, ks, stats, full_width):
     """One SGD step per row, in order (see ``train_rows_general``).
 
     ``fm`` with one output and plain SGD takes the fast path
-    ``kernels.fm.fm_rows_single``; everything else the general loop.
+    ``kernels.fm.fm_rows_single``, or ``fm_rows_dense`` when ``full_width``
+    (every row holds all p features: data is the rows of an (n, p) array);
+    everything else the general loop.
     """
     if method == FM and b.shape[1] == 1 and not adagrad and (task == BINARY or task == SQUARED):
-        fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, normalize,
-                       t_start, losses)
         n = indptr.shape[0] - 1
+        if full_width:
+            fm_rows_dense(task, data.reshape((n, W.shape[1])), y, b, W, V, eta0, t0, l2_w, l2_v, normalize,
+                          t_start, losses)
+        else:
+            fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, normalize,
+                           t_start, losses)
         for row in range(n):
             ks[row] = 1
         stats[ST_K_SUM] += n

@@ -34,7 +34,8 @@ def task_code(task: str, multiclass: str) -> int:
 _POOLS: dict = {}
 
 
-def _hogwild(method, task, indptr, indices, data, y, phi, cand, args, t_start, losses, ks, stats, threads):
+def _hogwild(method, task, indptr, indices, data, y, phi, cand, args, t_start, losses, ks, stats, threads,
+             full_width):
     """train_rows on ``threads`` contiguous parts of a block at once (shared parameters, no locks)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -50,7 +51,7 @@ def _hogwild(method, task, indptr, indices, data, y, phi, cand, args, t_start, l
         a, e = indptr[lo], indptr[hi]
         # step numbers as in the serial order, so the schedule is the same
         train_rows(method, task, indptr[lo:hi + 1] - a, indices[a:e], data[a:e], y[lo:hi], phi[lo:hi],
-                   cand[lo:hi], *args, t_start + int(lo), losses[lo:hi], ks[lo:hi], part_stats[k])
+                   cand[lo:hi], *args, t_start + int(lo), losses[lo:hi], ks[lo:hi], part_stats[k], full_width)
 
     for f in [pool.submit(part, k) for k in range(threads)]:
         f.result()
@@ -175,6 +176,7 @@ class LLFMModel:
         learns_anchors = self.method not in (FM, DO)
         phi_all = self.coding_vectors(chunk)
         stats = np.zeros(N_STATS, dtype=np.int64)
+        full_width = chunk.n_features == self.p and chunk.full_width  # the kernels' dense path
         lo = 0
         while lo < n:
             if learns_anchors and self._rows_since_rebuild >= c.rebuild_every:
@@ -193,11 +195,11 @@ class LLFMModel:
             if threads > 1 and hi - lo >= 2 * threads:
                 _hogwild(self.method, task_code(self.task, c.multiclass), ip - a, chunk.indices[a:e],
                          chunk.data[a:e], targets[lo:hi], phi, cand, args, self.t,
-                         losses[lo:hi], ks[lo:hi], stats, threads)
+                         losses[lo:hi], ks[lo:hi], stats, threads, full_width)
             else:
                 train_rows(self.method, task_code(self.task, c.multiclass),
                            ip - a, chunk.indices[a:e], chunk.data[a:e], targets[lo:hi], phi, cand,
-                           *args, self.t, losses[lo:hi], ks[lo:hi], stats)
+                           *args, self.t, losses[lo:hi], ks[lo:hi], stats, full_width)
             self.t += hi - lo
             self._rows_since_rebuild += hi - lo
             if self.method != FM and cand.shape[1] < self.m:
