@@ -59,10 +59,21 @@ def params(path):
     return {k: np.asarray(m.params[k]) for k in ("b", "W", "V", "Z")}, m.t
 
 
-def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, data, local_run, tmp_path):
+def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, data, local_run, tmp_path,
+                                                              monkeypatch):
     """One Ray worker reads the local engine's stream (shard order, shuffle buffer): same parameters."""
+    from streamfm.engines.ray_engine import RayTrainer
+
+    # every epoch's dataset is made before any epoch is read: making one runs Ray tasks that need
+    # a free CPU, which paused read tasks can hold (a deadlock on 5.8M rows, see _make_datasets)
+    events = []
+    read_parquet, attach = ray_instance.data.read_parquet, RayTrainer._attach
+    monkeypatch.setattr(ray_instance.data, "read_parquet",
+                        lambda *a, **k: events.append("make") or read_parquet(*a, **k))
+    monkeypatch.setattr(RayTrainer, "_attach", lambda self, epoch: events.append("read") or attach(self, epoch))
     train(data["train"], tmp_path / "ray", config=Config(**CONF),
           options=TrainOptions(engine="ray", workers=1, sync_rows=64, **EXACT))
+    assert events == ["make", "make", "read", "read"]
     (a, ta), (b, tb) = params(local_run), params(tmp_path / "ray")
     assert ta == tb == 2 * 1200
     for name in a:

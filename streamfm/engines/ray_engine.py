@@ -499,19 +499,36 @@ class RayTrainer(Trainer):
                 raise cause from None
             raise
 
-    def _splits(self, epoch: int):
-        """One stream per worker for ``epoch``: the shards in the local trainer's order for
-        (seed, epoch), in order (``preserve_order``).
+    def _make_datasets(self) -> None:
+        """Ray Data's dataset of every epoch left to train, made before any is read.
 
-        One dataset per epoch, not the epochs chained with ``union``: a union of
-        three or more reads does not keep the blocks in order (measured with Ray
-        2.60: a file's second row group came after the next file's first).
+        One dataset per epoch (the shards in the local trainer's order for
+        (seed, epoch)), not the epochs chained with ``union``: a union of three
+        or more reads does not keep the blocks in order (measured with Ray 2.60:
+        a file's second row group came after the next file's first).
+
+        All of them now, because making one runs Ray tasks (``read_parquet``
+        samples the files), and each wants a whole CPU. Once an epoch is being
+        read, its read tasks may hold the CPUs, paused until the workers take
+        their blocks, and the workers' token reservations hold a little more;
+        made then, the next epoch's dataset waited for a CPU while the workers
+        waited for the driver: a deadlock (seen on 5,810,120 rows, one worker,
+        2 CPUs: 0.99 CPU free, the sampling task queued for good). Datasets
+        are lazy: nothing is read before an epoch's streams are attached.
         """
-        ray, opts = self._ray, self.opts
+        ray, opts, run = self._ray, self.opts, self.run
         seed, files = self.trained.model.config.seed, self.source.files
-        ds = ray.data.read_parquet(epoch_file_order(files, epoch, seed) if opts.shuffle else files,
-                                   file_extensions=None, override_num_blocks=read_blocks(files, opts.workers))
-        return ds.select_columns(list(self.source.reader.columns)).streaming_split(opts.workers, equal=True)
+        for epoch in range(run.epoch, run.epochs):
+            if epoch not in self._datasets:
+                ds = ray.data.read_parquet(epoch_file_order(files, epoch, seed) if opts.shuffle else files,
+                                           file_extensions=None,
+                                           override_num_blocks=read_blocks(files, opts.workers))
+                self._datasets[epoch] = ds.select_columns(list(self.source.reader.columns))
+
+    def _splits(self, epoch: int):
+        """One stream per worker for ``epoch``, in order (``preserve_order``): a new execution of
+        the epoch's dataset (made by ``_make_datasets``), so a restart can read it again."""
+        return self._datasets[epoch].streaming_split(self.opts.workers, equal=True)
 
     def _attach(self, epoch: int) -> None:
         """Hand every worker its stream of ``epoch``; they start reading it at once."""
@@ -519,6 +536,8 @@ class RayTrainer(Trainer):
 
     # -------------------------------------------------------------- loop
     def _fit_with_restarts(self) -> dict:
+        self._datasets = {}
+        self._make_datasets()
         while True:
             try:
                 return self._fit_rounds()
