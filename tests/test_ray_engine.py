@@ -2,6 +2,7 @@
 
 Skipped where Ray is not installed (``pip install ".[test,ray]"`` installs it).
 """
+import functools
 import os
 import socket
 import sys
@@ -68,8 +69,13 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
     # a free CPU, which paused read tasks can hold (a deadlock on 5.8M rows, see _make_datasets)
     events = []
     read_parquet, attach = ray_instance.data.read_parquet, RayTrainer._attach
-    monkeypatch.setattr(ray_instance.data, "read_parquet",
-                        lambda *a, **k: events.append("make") or read_parquet(*a, **k))
+
+    @functools.wraps(read_parquet)  # keeps its signature (the engine looks at it)
+    def made(*a, **k):
+        events.append("make")
+        return read_parquet(*a, **k)
+
+    monkeypatch.setattr(ray_instance.data, "read_parquet", made)
     monkeypatch.setattr(RayTrainer, "_attach", lambda self, epoch: events.append("read") or attach(self, epoch))
     train(data["train"], tmp_path / "ray", config=Config(**CONF),
           options=TrainOptions(engine="ray", workers=1, sync_rows=64, **EXACT))
