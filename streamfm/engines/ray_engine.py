@@ -234,6 +234,10 @@ def worker_cpus(cluster_cpus: float, workers: int) -> float:
 #: Reserving nothing, reading always progresses; the operating system shares the cores.
 READ_TASK_CPUS = 0
 
+#: read tasks an epoch's dataset runs at once: with no CPU reserved nothing else bounds them,
+#: and more at once took cores from training (measured, see docs/scaling.md)
+READ_TASKS_AT_ONCE = 1
+
 #: bytes of Parquet one Ray Data read task reads (see read_blocks)
 READ_TASK_BYTES = 256 << 20
 
@@ -535,7 +539,8 @@ class RayTrainer(Trainer):
             if epoch not in self._datasets:
                 ds = ray.data.read_parquet(epoch_file_order(files, epoch, seed) if opts.shuffle else files,
                                            file_extensions=None,
-                                           override_num_blocks=read_blocks(files, opts.workers), **cpus)
+                                           override_num_blocks=read_blocks(files, opts.workers),
+                                           concurrency=READ_TASKS_AT_ONCE, **cpus)
                 self._datasets[epoch] = ds.select_columns(list(self.source.reader.columns))
 
     def _splits(self, epoch: int):
