@@ -533,14 +533,16 @@ class RayTrainer(Trainer):
         ray, opts, run = self._ray, self.opts, self.run
         seed, files = self.trained.model.config.seed, self.source.files
         # newer Ray names the read tasks' resources (ray_remote_args is deprecated there)
-        named = "num_cpus" in inspect.signature(ray.data.read_parquet).parameters
-        cpus = {"num_cpus": READ_TASK_CPUS} if named else {"ray_remote_args": {"num_cpus": READ_TASK_CPUS}}
+        params = inspect.signature(ray.data.read_parquet).parameters
+        named = "num_cpus" in params
+        resources = {"num_cpus": READ_TASK_CPUS} if named else {"ray_remote_args": {"num_cpus": READ_TASK_CPUS}}
+        if "concurrency" in params:  # a Ray without it runs read tasks as its resources allow
+            resources["concurrency"] = READ_TASKS_AT_ONCE
         for epoch in range(run.epoch, run.epochs):
             if epoch not in self._datasets:
                 ds = ray.data.read_parquet(epoch_file_order(files, epoch, seed) if opts.shuffle else files,
                                            file_extensions=None,
-                                           override_num_blocks=read_blocks(files, opts.workers),
-                                           concurrency=READ_TASKS_AT_ONCE, **cpus)
+                                           override_num_blocks=read_blocks(files, opts.workers), **resources)
                 self._datasets[epoch] = ds.select_columns(list(self.source.reader.columns))
 
     def _splits(self, epoch: int):
