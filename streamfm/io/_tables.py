@@ -71,6 +71,12 @@ def where(path: str, row: int, column: str) -> str:
     return f"{path}: row {row}, column '{column}'"
 
 
+def _plain_numbers(arr) -> bool:
+    """Fixed-width integers or floats (not half floats) without nulls: readable from the buffer."""
+    t = arr.type
+    return arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)) and not pa.types.is_float16(t)
+
+
 def to_numpy(arr) -> np.ndarray:
     """An Arrow array as NumPy; fixed-width numbers without nulls as a view of the buffer.
 
@@ -80,8 +86,8 @@ def to_numpy(arr) -> np.ndarray:
     type, not ``to_pandas_dtype()``: on pyarrow 14-25 that imports pandas
     too, and raises where pandas is not installed.
     """
-    t = arr.type
-    if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)) and not pa.types.is_float16(t):
+    if _plain_numbers(arr):
+        t = arr.type
         kind = "f" if pa.types.is_floating(t) else ("u" if pa.types.is_unsigned_integer(t) else "i")
         dtype = np.dtype(f"{kind}{t.bit_width // 8}")
         buf = arr.buffers()[1]
@@ -219,8 +225,7 @@ def _plain_rows(batch, names: list[str]) -> np.ndarray | None:
         cols = [c.combine_chunks() for c in cols]
     S = np.empty((len(cols), batch.num_rows), dtype=VALUE_DTYPE)
     for j, arr in enumerate(cols):
-        t = arr.type
-        if arr.null_count or not (pa.types.is_integer(t) or pa.types.is_floating(t)) or pa.types.is_float16(t):
+        if not _plain_numbers(arr):
             return None
         S[j] = to_numpy(arr)
     X = np.empty((batch.num_rows, len(cols)), dtype=VALUE_DTYPE)

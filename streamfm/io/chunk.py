@@ -77,9 +77,13 @@ class Chunk:
     def full_width(self) -> bool:
         """Every row holds all ``n_features`` columns (a dense table): indices are 0..p-1 per row."""
         if self._full is None:
-            n, p = self.n_rows, self.n_features
-            self._full = bool(p and self.nnz == n * p and (n == 0 or (np.diff(self.indptr) == p).all()))
+            self._full = bool(self.n_features) and self.rows_of_length(self.n_features)
         return self._full
+
+    def rows_of_length(self, p: int) -> bool:
+        """Every row holds exactly ``p`` entries: with indices sorted and distinct, columns 0..p-1."""
+        n = self.n_rows
+        return bool(self.nnz == n * p and (n == 0 or (np.diff(self.indptr) == p).all()))
 
     def to_scipy(self, n_features: int | None = None):
         import scipy.sparse as sp

@@ -88,11 +88,10 @@ class Standardizer:
             A feature index >= p (unless ``ignore_extra``), or a non-finite value.
         """
         chunk = self._drop_extra(chunk)
-        n, p = chunk.n_rows, self.n_features
-        if chunk.n_features == p:
-            full_width = chunk.full_width  # known to the chunk (set by its maker, or computed once)
-        else:  # e.g. declared wider than the model, yet every row holds exactly columns 0..p-1
-            full_width = chunk.nnz == n * p and bool((np.diff(chunk.indptr) == p).all())
+        p = self.n_features
+        # known to the chunk (set by its maker, or computed once); a chunk declared wider than the
+        # model may still hold exactly columns 0..p-1 in every row
+        full_width = chunk.full_width if chunk.n_features == p else chunk.rows_of_length(p)
         if not self.center or full_width:
             # one pass: check, shift and scale every stored value. A full-width
             # row holds columns 0..p-1 in order (indices are sorted and distinct
