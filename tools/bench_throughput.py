@@ -47,7 +47,8 @@ WORK = os.path.join(REPO, "bench-data", "throughput-work")
 DOC = os.path.join(REPO, "docs", "performance.md")
 SEED = 7
 # earlier code measured against this one: the branch point of the first performance work,
-# and the start of the second (pipeline, fm fast path, scan, IVF)
+# the start of the second (pipeline, fm fast path, scan, IVF) and of the third (dense fm path,
+# shared index arrays, one-pass wide-table transpose)
 BEFORE_COMMITS = ("e12f9c8", "b1f1401", "0947eb0")
 LOADS: list = []  # 1-minute load average before every measurement
 BLOCK = 100_000
@@ -499,7 +500,7 @@ def measure(spec, env=None):
 
 def rounds(specs, n_rounds, log):
     """Run every spec once per round, alternating; keep each spec's fastest round."""
-    best = {}
+    best, history = {}, {}
     for rnd in range(n_rounds):
         for name, spec in specs:
             res = measure(spec)
@@ -510,15 +511,13 @@ def rounds(specs, n_rounds, log):
                 f"({res['seconds']:.2f} s, RSS {res['train_peak_rss_mb']:.0f} MB"
                 + (f", log loss {res['log_loss']:.4f}" if "log_loss" in res else "") + ")")
             # every round's rates, in round order (rounds alternate the systems: a round's ratios pair up)
+            seen = history.setdefault(name, {})
             for key in ("rows_per_s", "epoch_rows_per_s"):
                 if key in res:
-                    res["all_" + key] = best.get(name, {}).get("all_" + key, []) + [res[key]]
+                    seen.setdefault("all_" + key, []).append(res[key])
             if name not in best or res["rows_per_s"] > best[name]["rows_per_s"]:
                 best[name] = res
-            else:
-                for key in ("rows_per_s", "epoch_rows_per_s"):
-                    if "all_" + key in res:
-                        best[name]["all_" + key] = res["all_" + key]
+            best[name].update(seen)
     return best
 
 
