@@ -269,3 +269,31 @@ def test_normalised_step_bounds_change_in_output():
         predict_rows(0, indptr, indices, x, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"], 1, 1.0, 1.0, f1, ks)
         # squared loss, g = f - y = -1: the step raises f by eta (first order)
         assert f1[0, 0] - f0[0, 0] == pytest.approx(eta, rel=1e-2)
+
+
+def test_prefetch_anchor_is_a_hint_that_compiles_to_prefetches():
+    """The kernels' prefetch must compile on this numba/LLVM (its intrinsic's name
+    depends on the pointer kind), emit a real prefetch, read nothing it should
+    not (full-width and sparse rows, first and last anchor), and change no value."""
+    import platform
+
+    from numba import njit
+
+    from streamfm.kernels._prefetch import prefetch_anchor
+
+    @njit
+    def touch(ids, indptr, indices, W, V):
+        for row in range(indptr.shape[0] - 1):
+            for i in ids:
+                prefetch_anchor(i, indptr[row], indptr[row + 1], indices, W, V)
+
+    rng = np.random.default_rng(0)
+    m, p, C, r = 5, 7, 2, 3
+    W, V = rng.normal(size=(m, p, C)), rng.normal(size=(m, p, C, r))
+    W0, V0 = W.copy(), V.copy()
+    X = sp.csr_matrix(np.array([[1.0] * p, [0, 2.0, 0, 0, 0, 0, 3.0], [0.0] * p]))
+    touch(np.array([0, m - 1, 2]), X.indptr.astype(np.int64), X.indices.astype(np.int64), W, V)
+    assert np.array_equal(W, W0) and np.array_equal(V, V0)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        asm = touch.inspect_asm(touch.signatures[0])
+        assert "prefetch" in asm

@@ -9,11 +9,15 @@ import numpy as np
 
 # Below this many anchors the exact flat index is used; from here on an
 # inverted-file index (IVF), whose cost per row grows about as sqrt(m):
-# ~sqrt(m) lists, of which ``nprobe`` are scanned. Measured on this 2-core
-# machine (one FAISS thread, 4,096 Covtype-shaped rows, K = 32, 54
-# dimensions): at m = 1,024 flat 10.6 us a row, IVF 4.8; at m = 4,096 flat
-# 21 us, IVF 9-11, with no nearest anchor missed; an IVF build (a k-means of
-# the anchors into the lists) takes milliseconds, cheap enough to redo at
+# ~2 sqrt(m) lists, of which ``nprobe`` are scanned (~4 sqrt(m) anchors).
+# Measured on this 2-core machine (one FAISS thread, 4,096 Covtype-shaped
+# rows, K = 32, 54 dimensions): at m = 1,024 flat 10.6-11.8 us a row, IVF
+# over 32 lists 4.8-8.9, over 64 lists 4.9; at m = 4,096 flat 21-23 us, IVF
+# over 64 lists 10-15, over 128 lists 9-9.4, with no nearest anchor missed
+# and the 16 nearest all found (256 lists: 7 us, but 0.02% of nearest
+# anchors missed). Inside training, 128 lists against 64 took 8% off
+# llfm-jo's time per row at m = 4,096 (session 5). An IVF build (a k-means
+# of the anchors into the lists) takes milliseconds, cheap enough to redo at
 # every rebuild. HNSW (M = 16-32, efSearch 32-64) searched at 12-27 us a
 # row, its build took 5-10x the IVF's, and it missed 0.4-2.5% of nearest
 # anchors; it stays available as kind="hnsw". (Timed by hand with FAISS
@@ -23,8 +27,8 @@ NPROBE = 8
 
 
 def ivf_lists(m: int) -> int:
-    """Inverted lists for m anchors: ~sqrt(m), so a probe scans ~sqrt(m) anchors."""
-    return int(max(8, round(np.sqrt(m))))
+    """Inverted lists for m anchors: ~2 sqrt(m), so ``NPROBE`` probes scan ~4 sqrt(m) anchors."""
+    return int(max(8, round(2 * np.sqrt(m))))
 
 
 class AnchorIndex:

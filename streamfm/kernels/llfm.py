@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..coding.local import adaptive_coding, soft_assignment
+from ._prefetch import prefetch_anchor
 from .fm import fm_eval, fm_rows_dense, fm_rows_single, fm_update
 from .losses import BINARY, SQUARED, loss_grad
 
@@ -23,6 +24,8 @@ METHOD_CODES = {"fm": FM, "llfm-do": DO, "llfm-apl": APL, "llfm-jo": JO}
 ST_WANTED_MORE = 0  # Algorithm 1 used every candidate: it may have wanted more
 ST_K_SUM = 1  # sum of neighbours used, for the mean k
 N_STATS = 2
+
+PREFETCH_AHEAD = 2  # neighbours whose parameters are requested ahead of their evaluation
 
 
 @njit(cache=True, nogil=True)
@@ -90,7 +93,14 @@ def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, wor
     for c in range(C):
         fbuf[c] = 0.0
     D = 0.0
+    # with many anchors the parameters outgrow the caches: ask for the
+    # blocks two neighbours ahead while this one is computed (measured at
+    # m = 4096: 5-13% less time per row; see kernels/_prefetch.py)
+    for a in range(min(k, PREFETCH_AHEAD)):
+        prefetch_anchor(ids[a], lo, hi, indices, W, V)
     for a in range(k):
+        if a + PREFETCH_AHEAD < k:
+            prefetch_anchor(ids[a + PREFETCH_AHEAD], lo, hi, indices, W, V)
         gn[a] = fm_eval(ids[a], lo, hi, indices, data, b, W, V, F[a], Sb[a], work)
         D += gamma[a] * gamma[a] * gn[a]
         for c in range(C):

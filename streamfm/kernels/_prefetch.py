@@ -1,0 +1,67 @@
+"""A software prefetch for numba kernels: LLVM's ``llvm.prefetch`` intrinsic.
+
+With many anchors (m in the thousands) the parameters outgrow the caches and
+each neighbour's FM evaluation starts with cache misses on its W and V
+blocks (about 4.8 KB per anchor at p = 54, rank 10). The neighbours of a row
+are known before their evaluation starts, so the kernel asks for the next
+ones' blocks while it computes the current one. A prefetch is only a hint:
+it changes no value (the kernel tests compare results, not timings).
+"""
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_LINE = 8  # float64 values per 64-byte cache line
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i):
+    """Prefetch the cache line holding ``arr.ravel()[i]`` (C-contiguous ``arr``) for reading."""
+    if not isinstance(arr, types.Array) or not isinstance(i, types.Integer):
+        return None
+    sig = types.void(arr, i)
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(8).as_pointer())
+        # the intrinsic is overloaded on its pointer type: "p0" with opaque
+        # pointers (newer llvmlite), "p0i8" with typed ones
+        name = "llvm.prefetch.p0" if getattr(ptr.type, "is_opaque", False) else "llvm.prefetch.p0i8"
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), name)
+        # read (0), keep in all cache levels (3), data cache (1)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def prefetch_anchor(i, lo, hi, indices, W, V):
+    """Ask for the parts of anchor i's W and V (C-contiguous) that the row ``lo:hi`` reads.
+
+    A full-width row reads all of W[i] and V[i]: they are swept line by line.
+    A sparse row reads one (C,) slice of W and one (C, r) slice of V per
+    feature, which may straddle two lines: their first and last values.
+    """
+    p = W.shape[1]
+    nW = p * W.shape[2]
+    nV = p * V.shape[2] * V.shape[3]
+    Wf = W.reshape(-1)
+    Vf = V.reshape(-1)
+    if hi - lo == p:
+        for u in range(i * nW, (i + 1) * nW, _LINE):
+            _prefetch(Wf, u)
+        for u in range(i * nV, (i + 1) * nV, _LINE):
+            _prefetch(Vf, u)
+        return
+    cW = W.shape[2]
+    cV = V.shape[2] * V.shape[3]
+    for t in range(lo, hi):
+        j = indices[t]
+        _prefetch(Wf, i * nW + j * cW)
+        u = i * nV + j * cV
+        _prefetch(Vf, u)
+        _prefetch(Vf, u + cV - 1)
