@@ -937,12 +937,35 @@ STATIC_NOTES = """## What streamfm does for speed
   searches are small and run beside the kernel and the prefetch thread; with
   two OpenMP threads they ran 2-15x slower here, and k-means depended on the
   core count. **An IVF index from 1,024 anchors** (`coding/search.py`): a
-  flat search costs O(m) per row, an IVF over ~sqrt(m) lists scanning 8 of
-  them about O(sqrt(m)), and its build takes milliseconds, so it is rebuilt
+  flat search costs O(m) per row, an IVF over ~2 sqrt(m) lists scanning 8 of
+  them about O(sqrt(m)) (twice as many lists as before session 5: half the
+  anchors scanned per row, 8% off llfm-jo's time per row at m = 4096 with
+  no nearest anchor missed), and its build takes milliseconds, so it is rebuilt
   as often as the flat one. An approximate search can miss a row's nearest
   anchor on data without cluster structure: the model's per-block
   brute-force check (32 rows) doubles the lists scanned after a miss, up to
   all of them (exact), and keeps that setting in the model state.
+- **Prefetching the neighbours' parameters** (`kernels/_prefetch.py`,
+  LLVM's prefetch intrinsic): once parameters outgrow the caches (many
+  anchors, or many features) each neighbour's FM evaluation began with
+  cache misses on its W and V. A row's neighbours are known before their
+  evaluations start, so the kernel requests the blocks two neighbours ahead
+  (a full-width row: the anchor's whole W[i] and V[i]; a sparse row: its
+  features' slices). Measured in alternating runs of the trainer's loop on
+  in-memory chunks (thread time): dense m = 4096 58 -> 48-53 us a row
+  (with the IVF change), m = 1024 40-44 -> 29-37, m = 64 unchanged;
+  sparse llfm-jo (2^20 features, m = 50) 79-82 -> 39 us a row. Also tried
+  and not kept: prefetching the next row's first candidates during this
+  row's updates (no difference in 6 alternating runs) and the next row's
+  features in the sparse `fm` loop (no difference).
+  **m = 4096 is still 0.21 of m = 64, not 1/4.** Per row, m = 4096 uses
+  12.8 neighbours against 1.19 (Algorithm 1's choice, not a search cost),
+  and each is one FM evaluated and updated over 4.8 KB of parameters that
+  are no longer in cache (19.5 MB in all). Timed inside the kernel over a
+  whole epoch of 100,000 rows after the prefetch: forward passes 2.0 s,
+  FM updates 0.8 s, coding 0.3 s, anchor updates 0.1 s, and outside it the
+  IVF search 1.2 s (1.7 s over 64 lists) and its rebuilds 0.2 s. What would close the gap is halving the bytes per
+  anchor (float32 parameters), a storage change left for later.
 - **Start-up.** `pyarrow.Array.to_numpy` imported pandas (0.5 s) on the first
   chunk; fixed-width columns are now read from their Arrow buffers. The numba
   kernels are compiled once and cached (`cache=True`). The scan pass's
