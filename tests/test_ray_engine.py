@@ -63,12 +63,12 @@ def params(path):
 def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, data, local_run, tmp_path,
                                                               monkeypatch):
     """One Ray worker reads the local engine's stream (shard order, shuffle buffer): same parameters."""
-    from streamfm.engines.ray_engine import RayTrainer
+    from streamfm.engines import ray_engine
 
     # every epoch's dataset is made before any epoch is read: making one runs Ray tasks that need
-    # a free CPU, which paused read tasks can hold (a deadlock on 5.8M rows, see _make_datasets)
+    # a free CPU, which paused read tasks can hold (a deadlock on 5.8M rows, see make_datasets)
     events = []
-    read_parquet, attach = ray_instance.data.read_parquet, RayTrainer._attach
+    read_parquet, attach = ray_instance.data.read_parquet, ray_engine.attach_streams
 
     @functools.wraps(read_parquet)  # keeps its signature (the engine looks at it)
     def made(*a, **k):
@@ -76,7 +76,7 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
         return read_parquet(*a, **k)
 
     monkeypatch.setattr(ray_instance.data, "read_parquet", made)
-    monkeypatch.setattr(RayTrainer, "_attach", lambda self, epoch: events.append("read") or attach(self, epoch))
+    monkeypatch.setattr(ray_engine, "attach_streams", lambda *a: events.append("read") or attach(*a))
     train(data["train"], tmp_path / "ray", config=Config(**CONF),
           options=TrainOptions(engine="ray", workers=1, sync_rows=64, **EXACT))
     assert events == ["make", "make", "read", "read"]
@@ -89,6 +89,31 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
     # where the epoch went: rounds within the epoch, the worker's time within its rounds, its wait within that
     assert 0 < rec["worker_input_wait_seconds"][0] <= rec["worker_round_seconds"][0] <= rec["round_seconds"] \
         <= rec["seconds"]
+
+
+def test_workers_read_while_the_driver_scans_and_stop_if_the_scan_fails(ray_instance, data, tmp_path,
+                                                                          monkeypatch):
+    """A new Ray run starts its workers' streams before the scan pass (their start-up overlaps it);
+    input the scan rejects then stops the workers and leaves no model."""
+    from streamfm.engines import ray_engine
+    from streamfm.errors import InputError
+    from streamfm.train import trainer
+
+    events, attach = [], ray_engine.attach_streams
+
+    def bad_scan(*a, **k):
+        events.append("scan")
+        raise InputError("the scan found bad input")
+
+    monkeypatch.setattr(ray_engine, "attach_streams", lambda *a: events.append("read") or attach(*a))
+    monkeypatch.setattr(trainer, "scan", bad_scan)
+    with pytest.raises(InputError, match="bad input"):
+        train(data["train"], tmp_path / "m", config=Config(**CONF),
+              options=TrainOptions(engine="ray", workers=2, **EXACT))
+    assert events == ["read", "scan"]
+    assert not ModelDir(tmp_path / "m").exists()
+    names = [a["name"] if isinstance(a, dict) else a for a in ray_instance.util.list_named_actors()]
+    assert not [n for n in names if n.startswith(ray_engine.ACTOR_PREFIX)]
 
 
 def _stratified(y, n_train, seed):

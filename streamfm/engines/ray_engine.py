@@ -6,9 +6,11 @@ asked for.
 
 How a run goes
 --------------
-The driver (the ``streamfm train`` process) does what the local trainer does
-before its epochs -- scan, standardiser, k-means anchors -- and then, per
-epoch:
+The driver (the ``streamfm train`` process) starts Ray, makes every epoch's
+dataset and starts the workers reading the first epoch (``RayStart``); while
+Ray Data comes up it does what the local trainer does before its epochs --
+scan, standardiser, k-means anchors -- and gives the workers the model. Then,
+per epoch:
 
 1. ``ray.data.read_parquet`` over the shards in the epoch's seeded order
    (the local trainer's), ``streaming_split(n, equal=True)``: one stream per
@@ -97,7 +99,7 @@ from ..progress import progress_bar
 from ..store.signals import GracefulStop
 from ..train.prefetch import Prefetch
 from ..train.rounds import RoundResult, RowStream, merge_states, train_for_rows
-from ..train.trainer import Trainer
+from ..train.trainer import Trainer, reader_rows
 
 INSTALL_HINT = 'pip install "streamfm[ray]"'
 #: rows each worker trains between merges when --sync-rows is not given (docs/scaling.md)
@@ -324,43 +326,50 @@ class Worker:
     Runs as a Ray actor (``ray.remote(Worker)``), but is a plain class: the
     tests can drive it without Ray.
 
+    Made before the driver has a model (see :class:`RayStart`): it can take its
+    epoch's stream at once, and gets the model with :meth:`setup`.
+
     Parameters
     ----------
     rank : int
         Worker number (seeds its shuffle buffer).
-    model_state : (meta, arrays)
-        ``TrainedModel.state()`` to start from (copied: the worker owns its arrays).
     data : dict
         ``{"files": [...], "options": {open_source kwargs}}``: how to turn the
         streamed Arrow tables into chunks (layout, label column, hashing).
-    settings : dict
-        seed, batch_rows, buffer_rows, chunk_rows, shuffle, ignore_extra_features,
-        ignore_unknown_labels, step_scale (the factor on eta0 and eta_anchor).
+    chunk_rows : int
+        Rows per batch pulled from the Ray Data stream (the shuffle's output
+        does not depend on it: see preprocess/shuffle.py).
     """
 
-    def __init__(self, rank: int, model_state, data: dict, settings: dict):
+    def __init__(self, rank: int, data: dict, chunk_rows: int):
         try:  # one core per worker: FAISS threads would fight the other workers
             import faiss
 
             faiss.omp_set_num_threads(1)
         except Exception:  # pragma: no cover - faiss without OpenMP
             pass
-        meta, arrays = model_state
         self.rank = rank
+        self.chunk_rows = int(chunk_rows)
+        self.source = open_source(data["files"], **data["options"])
+        self.trained: TrainedModel | None = None
+        self.settings: dict = {}
+        self.stream: RowStream | None = None
+        self.bad_rows = 0
+        self._attached: list[tuple[Prefetch, RowStream]] = []  # epochs' streams, reading, in order
+        self._running: list[Prefetch] = []  # the current epoch's threads
+
+    def setup(self, model_state, settings: dict) -> int:
+        """The model to train (``TrainedModel.state()``, copied: the worker owns its arrays) and
+        the run's settings: seed, batch_rows, buffer_rows, shuffle, ignore_extra_features,
+        ignore_unknown_labels, step_scale (the factor on eta0 and eta_anchor). Returns the pid."""
+        meta, arrays = model_state
         self.trained = TrainedModel.from_state(meta, {k: np.array(v) for k, v in arrays.items()},
                                                ignore_extra=settings["ignore_extra_features"])
         scale = settings["step_scale"]
         if scale != 1:  # see RayTrainer: the driver keeps the unscaled steps in the model it saves
             c = self.trained.model.config
             self.trained.model.config = dataclasses.replace(c, eta0=c.eta0 * scale, eta_anchor=c.eta_anchor * scale)
-        self.source = open_source(data["files"], **data["options"])
         self.settings = settings
-        self.stream: RowStream | None = None
-        self.bad_rows = 0
-        self._attached: list[tuple[Prefetch, RowStream]] = []  # epochs' streams, reading, in order
-        self._running: list[Prefetch] = []  # the current epoch's threads
-
-    def ping(self) -> int:
         return os.getpid()
 
     def _chunks(self, split):
@@ -368,7 +377,7 @@ class Worker:
         reader = self.source.reader  # the layout (label, features, hashing) of the data set
         where = f"Ray stream of worker {self.rank}"
         row0 = 0
-        for table in split.iter_batches(batch_size=self.settings["chunk_rows"], batch_format="pyarrow",
+        for table in split.iter_batches(batch_size=self.chunk_rows, batch_format="pyarrow",
                                         prefetch_batches=1):
             for batch in table.to_batches():
                 chunk, bad = reader.batch_chunk(batch, where, row0)
@@ -441,25 +450,148 @@ class Worker:
 # ---------------------------------------------------------------------------
 
 
+def make_datasets(ray, source, opts, seed: int, epochs: range) -> dict:
+    """Ray Data's dataset of every epoch in ``epochs``, made before any is read.
+
+    One dataset per epoch (the shards in the local trainer's order for
+    (seed, epoch)), not the epochs chained with ``union``: a union of three
+    or more reads does not keep the blocks in order (measured with Ray 2.60:
+    a file's second row group came after the next file's first).
+
+    All of them at once, because making one runs Ray tasks (``read_parquet``
+    samples the files), and each wants a whole CPU. Once an epoch is being
+    read, its read tasks may hold the CPUs, paused until the workers take
+    their blocks, and the workers' token reservations hold a little more;
+    made then, the next epoch's dataset waited for a CPU while the workers
+    waited for the driver: a deadlock (seen on 5,810,120 rows, one worker,
+    2 CPUs: 0.99 CPU free, the sampling task queued for good). Datasets
+    are lazy: nothing is read before an epoch's streams are attached.
+    """
+    import inspect
+
+    files = source.files
+    # newer Ray names the read tasks' resources (ray_remote_args is deprecated there)
+    params = inspect.signature(ray.data.read_parquet).parameters
+    named = "num_cpus" in params
+    resources = {"num_cpus": READ_TASK_CPUS} if named else {"ray_remote_args": {"num_cpus": READ_TASK_CPUS}}
+    if "concurrency" in params:  # a Ray without it runs read tasks as its resources allow
+        resources["concurrency"] = READ_TASKS_AT_ONCE
+    datasets = {}
+    for epoch in epochs:
+        ds = ray.data.read_parquet(epoch_file_order(files, epoch, seed) if opts.shuffle else files,
+                                   file_extensions=None,
+                                   override_num_blocks=read_blocks(files, opts.workers), **resources)
+        datasets[epoch] = ds.select_columns(list(source.reader.columns))
+    return datasets
+
+
+def attach_streams(workers, dataset) -> list:
+    """Hand every worker its stream of ``dataset`` (``streaming_split``, equal shares, in order);
+    they start reading at once. Returns the calls' refs."""
+    splits = dataset.streaming_split(len(workers), equal=True)
+    return [w.attach.remote(it) for w, it in zip(workers, splits)]
+
+
+def stream_rows(source) -> int:
+    """Rows per batch a worker pulls from its stream: the local reader's chunk size where the
+    data's width is known before the scan (a wide table, or shards from ``convert``)."""
+    hint = source.n_features_hint
+    return reader_rows(hint) if hint else int(source.reader.chunk_rows)
+
+
+class RayStart:
+    """Ray, every epoch's dataset, and the workers reading the first epoch: a run's Ray side.
+
+    A new run makes this before its scan pass (``train.trainer.train``).
+    Ray Data takes seconds from an epoch's first pull to its first rows (the
+    worker actors, the read tasks and the split coordinator start processes
+    of their own: 4.5-7.5 s measured here), and a new run's driver spends
+    seconds before its first round (the scan over the data, the
+    standardiser, k-means for the anchors): started first, the one overlaps
+    the other. The workers get the model when it exists (``Worker.setup``).
+    A resumed or continued run makes it in ``RayTrainer.fit``, with nothing
+    to overlap. (Making the datasets and the workers in a thread beside the
+    scan, after ``ray.init``, gained nothing on 2 cores: the two competed
+    for them; measured, 2 runs each. ``ray.init`` itself must run in the
+    thread that then uses Ray.)
+
+    ``close()`` stops the workers, restores Ray Data's settings and stops a
+    Ray instance this started; the trainer calls it at the end of its run,
+    and ``train`` if the scan fails.
+    """
+
+    def __init__(self, source, data: dict, opts, seed: int, epochs: range, chunk_rows: int):
+        self.ray = ray = import_ray()
+        self.opts, self.data, self.chunk_rows = opts, data, int(chunk_rows)
+        self.workers: list = []
+        self.pending: list = []
+        self._context = None
+        self.started = _connect(ray, opts.address, opts.quiet)
+        try:
+            # a Ray someone else connected (a notebook, the tests) gets the import path per actor
+            self.actor_env = None if self.started or opts.address else _runtime_env(None)
+            self._context = _data_context(ray).__enter__()
+            self.cpus = worker_cpus(float(ray.cluster_resources().get("CPU", 1.0)), opts.workers)
+            self.datasets = make_datasets(ray, source, opts, seed, epochs)
+            self.start_workers(epochs.start)
+        except BaseException:
+            self.close()
+            raise
+
+    def start_workers(self, epoch: int) -> None:
+        """New worker actors, reading ``epoch`` at once; ``pending`` holds the calls' refs."""
+        actor = self.ray.remote(Worker)
+        token = os.urandom(4).hex()
+        self.workers = [
+            actor.options(num_cpus=self.cpus, scheduling_strategy="SPREAD",
+                          name=f"{ACTOR_PREFIX}-{token}-{k}", max_restarts=0,
+                          runtime_env=self.actor_env).remote(k, self.data, self.chunk_rows)
+            for k in range(self.opts.workers)]
+        self.pending = attach_streams(self.workers, self.datasets[epoch])
+
+    def stop_workers(self) -> None:
+        for w in self.workers:
+            try:
+                self.ray.get(w.close.remote(), timeout=10)
+            except Exception:  # dead, or stuck: killed below anyway
+                pass
+            try:
+                self.ray.kill(w)
+            except Exception:  # already dead
+                pass
+        self.workers = []
+
+    def close(self) -> None:
+        self.stop_workers()
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+            self._context = None
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+
 class RayTrainer(Trainer):
-    """The streaming trainer with its epochs run by Ray workers (same store, records and resume)."""
+    """The streaming trainer with its epochs run by Ray workers (same store, records and resume).
+
+    ``ray_start``: the run's :class:`RayStart` if it was made before the scan
+    (a new run); otherwise ``fit`` makes it.
+    """
+
+    def __init__(self, *args, ray_start: RayStart | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._up = ray_start
 
     def fit(self) -> dict:
-        ray = import_ray()
-        opts = self.opts
-        started = _connect(ray, opts.address, opts.quiet)
-        # a Ray someone else connected (a notebook, the tests) gets the import path per actor
-        self._actor_env = None if started or opts.address else _runtime_env(None)
-        self._ray, self._workers, self._restarts = ray, [], 0
+        if self._up is None:
+            self._up = RayStart(self.source, self.run.data, self.opts, self.trained.model.config.seed,
+                                range(self.run.epoch, self.run.epochs), self._reader_rows())
+        up = self._up
+        self._ray, self._restarts = up.ray, 0
         try:
-            with _data_context(ray):
-                cpus = float(ray.cluster_resources().get("CPU", 1.0))
-                self._cpus = worker_cpus(cpus, opts.workers)
-                return self._fit_with_restarts()
+            return self._fit_with_restarts()
         finally:
-            self._stop_workers()
-            if started:
-                ray.shutdown()
+            up.close()
 
     # ------------------------------------------------------------ workers
     def _settings(self) -> dict:
@@ -467,37 +599,29 @@ class RayTrainer(Trainer):
         std = self.trained.standardizer
         return {"seed": model.config.seed, "batch_rows": opts.batch_rows, "shuffle": opts.shuffle,
                 "buffer_rows": self._buffer_rows(model.p if std.center else run.mean_row_entries),
-                "chunk_rows": self._reader_rows(), "ignore_extra_features": opts.ignore_extra_features,
+                "ignore_extra_features": opts.ignore_extra_features,
                 "ignore_unknown_labels": opts.ignore_unknown_labels, "step_scale": self._step_scale()}
 
     def _step_scale(self) -> float:
         """Workers' step sizes are eta0 and eta_anchor times this (see the module notes)."""
         return float(self.opts.workers) if self.opts.scale_steps else 1.0
 
+    @property
+    def _workers(self) -> list:
+        return self._up.workers
+
     def _start_workers(self) -> None:
-        ray, opts = self._ray, self.opts
-        actor = ray.remote(Worker)
-        state = ray.put(self.trained.state())
-        token = os.urandom(4).hex()
-        self._workers = [
-            actor.options(num_cpus=self._cpus, scheduling_strategy="SPREAD",
-                          name=f"{ACTOR_PREFIX}-{token}-{k}", max_restarts=0,
-                          runtime_env=self._actor_env).remote(
-                k, state, self.run.data, self._settings())
-            for k in range(opts.workers)]
-        self._get([w.ping.remote() for w in self._workers])
+        """Workers reading the current epoch (already, if the run's RayStart made them), given the model."""
+        up = self._up
+        if not up.workers:  # a restart after a worker died
+            up.start_workers(self.run.epoch)
+        state = self._ray.put(self.trained.state())
+        settings = self._settings()
+        self._get(up.pending + [w.setup.remote(state, settings) for w in up.workers])
+        up.pending = []
 
     def _stop_workers(self) -> None:
-        for w in self._workers:
-            try:
-                self._ray.get(w.close.remote(), timeout=10)
-            except Exception:  # dead, or stuck: killed below anyway
-                pass
-            try:
-                self._ray.kill(w)
-            except Exception:  # already dead
-                pass
-        self._workers = []
+        self._up.stop_workers()
 
     def _get(self, refs):
         ray = self._ray
@@ -511,53 +635,13 @@ class RayTrainer(Trainer):
                 raise cause from None
             raise
 
-    def _make_datasets(self) -> None:
-        """Ray Data's dataset of every epoch left to train, made before any is read.
-
-        One dataset per epoch (the shards in the local trainer's order for
-        (seed, epoch)), not the epochs chained with ``union``: a union of three
-        or more reads does not keep the blocks in order (measured with Ray 2.60:
-        a file's second row group came after the next file's first).
-
-        All of them now, because making one runs Ray tasks (``read_parquet``
-        samples the files), and each wants a whole CPU. Once an epoch is being
-        read, its read tasks may hold the CPUs, paused until the workers take
-        their blocks, and the workers' token reservations hold a little more;
-        made then, the next epoch's dataset waited for a CPU while the workers
-        waited for the driver: a deadlock (seen on 5,810,120 rows, one worker,
-        2 CPUs: 0.99 CPU free, the sampling task queued for good). Datasets
-        are lazy: nothing is read before an epoch's streams are attached.
-        """
-        import inspect
-
-        ray, opts, run = self._ray, self.opts, self.run
-        seed, files = self.trained.model.config.seed, self.source.files
-        # newer Ray names the read tasks' resources (ray_remote_args is deprecated there)
-        params = inspect.signature(ray.data.read_parquet).parameters
-        named = "num_cpus" in params
-        resources = {"num_cpus": READ_TASK_CPUS} if named else {"ray_remote_args": {"num_cpus": READ_TASK_CPUS}}
-        if "concurrency" in params:  # a Ray without it runs read tasks as its resources allow
-            resources["concurrency"] = READ_TASKS_AT_ONCE
-        for epoch in range(run.epoch, run.epochs):
-            if epoch not in self._datasets:
-                ds = ray.data.read_parquet(epoch_file_order(files, epoch, seed) if opts.shuffle else files,
-                                           file_extensions=None,
-                                           override_num_blocks=read_blocks(files, opts.workers), **resources)
-                self._datasets[epoch] = ds.select_columns(list(self.source.reader.columns))
-
-    def _splits(self, epoch: int):
-        """One stream per worker for ``epoch``, in order (``preserve_order``): a new execution of
-        the epoch's dataset (made by ``_make_datasets``), so a restart can read it again."""
-        return self._datasets[epoch].streaming_split(self.opts.workers, equal=True)
-
     def _attach(self, epoch: int) -> None:
-        """Hand every worker its stream of ``epoch``; they start reading it at once."""
-        self._get([w.attach.remote(it) for w, it in zip(self._workers, self._splits(epoch))])
+        """Hand every worker its stream of ``epoch`` (a new execution of the epoch's dataset, so a
+        restart can read it again); they start reading it at once."""
+        self._get(attach_streams(self._workers, self._up.datasets[epoch]))
 
     # -------------------------------------------------------------- loop
     def _fit_with_restarts(self) -> dict:
-        self._datasets = {}
-        self._make_datasets()
         while True:
             try:
                 return self._fit_rounds()
@@ -599,8 +683,8 @@ class RayTrainer(Trainer):
             self._start_workers()
             # each worker's share of an epoch (equal=True: the same for all; N mod n rows wait)
             epoch_rows = run.rows_per_epoch // n
-            broadcast = None  # the workers were made holding `state`; later rounds send the merge
-            attached = run.epoch - 1  # the last epoch whose streams the workers hold
+            broadcast = None  # the workers were given `state`; later rounds send the merge
+            attached = run.epoch  # the last epoch whose streams the workers hold
             while run.epoch < run.epochs:
                 if len(run.worker_positions) != n:
                     run.worker_positions = [0] * n
@@ -675,4 +759,4 @@ class RayTrainer(Trainer):
         return record
 
 
-__all__ = ["RayTrainer", "Worker", "WorkerLostError", "check_address", "import_ray", "preflight", "worker_cpus"]
+__all__ = ["RayStart", "RayTrainer", "Worker", "WorkerLostError", "check_address", "import_ray", "preflight", "worker_cpus"]

@@ -116,8 +116,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def _reader_rows(self) -> int:
-        p = max(self.trained.model.p, 1)
-        return int(max(1024, min(65536, READ_ENTRIES // p)))
+        return reader_rows(self.trained.model.p)
 
     def _buffer_rows(self, mean_entries: float) -> int:
         if not self.opts.shuffle:
@@ -256,12 +255,17 @@ def _format_record(r: dict) -> str:
 
 
 # ------------------------------------------------------------------ entry points
-def _make_trainer(store, trained, run, valid_source) -> Trainer:
+def reader_rows(p: int) -> int:
+    """Rows per chunk the readers make for rows of ``p`` features (about READ_ENTRIES values)."""
+    return int(max(1024, min(65536, READ_ENTRIES // max(int(p), 1))))
+
+
+def _make_trainer(store, trained, run, valid_source, ray_start=None) -> Trainer:
     """The trainer of the run's engine (the Ray layer is imported only when asked for)."""
     if run.options.get("engine", "local") == "ray":
         from ..engines.ray_engine import RayTrainer
 
-        return RayTrainer(store, trained, run, valid_source)
+        return RayTrainer(store, trained, run, valid_source, ray_start=ray_start)
     return Trainer(store, trained, run, valid_source)
 
 
@@ -297,6 +301,22 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
         with store.lock():
             return _continue(store, source, valid_source, options, data_options, config)
     config = (config or Config()).validate()
+    ray_start = None
+    if options.engine == "ray":
+        # Ray, the epochs' datasets and the workers' first streams come up while this process
+        # scans (Ray Data's first rows take seconds: see engines/ray_engine.py, RayStart)
+        from ..engines.ray_engine import RayStart, stream_rows
+
+        ray_start = RayStart(source, {"files": source.files, "options": data_options}, options, config.seed,
+                             range(options.epochs), stream_rows(source))
+    try:
+        return _train_new(store, source, valid_source, options, data_options, config, ray_start)
+    finally:
+        if ray_start is not None:
+            ray_start.close()  # after fit, a no-op; after a failed scan, stops the workers and Ray
+
+
+def _train_new(store, source, valid_source, options, data_options, config, ray_start) -> dict:
     sc = scan(source, sample_size=options.sample_size, seed=config.seed, task=options.task,
               classes=options.classes, progress=not options.quiet)
     std = Standardizer.from_scan(sc, center=should_center(sc, source.dense),
@@ -315,7 +335,7 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
                    valid={"files": valid_source.files} if valid_source else None,
                    options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
                    mean_row_entries=sc.nnz / max(sc.n_rows, 1))
-    trainer = _make_trainer(store, trained, run, valid_source)
+    trainer = _make_trainer(store, trained, run, valid_source, ray_start)
     if not options.quiet:
         _describe_start(sc, config, std, source)
     with store.lock():
