@@ -953,7 +953,8 @@ STATIC_NOTES = """## What streamfm does for speed
   (a full-width row: the anchor's whole W[i] and V[i]; a sparse row: its
   features' slices). Measured in alternating runs of the trainer's loop on
   in-memory chunks (thread time): dense m = 4096 58 -> 48-53 us a row
-  (with the IVF change), m = 1024 40-44 -> 29-37, m = 64 unchanged;
+  (with the IVF change; the prefetch alone: 3-5% in 8 alternations in one
+  process), m = 1024 40-44 -> 29-37, m = 64 unchanged;
   sparse llfm-jo (2^20 features, m = 50) 79-82 -> 39 us a row. Also tried
   and not kept: prefetching the next row's first candidates during this
   row's updates (no difference in 6 alternating runs) and the next row's

@@ -93,9 +93,11 @@ def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, wor
     for c in range(C):
         fbuf[c] = 0.0
     D = 0.0
-    # with many anchors the parameters outgrow the caches: ask for the
-    # blocks two neighbours ahead while this one is computed (measured at
-    # m = 4096: 5-13% less time per row; see kernels/_prefetch.py)
+    # with many anchors or features the parameters outgrow the caches: ask
+    # for the blocks two neighbours ahead while this one is computed
+    # (measured: sparse rows of 2^20 features, m = 50, 2x the rows/s; dense
+    # 54 features, m = 4096, 3-5% in 8 alternations in one process, 5-13% in
+    # 3 pairs of processes: the machine is noisy; see kernels/_prefetch.py)
     for a in range(min(k, PREFETCH_AHEAD)):
         prefetch_anchor(ids[a], lo, hi, indices, W, V)
     for a in range(k):
