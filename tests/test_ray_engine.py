@@ -112,8 +112,7 @@ def test_workers_read_while_the_driver_scans_and_stop_if_the_scan_fails(ray_inst
               options=TrainOptions(engine="ray", workers=2, **EXACT))
     assert events == ["read", "scan"]
     assert not ModelDir(tmp_path / "m").exists()
-    names = [a["name"] if isinstance(a, dict) else a for a in ray_instance.util.list_named_actors()]
-    assert not [n for n in names if n.startswith(ray_engine.ACTOR_PREFIX)]
+    assert not _worker_actors(ray_instance)
 
 
 def _stratified(y, n_train, seed):
@@ -153,11 +152,18 @@ def test_two_workers_reach_the_accuracy_of_one(ray_instance, tmp_path, dataset):
     assert abs(acc[2] - acc[1]) <= 0.01, acc
 
 
+def _worker_actors(ray) -> list:
+    """Names of the streamfm worker actors alive in this Ray instance."""
+    from streamfm.engines.ray_engine import ACTOR_PREFIX
+
+    names = [a["name"] if isinstance(a, dict) else a for a in ray.util.list_named_actors()]
+    return [n for n in names if n.startswith(ACTOR_PREFIX)]
+
+
 def _kill_a_worker_once_training(ray, store, done):
     """Wait for a checkpoint with rows trained, then kill one worker actor."""
     while not done.is_set():
-        names = [a["name"] if isinstance(a, dict) else a for a in ray.util.list_named_actors()]
-        workers = [n for n in names if n.startswith("streamfm-worker")]
+        workers = _worker_actors(ray)
         if workers and store.exists() and store.read_manifest()["model"]["t"] > 0:
             ray.kill(ray.get_actor(sorted(workers)[-1]))
             return

@@ -361,7 +361,7 @@ class Worker:
     def setup(self, model_state, settings: dict) -> int:
         """The model to train (``TrainedModel.state()``, copied: the worker owns its arrays) and
         the run's settings: seed, batch_rows, buffer_rows, shuffle, ignore_extra_features,
-        ignore_unknown_labels, step_scale (the factor on eta0 and eta_anchor). Returns the pid."""
+        ignore_unknown_labels, step_scale (the factor on eta0 and eta_anchor)."""
         meta, arrays = model_state
         self.trained = TrainedModel.from_state(meta, {k: np.array(v) for k, v in arrays.items()},
                                                ignore_extra=settings["ignore_extra_features"])
@@ -370,7 +370,6 @@ class Worker:
             c = self.trained.model.config
             self.trained.model.config = dataclasses.replace(c, eta0=c.eta0 * scale, eta_anchor=c.eta_anchor * scale)
         self.settings = settings
-        return os.getpid()
 
     def _chunks(self, split):
         """Chunks from this worker's Ray Data stream (Arrow tables), in stream order."""

@@ -260,6 +260,11 @@ def reader_rows(p: int) -> int:
     return int(max(1024, min(65536, READ_ENTRIES // max(int(p), 1))))
 
 
+def _data_record(source, data_options: dict) -> dict:
+    """How a run's data is found and read again (``RunState.data``; a Ray worker's ``data``)."""
+    return {"files": source.files, "options": data_options}
+
+
 def _make_trainer(store, trained, run, valid_source, ray_start=None) -> Trainer:
     """The trainer of the run's engine (the Ray layer is imported only when asked for)."""
     if run.options.get("engine", "local") == "ray":
@@ -307,7 +312,7 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
         # scans (Ray Data's first rows take seconds: see engines/ray_engine.py, RayStart)
         from ..engines.ray_engine import RayStart, stream_rows
 
-        ray_start = RayStart(source, {"files": source.files, "options": data_options}, options, config.seed,
+        ray_start = RayStart(source, _data_record(source, data_options), options, config.seed,
                              range(options.epochs), stream_rows(source))
     try:
         return _train_new(store, source, valid_source, options, data_options, config, ray_start)
@@ -331,7 +336,7 @@ def _train_new(store, source, valid_source, options, data_options, config, ray_s
     model.set_epoch_rows(sc.n_rows)
     classes = None if sc.task == "regression" else sc.classes
     trained = TrainedModel(model, std, classes)
-    run = RunState(data={"files": source.files, "options": data_options},
+    run = RunState(data=_data_record(source, data_options),
                    valid={"files": valid_source.files} if valid_source else None,
                    options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
                    mean_row_entries=sc.nnz / max(sc.n_rows, 1))
@@ -373,7 +378,7 @@ def _continue(store, source, valid_source, options, data_options, config) -> dic
         raise InputError(f"the new data has {sc.n_features:,} features, beyond the model's "
                          f"{trained.model.p:,}; pass --ignore-extra-features to drop the extra ones")
     history = run_old.get("history", []) + [{k: run_old[k] for k in ("data", "epochs", "rows_per_epoch")}]
-    run = RunState(data={"files": source.files, "options": data_options},
+    run = RunState(data=_data_record(source, data_options),
                    valid={"files": valid_source.files} if valid_source else None,
                    options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
                    mean_row_entries=sc.nnz / max(sc.n_rows, 1), history=history)
