@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamfm import cli
+from streamfm.io.sources import open_source
 from streamfm.models.config import Config
+from streamfm.preprocess.shuffle import epoch_file_order
 from streamfm.store.modeldir import ModelDir
 from streamfm.train.trainer import TrainOptions, load, resume, train
 from test_trainer import local_rules, write_parquet
@@ -60,13 +62,17 @@ def params(path):
     return {k: np.asarray(m.params[k]) for k in ("b", "W", "V", "Z")}, m.t
 
 
+@pytest.mark.parametrize("per_run", [True, False], ids=["split-per-run", "dataset-per-epoch"])
 def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, data, local_run, tmp_path,
-                                                              monkeypatch):
-    """One Ray worker reads the local engine's stream (shard order, shuffle buffer): same parameters."""
+                                                              monkeypatch, per_run):
+    """One Ray worker reads the local engine's stream (shard order, shuffle buffer): same parameters,
+    whether the run reads one split every epoch or (a Ray older than SPLIT_PER_RUN_FROM) a dataset
+    per epoch."""
     from streamfm.engines import ray_engine
 
-    # every epoch's dataset is made before any epoch is read: making one runs Ray tasks that need
-    # a free CPU, which paused read tasks can hold (a deadlock on 5.8M rows, see make_datasets)
+    # datasets are made before any epoch is read (making one runs Ray tasks that need a free CPU,
+    # which paused read tasks can hold: a deadlock on 5.8M rows, see make_datasets); with a split
+    # per run, one dataset, split once: both epochs are read from it, in the local shard orders
     events = []
     read_parquet, attach = ray_instance.data.read_parquet, ray_engine.attach_streams
 
@@ -77,9 +83,13 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
 
     monkeypatch.setattr(ray_instance.data, "read_parquet", made)
     monkeypatch.setattr(ray_engine, "attach_streams", lambda *a: events.append("read") or attach(*a))
+    monkeypatch.setattr(ray_engine, "split_per_run", lambda ray, shuffle: per_run)
     train(data["train"], tmp_path / "ray", config=Config(**CONF),
           options=TrainOptions(engine="ray", workers=1, sync_rows=64, **EXACT))
-    assert events == ["make", "make", "read", "read"]
+    assert events == (["make", "read"] if per_run else ["make", "make", "read", "read"])
+    files = open_source(data["train"]).files  # the second epoch was read in a new order
+    seed = Config(**CONF).seed
+    assert epoch_file_order(files, 0, seed) != epoch_file_order(files, 1, seed)
     (a, ta), (b, tb) = params(local_run), params(tmp_path / "ray")
     assert ta == tb == 2 * 1200
     for name in a:
@@ -89,6 +99,31 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
     # where the epoch went: rounds within the epoch, the worker's time within its rounds, its wait within that
     assert 0 < rec["worker_input_wait_seconds"][0] <= rec["worker_round_seconds"][0] <= rec["round_seconds"] \
         <= rec["seconds"]
+
+
+def test_one_split_reads_every_epoch_in_the_local_trainers_shard_order(ray_instance, tmp_path):
+    """The run's one split, read again for epochs 2, 3 and 4 of a run (a resumed one): Ray Data
+    goes through the shards in ``epoch_file_order`` of each epoch, whole and in order."""
+    from types import SimpleNamespace
+
+    from streamfm.engines import ray_engine
+
+    n = 6 * 50
+    path = write_parquet(tmp_path / "shards", np.arange(n, dtype=float)[:, None], np.zeros(n), shards=6)
+    source = open_source(path)
+    opts = SimpleNamespace(shuffle=True, workers=1)
+    with ray_engine._data_context(ray_instance):
+        assert ray_engine.split_per_run(ray_instance, shuffle=True)  # the Ray the tests run on
+        datasets = ray_engine.make_datasets(ray_instance, source, opts, 7, range(2, 5), per_run=True)
+        split = datasets[2].streaming_split(1, equal=True)[0]
+        for epoch in (2, 3, 4):
+            rows = np.concatenate([t.column("f0").to_numpy() for t in split.iter_batches(
+                batch_size=64, batch_format="pyarrow")]).astype(int)
+            want = np.concatenate([np.arange(n)[int(os.path.basename(f)[5:10]) * 50:][:50]
+                                   for f in epoch_file_order(source.files, epoch, 7)])
+            np.testing.assert_array_equal(rows, want)
+    orders = {tuple(epoch_file_order(source.files, e, 7)) for e in (2, 3, 4)}
+    assert len(orders) == 3  # the check above saw three different orders
 
 
 def test_workers_read_while_the_driver_scans_and_stop_if_the_scan_fails(ray_instance, data, tmp_path,

@@ -12,12 +12,14 @@ Ray Data comes up it does what the local trainer does before its epochs --
 scan, standardiser, k-means anchors -- and gives the workers the model. Then,
 per epoch:
 
-1. ``ray.data.read_parquet`` over the shards in the epoch's seeded order
-   (the local trainer's), ``streaming_split(n, equal=True)``: one stream per
-   worker, equally long. (A new Ray Data execution per epoch costs a few
-   seconds of start-up, hidden by attaching it before the previous epoch
-   ends; chaining the epochs with ``union`` would avoid it, but does not keep
-   blocks in order.)
+1. ``ray.data.read_parquet`` over the shards, ``streaming_split(n,
+   equal=True)`` once for the run: one stream per worker, equally long, which
+   every epoch reads again (a new execution of the read in the same split
+   coordinator; see ``make_datasets``), the shards in the epoch's seeded order
+   -- the local trainer's (``engines/ray_shards.py``). A worker starts
+   reading the next epoch as soon as it has read this one. (On a Ray older
+   than ``SPLIT_PER_RUN_FROM``, a shuffled run makes a dataset and a split
+   per epoch instead, attached early.)
 2. One actor per worker holds a model and passes the ``N // n`` rows of its
    stream through a shuffle buffer seeded by (seed, epoch) and its rank.
 3. Synchronous rounds: the driver broadcasts the merged state with
@@ -47,15 +49,16 @@ scheduling promise, not a limit), and the operating system shares each core
 between reading and training. Each read task pays a start-up of its own, so
 an epoch is read in tasks of about ``READ_TASK_BYTES`` (``read_blocks``), and
 with the V1 Parquet datasource, which hands out blocks as they are read.
-Every worker pulls its stream from a thread, and the next epoch's streams are
-attached after the current epoch's first round, so Ray Data's start-up
-overlaps training.
+Every worker pulls its stream from a thread, a few chunks ahead, and asks
+for the next epoch as soon as the current one is read, so each epoch's
+start-up in Ray Data overlaps training on the end of the previous one.
 
 Failures
 --------
 A worker that dies mid-round (its actor killed, its node lost) loses only
 that round: the driver still holds the state merged after the last complete
-round. It checkpoints that state and starts new actors from it, each skipping
+round. It checkpoints that state and starts new actors, with a new dataset
+and split from the current epoch on, each skipping
 the rows its predecessor had trained on in the epoch (``--worker-retries``
 times, default 2); after that the run stops with a message, the checkpoint
 intact, and ``streamfm train --resume DIR`` continues it.
@@ -85,6 +88,7 @@ import os
 import resource
 import socket
 import sys
+import threading
 import time
 from dataclasses import asdict
 
@@ -105,7 +109,8 @@ INSTALL_HINT = 'pip install "streamfm[ray]"'
 #: rows each worker trains between merges when --sync-rows is not given (docs/scaling.md)
 DEFAULT_SYNC_ROWS = 65_536
 #: Ray Data's object-store budget for blocks read ahead of the workers: without one it
-#: reads future epochs while the workers train (memory and CPU taken from training)
+#: read far ahead (with a dataset per epoch, future epochs) while the workers trained
+#: (memory and CPU taken from training)
 READ_AHEAD_BYTES = 1 << 30
 #: name prefix of the worker actors (tests and operators find them by it)
 ACTOR_PREFIX = "streamfm-worker"
@@ -228,12 +233,13 @@ def worker_cpus(cluster_cpus: float, workers: int) -> float:
     return float(min(ACTOR_CPU_TOKEN, 0.05 * cluster_cpus / max(workers, 1)))
 
 
-#: CPUs a Ray Data read task reserves: none. Two epochs are read at once (the next one is
-#: attached early), and a read task that waits for its consumer keeps what it reserved: with a
-#: CPU each, the next epoch's waiting read task and the workers' tokens left the current epoch
-#: 0.99 of a CPU, too little for its next read task, while the workers waited for its rows
-#: (seen: 5,810,120 rows, 2 workers on 2 CPUs, Ray Data's scheduler spinning, the workers idle).
-#: Reserving nothing, reading always progresses; the operating system shares the cores.
+#: CPUs a Ray Data read task reserves: none. A read task that waits for its consumer keeps what
+#: it reserved: with a CPU each, when two epochs were read at once (a dataset per epoch, the
+#: next one attached early), the next epoch's waiting read task and the workers' tokens left the
+#: current epoch 0.99 of a CPU, too little for its next read task, while the workers waited for
+#: its rows (seen: 5,810,120 rows, 2 workers on 2 CPUs, Ray Data's scheduler spinning, the
+#: workers idle). Reserving nothing, reading always progresses, whatever else holds the CPUs
+#: (a restart's new dataset, other jobs); the operating system shares the cores.
 READ_TASK_CPUS = 0
 
 #: read tasks an epoch's dataset runs at once: with no CPU reserved nothing else bounds them,
@@ -355,8 +361,11 @@ class Worker:
         self.settings: dict = {}
         self.stream: RowStream | None = None
         self.bad_rows = 0
+        self.split = None  # this worker's Ray Data split: of the run's dataset, read once per epoch
         self._attached: list[tuple[Prefetch, RowStream]] = []  # epochs' streams, reading, in order
         self._running: list[Prefetch] = []  # the current epoch's threads
+        self._read_done: threading.Event | None = None  # set when the last attached epoch is read
+        self._closing = threading.Event()
 
     def setup(self, model_state, settings: dict) -> int:
         """The model to train (``TrainedModel.state()``, copied: the worker owns its arrays) and
@@ -371,32 +380,48 @@ class Worker:
             self.trained.model.config = dataclasses.replace(c, eta0=c.eta0 * scale, eta_anchor=c.eta_anchor * scale)
         self.settings = settings
 
-    def _chunks(self, split):
-        """Chunks from this worker's Ray Data stream (Arrow tables), in stream order."""
-        reader = self.source.reader  # the layout (label, features, hashing) of the data set
-        where = f"Ray stream of worker {self.rank}"
-        row0 = 0
-        for table in split.iter_batches(batch_size=self.chunk_rows, batch_format="pyarrow",
-                                        prefetch_batches=1):
-            for batch in table.to_batches():
-                chunk, bad = reader.batch_chunk(batch, where, row0)
-                row0 += batch.num_rows
-                self.bad_rows += bad
-                yield chunk
+    def _chunks(self, split, after: threading.Event | None, done: threading.Event):
+        """Chunks of one epoch from ``split`` (Arrow tables), in stream order, once ``after`` is set
+        (the previous epoch all read from the same split: a split starts its next epoch when every
+        worker asks for it, and asked early it would end the current one)."""
+        try:
+            while after is not None and not after.wait(0.1):
+                if self._closing.is_set():
+                    return
+            reader = self.source.reader  # the layout (label, features, hashing) of the data set
+            where = f"Ray stream of worker {self.rank}"
+            row0 = 0
+            for table in split.iter_batches(batch_size=self.chunk_rows, batch_format="pyarrow",
+                                            prefetch_batches=1):
+                for batch in table.to_batches():
+                    chunk, bad = reader.batch_chunk(batch, where, row0)
+                    row0 += batch.num_rows
+                    self.bad_rows += bad
+                    yield chunk
+        finally:
+            done.set()
 
-    def attach(self, split) -> None:
-        """Take this worker's Ray Data stream of a coming epoch and start reading it.
+    def attach(self, split=None) -> None:
+        """Start reading a coming epoch: from ``split``, or (None) from this worker's split again.
 
-        Ray Data starts a dataset's execution on the first pull, and its first
-        blocks come seconds later (task start-up); so the stream is pulled from
-        a thread at once, a few chunks ahead, and the driver attaches the next
-        epoch's stream once this one's first round is done: its start-up
-        (several seconds) overlaps training instead of following it.
-        (Attached a few rounds before the end instead, the lead time shrank
-        with ``--sync-rows``: one worker trained 89,000 rows/s with rounds of
-        16,384 rows and 128,000 with rounds of 65,536, measured.)
+        Ray Data starts an execution on the first pull, and its first blocks
+        come later (task start-up); so the stream is pulled from a thread at
+        once, a few chunks ahead, and the driver attaches the next epoch once
+        this one's first round is done. Read from the same split, that epoch's
+        thread asks for it as soon as this epoch is all read, while training
+        still has this epoch's shuffle buffer to go through; a new split (a
+        dataset per epoch: see ``make_datasets``) is pulled at once. (Attached
+        a few rounds before the end instead, the lead time shrank with
+        ``--sync-rows``: one worker trained 89,000 rows/s with rounds of 16,384
+        rows and 128,000 with rounds of 65,536, measured with a dataset per
+        epoch.)
         """
-        ahead = Prefetch(self._chunks(split), READ_AHEAD_CHUNKS)
+        after = self._read_done if split is None else None
+        if split is not None:
+            self.split = split
+        done = threading.Event()
+        ahead = Prefetch(self._chunks(self.split, after, done), READ_AHEAD_CHUNKS)
+        self._read_done = done
         self._attached.append((ahead, RowStream(ahead.__enter__())))
 
     def start_epoch(self, epoch: int, epoch_rows: int, skip_rows: int = 0) -> None:
@@ -423,6 +448,7 @@ class Worker:
 
     def close(self) -> None:
         """Stop every reading thread (the actor is about to go)."""
+        self._closing.set()
         self._stop_running()
         for ahead, _ in self._attached:
             ahead.__exit__(None, None, None)
@@ -449,23 +475,52 @@ class Worker:
 # ---------------------------------------------------------------------------
 
 
-def make_datasets(ray, source, opts, seed: int, epochs: range) -> dict:
-    """Ray Data's dataset of every epoch in ``epochs``, made before any is read.
+#: the first Ray whose Parquet reads order the files per execution through
+#: ``FileShuffleConfig.get_seed(execution_idx)`` (2.54; 2.53 and 2.46 ignore it: checked)
+SPLIT_PER_RUN_FROM = (2, 54)
 
-    One dataset per epoch (the shards in the local trainer's order for
-    (seed, epoch)), not the epochs chained with ``union``: a union of three
-    or more reads does not keep the blocks in order (measured with Ray 2.60:
-    a file's second row group came after the next file's first).
 
-    All of them at once, because making one runs Ray tasks (``read_parquet``
-    samples the files), and each wants a whole CPU. Once an epoch is being
-    read, its read tasks may hold the CPUs, paused until the workers take
-    their blocks, and the workers' token reservations hold a little more;
-    made then, the next epoch's dataset waited for a CPU while the workers
-    waited for the driver: a deadlock (seen on 5,810,120 rows, one worker,
-    2 CPUs: 0.99 CPU free, the sampling task queued for good). Datasets
-    are lazy: nothing is read before an epoch's streams are attached.
+def split_per_run(ray, shuffle: bool) -> bool:
+    """True: the run reads one split every epoch (see make_datasets); False: a dataset per epoch."""
+    try:
+        version = tuple(int(v) for v in ray.__version__.split(".")[:2])
+    except ValueError:  # a development build: assume it is recent
+        return True
+    return not shuffle or version >= SPLIT_PER_RUN_FROM
+
+
+def make_datasets(ray, source, opts, seed: int, epochs: range, per_run: bool) -> dict:
+    """Ray Data's datasets of a run, by the epoch each is first read in.
+
+    ``per_run`` (see ``split_per_run``): one dataset and one
+    ``streaming_split`` for the whole run, ``{epochs.start: dataset}``; each
+    epoch iterates the split again, which re-executes the read in the same
+    split coordinator. With a dataset per epoch, every epoch started a
+    coordinator process, and each one spent 2.7-4.2 CPU seconds importing Ray
+    Data before its first block (measured, 2 cores). Ray Data re-plans the
+    read at every execution and orders the shards with the run's seed for
+    that epoch (``engines.ray_shards``): the local trainer's order. Rays
+    older than ``SPLIT_PER_RUN_FROM`` never ask for that seed (2.53 and 2.46
+    draw every epoch's order from one generator of their own), so there a
+    shuffled run gets a dataset per epoch, the shards listed in the epoch's
+    order. (Chaining the epochs'
+    reads into one execution instead kept the coordinator's scheduling loop
+    running, and polling, for the whole run: 0.5 of a core while the workers
+    trained, measured.)
+
+    All made before any epoch is read: making one runs Ray tasks
+    (``read_parquet`` samples the files), and each wants a whole CPU; once an
+    epoch is being read, its read tasks may hold the CPUs, paused until the
+    workers take their blocks, and the workers' token reservations hold a
+    little more (seen on 5,810,120 rows, one worker, 2 CPUs: 0.99 CPU free,
+    the sampling task queued for good). Datasets are lazy: nothing is read
+    before the workers pull from their splits.
     """
+    firsts = [epochs.start] if per_run else list(epochs)
+    return {epoch: _dataset(ray, source, opts, seed, epoch, per_run) for epoch in firsts}
+
+
+def _dataset(ray, source, opts, seed: int, epoch: int, per_run: bool):
     import inspect
 
     files = source.files
@@ -475,18 +530,20 @@ def make_datasets(ray, source, opts, seed: int, epochs: range) -> dict:
     resources = {"num_cpus": READ_TASK_CPUS} if named else {"ray_remote_args": {"num_cpus": READ_TASK_CPUS}}
     if "concurrency" in params:  # a Ray without it runs read tasks as its resources allow
         resources["concurrency"] = READ_TASKS_AT_ONCE
-    datasets = {}
-    for epoch in epochs:
-        ds = ray.data.read_parquet(epoch_file_order(files, epoch, seed) if opts.shuffle else files,
-                                   file_extensions=None,
-                                   override_num_blocks=read_blocks(files, opts.workers), **resources)
-        datasets[epoch] = ds.select_columns(list(source.reader.columns))
-    return datasets
+    if opts.shuffle and per_run:
+        from .ray_shards import EpochShardOrder
+
+        resources["shuffle"] = EpochShardOrder(seed=int(seed), first_epoch=int(epoch))
+    elif opts.shuffle:
+        files = epoch_file_order(files, epoch, seed)
+    ds = ray.data.read_parquet(files, file_extensions=None,
+                               override_num_blocks=read_blocks(files, opts.workers), **resources)
+    return ds.select_columns(list(source.reader.columns))
 
 
 def attach_streams(workers, dataset) -> list:
-    """Hand every worker its stream of ``dataset`` (``streaming_split``, equal shares, in order);
-    they start reading at once. Returns the calls' refs."""
+    """Hand every worker its split of ``dataset`` (``streaming_split``, equal shares, in order);
+    they start reading its (first) epoch at once. Returns the calls' refs."""
     splits = dataset.streaming_split(len(workers), equal=True)
     return [w.attach.remote(it) for w, it in zip(workers, splits)]
 
@@ -499,7 +556,7 @@ def stream_rows(source) -> int:
 
 
 class RayStart:
-    """Ray, every epoch's dataset, and the workers reading the first epoch: a run's Ray side.
+    """Ray, the run's dataset, and the workers reading the first epoch: a run's Ray side.
 
     A new run makes this before its scan pass (``train.trainer.train``).
     Ray Data takes seconds from an epoch's first pull to its first rows (the
@@ -509,7 +566,7 @@ class RayStart:
     standardiser, k-means for the anchors): started first, the one overlaps
     the other. The workers get the model when it exists (``Worker.setup``).
     A resumed or continued run makes it in ``RayTrainer.fit``, with nothing
-    to overlap. (Making the datasets and the workers in a thread beside the
+    to overlap. (Making the dataset and the workers in a thread beside the
     scan, after ``ray.init``, gained nothing on 2 cores: the two competed
     for them; measured, 2 runs each. ``ray.init`` itself must run in the
     thread that then uses Ray.)
@@ -531,14 +588,22 @@ class RayStart:
             self.actor_env = None if self.started or opts.address else _runtime_env(None)
             self._context = _data_context(ray).__enter__()
             self.cpus = worker_cpus(float(ray.cluster_resources().get("CPU", 1.0)), opts.workers)
-            self.datasets = make_datasets(ray, source, opts, seed, epochs)
+            self.source, self.seed = source, seed
+            self.per_run = split_per_run(ray, opts.shuffle)
+            self.datasets = make_datasets(ray, source, opts, seed, epochs, self.per_run)
             self.start_workers(epochs.start)
         except BaseException:
             self.close()
             raise
 
     def start_workers(self, epoch: int) -> None:
-        """New worker actors, reading ``epoch`` at once; ``pending`` holds the calls' refs."""
+        """New worker actors, reading ``epoch`` at once; ``pending`` holds the calls' refs.
+
+        A restart (a worker died) reads the epoch through new splits: with a
+        split per run, of a new dataset whose first read is this epoch (the dead
+        worker's split, its coordinator and its place in the epoch go with it;
+        every worker starts the epoch again, each skipping what it had trained
+        on)."""
         actor = self.ray.remote(Worker)
         token = os.urandom(4).hex()
         self.workers = [
@@ -546,7 +611,16 @@ class RayStart:
                           name=f"{ACTOR_PREFIX}-{token}-{k}", max_restarts=0,
                           runtime_env=self.actor_env).remote(k, self.data, self.chunk_rows)
             for k in range(self.opts.workers)]
+        if epoch not in self.datasets:  # a restart in a later epoch of a split-per-run run
+            self.datasets = {epoch: _dataset(self.ray, self.source, self.opts, self.seed, epoch, True)}
         self.pending = attach_streams(self.workers, self.datasets[epoch])
+
+    def attach(self, epoch: int) -> list:
+        """Every worker starts reading ``epoch`` (after the current one): from its split again, or
+        from a new split of the epoch's dataset. Returns the calls' refs."""
+        if self.per_run:
+            return [w.attach.remote() for w in self.workers]
+        return attach_streams(self.workers, self.datasets[epoch])
 
     def stop_workers(self) -> None:
         for w in self.workers:
@@ -635,9 +709,8 @@ class RayTrainer(Trainer):
             raise
 
     def _attach(self, epoch: int) -> None:
-        """Hand every worker its stream of ``epoch`` (a new execution of the epoch's dataset, so a
-        restart can read it again); they start reading it at once."""
-        self._get(attach_streams(self._workers, self._up.datasets[epoch]))
+        """Every worker starts reading ``epoch`` (see RayStart.attach)."""
+        self._get(self._up.attach(epoch))
 
     # -------------------------------------------------------------- loop
     def _fit_with_restarts(self) -> dict:

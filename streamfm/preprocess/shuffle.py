@@ -81,8 +81,21 @@ def epoch_file_order(files: Sequence, epoch: int, seed: int) -> list:
         ``files`` permuted; the same (files, epoch, seed) give the same list.
     """
     files = list(files)
-    perm = _rng((seed, epoch), _FILES_STREAM).permutation(len(files))
-    return [files[i] for i in perm]
+    np.random.default_rng(shard_order_seed(seed, epoch)).shuffle(files)
+    return files
+
+
+def shard_order_seed(seed: int, epoch: int) -> int:
+    """The integer seed of epoch ``epoch``'s shard order: ``epoch_file_order`` is
+    ``np.random.default_rng(shard_order_seed(seed, epoch)).shuffle(files)``.
+
+    Spelled this way (one integer, then a shuffle of the list) because it is
+    exactly how Ray Data's ``FileShuffleConfig`` orders files from the seed its
+    ``get_seed(execution_idx)`` gives: the Ray engine hands this function to
+    Ray Data (``engines.ray_shards``), so one split re-read every epoch goes
+    through the shards in the local trainer's order (tested).
+    """
+    return int(_rng((seed, epoch), _FILES_STREAM).integers(2**32))
 
 
 def _slice(chunk: Chunk, a: int, b: int) -> Chunk:
