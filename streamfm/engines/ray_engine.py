@@ -481,12 +481,16 @@ SPLIT_PER_RUN_FROM = (2, 54)
 
 
 def split_per_run(ray, shuffle: bool) -> bool:
-    """True: the run reads one split every epoch (see make_datasets); False: a dataset per epoch."""
+    """True: the run reads one split every epoch (see make_datasets); False: a dataset per epoch.
+
+    Only from ``SPLIT_PER_RUN_FROM`` on, even unshuffled: older Rays run the
+    way they were tested with (a dataset per epoch), and gain the same there.
+    """
     try:
         version = tuple(int(v) for v in ray.__version__.split(".")[:2])
     except ValueError:  # a development build: assume it is recent
         return True
-    return not shuffle or version >= SPLIT_PER_RUN_FROM
+    return version >= SPLIT_PER_RUN_FROM
 
 
 def make_datasets(ray, source, opts, seed: int, epochs: range, per_run: bool) -> dict:
