@@ -619,6 +619,13 @@ class RayStart:
             self.datasets = {epoch: _dataset(self.ray, self.source, self.opts, self.seed, epoch, True)}
         self.pending = attach_streams(self.workers, self.datasets[epoch])
 
+    def setup(self, state, settings: dict) -> list:
+        """Give the workers the model (``Worker.setup``); returns the refs to wait on, those of
+        their first epoch's attach calls included (a failed attach shows there)."""
+        refs = self.pending + [w.setup.remote(state, settings) for w in self.workers]
+        self.pending = []
+        return refs
+
     def attach(self, epoch: int) -> list:
         """Every worker starts reading ``epoch`` (after the current one): from its split again, or
         from a new split of the epoch's dataset. Returns the calls' refs."""
@@ -692,10 +699,7 @@ class RayTrainer(Trainer):
         up = self._up
         if not up.workers:  # a restart after a worker died
             up.start_workers(self.run.epoch)
-        state = self._ray.put(self.trained.state())
-        settings = self._settings()
-        self._get(up.pending + [w.setup.remote(state, settings) for w in up.workers])
-        up.pending = []
+        self._get(up.setup(self._ray.put(self.trained.state()), self._settings()))
 
     def _stop_workers(self) -> None:
         self._up.stop_workers()
