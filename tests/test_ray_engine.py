@@ -126,6 +126,22 @@ def test_one_split_reads_every_epoch_in_the_local_trainers_shard_order(ray_insta
     assert len(orders) == 3  # the check above saw three different orders
 
 
+def test_the_shard_order_reaches_a_process_that_cannot_import_streamfm(ray_instance):
+    """The split coordinator unpickles the run's dataset, shard order included, in a Ray worker
+    that may not have streamfm (a Ray started by someone else): the order travels by value."""
+    import subprocess
+
+    from streamfm.engines.ray_shards import epoch_shard_order
+    from streamfm.preprocess.shuffle import shard_order_seed
+
+    blob = ray_instance.cloudpickle.dumps(epoch_shard_order(ray_instance, 7, range(2, 5)))
+    code = ("import pickle, sys; sys.modules['streamfm'] = None; "  # import streamfm now fails
+            "o = pickle.loads(sys.stdin.buffer.read()); print([o.get_seed(i) for i in range(3)])")
+    out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, check=True,
+                         cwd=os.path.dirname(ROOT)).stdout
+    assert out.decode().strip() == str([shard_order_seed(7, e) for e in (2, 3, 4)])
+
+
 def test_workers_read_while_the_driver_scans_and_stop_if_the_scan_fails(ray_instance, data, tmp_path,
                                                                           monkeypatch):
     """A new Ray run starts its workers' streams before the scan pass (their start-up overlaps it);

@@ -520,11 +520,13 @@ def make_datasets(ray, source, opts, seed: int, epochs: range, per_run: bool) ->
     the sampling task queued for good). Datasets are lazy: nothing is read
     before the workers pull from their splits.
     """
-    firsts = [epochs.start] if per_run else list(epochs)
-    return {epoch: _dataset(ray, source, opts, seed, epoch, per_run) for epoch in firsts}
+    if per_run:
+        return {epochs.start: _dataset(ray, source, opts, seed, epochs, per_run)}
+    return {epoch: _dataset(ray, source, opts, seed, range(epoch, epoch + 1), per_run) for epoch in epochs}
 
 
-def _dataset(ray, source, opts, seed: int, epoch: int, per_run: bool):
+def _dataset(ray, source, opts, seed: int, epochs: range, per_run: bool):
+    """The dataset that reads ``epochs`` (one per execution: a split per run), or one epoch."""
     import inspect
 
     files = source.files
@@ -535,11 +537,11 @@ def _dataset(ray, source, opts, seed: int, epoch: int, per_run: bool):
     if "concurrency" in params:  # a Ray without it runs read tasks as its resources allow
         resources["concurrency"] = READ_TASKS_AT_ONCE
     if opts.shuffle and per_run:
-        from .ray_shards import EpochShardOrder
+        from .ray_shards import epoch_shard_order
 
-        resources["shuffle"] = EpochShardOrder(seed=int(seed), first_epoch=int(epoch))
+        resources["shuffle"] = epoch_shard_order(ray, seed, epochs)
     elif opts.shuffle:
-        files = epoch_file_order(files, epoch, seed)
+        files = epoch_file_order(files, epochs.start, seed)
     ds = ray.data.read_parquet(files, file_extensions=None,
                                override_num_blocks=read_blocks(files, opts.workers), **resources)
     return ds.select_columns(list(source.reader.columns))
@@ -592,7 +594,7 @@ class RayStart:
             self.actor_env = None if self.started or opts.address else _runtime_env(None)
             self._context = _data_context(ray).__enter__()
             self.cpus = worker_cpus(float(ray.cluster_resources().get("CPU", 1.0)), opts.workers)
-            self.source, self.seed = source, seed
+            self.source, self.seed, self.epochs = source, seed, epochs
             self.per_run = split_per_run(ray, opts.shuffle)
             self.datasets = make_datasets(ray, source, opts, seed, epochs, self.per_run)
             self.start_workers(epochs.start)
@@ -616,7 +618,8 @@ class RayStart:
                           runtime_env=self.actor_env).remote(k, self.data, self.chunk_rows)
             for k in range(self.opts.workers)]
         if epoch not in self.datasets:  # a restart in a later epoch of a split-per-run run
-            self.datasets = {epoch: _dataset(self.ray, self.source, self.opts, self.seed, epoch, True)}
+            self.datasets = {epoch: _dataset(self.ray, self.source, self.opts, self.seed,
+                                             range(epoch, self.epochs.stop), True)}
         self.pending = attach_streams(self.workers, self.datasets[epoch])
 
     def setup(self, state, settings: dict) -> list:
