@@ -483,8 +483,9 @@ SPLIT_PER_RUN_FROM = (2, 54)
 def split_per_run(ray, shuffle: bool) -> bool:
     """True: the run reads one split every epoch (see make_datasets); False: a dataset per epoch.
 
-    Only from ``SPLIT_PER_RUN_FROM`` on, even unshuffled: older Rays run the
-    way they were tested with (a dataset per epoch), and gain the same there.
+    Only from ``SPLIT_PER_RUN_FROM`` on, even unshuffled: below it the
+    engine keeps the path the suite was run with at the lowest Ray (a dataset
+    per epoch; docs/dependencies.md).
     """
     try:
         version = tuple(int(v) for v in ray.__version__.split(".")[:2])
