@@ -83,7 +83,7 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
 
     monkeypatch.setattr(ray_instance.data, "read_parquet", made)
     monkeypatch.setattr(ray_engine, "attach_streams", lambda *a: events.append("read") or attach(*a))
-    monkeypatch.setattr(ray_engine, "split_per_run", lambda ray, shuffle: per_run)
+    monkeypatch.setattr(ray_engine, "split_per_run", lambda ray: per_run)
     train(data["train"], tmp_path / "ray", config=Config(**CONF),
           options=TrainOptions(engine="ray", workers=1, sync_rows=64, **EXACT))
     assert events == (["make", "read"] if per_run else ["make", "make", "read", "read"])
@@ -113,7 +113,7 @@ def test_one_split_reads_every_epoch_in_the_local_trainers_shard_order(ray_insta
     source = open_source(path)
     opts = SimpleNamespace(shuffle=True, workers=1)
     with ray_engine._data_context(ray_instance):
-        assert ray_engine.split_per_run(ray_instance, shuffle=True)  # the Ray the tests run on
+        assert ray_engine.split_per_run(ray_instance)  # the Ray the tests run on
         datasets = ray_engine.make_datasets(ray_instance, source, opts, 7, range(2, 5), per_run=True)
         split = datasets[2].streaming_split(1, equal=True)[0]
         for epoch in (2, 3, 4):

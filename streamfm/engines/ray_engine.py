@@ -480,10 +480,10 @@ class Worker:
 SPLIT_PER_RUN_FROM = (2, 54)
 
 
-def split_per_run(ray, shuffle: bool) -> bool:
+def split_per_run(ray) -> bool:
     """True: the run reads one split every epoch (see make_datasets); False: a dataset per epoch.
 
-    Only from ``SPLIT_PER_RUN_FROM`` on, even unshuffled: below it the
+    Only from ``SPLIT_PER_RUN_FROM`` on, shuffled or not: below it the
     engine keeps the path the suite was run with at the lowest Ray (a dataset
     per epoch; docs/dependencies.md).
     """
@@ -596,7 +596,7 @@ class RayStart:
             self._context = _data_context(ray).__enter__()
             self.cpus = worker_cpus(float(ray.cluster_resources().get("CPU", 1.0)), opts.workers)
             self.source, self.seed, self.epochs = source, seed, epochs
-            self.per_run = split_per_run(ray, opts.shuffle)
+            self.per_run = split_per_run(ray)
             self.datasets = make_datasets(ray, source, opts, seed, epochs, self.per_run)
             self.start_workers(epochs.start)
         except BaseException:
