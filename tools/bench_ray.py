@@ -168,9 +168,14 @@ def main():
               f"(target >= 1.5x), test log loss {two['log_loss']:.4f} vs {one['log_loss']:.4f}.",
               f"- 1 Ray worker / local engine: {one['rows_per_s'] / local['rows_per_s']:.2f}x rows/s "
               f"(target >= 0.75x)."]
+    write_measured(lines, args.out)
+
+
+def write_measured(lines, out: str) -> None:
+    """Print the table and write it to ``out`` + ".measured" (the page quotes it from there)."""
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(args.out + ".measured", "w") as fh:
+    with open(out + ".measured", "w") as fh:
         fh.write(text)
 
 

@@ -29,6 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from tools.bench_ray import write_measured  # noqa: E402  (one way to write a tool's table)
 
 
 def machine_busy() -> float:
@@ -131,10 +132,7 @@ def main():
     for r in results:
         lines.append(f"| {r['mode']} | {r['rows']:,} | {r['wall_s']:.1f} | {r['machine_cpu_s']:.1f} | "
                      f"{r['coordinators']} | {r['coordinator_cpu_s']:.1f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out + ".measured", "w") as fh:
-        fh.write(text)
+    write_measured(lines, args.out)
 
 
 if __name__ == "__main__":
