@@ -508,10 +508,10 @@ def make_datasets(ray, source, opts, seed: int, epochs: range, per_run: bool) ->
     older than ``SPLIT_PER_RUN_FROM`` never ask for that seed (2.53 and 2.46
     draw every epoch's order from one generator of their own), so there a
     shuffled run gets a dataset per epoch, the shards listed in the epoch's
-    order. (Chaining the epochs'
-    reads into one execution instead kept the coordinator's scheduling loop
-    running, and polling, for the whole run: 0.5 of a core while the workers
-    trained, measured.)
+    order. (Chaining the epochs' reads into one execution instead would keep
+    Ray Data holding blocks back, and its scheduling loop polling, for the
+    whole run: half a core here whenever it holds blocks back; measured
+    with tools/bench_ray_reads.py --pace, docs/scaling.md.)
 
     All made before any epoch is read: making one runs Ray tasks
     (``read_parquet`` samples the files), and each wants a whole CPU; once an
