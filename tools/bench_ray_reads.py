@@ -29,14 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from tools.bench_ray import write_measured  # noqa: E402  (one way to write a tool's table)
-
-
-def machine_busy() -> float:
-    import psutil
-
-    t = psutil.cpu_times()
-    return t.user + t.system + t.nice + t.irq + t.softirq
+from tools.bench_ray import busy_cpu_seconds, write_measured  # noqa: E402  (shared with bench_ray)
 
 
 def coordinator_cpu() -> dict:
@@ -77,7 +70,7 @@ def run(mode: str, files, epochs: int, consumers: int, pace: float) -> dict:
             eaters = [Consumer.remote() for _ in range(consumers)]
             ray.get([e.__ray_ready__.remote() for e in eaters])
             time.sleep(2)
-            b0, t0, seen = machine_busy(), time.monotonic(), {}
+            b0, t0, seen = busy_cpu_seconds(), time.monotonic(), {}
             rows = 0
             if mode == "per-run":
                 ds = ray_engine.make_datasets(ray, source, opts, 0, range(epochs), per_run=True)[0]
@@ -95,7 +88,7 @@ def run(mode: str, files, epochs: int, consumers: int, pace: float) -> dict:
                 rows += sum(ray.get(refs))
             wall = time.monotonic() - t0
             seen.update(coordinator_cpu())
-            busy = machine_busy() - b0
+            busy = busy_cpu_seconds() - b0
     finally:
         ray.shutdown()
     return {"mode": mode, "rows": rows, "wall_s": wall, "machine_cpu_s": busy,

@@ -620,7 +620,7 @@ class RayStart:
             for k in range(self.opts.workers)]
         if epoch not in self.datasets:  # a restart in a later epoch of a split-per-run run
             self.datasets = {epoch: _dataset(self.ray, self.source, self.opts, self.seed,
-                                             range(epoch, self.epochs.stop), True)}
+                                             range(epoch, self.epochs.stop), self.per_run)}
         self.pending = attach_streams(self.workers, self.datasets[epoch])
 
     def setup(self, state, settings: dict) -> list:
