@@ -123,7 +123,7 @@ def test_one_split_reads_every_epoch_in_the_local_trainers_shard_order(ray_insta
     path = write_parquet(tmp_path / "shards", np.arange(n, dtype=float)[:, None], np.zeros(n), shards=6)
     source = open_source(path)
     opts = SimpleNamespace(shuffle=True, workers=1)
-    with ray_engine._data_context(ray_instance):
+    with ray_engine._data_context(ray_instance, per_run=True):
         datasets = ray_engine.make_datasets(ray_instance, source, opts, 7, range(2, 5), per_run=True)
         split = datasets[2].streaming_split(1, equal=True)[0]
         for epoch in (2, 3, 4):
@@ -134,6 +134,25 @@ def test_one_split_reads_every_epoch_in_the_local_trainers_shard_order(ray_insta
             np.testing.assert_array_equal(rows, want)
     orders = {tuple(epoch_file_order(source.files, e, 7)) for e in (2, 3, 4)}
     assert len(orders) == 3  # the check above saw three different orders
+
+
+def test_read_ahead_is_bounded_only_when_epochs_have_datasets_of_their_own():
+    """A dataset per epoch (two epochs read at once) gets READ_AHEAD_BYTES of object store; one
+    split per run keeps Ray Data's own budget; either way the caller's settings come back."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    from streamfm.engines import ray_engine
+
+    limits = ray.data.DataContext.get_current().execution_options
+    before = limits.resource_limits
+    assert before.object_store_memory != ray_engine.READ_AHEAD_BYTES  # else the check below proves nothing
+    with ray_engine._data_context(ray, per_run=False):
+        assert limits.resource_limits.object_store_memory == ray_engine.READ_AHEAD_BYTES
+        assert limits.preserve_order
+    assert limits.resource_limits == before
+    with ray_engine._data_context(ray, per_run=True):
+        assert limits.resource_limits == before
+        assert limits.preserve_order
 
 
 def test_the_shard_order_reaches_a_process_that_cannot_import_streamfm(ray_instance):

@@ -108,9 +108,11 @@ from ..train.trainer import Trainer, reader_rows
 INSTALL_HINT = 'pip install "streamfm[ray]"'
 #: rows each worker trains between merges when --sync-rows is not given (docs/scaling.md)
 DEFAULT_SYNC_ROWS = 65_536
-#: Ray Data's object-store budget for blocks read ahead of the workers: without one it
-#: read far ahead (with a dataset per epoch, future epochs) while the workers trained
-#: (memory and CPU taken from training)
+#: Ray Data's object-store budget for blocks read ahead of the workers when every epoch has
+#: a dataset of its own (Ray < 2.54, see ``split_per_run``): two epochs' reads then run at
+#: once, and without a bound they read far ahead (memory and CPU taken from training). With
+#: one split per run, an epoch is read only once the last one has been, and Ray Data keeps
+#: its own budget (see ``_data_context``).
 READ_AHEAD_BYTES = 1 << 30
 #: name prefix of the worker actors (tests and operators find them by it)
 ACTOR_PREFIX = "streamfm-worker"
@@ -274,7 +276,14 @@ class _data_context:
     """Ray Data settings for a run, restored afterwards (a notebook's own stay as they were).
 
     - ``preserve_order``: deterministic streams (one worker: exact runs and resumes);
-    - an object-store budget for blocks read ahead (``READ_AHEAD_BYTES``);
+    - with a dataset per epoch (``per_run`` False), an object-store budget for
+      blocks read ahead (``READ_AHEAD_BYTES``). With one split per run, Ray
+      Data's own budget, half of Ray's object store (which Ray sizes from
+      the machine's memory; ``RAY_DATA_OBJECT_STORE_MEMORY_LIMIT_FRACTION``
+      changes the half): while the budget is full Ray Data's scheduling
+      loop polls without pause, and with 1 GiB it was full for most of every
+      epoch larger than that, and two workers gained more from Ray's budget
+      than one (measured on 5,810,120 rows, 2.4 GB an epoch: docs/scaling.md);
     - streamfm's progress bar instead of Ray's, and no log line per epoch (newer Ray);
     - the V1 Parquet datasource where Ray has both: with V2 (Ray 2.60's default)
       a worker's first block came only when the whole read had ended (measured,
@@ -290,16 +299,17 @@ class _data_context:
     Settings a Ray version does not have are left alone.
     """
 
-    def __init__(self, ray):
+    def __init__(self, ray, per_run: bool):
         from ray.data import ExecutionResources
 
         self.ctx = ray.data.DataContext.get_current()
         self.settings = {("execution_options", "preserve_order"): True,
-                         ("execution_options", "resource_limits"): ExecutionResources(
-                             object_store_memory=READ_AHEAD_BYTES),
                          ("enable_progress_bars",): False,
                          ("print_on_execution_start",): False,
                          ("use_datasource_v2",): False}
+        if not per_run:
+            self.settings[("execution_options", "resource_limits")] = ExecutionResources(
+                object_store_memory=READ_AHEAD_BYTES)
         self.saved = {}
 
     def _owner(self, path):
@@ -593,10 +603,10 @@ class RayStart:
         try:
             # a Ray someone else connected (a notebook, the tests) gets the import path per actor
             self.actor_env = None if self.started or opts.address else _runtime_env(None)
-            self._context = _data_context(ray).__enter__()
+            self.per_run = split_per_run(ray)
+            self._context = _data_context(ray, self.per_run).__enter__()
             self.cpus = worker_cpus(float(ray.cluster_resources().get("CPU", 1.0)), opts.workers)
             self.source, self.seed, self.epochs = source, seed, epochs
-            self.per_run = split_per_run(ray)
             self.datasets = make_datasets(ray, source, opts, seed, epochs, self.per_run)
             self.start_workers(epochs.start)
         except BaseException:
