@@ -10,8 +10,10 @@ through ``streaming_split``, as the Ray engine does:
   (``EpochShardOrder``) and one split, read again every epoch (the engine now).
 
 It prints, per mode, the wall time, the whole machine's busy CPU seconds
-(``/proc/stat``) and those of the split coordinator processes, and writes
-the table to docs/scaling-reads.md.measured.
+(``/proc/stat``) and those of the split coordinator processes, then every
+Ray process's CPU seconds by its role (Ray Data's stats and autoscaling
+actors, the read tasks' worker processes, ...), and writes the tables to
+docs/scaling-reads.md.measured.
 
     python tools/bench_ray_reads.py [--rows 2000000] [--epochs 3] [--consumers 1] [--pace 0]
 
@@ -32,15 +34,29 @@ sys.path.insert(0, ROOT)
 from tools.bench_ray import busy_cpu_seconds, write_measured  # noqa: E402  (shared with bench_ray)
 
 
-def coordinator_cpu() -> dict:
+#: the processes' roles, by what their command lines contain (Ray names a worker process after
+#: its actor or task: ``ray::SplitCoordinator``, ``ray::IDLE`` between tasks)
+ROLES = (("SplitCoordinator", "split coordinator"), ("_StatsActor", "Ray Data stats actor"),
+         ("_AutoscalingCoordinatorActor", "Ray Data autoscaling actor"), ("Consumer", "consumer"),
+         ("ray::", "read tasks (task workers)"), ("raylet", "raylet"), ("gcs_server", "GCS"))
+
+
+def process_cpu() -> dict:
+    """CPU seconds so far of this machine's Ray processes (and this one), by pid: (role, seconds)."""
     import psutil
 
     out = {}
     for p in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if "SplitCoordinator" in " ".join(p.info["cmdline"] or []):
+            cmd = " ".join(p.info["cmdline"] or [])
+            role = next((name for key, name in ROLES if key in cmd), None)
+            if role is None and p.info["pid"] == os.getpid():
+                role = "driver"
+            if role is None and "ray" in cmd:
+                role = "other Ray"
+            if role is not None:
                 t = p.cpu_times()
-                out[p.info["pid"]] = t.user + t.system
+                out[p.info["pid"]] = (role, t.user + t.system)
         except psutil.Error:
             pass
     return out
@@ -66,10 +82,11 @@ def run(mode: str, files, epochs: int, consumers: int, pace: float) -> dict:
     opts = argparse.Namespace(shuffle=True, workers=consumers)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        with ray_engine._data_context(ray):
+        with ray_engine._data_context(ray, per_run=mode == "per-run"):
             eaters = [Consumer.remote() for _ in range(consumers)]
             ray.get([e.__ray_ready__.remote() for e in eaters])
             time.sleep(2)
+            before = process_cpu()
             b0, t0, seen = busy_cpu_seconds(), time.monotonic(), {}
             rows = 0
             if mode == "per-run":
@@ -82,17 +99,22 @@ def run(mode: str, files, epochs: int, consumers: int, pace: float) -> dict:
                 refs = [e.eat.remote(s) for e, s in zip(eaters, splits)]
                 while True:  # coordinators end with their epoch (per-epoch): sample them while alive
                     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
-                    seen.update(coordinator_cpu())
+                    seen.update(process_cpu())
                     if len(ready) == len(refs):
                         break
                 rows += sum(ray.get(refs))
             wall = time.monotonic() - t0
-            seen.update(coordinator_cpu())
+            seen.update(process_cpu())
             busy = busy_cpu_seconds() - b0
     finally:
         ray.shutdown()
+    by_role = {}
+    for pid, (role, cpu) in seen.items():  # a process that existed before the run counts from then
+        by_role[role] = by_role.get(role, 0.0) + cpu - before.get(pid, (role, 0.0))[1]
+    coordinators = [pid for pid, (role, _) in seen.items() if role == "split coordinator"]
     return {"mode": mode, "rows": rows, "wall_s": wall, "machine_cpu_s": busy,
-            "coordinator_cpu_s": sum(seen.values()), "coordinators": len(seen)}
+            "coordinator_cpu_s": by_role.get("split coordinator", 0.0), "coordinators": len(coordinators),
+            "cpu_by_role": by_role}
 
 
 def main():
@@ -125,6 +147,13 @@ def main():
     for r in results:
         lines.append(f"| {r['mode']} | {r['rows']:,} | {r['wall_s']:.1f} | {r['machine_cpu_s']:.1f} | "
                      f"{r['coordinators']} | {r['coordinator_cpu_s']:.1f} |")
+    # where the CPU went, process by process (start-ups included: the processes Ray Data starts
+    # for a run are made after the first sample)
+    roles = [name for _, name in ROLES] + ["driver", "other Ray"]
+    lines += ["", "CPU seconds by process over the same runs (each process from the run's start):", "",
+              "| mode | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles)]
+    for r in results:
+        lines.append(f"| {r['mode']} | " + " | ".join(f"{r['cpu_by_role'].get(k, 0.0):.1f}" for k in roles) + " |")
     write_measured(lines, args.out)
 
 
