@@ -38,6 +38,7 @@ from tools.bench_ray import busy_cpu_seconds, write_measured  # noqa: E402  (sha
 #: its actor or task: ``ray::SplitCoordinator``, ``ray::IDLE`` between tasks)
 ROLES = (("SplitCoordinator", "split coordinator"), ("_StatsActor", "Ray Data stats actor"),
          ("_AutoscalingCoordinatorActor", "Ray Data autoscaling actor"), ("Consumer", "consumer"),
+         ("ray::DashboardAgent", "other Ray"), ("ray::RuntimeEnvAgent", "other Ray"),
          ("ray::", "read tasks (task workers)"), ("raylet", "raylet"), ("gcs_server", "GCS"))
 
 
@@ -149,7 +150,7 @@ def main():
                      f"{r['coordinators']} | {r['coordinator_cpu_s']:.1f} |")
     # where the CPU went, process by process (start-ups included: the processes Ray Data starts
     # for a run are made after the first sample)
-    roles = [name for _, name in ROLES] + ["driver", "other Ray"]
+    roles = list(dict.fromkeys([name for _, name in ROLES if name != "other Ray"] + ["driver", "other Ray"]))
     lines += ["", "CPU seconds by process over the same runs (each process from the run's start):", "",
               "| mode | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles)]
     for r in results:
