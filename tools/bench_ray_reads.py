@@ -9,6 +9,10 @@ through ``streaming_split``, as the Ray engine does:
 - ``per-run``: one dataset with the engine's per-epoch shard order
   (``EpochShardOrder``) and one split, read again every epoch (the engine now).
 
+Each mode runs with the engine's Ray Data settings for it (``_data_context``),
+so they differ in the read-ahead budget too: 1 GiB (``READ_AHEAD_BYTES``) per
+epoch's dataset, Ray Data's own budget for the split per run.
+
 It prints, per mode, the wall time, the whole machine's busy CPU seconds
 (``/proc/stat``) and those of the split coordinator processes, then every
 Ray process's CPU seconds by its role (Ray Data's stats and autoscaling
