@@ -106,7 +106,7 @@ def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, 
     tc = TASK_CODES[task]
     train_rows(METHOD_CODES[method], tc, indptr, indices, data, y, phi, cand,
                Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, k_soft, beta, rho, zscale, 1e9,
-               eta, 1e18, eta_z, 0.0, 0.0, False, False, exact, 0, losses, ks, stats, False)
+               eta, 1e18, eta_z, 0.0, 0.0, False, False, exact, 0, losses, ks, stats)
     return Q, losses, ks
 
 
@@ -153,14 +153,15 @@ def test_fm_fast_path_equals_the_general_loop(task, normalize, density):
     full = density == 1.0
     assert not full or (np.diff(indptr) == p).all()  # full-width rows
     out = []
-    runs = [(train_rows, (False,)), (train_rows_general, ()), (train_rows, (True,))][: 2 + full]
-    for kernel, extra in runs:
+    # indices None: full-width rows, the fast path's fm_rows_dense
+    runs = [(train_rows, indices), (train_rows_general, indices), (train_rows, None)][: 2 + full]
+    for kernel, idx in runs:
         Q = {k: v.copy() for k, v in P.items()}
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
-        kernel(METHOD_CODES["fm"], TASK_CODES[task], indptr, indices, data, y, np.zeros((n, 0)),
+        kernel(METHOD_CODES["fm"], TASK_CODES[task], indptr, idx, data, y, np.zeros((n, 0)),
                np.zeros((n, 0), np.int64), Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 3, 1.0, 0.3, 1.0, 0.1,
-               0.3, 40.0, 0.05, 1e-3, 2e-3, normalize, False, True, 5, losses, ks, stats, *extra)
+               0.3, 40.0, 0.05, 1e-3, 2e-3, normalize, False, True, 5, losses, ks, stats)
         out.append((Q, losses, ks, stats))
     (Qa, la, ka, sa), (Qb, lb, kb, sb) = out[:2]
     for name in "bWV":
@@ -177,6 +178,40 @@ def test_fm_fast_path_equals_the_general_loop(task, normalize, density):
         np.testing.assert_array_equal(ld, la)
         np.testing.assert_array_equal(kd, ka)
         np.testing.assert_array_equal(sd, sa)
+
+
+@pytest.mark.parametrize("method,task,C,adagrad", [("llfm-jo", "binary", 1, False), ("llfm-apl", "softmax", 3, False),
+                                                   ("llfm-do", "regression", 1, True), ("fm", "ovr", 3, False)])
+def test_full_width_specialisation_equals_the_csr_loop(method, task, C, adagrad):
+    """Full-width rows passed with indices=None (the kernels' dense specialisation: no
+    index loads) train and predict exactly as the same rows in CSR form, bit for bit."""
+    rng = np.random.default_rng(12)
+    p, r, m, n = 7, 4, 6, 40
+    mm = 1 if method == "fm" else m
+    P = random_params(rng, mm, p, C, r, 0 if method == "fm" else p)
+    indptr, indices, data, X = csr_rows(rng, n, p, 1.0)
+    assert (np.diff(indptr) == p).all() and (indices.reshape(n, p) == np.arange(p)).all()
+    y = rng.normal(size=n) if task == "regression" else rng.integers(0, C if C > 1 else 2, size=n).astype(float)
+    phi = X.copy() if method != "fm" else np.zeros((n, 0))
+    cand = np.tile(np.arange(mm, dtype=np.int64), (n, 1)) if method != "fm" else np.zeros((n, 0), np.int64)
+    out = []
+    for idx in (indices, None):
+        Q = {k: v.copy() for k, v in P.items()}
+        A = [np.zeros_like(Q[k]) if adagrad else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
+        losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
+        train_rows(METHOD_CODES[method], TASK_CODES[task], indptr, idx, data, y, phi, cand,
+                   Q["b"], Q["W"], Q["V"], Q["Z"], *A, 3, 0.7, 0.4, 1.3, 0.1,
+                   0.05, 40.0, 0.1, 1e-3, 2e-3, True, adagrad, True, 3, losses, ks, stats)
+        f, kp = np.zeros((n, C)), np.zeros(n, np.int64)
+        predict_rows(METHOD_CODES[method], indptr, idx, data, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"],
+                     3, 0.7, 0.4, f, kp)
+        out.append((Q, losses, ks, stats, f, kp))
+    (Qa, *rest_a), (Qb, *rest_b) = out
+    for name in "bWVZ":
+        np.testing.assert_array_equal(Qb[name], Qa[name], err_msg=name)
+    for a, b in zip(rest_a, rest_b):
+        np.testing.assert_array_equal(b, a)
+    assert not np.allclose(Qa["V"], P["V"])  # it trained
 
 
 def _numeric_grad(fun, arr, idx_list, h=1e-6):
@@ -264,7 +299,7 @@ def test_normalised_step_bounds_change_in_output():
         eta = 1e-3
         train_rows(0, 3, indptr, indices, x, np.array([f0[0, 0] + 1.0]), phi, cand,
                    Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 1, 1.0, 1.0, 1.0, 1.0,
-                   eta, 1e18, 0.0, 0.0, 0.0, True, False, True, 0, losses, ks, stats, False)
+                   eta, 1e18, 0.0, 0.0, 0.0, True, False, True, 0, losses, ks, stats)
         f1 = np.zeros((1, 1))
         predict_rows(0, indptr, indices, x, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"], 1, 1.0, 1.0, f1, ks)
         # squared loss, g = f - y = -1: the step raises f by eta (first order)
@@ -293,6 +328,8 @@ def test_prefetch_anchor_is_a_hint_that_compiles_to_prefetches():
     W0, V0 = W.copy(), V.copy()
     X = sp.csr_matrix(np.array([[1.0] * p, [0, 2.0, 0, 0, 0, 0, 3.0], [0.0] * p]))
     touch(np.array([0, m - 1, 2]), X.indptr.astype(np.int64), X.indices.astype(np.int64), W, V)
+    full = np.arange(0, 3 * p + 1, p, dtype=np.int64)
+    touch(np.array([0, m - 1, 2]), full, None, W, V)  # full-width rows given without indices
     assert np.array_equal(W, W0) and np.array_equal(V, V0)
     if platform.machine().lower() in ("x86_64", "amd64"):
         asm = touch.inspect_asm(touch.signatures[0])

@@ -51,8 +51,7 @@ def split_kernel(args, reps=25):
     ``args`` are train_rows' arguments as the trainer passed them (copied).
     """
     (method, task, indptr, indices, data, y, phi, cand, b, W, V, Z, Ab, AW, AV, k_soft, beta, rho,
-     zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start, losses, ks, stats,
-     full_width) = args
+     zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start, losses, ks, stats) = args
     times = {}
     for stage in (1, 2, 3, 4):
         best = np.inf
@@ -65,7 +64,7 @@ def split_kernel(args, reps=25):
             else:
                 train_rows(method, task, indptr, indices, data, y, phi, cand, bb, WW, VV, ZZ, Ab, AW, AV,
                            k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, normalize,
-                           adagrad, jo_exact, t_start, losses.copy(), ks.copy(), stats.copy(), full_width)
+                           adagrad, jo_exact, t_start, losses.copy(), ks.copy(), stats.copy())
             best = min(best, time.perf_counter() - t)
         times[stage] = best
     parts = {"coding": times[1], "forward": max(times[2] - times[1], 0.0),

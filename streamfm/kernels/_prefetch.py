@@ -42,16 +42,17 @@ def _prefetch(typingctx, arr, i):
 def prefetch_anchor(i, lo, hi, indices, W, V):
     """Ask for the parts of anchor i's W and V (C-contiguous) that the row ``lo:hi`` reads.
 
-    A full-width row reads all of W[i] and V[i]: they are swept line by line.
-    A sparse row reads one (C,) slice of W and one (C, r) slice of V per
-    feature, which may straddle two lines: their first and last values.
+    A full-width row (``indices`` None, or a row of all p features) reads
+    all of W[i] and V[i]: they are swept line by line. A sparse row reads one
+    (C,) slice of W and one (C, r) slice of V per feature, which may straddle
+    two lines: their first and last values.
     """
     p = W.shape[1]
     nW = p * W.shape[2]
     nV = p * V.shape[2] * V.shape[3]
     Wf = W.reshape(-1)
     Vf = V.reshape(-1)
-    if hi - lo == p:
+    if indices is None or hi - lo == p:
         for u in range(i * nW, (i + 1) * nW, _LINE):
             _prefetch(Wf, u)
         for u in range(i * nV, (i + 1) * nV, _LINE):

@@ -157,17 +157,18 @@ def train_rows(method, task, indptr, indices, data, y, phi, cand,
                b, W, V, Z, Ab, AW, AV,
                k_soft, beta, rho, zscale, zclip,
                eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start,
-               losses, ks, stats, full_width):
+               losses, ks, stats):
     """One SGD step per row, in order (see ``train_rows_general``).
 
-    ``fm`` with one output and plain SGD takes the fast path
-    ``kernels.fm.fm_rows_single``, or ``fm_rows_dense`` when ``full_width``
-    (every row holds all p features: data is the rows of an (n, p) array);
-    everything else the general loop.
+    ``indices`` None means full-width rows (every row holds all p features:
+    data is the rows of an (n, p) array); numba compiles that case as a
+    specialisation of its own (see kernels/fm.py). ``fm`` with one output
+    and plain SGD takes the fast path ``kernels.fm.fm_rows_single``, or
+    ``fm_rows_dense`` for full-width rows; everything else the general loop.
     """
     if method == FM and b.shape[1] == 1 and not adagrad and (task == BINARY or task == SQUARED):
         n = indptr.shape[0] - 1
-        if full_width:
+        if indices is None:
             fm_rows_dense(task, data.reshape((n, W.shape[1])), y, b, W, V, eta0, t0, l2_w, l2_v, normalize,
                           t_start, losses)
         else:
@@ -201,6 +202,7 @@ def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
     ``jo_exact=False`` drops the lambda term of the JO anchor gradient, as
     the paper's eqs. 13-14 do (kept only to measure what the term is worth).
     Writes each row's loss (before its update) to ``losses`` and k to ``ks``.
+    ``indices`` None: full-width rows, as in ``train_rows``.
     """
     n = indptr.shape[0] - 1
     C = b.shape[1]
@@ -240,7 +242,10 @@ def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
 @njit(cache=True, nogil=True)
 def predict_rows(method, indptr, indices, data, phi, cand, b, W, V, Z,
                  k_soft, beta, rho, out, ks):
-    """Raw outputs f (n, C) into ``out`` and neighbours used into ``ks``; no update."""
+    """Raw outputs f (n, C) into ``out`` and neighbours used into ``ks``; no update.
+
+    ``indices`` None: full-width rows, as in ``train_rows``.
+    """
     n = indptr.shape[0] - 1
     C = b.shape[1]
     r = V.shape[3]

@@ -34,9 +34,11 @@ def task_code(task: str, multiclass: str) -> int:
 _POOLS: dict = {}
 
 
-def _hogwild(method, task, indptr, indices, data, y, phi, cand, args, t_start, losses, ks, stats, threads,
-             full_width):
-    """train_rows on ``threads`` contiguous parts of a block at once (shared parameters, no locks)."""
+def _hogwild(method, task, indptr, indices, data, y, phi, cand, args, t_start, losses, ks, stats, threads):
+    """train_rows on ``threads`` contiguous parts of a block at once (shared parameters, no locks).
+
+    ``indices`` None: full-width rows (see kernels/llfm.py).
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     pool = _POOLS.get(threads)
@@ -50,8 +52,9 @@ def _hogwild(method, task, indptr, indices, data, y, phi, cand, args, t_start, l
         lo, hi = cuts[k], cuts[k + 1]
         a, e = indptr[lo], indptr[hi]
         # step numbers as in the serial order, so the schedule is the same
-        train_rows(method, task, indptr[lo:hi + 1] - a, indices[a:e], data[a:e], y[lo:hi], phi[lo:hi],
-                   cand[lo:hi], *args, t_start + int(lo), losses[lo:hi], ks[lo:hi], part_stats[k], full_width)
+        train_rows(method, task, indptr[lo:hi + 1] - a, None if indices is None else indices[a:e], data[a:e],
+                   y[lo:hi], phi[lo:hi], cand[lo:hi], *args, t_start + int(lo), losses[lo:hi], ks[lo:hi],
+                   part_stats[k])
 
     for f in [pool.submit(part, k) for k in range(threads)]:
         f.result()
@@ -176,7 +179,8 @@ class LLFMModel:
         learns_anchors = self.method not in (FM, DO)
         phi_all = self.coding_vectors(chunk)
         stats = np.zeros(N_STATS, dtype=np.int64)
-        full_width = chunk.n_features == self.p and chunk.full_width  # the kernels' dense path
+        # full-width rows go to the kernels' dense specialisations, which take no index array
+        full_width = chunk.n_features == self.p and chunk.full_width
         lo = 0
         while lo < n:
             if learns_anchors and self._rows_since_rebuild >= c.rebuild_every:
@@ -189,17 +193,18 @@ class LLFMModel:
             cand = self._candidates(phi, Z)
             ip = chunk.indptr[lo:hi + 1]
             a, e = ip[0], ip[-1]
+            idx = None if full_width else chunk.indices[a:e]
             args = (b, W, V, Z, Ab, AW, AV, k_soft, beta, rho,
                     self.coding_scale, c.anchor_clip, c.eta0, self.t0, c.eta_anchor,
                     c.l2_w, c.l2_v, c.normalize, c.adagrad, c.jo_exact)
             if threads > 1 and hi - lo >= 2 * threads:
-                _hogwild(self.method, task_code(self.task, c.multiclass), ip - a, chunk.indices[a:e],
+                _hogwild(self.method, task_code(self.task, c.multiclass), ip - a, idx,
                          chunk.data[a:e], targets[lo:hi], phi, cand, args, self.t,
-                         losses[lo:hi], ks[lo:hi], stats, threads, full_width)
+                         losses[lo:hi], ks[lo:hi], stats, threads)
             else:
                 train_rows(self.method, task_code(self.task, c.multiclass),
-                           ip - a, chunk.indices[a:e], chunk.data[a:e], targets[lo:hi], phi, cand,
-                           *args, self.t, losses[lo:hi], ks[lo:hi], stats, full_width)
+                           ip - a, idx, chunk.data[a:e], targets[lo:hi], phi, cand,
+                           *args, self.t, losses[lo:hi], ks[lo:hi], stats)
             self.t += hi - lo
             self._rows_since_rebuild += hi - lo
             if self.method != FM and cand.shape[1] < self.m:
@@ -239,7 +244,8 @@ class LLFMModel:
             index = AnchorIndex(self.config.n_candidates, nprobe=self.search_nprobe or None)
             index.rebuild(Z)
             cand = index.search(phi)
-        predict_rows(self.method, chunk.indptr, chunk.indices, chunk.data, phi, cand,
+        full_width = chunk.n_features == self.p and chunk.full_width
+        predict_rows(self.method, chunk.indptr, None if full_width else chunk.indices, chunk.data, phi, cand,
                      b, W, V, Z, k_soft, beta, rho, out, ks)
         return (out, ks) if return_k else out
 
