@@ -114,6 +114,18 @@ def test_count_misses_sees_a_stale_index():
     assert count_misses(phi, cand, Z2) == 1
 
 
+def test_count_misses_matches_a_numpy_brute_force():
+    rng = np.random.default_rng(5)
+    Z = rng.normal(size=(1500, 6))
+    phi = rng.normal(size=(64, 6))
+    cand = np.stack([rng.choice(1500, 40, replace=False) for _ in range(64)])
+    nearest = ((phi[:, None, :] - Z[None, :, :]) ** 2).sum(2).argmin(1)
+    cand[:20, 0] = nearest[:20]  # a third of the rows do have their nearest anchor
+    expected = int((cand != nearest[:, None]).all(1).sum())
+    assert 40 <= expected <= 44
+    assert count_misses(phi, cand, Z) == expected
+
+
 def test_kmeans_is_seeded_and_scale_is_positive():
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(c, 0.1, size=(100, 2)) for c in (-3, 0, 3)])
