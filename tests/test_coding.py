@@ -102,6 +102,41 @@ def test_ivf_for_many_anchors_widens_to_exact_and_is_seeded():
     assert "Flat" in type(small.index).__name__ and not small.approximate
 
 
+def test_ivf_rebuild_reuses_given_list_centroids():
+    """A rebuild given an earlier IVF's list centroids routes with them instead of
+    training: the same lists, so the same candidates as the index that trained them."""
+    from streamfm.coding.search import IVF_FROM, ivf_lists
+
+    rng = np.random.default_rng(4)
+    Z, phi = rng.normal(size=(IVF_FROM, 8)), rng.normal(size=(200, 8))
+    first = AnchorIndex(32)
+    first.rebuild(Z)
+    assert first.trained and first.centroids.shape == (ivf_lists(IVF_FROM), 8)
+    again = AnchorIndex(32)
+    again.rebuild(Z, centroids=first.centroids)
+    assert not again.trained
+    np.testing.assert_array_equal(again.centroids, first.centroids)
+    np.testing.assert_array_equal(again.search(phi), first.search(phi))
+    # anchors with cluster structure that then move a little: the old lists still route the search
+    centres = rng.normal(scale=4.0, size=(16, 8))
+    Zc = centres[rng.integers(0, 16, IVF_FROM)] + rng.normal(size=(IVF_FROM, 8))
+    rows = centres[rng.integers(0, 16, 200)] + rng.normal(size=(200, 8))
+    trained = AnchorIndex(32)
+    trained.rebuild(Zc)
+    moved = Zc + rng.normal(scale=0.05, size=Zc.shape)
+    reused, fresh = AnchorIndex(32), AnchorIndex(32)
+    reused.rebuild(moved, centroids=trained.centroids)
+    fresh.rebuild(moved)
+    assert fresh.trained and not reused.trained and not np.array_equal(fresh.centroids, trained.centroids)
+    assert count_misses(rows, reused.search(rows), moved) == count_misses(rows, fresh.search(rows), moved) == 0
+    wrong = AnchorIndex(32)
+    wrong.rebuild(Z, centroids=first.centroids[:5])  # centroids that do not fit: trained anew
+    assert wrong.trained
+    flat = AnchorIndex(32)
+    flat.rebuild(Z[:100], centroids=first.centroids)  # a flat index has no lists
+    assert flat.centroids is None and not flat.trained
+
+
 def test_count_misses_sees_a_stale_index():
     rng = np.random.default_rng(2)
     Z = rng.normal(size=(50, 3))

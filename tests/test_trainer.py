@@ -165,7 +165,7 @@ def test_failed_scan_leaves_no_model(tmp_path):
 def test_many_anchors_search_an_ivf_that_widens_on_misses_and_resumes_exactly(tmp_path):
     """m >= IVF_FROM: an approximate (IVF) search; on data without cluster structure
     it misses, the model scans more lists, and a stopped run resumes to the same model."""
-    from streamfm.coding.search import IVF_FROM, NPROBE
+    from streamfm.coding.search import IVF_FROM, IVF_RETRAIN, NPROBE
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(5000, 20))  # isotropic in 20 dimensions: hard for an approximate search
@@ -183,3 +183,7 @@ def test_many_anchors_search_an_ivf_that_widens_on_misses_and_resumes_exactly(tm
     assert b.search_nprobe == a.search_nprobe
     for name in ("b", "W", "V", "Z"):
         np.testing.assert_allclose(b.params[name], a.params[name], rtol=1e-12, atol=1e-14)
+    # 10 rebuilds, the lists trained at the 1st and the (IVF_RETRAIN + 1)th; the
+    # stop (after the 7th) fell between: the resumed run routed with the saved lists
+    assert a._ivf_uses == b._ivf_uses == 10 - IVF_RETRAIN
+    np.testing.assert_array_equal(b._ivf_centroids, a._ivf_centroids)

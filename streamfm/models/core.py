@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..coding.anchors import coding_scale, kmeans_anchors
-from ..coding.search import AnchorIndex, count_misses
+from ..coding.search import IVF_RETRAIN, AnchorIndex, count_misses
 from ..coding.space import coding_dim, coding_vectors
 from ..errors import DivergenceError
 from ..kernels.llfm import METHOD_CODES, N_STATS, ST_K_SUM, ST_WANTED_MORE, FM, DO, predict_rows, train_rows
@@ -89,6 +89,8 @@ class LLFMModel:
         self.params: dict[str, np.ndarray] = {}
         self._index = None
         self._index_Z = None  # the anchors the current index was built from
+        self._ivf_centroids = None  # the IVF's list centroids, reused by rebuilds (coding/search.py)
+        self._ivf_uses = 0  # anchor snapshots indexed with them
         self._rows_since_rebuild = 0
         self.search_nprobe = 0  # IVF lists scanned, widened on misses (0: the index's default)
 
@@ -155,10 +157,19 @@ class LLFMModel:
         if self.method == FM:
             return np.zeros((phi.shape[0], 0), dtype=np.int64)
         if self._index is None:
-            if self._index_Z is None:
+            fresh = self._index_Z is None  # a scheduled rebuild, not a resumed run's or a merge's
+            if fresh:
                 self._index_Z = Z.copy()
+                if self._ivf_uses >= IVF_RETRAIN:
+                    self._ivf_centroids = None
             self._index = AnchorIndex(self.config.n_candidates, nprobe=self.search_nprobe or None)
-            self._index.rebuild(self._index_Z)
+            self._index.rebuild(self._index_Z, centroids=self._ivf_centroids)
+            if self._index.centroids is None:
+                self._ivf_centroids, self._ivf_uses = None, 0
+            elif self._index.trained:
+                self._ivf_centroids, self._ivf_uses = self._index.centroids, 1
+            elif fresh:
+                self._ivf_uses += 1
         return self._index.search(phi)
 
     def partial_fit_chunk(self, chunk, targets: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -277,11 +288,14 @@ class LLFMModel:
             "t0": self.t0,
             "rows_since_rebuild": self._rows_since_rebuild,
             "search_nprobe": self.search_nprobe,
+            "ivf_uses": self._ivf_uses,
             "counters": dict(self.counters),
         }
         arrays = dict(self.params)
         if self._index_Z is not None:
             arrays["index_Z"] = self._index_Z
+        if self._ivf_centroids is not None:
+            arrays["ivf_centroids"] = self._ivf_centroids
         return meta, arrays
 
     @classmethod
@@ -298,7 +312,14 @@ class LLFMModel:
         names = PARAM_NAMES + (ADAGRAD_NAMES if model.config.adagrad else ())
         model.params = {n: arrays[n] for n in names}
         model._index_Z = np.array(arrays["index_Z"]) if "index_Z" in arrays else None
+        model._take_ivf(meta, arrays)
         return model
+
+    def _take_ivf(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        """The IVF list centroids of a state (none in a merge's: the anchors moved, so retrain)."""
+        c = arrays.get("ivf_centroids")
+        self._ivf_centroids = None if c is None else np.array(c)
+        self._ivf_uses = int(meta.get("ivf_uses", 0)) if c is not None else 0
 
     def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         """Take the values and counters of another state of this model, in place.
@@ -333,6 +354,10 @@ class LLFMModel:
             self._index = self._index_Z = None
         elif self._index_Z is None or not np.array_equal(self._index_Z, new_Z):
             self._index, self._index_Z = None, np.array(new_Z)
+        c = arrays.get("ivf_centroids")
+        if (c is None) != (self._ivf_centroids is None) or (c is not None and not np.array_equal(c, self._ivf_centroids)):
+            self._index = None  # routed by other lists: rebuild with the state's
+        self._take_ivf(meta, arrays)
 
     def __getstate__(self):
         # a FAISS index does not pickle; it is rebuilt from the anchors on use

@@ -24,9 +24,10 @@ Workers ``k = 1..K`` start a round from the same state ``S0`` and train
 - AdaGrad accumulators (sums of squared gradients) add up the same way,
   ``A0 + sum_k (A_k - A0)``: after the merge a parameter's step size is the
   one a single worker would have after seeing every worker's gradients.
-- The FAISS index snapshot (``index_Z``) is dropped and the rebuild counter
-  reset: the averaged anchors are new points, so each worker rebuilds its
-  index from them before its next search. A merge of one state is that state
+- The FAISS index snapshot (``index_Z``) and its IVF list centroids are
+  dropped and the rebuild counter reset: the averaged anchors are new
+  points, so each worker rebuilds its index from them (training new lists)
+  before its next search. A merge of one state is that state
   unchanged (nothing moved: its index stays valid).
 """
 from __future__ import annotations
@@ -267,6 +268,7 @@ def merge_states(
                                                None if c_base is None else c_base[k]))
                         for k in metas[0]["counters"]}
     meta["rows_since_rebuild"] = 0  # no index_Z: every worker rebuilds from the merged anchors
+    meta["ivf_uses"] = 0  # nor IVF centroids: the rebuild trains new lists
     # an IVF widened by any worker's misses stays widened for all
     meta["search_nprobe"] = max(int(m.get("search_nprobe", 0)) for m in metas)
     return meta, merged_arrays
