@@ -16,9 +16,9 @@ import numpy as np
 # over 64 lists 10-15, over 128 lists 9-9.4, with no nearest anchor missed
 # and the 16 nearest all found (256 lists: 7 us, but 0.02% of nearest
 # anchors missed). Inside training, 128 lists against 64 took 8% off
-# llfm-jo's time per row at m = 4,096 (session 5). An IVF build (a k-means
-# of the anchors into the lists) takes milliseconds, cheap enough to redo at
-# every rebuild. HNSW (M = 16-32, efSearch 32-64) searched at 12-27 us a
+# llfm-jo's time per row at m = 4,096 (session 5). An IVF build trains its
+# lists, a k-means of the anchors (see IVF_RETRAIN for how often). HNSW
+# (M = 16-32, efSearch 32-64) searched at 12-27 us a
 # row, its build took 5-10x the IVF's, and it missed 0.4-2.5% of nearest
 # anchors; it stays available as kind="hnsw". (Timed by hand with FAISS
 # 1.15 on a noisy machine: the ratios, not the microseconds, are the point.)
