@@ -62,7 +62,7 @@ class AnchorIndex:
         self.m = 0
         self.rebuilds = 0
         self.centroids = None  # an IVF's list centroids (nlist, q) float32, else None
-        self.trained = False  # whether the last rebuild trained them (or was given them)
+        self.trained = False  # True when the last rebuild trained them, not when it was given them
 
     def rebuild(self, Z: np.ndarray, centroids: np.ndarray | None = None) -> None:
         """Index the anchors ``Z`` (m, q).
