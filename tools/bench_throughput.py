@@ -1021,8 +1021,12 @@ STATIC_NOTES = """## What streamfm does for speed
   prefetching during the updates, huge pages for the parameters (no
   difference in a bare loop), and FAISS's OpenMP threads for the search
   (1.5-1.9x faster searches, but as much faster at m = 64: the ratio
-  falls). What would close the gap for good is fewer bytes per anchor
-  (float32 parameters), a storage change left for later.
+  falls), and float32 W and V (half the bytes per anchor, yet in the same
+  bare loop no faster: 1.34 against 1.41 us a neighbour at m = 4096, 1.18
+  against 1.05 at m = 64; the loop is bound by its scalar arithmetic more
+  than by memory). What is left is that arithmetic: numba compiles the
+  factor loops (r = 10) to scalar code, and every neighbour Algorithm 1 adds
+  costs one evaluation and one update.
 - **Start-up.** `pyarrow.Array.to_numpy` imported pandas (0.5 s) on the first
   chunk; fixed-width columns are now read from their Arrow buffers. The numba
   kernels are compiled once and cached (`cache=True`). The scan pass's
