@@ -1019,7 +1019,7 @@ STATIC_NOTES = """## What streamfm does for speed
   unstructured anchors), prefetching the next row's first candidates or
   its candidates' anchors, a prefetch distance of 1 or 4 neighbours,
   prefetching during the updates, huge pages for the parameters (no
-  difference in a bare loop), and FAISS's OpenMP threads for the search
+  difference in a bare loop), FAISS's OpenMP threads for the search
   (1.5-1.9x faster searches, but as much faster at m = 64: the ratio
   falls), and float32 W and V (half the bytes per anchor, yet in the same
   bare loop no faster: 1.34 against 1.41 us a neighbour at m = 4096, 1.18
