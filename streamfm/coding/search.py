@@ -88,12 +88,12 @@ class AnchorIndex:
         elif kind == "ivf":
             nlist = min(ivf_lists(m), m)
             quantizer = faiss.IndexFlatL2(q)
-            if centroids is not None and centroids.shape == (nlist, q):
+            reuse = centroids is not None and centroids.shape == (nlist, q)
+            if reuse:
                 # trained lists: the IVF is ready once its quantizer holds them
                 quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-                index = faiss.IndexIVFFlat(quantizer, q, nlist)
-            else:
-                index = faiss.IndexIVFFlat(quantizer, q, nlist)
+            index = faiss.IndexIVFFlat(quantizer, q, nlist)
+            if not reuse:
                 # the lists are a k-means of the anchors themselves: a few
                 # iterations suffice (they only route the search), seeded so that
                 # the same anchors give the same index (a resumed run searches as

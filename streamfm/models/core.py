@@ -172,6 +172,11 @@ class LLFMModel:
                 self._ivf_uses += 1
         return self._index.search(phi)
 
+    def _full_width(self, chunk) -> bool:
+        """Every row holds all p features: the kernels then take ``indices=None``, their dense
+        specialisations, which load no index."""
+        return chunk.n_features == self.p and chunk.full_width
+
     def partial_fit_chunk(self, chunk, targets: np.ndarray, threads: int = 1) -> np.ndarray:
         """One SGD pass over the chunk's rows in order; returns each row's loss before its step.
 
@@ -190,8 +195,7 @@ class LLFMModel:
         learns_anchors = self.method not in (FM, DO)
         phi_all = self.coding_vectors(chunk)
         stats = np.zeros(N_STATS, dtype=np.int64)
-        # full-width rows go to the kernels' dense specialisations, which take no index array
-        full_width = chunk.n_features == self.p and chunk.full_width
+        full_width = self._full_width(chunk)
         lo = 0
         while lo < n:
             if learns_anchors and self._rows_since_rebuild >= c.rebuild_every:
@@ -255,8 +259,8 @@ class LLFMModel:
             index = AnchorIndex(self.config.n_candidates, nprobe=self.search_nprobe or None)
             index.rebuild(Z)
             cand = index.search(phi)
-        full_width = chunk.n_features == self.p and chunk.full_width
-        predict_rows(self.method, chunk.indptr, None if full_width else chunk.indices, chunk.data, phi, cand,
+        indices = None if self._full_width(chunk) else chunk.indices
+        predict_rows(self.method, chunk.indptr, indices, chunk.data, phi, cand,
                      b, W, V, Z, k_soft, beta, rho, out, ks)
         return (out, ks) if return_k else out
 
@@ -355,7 +359,8 @@ class LLFMModel:
         elif self._index_Z is None or not np.array_equal(self._index_Z, new_Z):
             self._index, self._index_Z = None, np.array(new_Z)
         c = arrays.get("ivf_centroids")
-        if (c is None) != (self._ivf_centroids is None) or (c is not None and not np.array_equal(c, self._ivf_centroids)):
+        if (c is None) != (self._ivf_centroids is None) or (
+                c is not None and not np.array_equal(c, self._ivf_centroids)):
             self._index = None  # routed by other lists: rebuild with the state's
         self._take_ivf(meta, arrays)
 
