@@ -1004,10 +1004,10 @@ STATIC_NOTES = """## What streamfm does for speed
   no longer leaves OpenBLAS threads spinning on the second core. In
   alternating `streamfm train` runs of the old and new code (4 rounds), m =
   4096's fastest epoch went from 35.0 to 31.3 us a row with the first two
-  alone. The recorded run below gives 0.26 from the fastest epochs, but its
-  rounds range widely, and six runs of the anchors section during the
-  session gave 0.26, 0.25, 0.24, 0.23, 0.23 and 0.26: the target holds in
-  some runs, not in all. What remains at m = 4096, per row (the trainer's
+  alone. Seven runs of the anchors section during the session gave 0.26,
+  0.25, 0.24, 0.23, 0.23, 0.26 and 0.23 from their fastest epochs (the last
+  is the run recorded below), with single rounds from 0.16 to 0.32: the
+  target holds in some runs, not in all. What remains at m = 4096, per row (the trainer's
   loop, one thread): about 16.5 us of FM evaluations and updates (12.8
   neighbours; in a bare loop a neighbour costs 0.97 us at m = 64 and 1.28 us
   at m = 4096, the difference being cache misses on its 4.8 KB of
