@@ -35,7 +35,7 @@ def test_fm_eval_matches_definition(density, C):
     f, s, work = np.zeros(C), np.zeros((C, r)), np.zeros((C, r))
     for row in range(5):
         for i in range(m):
-            gn = fm_eval(i, indptr[row], indptr[row + 1], indices, data, P["b"], P["W"], P["V"], f, s, work)
+            gn = fm_eval(i, indptr[row], indptr[row + 1], indices, data, P["b"], P["W"], P["V"], f, s, work, -1)
             np.testing.assert_allclose(f, ref.fm_outputs(X[row], P["b"], P["W"], P["V"], i), rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(s, np.einsum("pcr,p->cr", P["V"][i], X[row]), atol=1e-12)
             x = X[row]
@@ -51,7 +51,7 @@ def test_fm_update_matches_reference_gradient(adagrad):
     indptr, indices, data, X = csr_rows(rng, 1, p, 0.6)
     x = X[0]
     f, s = np.zeros(C), np.zeros((C, r))
-    fm_eval(0, 0, indptr[1], indices, data, P["b"], P["W"], P["V"], f, s, np.zeros((C, r)))
+    fm_eval(0, 0, indptr[1], indices, data, P["b"], P["W"], P["V"], f, s, np.zeros((C, r)), -1)
     G = np.array([0.7, -0.4])
     eta, l2w, l2v = 0.05, 0.01, 0.02
     A = [np.zeros_like(P[n]) for n in "bWV"]
@@ -334,3 +334,41 @@ def test_prefetch_anchor_is_a_hint_that_compiles_to_prefetches():
     if platform.machine().lower() in ("x86_64", "amd64"):
         asm = touch.inspect_asm(touch.signatures[0])
         assert "prefetch" in asm
+
+
+@pytest.mark.parametrize("C, r", [(1, 3), (2, 9)])
+def test_prefetch_during_evaluation_changes_no_value(C, r):
+    """``fm_eval`` asks for a later neighbour's lines feature by feature (its ``ahead``
+    anchor): results equal those of an evaluation without it, bit for bit, and no
+    parameter is touched, for full-width and sparse rows, the first and the last
+    anchor, and a feature's factors spanning one line or several (C * r = 18 > 8)."""
+    from numba import njit
+
+    from streamfm.kernels._prefetch import prefetch_feature
+
+    @njit
+    def sweep(i, p, W, V):
+        for j in range(p):
+            prefetch_feature(i, j, W, V)
+
+    rng = np.random.default_rng(3)
+    m, p = 4, 6
+    P = {"b": rng.normal(size=(m, C)), "W": rng.normal(size=(m, p, C)), "V": rng.normal(size=(m, p, C, r))}
+    before = {k: v.copy() for k, v in P.items()}
+    for i in (0, m - 1):
+        sweep(i, p, P["W"], P["V"])
+    X = sp.csr_matrix(np.array([[0.5, -1.0, 0, 0, 2.0, 0], list(rng.normal(size=p))]))
+    indptr, indices, data = X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data
+    for idx in (indices, None):
+        if idx is None:  # full-width rows: the dense second row alone
+            lo, hi, d = 0, p, X[1].toarray().ravel()
+        else:
+            lo, hi, d = indptr[0], indptr[1], data
+        out = []
+        for ahead in (-1, 0, m - 1):
+            f, s, work = np.zeros(C), np.zeros((C, r)), np.zeros((C, r))
+            g = fm_eval(1, lo, hi, idx, d, P["b"], P["W"], P["V"], f, s, work, ahead)
+            out.append((g, f, s))
+        for g, f, s in out[1:]:
+            assert g == out[0][0] and np.array_equal(f, out[0][1]) and np.array_equal(s, out[0][2])
+    assert all(np.array_equal(P[k], before[k]) for k in P)

@@ -14,12 +14,17 @@ dense 54-feature rows, rank 10: 15-25% less time per neighbour for
 import numpy as np
 from numba import njit
 
+from ._prefetch import prefetch_feature
 from .losses import loss_grad
 
 
 @njit(cache=True, nogil=True)
-def fm_eval(i, lo, hi, indices, data, b, W, V, out_f, out_s, work):
+def fm_eval(i, lo, hi, indices, data, b, W, V, out_f, out_s, work, ahead):
     """f_ic for every output c into ``out_f`` (C,); sums s_icf = sum_j V_ijcf x_j into ``out_s`` (C, r).
+
+    ``ahead``: an anchor whose parameters for this row's features are
+    prefetched, feature by feature, as the row is swept (-1: none; see
+    kernels/_prefetch.py).
 
     Returns the squared norm of the gradient of f_ic with respect to this
     anchor's parameters, maximised over c:
@@ -46,6 +51,8 @@ def fm_eval(i, lo, hi, indices, data, b, W, V, out_f, out_s, work):
         e = 0.0  # sum_j x_j^4 ||V_j||^2
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
+            if c == 0 and ahead >= 0:
+                prefetch_feature(ahead, j, W, V)
             x = data[t]
             x2 = x * x
             fc += W[i, j, c] * x

@@ -93,17 +93,14 @@ def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, wor
     for c in range(C):
         fbuf[c] = 0.0
     D = 0.0
-    # with many anchors or features the parameters outgrow the caches: ask
-    # for the blocks two neighbours ahead while this one is computed
-    # (measured: sparse rows of 2^20 features, m = 50, 2x the rows/s; dense
-    # 54 features, m = 4096, 3-5% in 8 alternations in one process, 5-13% in
-    # 3 pairs of processes: the machine is noisy; see kernels/_prefetch.py)
+    # with many anchors or features the parameters outgrow the caches: the
+    # first neighbours' blocks are asked for at once, each later one's during
+    # the evaluation PREFETCH_AHEAD neighbours before it (see kernels/_prefetch.py)
     for a in range(min(k, PREFETCH_AHEAD)):
         prefetch_anchor(ids[a], lo, hi, indices, W, V)
     for a in range(k):
-        if a + PREFETCH_AHEAD < k:
-            prefetch_anchor(ids[a + PREFETCH_AHEAD], lo, hi, indices, W, V)
-        gn[a] = fm_eval(ids[a], lo, hi, indices, data, b, W, V, F[a], Sb[a], work)
+        ahead = ids[a + PREFETCH_AHEAD] if a + PREFETCH_AHEAD < k else -1
+        gn[a] = fm_eval(ids[a], lo, hi, indices, data, b, W, V, F[a], Sb[a], work, ahead)
         D += gamma[a] * gamma[a] * gn[a]
         for c in range(C):
             fbuf[c] += gamma[a] * F[a, c]
