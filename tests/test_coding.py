@@ -181,3 +181,21 @@ def test_coding_space_identity_and_sketch():
     assert wide.shape == (2, SKETCH_DIM)
     # a count sketch keeps each value's magnitude in one bucket
     assert sorted(np.abs(wide[0][wide[0] != 0])) in ([1.5, 2.0], [0.5])
+
+
+@pytest.mark.parametrize("m", [20, 100, 1024])
+def test_search_split_between_threads_gives_the_serial_candidates(m):
+    """--threads N splits a block's search into N row ranges searched at once
+    (models/core.py): every row's candidates must be the serial search's, for
+    all-anchor, flat and IVF indexes, and for rows that do not split evenly."""
+    from streamfm.coding.search import IVF_FROM
+    from streamfm.models.core import _search_split
+
+    assert IVF_FROM == 1024  # the last case is an IVF
+    rng = np.random.default_rng(11)
+    Z, phi = rng.normal(size=(m, 6)), rng.normal(size=(301, 6))
+    idx = AnchorIndex(32)
+    idx.rebuild(Z)
+    serial = idx.search(phi)
+    for threads in (2, 3):
+        np.testing.assert_array_equal(_search_split(idx, phi, threads), serial)
