@@ -339,17 +339,20 @@ def test_prefetch_anchor_is_a_hint_that_compiles_to_prefetches():
 @pytest.mark.parametrize("C, r", [(1, 3), (2, 9)])
 def test_prefetch_during_evaluation_changes_no_value(C, r):
     """``fm_eval`` asks for a later neighbour's lines feature by feature (its ``ahead``
-    anchor): results equal those of an evaluation without it, bit for bit, and no
-    parameter is touched, for full-width and sparse rows, the first and the last
-    anchor, and a feature's factors spanning one line or several (C * r = 18 > 8)."""
+    anchor; W in numba, V inside the first vector sweep, kernels/_simd.py): results
+    equal those of an evaluation without it, bit for bit, and no parameter is
+    touched, for full-width and sparse rows, the first and the last anchor, and a
+    feature's factors spanning one line or several (C * r = 18 > 8)."""
     from numba import njit
 
-    from streamfm.kernels._prefetch import prefetch_feature
+    from streamfm.kernels._prefetch import prefetch_span
 
     @njit
     def sweep(i, p, W, V):
+        C, r = V.shape[2], V.shape[3]
         for j in range(p):
-            prefetch_feature(i, j, W, V)
+            prefetch_span(W, (i * p + j) * C, C)
+            prefetch_span(V, (i * p + j) * C * r, C * r)
 
     rng = np.random.default_rng(3)
     m, p = 4, 6

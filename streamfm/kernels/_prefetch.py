@@ -4,9 +4,10 @@ With many anchors (m in the thousands) the parameters outgrow the caches and
 each neighbour's FM evaluation starts with cache misses on its W and V
 blocks (about 4.8 KB per anchor at p = 54, rank 10). The neighbours of a row
 are known before their evaluation starts, so the kernel asks for a later
-one's block while it computes the current one: ``prefetch_feature`` feature
-by feature, inside the evaluation's own loop over the row, spread over it
-rather than in one burst. (A burst of ~75 prefetches at the start of an
+one's block while it computes the current one, feature
+by feature, inside the evaluation's own sweeps of the row (its W in the
+sweep for W, its V in the sweep for the first block of factors: see
+kernels/_simd.py), spread over them rather than in one burst. (A burst of ~75 prefetches at the start of an
 evaluation fills the core's queue of outstanding misses and stalls it until
 they come back. Measured in a bare evaluate-and-update loop, dense 54-feature
 rows, rank 10, 13 neighbours a row: per neighbour at m = 4096, 1.04-1.06 us
@@ -24,6 +25,19 @@ from numba.extending import intrinsic
 _LINE = 8  # float64 values per 64-byte cache line
 
 
+def emit_prefetch(builder, ptr):
+    """Emit a prefetch of the cache line holding ``ptr`` (LLVM IR, for the intrinsics here and in _simd.py)."""
+    ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+    # the intrinsic is overloaded on its pointer type: "p0" with opaque
+    # pointers (newer llvmlite), "p0i8" with typed ones
+    name = "llvm.prefetch.p0" if getattr(ptr.type, "is_opaque", False) else "llvm.prefetch.p0i8"
+    i32 = ir.IntType(32)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), name)
+    # read (0), keep in all cache levels (3), data cache (1)
+    builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
+
 @intrinsic
 def _prefetch(typingctx, arr, i):
     """Prefetch the cache line holding ``arr.ravel()[i]`` (C-contiguous ``arr``) for reading."""
@@ -33,15 +47,7 @@ def _prefetch(typingctx, arr, i):
 
     def codegen(context, builder, sig, args):
         ary = context.make_array(sig.args[0])(context, builder, args[0])
-        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(8).as_pointer())
-        # the intrinsic is overloaded on its pointer type: "p0" with opaque
-        # pointers (newer llvmlite), "p0i8" with typed ones
-        name = "llvm.prefetch.p0" if getattr(ptr.type, "is_opaque", False) else "llvm.prefetch.p0i8"
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), name)
-        # read (0), keep in all cache levels (3), data cache (1)
-        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        emit_prefetch(builder, builder.gep(ary.data, [args[1]]))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -78,20 +84,11 @@ def prefetch_anchor(i, lo, hi, indices, W, V):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def prefetch_feature(i, j, W, V):
-    """Ask for the lines of anchor i's W[i, j] (C,) and V[i, j] (C, r) (both C-contiguous)."""
-    p = W.shape[1]
-    cW = W.shape[2]
-    cV = V.shape[2] * V.shape[3]
-    u = (i * p + j) * cW
-    last = u + cW - 1
+def prefetch_span(arr, first, n):
+    """Ask for the lines of ``arr.ravel()[first:first + n]`` (C-contiguous ``arr``, n >= 1)."""
+    last = first + n - 1
+    u = first
     while u < last:
-        _prefetch(W, u)
+        _prefetch(arr, u)
         u += _LINE
-    _prefetch(W, last)
-    u = (i * p + j) * cV
-    last = u + cV - 1
-    while u < last:
-        _prefetch(V, u)
-        u += _LINE
-    _prefetch(V, last)
+    _prefetch(arr, last)
