@@ -910,9 +910,26 @@ STATIC_NOTES = """## What streamfm does for speed
   ||grad_theta f||^2, whose factor part sum_j x_j^2 ||s - V_j x_j||^2 was a
   second pass over the row's factors. It is now expanded as
   ||x||^2 ||s||^2 - 2 <s, sum_j x_j^3 V_j> + sum_j x_j^4 ||V_j||^2 and
-  accumulated beside s in the same pass (`kernels/fm.py`); the update reads
-  each factor row through a 1-d view (4-d indexing kept LLVM from
-  vectorising). Same arithmetic up to rounding, same tests.
+  accumulated beside s in the same pass (`kernels/fm.py`). Same arithmetic
+  up to rounding, same tests.
+- **The factor loops in vector registers** (session 9, `kernels/_simd.py`).
+  Numba compiled each neighbour's factor loops (rank 10) to scalar code, and
+  nothing written in Python made LLVM pack them: per-factor scalar
+  accumulators, flat sweeps of the anchor's block, two features at a time
+  and `fastmath` (reassociation, contraction) all ran within noise of the
+  plain loop in the trainer. `fm_eval` and `fm_update` now sweep the row
+  once per block of 4, 2 and 1 factors through small LLVM intrinsics that
+  hold the block in one <4 x double> register. The update is the scalar
+  expression lane by lane (bit for bit the previous results); the
+  evaluation sums the squared norms per factor first (the same sums in
+  another order). In a bare evaluate-and-update loop (dense 54 features,
+  rank 10, 13 neighbours a row) a neighbour took 0.69-0.99 us against
+  1.35-1.97 at m = 64 and 1.05-1.43 against 1.93-2.50 at m = 4096 (three
+  alternating pairs of processes in a noisy phase of the host; in a quiet
+  one the old loop ran 0.93 and 1.15); `streamfm train` llfm-jo, 100,000
+  rows, 4 alternating rounds: m = 4096 epoch rows/s 30.0k against 25.0k
+  (fastest), 24.7k against 21.9k (median), m = 64 unchanged. The `fm` fast
+  paths below stay scalar.
 - **A fast path for `fm` with one output** (`kernels/fm.py`,
   `fm_rows_single`): the general loop serves every method and C outputs
   through a one-neighbour coding and 4-d parameter indexing; with one FM and
@@ -958,7 +975,11 @@ STATIC_NOTES = """## What streamfm does for speed
 - **FAISS on one thread** (`coding/_faiss.py`): streamfm's k-means and
   searches are small and run beside the kernel and the prefetch thread; with
   two OpenMP threads they ran 2-15x slower here, and k-means depended on the
-  core count. **An IVF index from 1,024 anchors** (`coding/search.py`): a
+  core count. With `--threads N` (opt-in, below) a block's search is split
+  into N row ranges searched at once by the Hogwild threads, each FAISS call
+  on one thread (FAISS releases the GIL; every row's candidates are the
+  serial search's, tested): on 2 cores 8,192 rows searched in 0.65-0.75 of
+  the serial time (4,096 anchors, IVF, and 64, flat). **An IVF index from 1,024 anchors** (`coding/search.py`): a
   flat search costs O(m) per row, an IVF over ~2 sqrt(m) lists scanning 8 of
   them about O(sqrt(m)) (twice as many lists as before session 5: half the
   anchors scanned per row, 8% off llfm-jo's time per row at m = 4096 with
@@ -992,41 +1013,56 @@ STATIC_NOTES = """## What streamfm does for speed
   in-memory chunks (thread time): dense m = 4096 58 -> 48-53 us a row
   (with the IVF change; the prefetch alone: 3-5% in 8 alternations in one
   process), m = 1024 40-44 -> 29-37, m = 64 unchanged;
-  sparse llfm-jo (2^20 features, m = 50) 79-82 -> 39 us a row. Also tried
-  and not kept: prefetching the next row's first candidates during this
-  row's updates (no difference in 6 alternating runs) and the next row's
-  features in the sparse `fm` loop (no difference).
-  **m = 4096 against m = 64: 0.21 before session 8, about 1/4 now, and not
-  reliably above it on this machine.** Session 8 made m = 4096 faster where
-  m = 64 barely moves: the full-width kernel specialisation (per neighbour,
-  and m = 4096 uses 12.8 neighbours a row against 1.19), IVF lists reused
-  between trainings (rebuilds 2.0 -> 0.55 us a row), and a miss check that
-  no longer leaves OpenBLAS threads spinning on the second core. In
-  alternating `streamfm train` runs of the old and new code (4 rounds), m =
-  4096's fastest epoch went from 35.0 to 31.3 us a row with the first two
-  alone. Seven runs of the anchors section during the session gave 0.26,
-  0.25, 0.24, 0.23, 0.23, 0.26 and 0.23 from their fastest epochs (the last
-  is the run recorded below), with single rounds from 0.16 to 0.32: the
-  target holds in some runs, not in all. What remains at m = 4096, per row (the trainer's
-  loop, one thread): about 16.5 us of FM evaluations and updates (12.8
-  neighbours; in a bare loop a neighbour costs 0.97 us at m = 64 and 1.28 us
-  at m = 4096, the difference being cache misses on its 4.8 KB of
-  parameters, 19.5 MB in all), 8.5-9 us of IVF search against 2.5 us for
-  the flat search at m = 64, 2 us of coding. Tried in session 8 and not
-  kept: two partial sums for the factor norm, the factors in register
-  blocks of 4 (both slower as numba compiled them), fewer k-means
-  iterations for the lists (unbalanced lists: slower searches on
-  unstructured anchors), prefetching the next row's first candidates or
+  sparse llfm-jo (2^20 features, m = 50) 79-82 -> 39 us a row. Since
+  session 9 the requests are spread over the evaluation before, feature by
+  feature (W in its sweep, V in the first vector sweep), not issued in one
+  burst: ~75 prefetches at once filled the core's queue of outstanding
+  misses and stalled it. In a bare evaluate-and-update loop (13 neighbours
+  a row) a neighbour at m = 4096 took 1.04-1.06 us spread against 1.37 in a
+  burst and 1.35 with none; `streamfm train` llfm-jo m = 4096, 4 alternating
+  rounds: epoch rows/s 27.7k against 23.9k (fastest), 24.1k against 21.9k
+  (median), m = 64 unchanged (6 rounds). On sparse rows (2^20 features,
+  m = 8 and 50, 30 non-zeros) spread and burst measured within noise of each
+  other (bare loop, 5 alternating rounds each, three configurations; and 8
+  rounds of `streamfm train`). The first neighbours of a row still come in a
+  burst. Also tried and not kept: prefetching the next row's first
+  candidates during this row's updates (no difference in 6 alternating
+  runs), the next row's features in the sparse `fm` loop (no difference),
+  and (session 9) the next neighbour's block during the updates and a
+  prefetch distance of one neighbour (both within noise in 6-8 rounds).
+  **m = 4096 against m = 64: 0.21 before session 8, 0.23 after it, about
+  1/4 after session 9, and still not reliably above it on this machine.**
+  Session 8 made m = 4096 faster where m = 64 barely moves: the full-width
+  kernel specialisation (per neighbour, and m = 4096 uses 12.8 neighbours a
+  row against 1.19), IVF lists reused between trainings (rebuilds 2.0 ->
+  0.55 us a row), and a miss check that no longer leaves OpenBLAS threads
+  spinning on the second core. Session 9 did the same with the prefetch
+  spread over the evaluations and the factor loops in vector registers
+  (both above): in alternating `streamfm train` runs against the code before
+  each, m = 4096's epoch rows/s rose 16% and then 20% (fastest rounds; 10%
+  and 13% in the median round), m = 64's stayed within noise. The anchors
+  section's own runs in session 9 gave RUNS_PLACEHOLDER. The host's speed
+  drifts by a third between phases, and m = 4096, bound by memory, drifts
+  more than m = 64. What remains at m = 4096, per row, is mostly the
+  neighbours' FM evaluations and updates (12.8 of them; a bare loop's
+  neighbour costs about 0.7 us in cache and 1.05-1.17 us at m = 4096 on a
+  quiet host) and the IVF search (9-15 us a row against 2.6-3.3 us for the
+  flat search at m = 64 in this session's measurements of FAISS alone:
+  about 384 distances in 54 dimensions and a heap of K = 32, whose upkeep is
+  about a third of it: the same search for K = 1 took 5.6 against 9.0 us). Tried in session 8 and not kept: two partial sums for
+  the factor norm, the factors in register blocks of 4 written in Python,
+  fewer k-means iterations for the lists (unbalanced lists: slower searches
+  on unstructured anchors), prefetching the next row's first candidates or
   its candidates' anchors, a prefetch distance of 1 or 4 neighbours,
-  prefetching during the updates, huge pages for the parameters (no
-  difference in a bare loop), FAISS's OpenMP threads for the search
-  (1.5-1.9x faster searches, but as much faster at m = 64: the ratio
-  falls), and float32 W and V (half the bytes per anchor, yet in the same
-  bare loop no faster: 1.34 against 1.41 us a neighbour at m = 4096, 1.18
-  against 1.05 at m = 64; the loop is bound by its scalar arithmetic more
-  than by memory). What is left is that arithmetic: numba compiles the
-  factor loops (r = 10) to scalar code, and every neighbour Algorithm 1 adds
-  costs one evaluation and one update.
+  huge pages for the parameters (no difference in a bare loop), FAISS's
+  OpenMP threads for the search (1.5-1.9x faster searches, but as much
+  faster at m = 64: the ratio falls), and float32 W and V (half the bytes
+  per anchor, yet in the same bare loop no faster). Tried in session 9 and
+  not kept: the search's rows grouped by their first list (to reuse the
+  lists in cache: identical candidates, no faster), the search dimension
+  padded to 56 (8.4 against 8.9 us a row at m = 4096, once: a padded copy
+  of every block for half a microsecond), and the loop variants listed
+  under the vector registers above.
 - **Start-up.** `pyarrow.Array.to_numpy` imported pandas (0.5 s) on the first
   chunk; fixed-width columns are now read from their Arrow buffers. The numba
   kernels are compiled once and cached (`cache=True`). The scan pass's
