@@ -1007,7 +1007,7 @@ STATIC_NOTES = """## What streamfm does for speed
   LLVM's prefetch intrinsic): once parameters outgrow the caches (many
   anchors, or many features) each neighbour's FM evaluation began with
   cache misses on its W and V. A row's neighbours are known before their
-  evaluations start, so the kernel requests the blocks two neighbours ahead
+  evaluations start, so the kernel requests the blocks of later neighbours
   (a full-width row: the anchor's whole W[i] and V[i]; a sparse row: its
   features' slices). Measured in alternating runs of the trainer's loop on
   in-memory chunks (thread time): dense m = 4096 58 -> 48-53 us a row
@@ -1028,8 +1028,13 @@ STATIC_NOTES = """## What streamfm does for speed
   burst. Also tried and not kept: prefetching the next row's first
   candidates during this row's updates (no difference in 6 alternating
   runs), the next row's features in the sparse `fm` loop (no difference),
-  and (session 9) the next neighbour's block during the updates and a
-  prefetch distance of one neighbour (both within noise in 6-8 rounds).
+  and (session 9) the next neighbour's block during the updates (within
+  noise in 6 rounds). The distance was two neighbours until the evaluations
+  ran in vector registers; one is faster since (in the bare loop at m =
+  4096 0.91-1.00 against 0.97-1.05 us a neighbour, three and four slower
+  still; `streamfm train`, 6 alternating rounds: 32.6k against 30.3k epoch
+  rows/s, 26.1k against 24.4k in the median round; before the vector
+  registers the two were within noise).
   **m = 4096 against m = 64: 0.21 before session 8, 0.23 after it, about
   1/4 after session 9, and still not reliably above it on this machine.**
   Session 8 made m = 4096 faster where m = 64 barely moves: the full-width
