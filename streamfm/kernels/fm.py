@@ -42,17 +42,18 @@ def fm_eval(i, lo, hi, indices, data, b, W, V, out_f, out_s, work, ahead):
     r = out_s.shape[1]
     p = W.shape[1]
     xx = 0.0
-    for t in range(lo, hi):
-        x = data[t]
-        xx += x * x
     gmax = 0.0
     for c in range(C):
         fc = b[i, c]
+        # ||x||^2 beside the first output's linear part: two independent sums in one sweep
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
-            if c == 0 and ahead >= 0:
-                prefetch_span(W, (ahead * p + j) * C, C)
-            fc += W[i, j, c] * data[t]
+            x = data[t]
+            if c == 0:
+                xx += x * x
+                if ahead >= 0:
+                    prefetch_span(W, (ahead * p + j) * C, C)
+            fc += W[i, j, c] * x
         sqs = 0.0  # sum_j x_j^2 ||V_j||^2, the FM's diagonal
         e = 0.0  # sum_j x_j^4 ||V_j||^2
         base = (i * p * C + c) * r
