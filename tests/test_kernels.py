@@ -27,9 +27,10 @@ def csr_rows(rng, n, p, density):
 
 @pytest.mark.parametrize("density", [1.0, 0.3])
 @pytest.mark.parametrize("C", [1, 3])
-def test_fm_eval_matches_definition(density, C):
+@pytest.mark.parametrize("r", [3, 7, 10])  # the vector sweeps: blocks of 2+1, 4+2+1, 4+4+2 factors
+def test_fm_eval_matches_definition(density, C, r):
     rng = np.random.default_rng(1)
-    p, r, m = 7, 3, 2
+    p, m = 7, 2
     P = random_params(rng, m, p, C, r, 1)
     indptr, indices, data, X = csr_rows(rng, 5, p, density)
     f, s, work = np.zeros(C), np.zeros((C, r)), np.zeros((C, r))
@@ -44,9 +45,10 @@ def test_fm_eval_matches_definition(density, C):
 
 
 @pytest.mark.parametrize("adagrad", [False, True])
-def test_fm_update_matches_reference_gradient(adagrad):
+@pytest.mark.parametrize("r", [1, 4, 7])  # the vector sweeps: blocks of 1, 4, 4+2+1 factors
+def test_fm_update_matches_reference_gradient(adagrad, r):
     rng = np.random.default_rng(2)
-    p, r, C = 6, 4, 2
+    p, C = 6, 2
     P = random_params(rng, 1, p, C, r, 1)
     indptr, indices, data, X = csr_rows(rng, 1, p, 0.6)
     x = X[0]

@@ -1003,71 +1003,79 @@ STATIC_NOTES = """## What streamfm does for speed
   on. The check is now one FAISS pairwise-distance product on FAISS's one
   thread (0.55 ms for 32 rows and 4,096 anchors; a flat-index search, below
   FAISS's query threshold, took the distances one by one: 1.4-1.6 ms).
-- **Prefetching the neighbours' parameters** (`kernels/_prefetch.py`,
-  LLVM's prefetch intrinsic): once parameters outgrow the caches (many
-  anchors, or many features) each neighbour's FM evaluation began with
-  cache misses on its W and V. A row's neighbours are known before their
-  evaluations start, so the kernel requests the blocks of later neighbours
-  (a full-width row: the anchor's whole W[i] and V[i]; a sparse row: its
-  features' slices). Measured in alternating runs of the trainer's loop on
-  in-memory chunks (thread time): dense m = 4096 58 -> 48-53 us a row
-  (with the IVF change; the prefetch alone: 3-5% in 8 alternations in one
-  process), m = 1024 40-44 -> 29-37, m = 64 unchanged;
-  sparse llfm-jo (2^20 features, m = 50) 79-82 -> 39 us a row. Since
-  session 9 the requests are spread over the evaluation before, feature by
-  feature (W in its sweep, V in the first vector sweep), not issued in one
-  burst: ~75 prefetches at once filled the core's queue of outstanding
-  misses and stalled it. In a bare evaluate-and-update loop (13 neighbours
-  a row) a neighbour at m = 4096 took 1.04-1.06 us spread against 1.37 in a
-  burst and 1.35 with none; `streamfm train` llfm-jo m = 4096, 4 alternating
-  rounds: epoch rows/s 27.7k against 23.9k (fastest), 24.1k against 21.9k
-  (median), m = 64 unchanged (6 rounds). On sparse rows (2^20 features,
-  m = 8 and 50, 30 non-zeros) spread and burst measured within noise of each
-  other (bare loop, 5 alternating rounds each, three configurations; and 8
-  rounds of `streamfm train`). The first neighbours of a row still come in a
-  burst. Also tried and not kept: prefetching the next row's first
-  candidates during this row's updates (no difference in 6 alternating
-  runs), the next row's features in the sparse `fm` loop (no difference),
-  and (session 9) the next neighbour's block during the updates (within
-  noise in 6 rounds). The distance was two neighbours until the evaluations
-  ran in vector registers; one is faster since (in the bare loop at m =
-  4096 0.91-1.00 against 0.97-1.05 us a neighbour, three and four slower
-  still; `streamfm train`, 6 alternating rounds: 32.6k against 30.3k epoch
-  rows/s, 26.1k against 24.4k in the median round; before the vector
-  registers the two were within noise).
-  **m = 4096 against m = 64: 0.21 before session 8, 0.23 after it, about
-  1/4 after session 9, and still not reliably above it on this machine.**
+- **Prefetching the neighbours' parameters** (`kernels/_prefetch.py`, LLVM's
+  prefetch intrinsic): once parameters outgrow the caches (many anchors, or
+  many features) each neighbour's FM evaluation began with cache misses on
+  its W and V. A row's neighbours are known before their evaluations start,
+  so the kernel requests the blocks of later neighbours (a full-width row:
+  the anchor's whole W[i] and V[i]; a sparse row: its features' slices).
+  Measured in alternating runs of the trainer's loop on in-memory chunks
+  (thread time): dense m = 4096 58 -> 48-53 us a row (with the IVF change;
+  the prefetch alone: 3-5% in 8 alternations in one process), m = 1024 40-44
+  -> 29-37, m = 64 unchanged; sparse llfm-jo (2^20 features, m = 50) 79-82
+  -> 39 us a row. Since session 9 the requests are spread over the previous
+  neighbour's evaluation, feature by feature (W in its sweep, V in the first
+  vector sweep), not issued in one burst: ~75 prefetches at once filled the
+  core's queue of outstanding misses and stalled it. In a bare
+  evaluate-and-update loop (13 neighbours a row) a neighbour at m = 4096
+  took 1.04-1.06 us spread against 1.37 in a burst and 1.35 with none;
+  `streamfm train` llfm-jo m = 4096, 4 alternating rounds: epoch rows/s
+  27.7k against 23.9k (fastest), 24.1k against 21.9k (median), m = 64
+  unchanged (6 rounds). On sparse rows (2^20 features, m = 8 and 50, 30
+  non-zeros) spread and burst measured within noise of each other (bare
+  loop, 5 alternating rounds each, three configurations; and 8 rounds of
+  `streamfm train`). The first neighbours of a row still come in a burst.
+  Also tried and not kept: prefetching the next row's first candidates
+  during this row's updates (no difference in 6 alternating runs), the next
+  row's features in the sparse `fm` loop (no difference), and (session 9)
+  the next neighbour's block during the updates (within noise in 6 rounds).
+  The distance was two neighbours until the evaluations ran in vector
+  registers; one is faster since (in the bare loop at m = 4096 0.91-1.00
+  against 0.97-1.05 us a neighbour, three and four slower still; `streamfm
+  train`, 6 alternating rounds: 32.6k against 30.3k epoch rows/s, 26.1k
+  against 24.4k in the median round; before the vector registers the two
+  were within noise).
+  **m = 4096 against m = 64: 0.21 before session 8, 0.23 after it, about 1/4
+  after session 9, and still not reliably above it on this machine.**
   Session 8 made m = 4096 faster where m = 64 barely moves: the full-width
   kernel specialisation (per neighbour, and m = 4096 uses 12.8 neighbours a
   row against 1.19), IVF lists reused between trainings (rebuilds 2.0 ->
   0.55 us a row), and a miss check that no longer leaves OpenBLAS threads
   spinning on the second core. Session 9 did the same with the prefetch
-  spread over the evaluations and the factor loops in vector registers
-  (both above): in alternating `streamfm train` runs against the code before
-  each, m = 4096's epoch rows/s rose 16% and then 20% (fastest rounds; 10%
-  and 13% in the median round), m = 64's stayed within noise. The anchors
-  section's own runs in session 9 gave RUNS_PLACEHOLDER. The host's speed
-  drifts by a third between phases, and m = 4096, bound by memory, drifts
-  more than m = 64. What remains at m = 4096, per row, is mostly the
-  neighbours' FM evaluations and updates (12.8 of them; a bare loop's
-  neighbour costs about 0.7 us in cache and 1.05-1.17 us at m = 4096 on a
-  quiet host) and the IVF search (9-15 us a row against 2.6-3.3 us for the
-  flat search at m = 64 in this session's measurements of FAISS alone:
+  spread over the evaluations and the factor loops in vector registers (both
+  above): in alternating `streamfm train` runs against the code before each,
+  m = 4096's epoch rows/s rose 16% and then 20% (fastest rounds; 10% and 13%
+  in the median round), m = 64's stayed within noise. The anchors section's
+  own runs in session 9 (3 rounds each) gave, from their fastest epochs and
+  round by round: 0.24 (0.27, 0.24, 0.22) with the spread prefetch; 0.22
+  (0.26, 0.21, 0.24) and 0.27 (0.23, 0.24, 0.27) with the vector registers;
+  0.27 (0.27, 0.25, 0.23; median round 0.246) with the prefetch one
+  neighbour ahead; and 0.24 (0.26, 0.18, 0.21) after the last change
+  (||x||^2 in the sweep for W), the run recorded below, whose m = 4096 fell
+  from 31.1k to 21.8k epoch rows/s between its first and last rounds. Over
+  those 15 rounds the median is 0.24 (session 8's recorded run: 0.23). The
+  host's speed drifts by a third between phases, and m = 4096, bound by
+  memory, drifts more than m = 64. What remains at m = 4096, per row, is
+  mostly the neighbours' FM evaluations and updates (12.8 of them; a bare
+  loop's neighbour costs about 0.65 us in cache and 0.9-1.0 us at m = 4096
+  on a quiet host) and the IVF search (9-15 us a row against 2.6-3.3 us for
+  the flat search at m = 64 in this session's measurements of FAISS alone:
   about 384 distances in 54 dimensions and a heap of K = 32, whose upkeep is
-  about a third of it: the same search for K = 1 took 5.6 against 9.0 us). Tried in session 8 and not kept: two partial sums for
-  the factor norm, the factors in register blocks of 4 written in Python,
-  fewer k-means iterations for the lists (unbalanced lists: slower searches
-  on unstructured anchors), prefetching the next row's first candidates or
-  its candidates' anchors, a prefetch distance of 1 or 4 neighbours,
-  huge pages for the parameters (no difference in a bare loop), FAISS's
-  OpenMP threads for the search (1.5-1.9x faster searches, but as much
-  faster at m = 64: the ratio falls), and float32 W and V (half the bytes
-  per anchor, yet in the same bare loop no faster). Tried in session 9 and
-  not kept: the search's rows grouped by their first list (to reuse the
-  lists in cache: identical candidates, no faster), the search dimension
-  padded to 56 (8.4 against 8.9 us a row at m = 4096, once: a padded copy
-  of every block for half a microsecond), and the loop variants listed
-  under the vector registers above.
+  about a third of it: the same search for K = 1 took 5.6 against 9.0 us).
+  Tried in session 8 and not kept: two partial sums for the factor norm, the
+  factors in register blocks of 4 written in Python, fewer k-means
+  iterations for the lists (unbalanced lists: slower searches on
+  unstructured anchors), prefetching the next row's first candidates or its
+  candidates' anchors, a prefetch distance of 1 or 4 neighbours, huge pages
+  for the parameters (no difference in a bare loop), FAISS's OpenMP threads
+  for the search (1.5-1.9x faster searches, but as much faster at m = 64:
+  the ratio falls), and float32 W and V (half the bytes per anchor, yet in
+  the same bare loop no faster). Tried in session 9 and not kept: the
+  search's rows grouped by their first list (to reuse the lists in cache:
+  identical candidates, no faster), the search dimension padded to 56 (8.4
+  against 8.9 us a row at m = 4096, once: a padded copy of every block for
+  half a microsecond), and the loop variants listed under the vector
+  registers above.
 - **Start-up.** `pyarrow.Array.to_numpy` imported pandas (0.5 s) on the first
   chunk; fixed-width columns are now read from their Arrow buffers. The numba
   kernels are compiled once and cached (`cache=True`). The scan pass's
