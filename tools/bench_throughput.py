@@ -914,10 +914,13 @@ STATIC_NOTES = """## What streamfm does for speed
   up to rounding, same tests.
 - **The factor loops in vector registers** (session 9, `kernels/_simd.py`).
   Numba compiled each neighbour's factor loops (rank 10) to scalar code, and
-  nothing written in Python made LLVM pack them: per-factor scalar
-  accumulators, flat sweeps of the anchor's block, two features at a time
-  and `fastmath` (reassociation, contraction) all ran within noise of the
-  plain loop in the trainer. `fm_eval` and `fm_update` now sweep the row
+  nothing written in Python made LLVM pack them. In a bare loop, per-factor
+  scalar accumulators, flat sweeps of the anchor's block (vectorised, with
+  their accumulators in memory) and two features at a time came within 8%
+  of the plain loop; `fastmath` (reassociation, contraction) was 10-14%
+  faster, with results that then differ between the full-width and CSR
+  specialisations (its A/B in the trainer ran on a stale numba cache, see
+  docs/architecture.md, and measured nothing). `fm_eval` and `fm_update` now sweep the row
   once per block of 4, 2 and 1 factors through small LLVM intrinsics that
   hold the block in one <4 x double> register. The update is the scalar
   expression lane by lane (bit for bit the previous results); the
