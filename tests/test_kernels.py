@@ -377,3 +377,20 @@ def test_prefetch_during_evaluation_changes_no_value(C, r):
         for g, f, s in out[1:]:
             assert g == out[0][0] and np.array_equal(f, out[0][1]) and np.array_equal(s, out[0][2])
     assert all(np.array_equal(P[k], before[k]) for k in P)
+
+
+def test_vector_sweeps_refuse_arrays_they_cannot_read_by_pointer():
+    """The intrinsics of kernels/_simd.py read data, indices and V element by element from
+    their base pointers: a strided view must fail to compile, never be read astray."""
+    from numba.core.errors import TypingError
+
+    rng = np.random.default_rng(5)
+    m, p, C, r = 2, 4, 1, 4
+    P = random_params(rng, m, p, C, r, 1)
+    f, s, work = np.zeros(C), np.zeros((C, r)), np.zeros((C, r))
+    data = rng.normal(size=2 * p)
+    fm_eval(0, 0, p, None, data[:p], P["b"], P["W"], P["V"], f, s, work, -1)  # contiguous: fine
+    with pytest.raises(TypingError):
+        fm_eval(0, 0, p, None, data[::2], P["b"], P["W"], P["V"], f, s, work, -1)
+    with pytest.raises(TypingError):
+        fm_eval(0, 0, p, None, data[:p], P["b"], P["W"], np.asfortranarray(P["V"]), f, s, work, -1)

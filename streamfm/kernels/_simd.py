@@ -56,13 +56,16 @@ def _splat(builder, value, vec):
 
 
 def _check(V, data, indices):
-    """The arrays the intrinsics read by raw pointer: float64 V (C-contiguous) and data, integer indices."""
+    """The arrays the intrinsics read by raw pointer, element by element: C-contiguous float64 V and
+    data, C-contiguous integer indices (anything else fails to compile rather than read astray)."""
     if not (isinstance(V, types.Array) and V.layout == "C" and V.dtype == types.float64):
         return False
-    if not (isinstance(data, types.Array) and data.dtype == types.float64 and data.ndim == 1):
+    if not (isinstance(data, types.Array) and data.layout == "C" and data.dtype == types.float64
+            and data.ndim == 1):
         return False
     return isinstance(indices, types.NoneType) or (
-        isinstance(indices, types.Array) and isinstance(indices.dtype, types.Integer) and indices.ndim == 1)
+        isinstance(indices, types.Array) and indices.layout == "C" and isinstance(indices.dtype, types.Integer)
+        and indices.ndim == 1)
 
 
 def _make_eval(width):
