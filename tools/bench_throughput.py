@@ -1080,8 +1080,9 @@ STATIC_NOTES = """## What streamfm does for speed
   half a microsecond), the candidates' anchor rows prefetched two
   candidates ahead of their distances in the coding (m = 4096, 6
   alternating rounds twice: median 26.4k against 24.5k epoch rows/s, then
-  29.1k against 34.1k), and the loop variants listed under the vector
-  registers above.
+  29.1k against 34.1k) or a few per update during the row before (6
+  rounds: 32.0k against 31.3k, fastest 36.9k against 37.2k), and the loop
+  variants listed under the vector registers above.
 - **Start-up.** `pyarrow.Array.to_numpy` imported pandas (0.5 s) on the first
   chunk; fixed-width columns are now read from their Arrow buffers. The numba
   kernels are compiled once and cached (`cache=True`). The scan pass's
