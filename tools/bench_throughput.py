@@ -912,6 +912,11 @@ STATIC_NOTES = """## What streamfm does for speed
   ||x||^2 ||s||^2 - 2 <s, sum_j x_j^3 V_j> + sum_j x_j^4 ||V_j||^2 and
   accumulated beside s in the same pass (`kernels/fm.py`). Same arithmetic
   up to rounding, same tests.
+- **Session 9's A/B runs** ("alternating `streamfm train` runs" below) were
+  measured as `tools/ab_train.py OLD NEW` now does it (the tool was written
+  after them, from the script that made them): both commits train llfm-jo
+  for one epoch on the 100,000 dense rows of the data scaling, in fresh
+  processes, alternating, for each m.
 - **The factor loops in vector registers** (session 9, `kernels/_simd.py`).
   Numba compiled each neighbour's factor loops (rank 10) to scalar code, and
   nothing written in Python made LLVM pack them. In a bare loop, per-factor
