@@ -54,36 +54,6 @@ def _prefetch(typingctx, arr, i):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def prefetch_anchor(i, lo, hi, indices, W, V):
-    """Ask for the parts of anchor i's W and V (C-contiguous) that the row ``lo:hi`` reads.
-
-    A full-width row (``indices`` None, or a row of all p features) reads
-    all of W[i] and V[i]: they are swept line by line. A sparse row reads one
-    (C,) slice of W and one (C, r) slice of V per feature, which may straddle
-    two lines: their first and last values.
-    """
-    p = W.shape[1]
-    nW = p * W.shape[2]
-    nV = p * V.shape[2] * V.shape[3]
-    Wf = W.reshape(-1)
-    Vf = V.reshape(-1)
-    if indices is None or hi - lo == p:
-        for u in range(i * nW, (i + 1) * nW, _LINE):
-            _prefetch(Wf, u)
-        for u in range(i * nV, (i + 1) * nV, _LINE):
-            _prefetch(Vf, u)
-        return
-    cW = W.shape[2]
-    cV = V.shape[2] * V.shape[3]
-    for t in range(lo, hi):
-        j = indices[t]
-        _prefetch(Wf, i * nW + j * cW)
-        u = i * nV + j * cV
-        _prefetch(Vf, u)
-        _prefetch(Vf, u + cV - 1)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def prefetch_span(arr, first, n):
     """Ask for the lines of ``arr.ravel()[first:first + n]`` (C-contiguous ``arr``, n >= 1)."""
     last = first + n - 1
@@ -92,3 +62,24 @@ def prefetch_span(arr, first, n):
         _prefetch(arr, u)
         u += _LINE
     _prefetch(arr, last)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def prefetch_anchor(i, lo, hi, indices, W, V):
+    """Ask for the parts of anchor i's W and V (C-contiguous) that the row ``lo:hi`` reads.
+
+    A full-width row (``indices`` None, or a row of all p features) reads
+    all of W[i] and V[i]; a sparse row reads one (C,) slice of W and one
+    (C, r) slice of V per feature.
+    """
+    p = W.shape[1]
+    cW = W.shape[2]
+    cV = V.shape[2] * V.shape[3]
+    if indices is None or hi - lo == p:
+        prefetch_span(W, i * p * cW, p * cW)
+        prefetch_span(V, i * p * cV, p * cV)
+        return
+    for t in range(lo, hi):
+        j = indices[t]
+        prefetch_span(W, (i * p + j) * cW, cW)
+        prefetch_span(V, (i * p + j) * cV, cV)
