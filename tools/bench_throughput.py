@@ -642,6 +642,22 @@ class _Saved(dict):
             json.dump(self, fh)
 
 
+def code_at(ref: str) -> str:
+    """streamfm as of commit ``ref``, extracted once under WORK (``code-<commit>``), with this
+    checkout's benchmark tools copied in: ``measure`` then runs the same harness on that code."""
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                         capture_output=True, text=True).stdout.strip() or REPO
+    commit = subprocess.run(["git", "rev-parse", "--short=7", "--verify", f"{ref}^{{commit}}"], cwd=top,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    path = os.path.join(WORK, f"code-{commit}")
+    if not os.path.exists(path):
+        os.makedirs(path)
+        subprocess.run(f"git archive {commit} | tar -x -C {path}", shell=True, cwd=top, check=True)
+        for f in ("bench_throughput.py", "floor.py", "_breakdown.py", "datagen.py"):
+            shutil.copy(os.path.join(REPO, "tools", f), os.path.join(path, "tools", f))
+    return path
+
+
 def run_all(R, args, sections, dense, sparse, log):
     nd, ns = count_rows(dense["train"]), count_rows(sparse["train"])
     rel = lambda p: os.path.relpath(p, REPO)  # noqa: E731
@@ -707,17 +723,7 @@ def run_all(R, args, sections, dense, sparse, log):
         log(f"  {res['rows_per_s']:,.0f} rows/s whole, {res['epoch_rows_per_s']:,.0f} epoch, RSS "
             f"{res['train_peak_rss_mb']:.0f} MB, model dir {res['model_dir_mb']:.0f} MB")
     if "before-after" in sections:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                             capture_output=True, text=True).stdout.strip() or REPO
-        codes = []
-        for commit in BEFORE_COMMITS:
-            before = os.path.join(WORK, f"code-{commit}")
-            if not os.path.exists(before):
-                os.makedirs(before)
-                subprocess.run(f"git archive {commit} | tar -x -C {before}", shell=True, cwd=top, check=True)
-                for f in ("bench_throughput.py", "floor.py", "_breakdown.py", "datagen.py"):
-                    shutil.copy(os.path.join(REPO, "tools", f), os.path.join(before, "tools", f))
-            codes.append((commit, before))
+        codes = [(commit, code_at(commit)) for commit in BEFORE_COMMITS]
         specs = []
         for method, extra_args in (("fm", []), ("llfm-jo", ["--anchors", "50"])):
             for label, code in codes + [("now", None)]:
@@ -913,10 +919,11 @@ STATIC_NOTES = """## What streamfm does for speed
   accumulated beside s in the same pass (`kernels/fm.py`). Same arithmetic
   up to rounding, same tests.
 - **Session 9's A/B runs** ("alternating `streamfm train` runs" below) were
-  measured as `tools/ab_train.py OLD NEW` now does it (the tool was written
-  after them, from the script that made them): both commits train llfm-jo
-  for one epoch on the 100,000 dense rows of the data scaling, in fresh
-  processes, alternating, for each m.
+  measured by the script `tools/ab_train.py OLD NEW` grew from: both
+  commits train llfm-jo for one epoch on the 100,000 dense rows of the data
+  scaling, in fresh processes, alternating, for each m (the script swapped
+  the two commits' order every other round; the tool keeps one order, as
+  the other sections here do).
 - **The factor loops in vector registers** (session 9, `kernels/_simd.py`).
   Numba compiled each neighbour's factor loops (rank 10) to scalar code, and
   nothing written in Python made LLVM pack them. In a bare loop, per-factor
