@@ -1065,10 +1065,11 @@ STATIC_NOTES = """## What streamfm does for speed
   round by round: 0.24 (0.27, 0.24, 0.22) with the spread prefetch; 0.22
   (0.26, 0.21, 0.24) and 0.27 (0.23, 0.24, 0.27) with the vector registers;
   0.27 (0.27, 0.25, 0.23; median round 0.246) with the prefetch one
-  neighbour ahead; and 0.24 (0.26, 0.18, 0.21) after the last change
-  (||x||^2 in the sweep for W), the run recorded below, whose m = 4096 fell
-  from 31.1k to 21.8k epoch rows/s between its first and last rounds. Over
-  those 15 rounds the median is 0.24 (session 8's recorded run: 0.23). The
+  neighbour ahead; 0.24 (0.26, 0.18, 0.21) after ||x||^2 moved into the
+  sweep for W, whose m = 4096 fell from 31.1k to 21.8k epoch rows/s between
+  its first and last rounds; and 0.25 (0.24, 0.29, 0.20) after the review's
+  prefetch_anchor refactor, the run recorded below. Over those 18 rounds
+  the median is 0.24 (session 8's recorded run: 0.23). The
   host's speed drifts by a third between phases, and m = 4096, bound by
   memory, drifts more than m = 64. What remains at m = 4096, per row, is
   mostly the neighbours' FM evaluations and updates (12.8 of them; a bare
