@@ -199,3 +199,46 @@ def test_search_split_between_threads_gives_the_serial_candidates(m):
     serial = idx.search(phi)
     for threads in (2, 3):
         np.testing.assert_array_equal(_search_split(idx, phi, threads), serial)
+
+
+def _searches_while_python_holds_the_gil(index, phi, hold_s=3.0) -> bool:
+    """Does ``index.search(phi)`` in a thread finish while this thread runs Python code?
+
+    The switch interval is raised to a second, so a search that needed the
+    GIL for each query (FAISS's interrupt callback) would get at most a few
+    queries through before the deadline; one that does not finishes at once.
+    """
+    import sys
+    import threading
+    import time
+
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (index.search(phi), done.set()))
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        t.start()
+        end = time.monotonic() + hold_s
+        while not done.is_set() and time.monotonic() < end:
+            pass  # Python bytecode: the GIL stays here but for the forced switches
+        finished = done.is_set()
+    finally:
+        sys.setswitchinterval(old)
+        t.join()
+    return finished
+
+
+def test_ivf_search_needs_no_gil_even_after_a_kmeans():
+    """FAISS's per-query Ctrl-C check is off (coding/_faiss.py): a search beside a busy
+    Python thread (the trainer's reader) is not throttled by the GIL. The k-means,
+    which turns the check back on while it runs, turns it off again."""
+    from streamfm.coding.search import IVF_FROM
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(3000, 8))
+    kmeans_anchors(data, 16, seed=0, niter=2, nredo=1)
+    Z = rng.normal(size=(IVF_FROM, 8))
+    idx = AnchorIndex(8)
+    idx.rebuild(Z)
+    assert "IVF" in type(idx.index).__name__
+    assert _searches_while_python_holds_the_gil(idx, rng.normal(size=(2000, 8)))

@@ -10,6 +10,7 @@ def kmeans_anchors(sample: np.ndarray, m: int, *, seed: int = 0, niter: int = 25
     FAISS k-means is seeded, so the same sample and seed give the same anchors.
     """
     from ._faiss import faiss as _load
+    from ._faiss import interruptible
     faiss = _load()
 
     sample = np.ascontiguousarray(sample, dtype=np.float32)
@@ -24,7 +25,8 @@ def kmeans_anchors(sample: np.ndarray, m: int, *, seed: int = 0, niter: int = 25
     km = faiss.Kmeans(q, m, niter=niter, nredo=nredo, seed=int(seed) % (2**31), verbose=False,
                       max_points_per_centroid=max(256, n // m + 1),
                       min_points_per_centroid=1)  # small samples are the caller's choice, not a warning
-    km.train(sample)
+    with interruptible():  # thousands of anchors take seconds: let Ctrl-C stop it
+        km.train(sample)
     return km.centroids.astype(np.float64)
 
 
