@@ -242,3 +242,23 @@ def test_ivf_search_needs_no_gil_even_after_a_kmeans():
     idx.rebuild(Z)
     assert "IVF" in type(idx.index).__name__
     assert _searches_while_python_holds_the_gil(idx, rng.normal(size=(2000, 8)))
+
+
+def test_a_search_from_another_thread_runs_faiss_on_one_openmp_thread():
+    """OpenMP's thread count is per thread: a helper thread that searches (the
+    pipelined or split search) must set its own, or FAISS runs there on every core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamfm.coding._faiss import faiss as load
+
+    faiss = load()
+    rng = np.random.default_rng(6)
+    idx = AnchorIndex(4)
+    idx.rebuild(rng.normal(size=(64, 5)))
+
+    def search_then_count():
+        idx.search(rng.normal(size=(10, 5)))
+        return faiss.omp_get_max_threads()
+
+    with ThreadPoolExecutor(1) as pool:  # a fresh thread: OpenMP's default there is every core
+        assert pool.submit(search_then_count).result() == 1

@@ -6,7 +6,10 @@ training kernel and the prefetch thread. FAISS's OpenMP threads are then
 pure loss: measured on 2 cores, k-means and flat search ran 2-15x slower
 with 2 OpenMP threads than with 1, and the OpenMP reductions make k-means
 depend on the thread count. One thread: faster here, and the same anchors
-on every machine.
+on every machine. OpenMP keeps that setting per thread: a thread that has not
+set it runs FAISS on as many OpenMP threads as there are cores (a helper
+thread searched with 2 here, spinning on the core the kernel trained on), so
+every FAISS call goes through :func:`faiss` in the thread that makes it.
 
 FAISS's Python module also installs an interrupt callback that, during a
 search, takes the GIL to check for Ctrl-C: an IVF search does so for every
@@ -24,6 +27,7 @@ from contextlib import contextmanager
 
 
 def faiss():
+    """The faiss module, set to one OpenMP thread in the calling thread."""
     import faiss as _faiss
 
     if _faiss.omp_get_max_threads() != 1:

@@ -135,6 +135,8 @@ class AnchorIndex:
         n = phi.shape[0]
         if self.index is None:
             return np.broadcast_to(np.arange(self.m, dtype=np.int64), (n, self.m)).copy()
+        from ._faiss import faiss as _load
+        _load()  # this thread's FAISS on one OpenMP thread (a helper thread may search)
         _, ids = self.index.search(np.ascontiguousarray(phi, dtype=np.float32), min(self.K, self.m))
         return ids.astype(np.int64, copy=False)
 
