@@ -59,6 +59,25 @@ def test_partial_fit_over_chunks_equals_fit(method):
     assert chunked.model_.t == one.model_.t == 900
 
 
+@pytest.mark.parametrize("method", ["llfm-do", "llfm-jo"])
+def test_search_of_the_next_rows_on_a_helper_thread_changes_nothing(method, monkeypatch):
+    """One training thread searches a block's candidates SEARCH_ROWS rows at a time, the
+    next rows' search on a helper thread while the kernel trains (models/core.py): the
+    model must be the one of a single search per block, bit for bit."""
+    import streamfm.models.core as core
+
+    X, y = local_rules(900, p=3, seed=3)
+    kw = dict(method=method, anchors=40, n_candidates=8, rebuild_every=100, shuffle=False,
+              random_state=4, n_epochs=2)
+    monkeypatch.setattr(core, "SEARCH_ROWS", 10**9)
+    whole = LLFMClassifier(**kw).fit(X, y)
+    monkeypatch.setattr(core, "SEARCH_ROWS", 7)  # blocks of 100 rows: 15 parts, the last short
+    parts = LLFMClassifier(**kw).fit(X, y)
+    for name in ("b", "W", "V", "Z"):
+        np.testing.assert_array_equal(parts.model_.params[name], whole.model_.params[name])
+    assert parts.training_metrics_ == whole.training_metrics_
+
+
 def test_n_epochs_equals_k_plus_rest_by_partial_fit():
     """10 epochs == 5 epochs, then 5 more over the same shuffled orders (warm-start equivalence)."""
     X, y = local_rules(600, p=3, seed=5)
