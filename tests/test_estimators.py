@@ -69,9 +69,11 @@ def test_search_of_the_next_rows_on_a_helper_thread_changes_nothing(method, monk
     X, y = local_rules(900, p=3, seed=3)
     kw = dict(method=method, anchors=40, n_candidates=8, rebuild_every=100, shuffle=False,
               random_state=4, n_epochs=2)
-    monkeypatch.setattr(core, "SEARCH_ROWS", 10**9)
+    monkeypatch.setattr(core, "SEARCH_FIRST", 10**9)
     whole = LLFMClassifier(**kw).fit(X, y)
-    monkeypatch.setattr(core, "SEARCH_ROWS", 7)  # blocks of 100 rows: 15 parts, the last short
+    # blocks of 100 rows in parts of 3, 6, 7, 7, ... rows, the last one short
+    monkeypatch.setattr(core, "SEARCH_FIRST", 3)
+    monkeypatch.setattr(core, "SEARCH_ROWS", 7)
     parts = LLFMClassifier(**kw).fit(X, y)
     for name in ("b", "W", "V", "Z"):
         np.testing.assert_array_equal(parts.model_.params[name], whole.model_.params[name])

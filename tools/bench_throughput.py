@@ -405,7 +405,7 @@ def run_breakdown(spec):
 
     # one search per block, in this thread, so that its time is the search's own (training
     # otherwise searches the next rows on a helper thread while the kernel runs)
-    core.SEARCH_ROWS = 10**12
+    core.SEARCH_FIRST = 10**12
     core.__dict__["_orig_train_rows"] = orig["train_rows"]
     model.coding_vectors = timed("phi", orig["coding_vectors"])
     model._candidates = timed("search", orig["candidates"])
