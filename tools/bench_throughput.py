@@ -990,14 +990,45 @@ STATIC_NOTES = """## What streamfm does for speed
   and a check per column). Together: the read-shuffle-standardise pass over
   the 500,000 dense rows in 0.55 s of CPU instead of 0.66 s (one thread,
   median of 5 alternating runs).
+- **The search of the next rows runs while the kernel trains** (session
+  10, `models/core.py`). With one training thread (the default), a block's
+  FAISS search is cut into parts of 128 rows, doubling up to 1,024, and a
+  helper thread searches the next part while the kernel trains on the
+  current one. The index is built from the block's snapshot of the anchors,
+  so the candidates, and the model, are those of one search per block, bit
+  for bit (tested). In-process, one epoch of 100,000 dense rows, 4
+  alternating rounds, us per row fastest (median): m = 4096 25.7 (29.0) one
+  search per block, 22.4 (25.4) parts of 1,024, 18.6 (22.6) parts from 128
+  up; m = 64 6.0 (6.2), 5.0 (5.3), 4.5 (5.2). `streamfm train`
+  (`tools/ab_train.py b2fdd9e 4b95235 --rounds 4`): m = 4096 epoch rows/s
+  38.9k against 31.3k (fastest), 35.3k against 25.8k (median); m = 64 125k
+  against 119k, 119k against 107k. At m = 64 the search takes about as
+  long as the kernel, and the helper's core also reads the data, so less
+  of it is hidden.
+- **Two things made FAISS stall beside other threads** (session 10,
+  `coding/_faiss.py`), found when the first pipelined search was no
+  faster. (1) FAISS's Python module installs a Ctrl-C callback that takes
+  the GIL during a search, for every IVF query: beside a busy Python
+  thread, 8,192 IVF queries took 41 s instead of 0.14 s, each waiting up to
+  Python's 5 ms switch interval. The trainer's own reading thread is such a
+  thread. The callback is now cleared (training polls for Ctrl-C between
+  chunks anyway), and put back only around the initial k-means. (2)
+  OpenMP keeps its thread count per thread: FAISS was set to one thread in
+  the thread that loaded it, and any other thread (the Hogwild search
+  split, the helper above) searched on 2 OpenMP threads, spinning on the
+  kernel's core. Every search now sets its own thread's count. Both are
+  tested without timing: a search must finish while another thread holds
+  the GIL (with a one-second switch interval), and a fresh thread's search
+  must run FAISS on one thread.
 - **FAISS on one thread** (`coding/_faiss.py`): streamfm's k-means and
   searches are small and run beside the kernel and the prefetch thread; with
   two OpenMP threads they ran 2-15x slower here, and k-means depended on the
   core count. With `--threads N` (opt-in, below) a block's search is split
-  into N row ranges searched at once by the Hogwild threads, each FAISS call
-  on one thread (FAISS releases the GIL; every row's candidates are the
-  serial search's, tested): on 2 cores 8,192 rows searched in 0.65-0.75 of
-  the serial time (4,096 anchors, IVF, and 64, flat). **An IVF index from 1,024 anchors** (`coding/search.py`): a
+  into N row ranges searched at once by the Hogwild threads (FAISS releases
+  the GIL; every row's candidates are the serial search's, tested): on 2
+  cores 8,192 rows searched in 0.65-0.75 of the serial time (4,096 anchors,
+  IVF, and 64, flat; measured before session 10, when those threads still
+  ran FAISS on 2 OpenMP threads each). **An IVF index from 1,024 anchors** (`coding/search.py`): a
   flat search costs O(m) per row, an IVF over ~2 sqrt(m) lists scanning 8 of
   them about O(sqrt(m)) (twice as many lists as before session 5: half the
   anchors scanned per row, 8% off llfm-jo's time per row at m = 4096 with
@@ -1054,8 +1085,18 @@ STATIC_NOTES = """## What streamfm does for speed
   against 24.4k in the median round; before the vector registers the two
   were within noise).
   **m = 4096 against m = 64: 0.21 before session 8, 0.23 after it, about 1/4
-  after session 9, and still not reliably above it on this machine.**
-  Session 8 made m = 4096 faster where m = 64 barely moves: the full-width
+  after session 9 (not reliably above it), 0.34 in the run recorded below
+  (session 10; rounds 0.33, 0.29, 0.31).** Session 10 moved the FAISS
+  search off the training thread (the pipelined search above, after the
+  two FAISS stalls it uncovered): a third of m = 4096's time per row, and
+  as large a share at m = 64, but there the helper's core, which also
+  reads the data, has less spare time to hide it in. In alternating
+  `streamfm train` runs against session 9's last commit (4 rounds), the
+  ratio went from 0.22, 0.30, 0.22, 0.26 to 0.45, 0.28, 0.26, 0.30 round
+  by round. Also tried in session 10 and not kept: the next row's first
+  candidate prefetched in parts before each of this row's updates (4
+  rounds: 38.0k against 38.5k epoch rows/s fastest, 34.3k against 33.4k
+  median, at m = 4096). Session 8 made m = 4096 faster where m = 64 barely moves: the full-width
   kernel specialisation (per neighbour, and m = 4096 uses 12.8 neighbours a
   row against 1.19), IVF lists reused between trainings (rebuilds 2.0 ->
   0.55 us a row), and a miss check that no longer leaves OpenBLAS threads
@@ -1071,14 +1112,16 @@ STATIC_NOTES = """## What streamfm does for speed
   neighbour ahead; 0.24 (0.26, 0.18, 0.21) after ||x||^2 moved into the
   sweep for W, whose m = 4096 fell from 31.1k to 21.8k epoch rows/s between
   its first and last rounds; and 0.25 (0.24, 0.29, 0.20) after the review's
-  prefetch_anchor refactor, the run recorded below. Over those 18 rounds
-  the median is 0.24 (session 8's recorded run: 0.23). The
+  prefetch_anchor refactor. Over those 18 rounds the median is 0.24
+  (session 8's recorded run: 0.23). The
   host's speed drifts by a third between phases, and m = 4096, bound by
   memory, drifts more than m = 64. What remains at m = 4096, per row, is
-  mostly the neighbours' FM evaluations and updates (12.8 of them; a bare
+  mostly the neighbours' FM evaluations and updates on the training thread
+  (12.8 of them; a bare
   loop's neighbour costs about 0.65 us in cache and 0.9-1.0 us at m = 4096
   on a quiet host) and the IVF search (9-15 us a row against 2.6-3.3 us for
-  the flat search at m = 64 in this session's measurements of FAISS alone:
+  the flat search at m = 64 in session 9's measurements of FAISS alone, now
+  mostly hidden on the helper thread:
   about 384 distances in 54 dimensions and a heap of K = 32, whose upkeep is
   about a third of it: the same search for K = 1 took 5.6 against 9.0 us).
   Tried in session 8 and not kept: two partial sums for the factor norm, the
