@@ -61,9 +61,9 @@ def test_partial_fit_over_chunks_equals_fit(method):
 
 @pytest.mark.parametrize("method", ["llfm-do", "llfm-jo"])
 def test_search_of_the_next_rows_on_a_helper_thread_changes_nothing(method, monkeypatch):
-    """One training thread searches a block's candidates SEARCH_ROWS rows at a time, the
-    next rows' search on a helper thread while the kernel trains (models/core.py): the
-    model must be the one of a single search per block, bit for bit."""
+    """One training thread searches a block's candidates a part at a time, the next part's
+    search on a helper thread while the kernel trains (models/core.py): the model, and
+    its predictions, must be those of a single search per block, bit for bit."""
     import streamfm.models.core as core
 
     X, y = local_rules(900, p=3, seed=3)
@@ -78,6 +78,10 @@ def test_search_of_the_next_rows_on_a_helper_thread_changes_nothing(method, monk
     for name in ("b", "W", "V", "Z"):
         np.testing.assert_array_equal(parts.model_.params[name], whole.model_.params[name])
     assert parts.training_metrics_ == whole.training_metrics_
+    # predictions search in parts too
+    f_parts = parts.decision_function(X)
+    monkeypatch.setattr(core, "SEARCH_FIRST", 10**9)
+    np.testing.assert_array_equal(f_parts, parts.decision_function(X))
 
 
 def test_n_epochs_equals_k_plus_rest_by_partial_fit():

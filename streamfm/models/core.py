@@ -64,6 +64,35 @@ def _search_split(index: AnchorIndex, phi: np.ndarray, threads: int) -> np.ndarr
     return np.concatenate([f.result() for f in parts])
 
 
+def _searched_parts(index: AnchorIndex, phi: np.ndarray):
+    """``(start, stop, candidates)`` for consecutive ranges of rows of ``phi`` (SEARCH_FIRST
+    rows, doubling up to SEARCH_ROWS), each range searched on a helper thread while the
+    caller works (trains, predicts) on the range before it.
+
+    FAISS and the kernels release the GIL, and every row's candidates are its
+    own: they are those of one search of all the rows. With 2 cores this
+    hides most of the search: one epoch of llfm-jo on 100,000 dense rows,
+    chunks in memory, 4 alternating rounds, fastest (median) us per row: at
+    m = 4,096, 25.7 (29.0) searching each block at once, 22.4 (25.4) in
+    parts of 1,024 rows, 18.6 (22.6) in parts from 128 up; at m = 64, 6.0
+    (6.2), 5.0 (5.3) and 4.5 (5.2).
+    """
+    if len(phi) <= SEARCH_FIRST:
+        yield 0, len(phi), index.search(phi)
+        return
+    pool = _pool(1, "search")
+    cuts, size = [0], SEARCH_FIRST
+    while cuts[-1] < len(phi):
+        cuts.append(min(len(phi), cuts[-1] + size))
+        size = min(2 * size, SEARCH_ROWS)
+    ahead = pool.submit(index.search, phi[cuts[0]:cuts[1]])
+    for j in range(len(cuts) - 1):
+        cand = ahead.result()
+        if j + 2 < len(cuts):
+            ahead = pool.submit(index.search, phi[cuts[j + 1]:cuts[j + 2]])
+        yield cuts[j], cuts[j + 1], cand
+
+
 def _hogwild(method, task, indptr, indices, data, y, phi, cand, args, t_start, losses, ks, stats, threads):
     """train_rows on ``threads`` contiguous parts of a block at once (shared parameters, no locks).
 
@@ -190,35 +219,18 @@ class LLFMModel:
         return self._index.search(phi)
 
     def _candidate_parts(self, phi: np.ndarray, Z: np.ndarray):
-        """``(start, stop, candidates)`` for consecutive ranges of rows of ``phi`` (SEARCH_FIRST
-        rows, doubling up to SEARCH_ROWS), each range searched on a helper thread while the
-        caller trains the range before it.
+        """``_searched_parts`` of a block's rows, with the index rebuilt first when it is due.
 
-        The index is built before the first search, from the snapshot of the
-        anchors taken at the last scheduled rebuild: training that moves
-        ``Z`` meanwhile does not change what a search returns, so the
-        candidates are those of one search of all the rows (tested). With 2
-        cores this hides most of the search: one epoch of llfm-jo on 100,000
-        dense rows, chunks in memory, 4 alternating rounds, fastest (median)
-        us per row: at m = 4,096, 25.7 (29.0) searching each block at once,
-        22.4 (25.4) in parts of 1,024 rows, 18.6 (22.6) in parts from 128 up;
-        at m = 64, 6.0 (6.2), 5.0 (5.3) and 4.5 (5.2).
+        The index is built from the snapshot of the anchors taken at the last
+        scheduled rebuild: training that moves ``Z`` meanwhile does not
+        change what a search returns, so the candidates are those of one
+        search of all the rows (tested).
         """
         if self.method == FM or len(phi) <= SEARCH_FIRST:
             yield 0, len(phi), self._candidates(phi, Z)
             return
         self._ensure_index(Z)
-        pool = _pool(1, "search")
-        cuts, size = [0], SEARCH_FIRST
-        while cuts[-1] < len(phi):
-            cuts.append(min(len(phi), cuts[-1] + size))
-            size = min(2 * size, SEARCH_ROWS)
-        ahead = pool.submit(self._index.search, phi[cuts[0]:cuts[1]])
-        for j in range(len(cuts) - 1):
-            cand = ahead.result()
-            if j + 2 < len(cuts):
-                ahead = pool.submit(self._index.search, phi[cuts[j + 1]:cuts[j + 2]])
-            yield cuts[j], cuts[j + 1], cand
+        yield from _searched_parts(self._index, phi)
 
     def _ensure_index(self, Z: np.ndarray) -> None:
         """Build the FAISS index over the anchors when there is none (a scheduled rebuild
@@ -327,16 +339,19 @@ class LLFMModel:
         k_soft, beta, rho = self._coding_consts()
         phi = self.coding_vectors(chunk)
         if self.method == FM:
-            cand = np.zeros((n, 0), dtype=np.int64)
+            parts = [(0, n, np.zeros((n, 0), dtype=np.int64))]
         else:
             # a fresh index over the anchors as they are now; the training
             # index keeps its own rebuild schedule
             index = AnchorIndex(self.config.n_candidates, nprobe=self.search_nprobe or None)
             index.rebuild(Z)
-            cand = index.search(phi)
-        indices = None if self._full_width(chunk) else chunk.indices
-        predict_rows(self.method, chunk.indptr, indices, chunk.data, phi, cand,
-                     b, W, V, Z, k_soft, beta, rho, out, ks)
+            parts = _searched_parts(index, phi)
+        full_width = self._full_width(chunk)
+        for s, t, cand in parts:
+            ip = chunk.indptr[s:t + 1]
+            a, e = ip[0], ip[-1]
+            predict_rows(self.method, ip - a, None if full_width else chunk.indices[a:e], chunk.data[a:e],
+                         phi[s:t], cand, b, W, V, Z, k_soft, beta, rho, out[s:t], ks[s:t])
         return (out, ks) if return_k else out
 
     def proba_from_scores(self, f: np.ndarray) -> np.ndarray:
