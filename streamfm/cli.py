@@ -364,8 +364,9 @@ def _add_train_parser(subparsers) -> None:
                    help="checkpoint every T seconds (default: 600)")
     r.add_argument("--threads", type=int, default=1,
                    help="training threads (default: 1, deterministic); N > 1 trains Hogwild-style on shared "
-                        "parameters without locks (and splits each anchor search between the threads): faster "
-                        "on several cores, not reproducible bit for bit")
+                        "parameters without locks (and splits each anchor search between the threads): for "
+                        "machines with more than 2 cores (the default already searches on a second one), not "
+                        "reproducible bit for bit")
     r.add_argument("--max-rows", type=int, default=0,
                    help="stop (resumably) after N rows in this invocation (default: no limit)")
     r.add_argument("--ignore-extra-features", action="store_true",

@@ -1161,6 +1161,10 @@ STATIC_NOTES = """## What streamfm does for speed
   `TrainOptions.threads`): every block of rows is cut into N contiguous parts
   trained at once on shared parameters without locks. Races make the result
   non-reproducible bit for bit, so the default stays one deterministic thread.
+  On this 2-core machine it gains little: 1.13-1.20x in session 9's run,
+  0.95-0.99x in the run below (session 10), where the single training
+  thread already has the second core searching the next rows' anchors and
+  reading the data. It is for machines with more cores than that.
 
 ## Wide sparse data with LLFM: what it costs, and what streamfm does
 
