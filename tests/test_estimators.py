@@ -155,3 +155,26 @@ def test_defaults_are_stable_on_standardised_data_of_any_width(p, sparse, cls):
     assert np.isfinite(P).all()
     assert np.isfinite(est.loss_curve_).all()
     assert log_loss(y[n * 2 // 3:], P) < np.log(2)  # better than predicting 1/2
+
+
+def test_a_forked_child_predicts_with_its_own_search_thread(monkeypatch):
+    """The helper thread that searches the next rows does not survive a fork: a child
+    process (multiprocessing's fork start method) must make its own, not wait forever."""
+    import multiprocessing as mp
+
+    import streamfm.models.core as core
+
+    monkeypatch.setattr(core, "SEARCH_FIRST", 5)  # every prediction below searches in parts
+    X, y = local_rules(300, p=3, seed=3)
+    est = LLFMClassifier(method="llfm-jo", anchors=40, n_candidates=8, n_epochs=1, random_state=4).fit(X, y)
+    expected = est.decision_function(X)  # the parent's pool now has its thread
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=lambda: queue.put(est.decision_function(X)))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child waited on a search thread it did not have"
+    np.testing.assert_array_equal(queue.get(timeout=10), expected)

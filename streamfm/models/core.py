@@ -6,6 +6,8 @@ streaming trainer and the Ray engine all drive this one object.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..coding.anchors import coding_scale, kmeans_anchors
@@ -38,6 +40,9 @@ def task_code(task: str, multiclass: str) -> int:
 
 
 _POOLS: dict = {}
+# a forked child inherits the pools but not their threads: work submitted there
+# would wait forever, so the child starts without pools and makes its own
+os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def _pool(threads: int, name: str = "hogwild"):
