@@ -740,8 +740,9 @@ def run_all(R, args, sections, dense, sparse, log):
         log("breakdown of llfm-jo (dense, m = 50)")
         b = measure({"kind": "breakdown", "train": dense["train"] + ".parquet", "anchors": 50})
         b["desc"] = ("One epoch of the trainer's own loop over the dense Parquet file (shuffle buffer of "
-                     "100,000 rows, 4,096-row chunks), in one process and one thread (no prefetch), each stage "
-                     "timed where it runs. The kernel's time is split by timing, on its first block (same rows, "
+                     "100,000 rows, 4,096-row chunks), in one process and one thread (no prefetch; one search per "
+                     "block, in the training thread, where `streamfm train` searches the next rows on a helper "
+                     "thread while the kernel trains), each stage timed where it runs. The kernel's time is split by timing, on its first block (same rows, "
                      "same starting parameters), coding alone, coding + FM forward, and + anchor updates "
                      "(`tools/_breakdown.py`); FM updates are the rest.")
         R["breakdown"] = b
@@ -1088,8 +1089,9 @@ STATIC_NOTES = """## What streamfm does for speed
   against 24.4k in the median round; before the vector registers the two
   were within noise).
   **m = 4096 against m = 64: 0.21 before session 8, 0.23 after it, about 1/4
-  after session 9 (not reliably above it), 0.34 in the run recorded below
-  (session 10; rounds 0.33, 0.29, 0.31).** Session 10 moved the FAISS
+  after session 9 (not reliably above it); in session 10, 0.34 (rounds
+  0.33, 0.29, 0.31) at 4b95235, then 0.29 (rounds 0.28, 0.33, 0.32) in the
+  run recorded below.** Session 10 moved the FAISS
   search off the training thread (the pipelined search above, after the
   two FAISS stalls it uncovered): a third of m = 4096's time per row, and
   as large a share at m = 64, but there the helper's core, which also
