@@ -25,16 +25,19 @@ The one long FAISS call, the k-means of the initial anchors, runs inside
 """
 from contextlib import contextmanager
 
+_callback_cleared = False
+
 
 def faiss():
     """The faiss module, set to one OpenMP thread in the calling thread."""
+    global _callback_cleared
     import faiss as _faiss
 
     if _faiss.omp_get_max_threads() != 1:
         _faiss.omp_set_num_threads(1)
-    if not getattr(_faiss, "_streamfm_quiet", False):
+    if not _callback_cleared:
         _faiss.InterruptCallback.clear_instance()
-        _faiss._streamfm_quiet = True
+        _callback_cleared = True
     return _faiss
 
 
