@@ -1003,7 +1003,7 @@ STATIC_NOTES = """## What streamfm does for speed
   up; m = 64 6.0 (6.2), 5.0 (5.3), 4.5 (5.2). `streamfm train`
   (`tools/ab_train.py b2fdd9e 4b95235 --rounds 4`): m = 4096 epoch rows/s
   38.9k against 31.3k (fastest), 35.3k against 25.8k (median); m = 64 125k
-  against 119k, 119k against 107k; later, at f36b8aa (`--anchors 16,64`),
+  against 119k, 119k against 107k; later, at 9528c42 (`--anchors 16,64`),
   m = 16, whose "search" lists all anchors, 132k against 134k and m = 64
   118k against 106k (fastest). At m = 64 the search takes about as long as
   the kernel, and the helper's core also reads the data, so less of it is
