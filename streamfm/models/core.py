@@ -231,7 +231,7 @@ class LLFMModel:
         change what a search returns, so the candidates are those of one
         search of all the rows (tested).
         """
-        if self.method == FM or len(phi) <= SEARCH_FIRST:
+        if self.method == FM:
             yield 0, len(phi), self._candidates(phi, Z)
             return
         self._ensure_index(Z)
