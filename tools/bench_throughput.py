@@ -1093,8 +1093,9 @@ STATIC_NOTES = """## What streamfm does for speed
   were within noise).
   **m = 4096 against m = 64: 0.21 before session 8, 0.23 after it, about 1/4
   after session 9 (not reliably above it); in session 10, 0.34 (rounds
-  0.33, 0.29, 0.31) at 4b95235, then 0.29 (rounds 0.28, 0.33, 0.32) in the
-  run recorded below.** Session 10 moved the FAISS
+  0.33, 0.29, 0.31) at 4b95235, 0.29 (rounds 0.28, 0.33, 0.32) at
+  f36b8aa, and 0.33 (rounds 0.33, 0.28, 0.34) in the run recorded below,
+  after the review.** Session 10 moved the FAISS
   search off the training thread (the pipelined search above, after the
   two FAISS stalls it uncovered): a third of m = 4096's time per row, and
   as large a share at m = 64, but there the helper's core, which also
@@ -1166,10 +1167,12 @@ STATIC_NOTES = """## What streamfm does for speed
   `TrainOptions.threads`): every block of rows is cut into N contiguous parts
   trained at once on shared parameters without locks. Races make the result
   non-reproducible bit for bit, so the default stays one deterministic thread.
-  On this 2-core machine it gains little: 1.13-1.20x in session 9's run,
-  0.95-0.99x in the run below (session 10), where the single training
+  On this 2-core machine it gains little and varies from run to run:
+  1.13-1.20x in session 9's run; in session 10, where the single training
   thread already has the second core searching the next rows' anchors and
-  reading the data. It is for machines with more cores than that.
+  reading the data, 0.95-0.99x at 4b95235 and 0.80-1.20x in the run below
+  (sparse fm slower, dense fm and llfm-jo faster). It is for machines with
+  more cores than that.
 
 ## Wide sparse data with LLFM: what it costs, and what streamfm does
 
