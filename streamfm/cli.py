@@ -181,6 +181,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _info_model(path: str, as_json: bool = False) -> int:
     """A model directory's manifest in words (or as JSON)."""
+    from streamfm.models.config import Config
     from streamfm.store.modeldir import ModelDir
 
     store = ModelDir(path)
@@ -199,8 +200,9 @@ def _info_model(path: str, as_json: bool = False) -> int:
     if c["method"] != "fm":
         shape += f", {c['anchors']} anchors, coding scale {m['coding_scale']:.4g}"
     rows.append(("model", shape))
-    rows.append(("steps", f"eta0 {c['eta0']}, t0 {m['t0']:g}, anchor step {c['eta_anchor']}, "
-                          f"{'normalised' if c['normalize'] else 'plain'}{', AdaGrad' if c['adagrad'] else ''}"))
+    cfg = Config.from_dict(c)
+    rows.append(("steps", f"{cfg.optimizer}, eta0 {cfg.step:g}, t0 {m['t0']:g}, anchor step {c['eta_anchor']}, "
+                          f"L2 {cfg.l2_w:g} (w) {cfg.l2_v:g} (V)"))
     rows.append(("status", f"{t['status']}: epoch {min(t['epoch'] + (t['status'] != 'complete'), t['epochs'])} "
                            f"of {t['epochs']}" + (f", row {t['position']:,}" if t["position"] else "")))
     rows.append(("rows trained", f"{m['t']:,} (runs before this one: {len(t.get('history', []))})"))
@@ -306,26 +308,37 @@ def _print_summary(s: dict) -> None:
 # train
 # ---------------------------------------------------------------------------
 
-#: model options: (flag, Config field, type, help). Default None = "not given", so
-#: continuing a model can tell a changed hyper-parameter from an omitted one.
+#: model options: (flag, Config field, type, help); the help's default is read from Config. Default
+#: None = "not given", so continuing a model can tell a changed hyper-parameter from an omitted one.
 _MODEL_OPTIONS = [
-    ("--method", "method", str, "fm, llfm-do, llfm-apl or llfm-jo (default: llfm-jo)"),
-    ("--rank", "rank", int, "factor rank r (default: 10)"),
-    ("--anchors", "anchors", int, "anchor points m (default: 50)"),
-    ("--neighbors", "n_neighbors", int, "neighbours k of the soft-assignment coding, do/apl (default: 5)"),
-    ("--beta", "beta", float, "soft-assignment sharpness, in units of the coding scale (default: 1.0)"),
-    ("--rho", "rho", float, "llfm-jo Lipschitz-to-noise ratio, in units of the coding scale (default: 0.3)"),
-    ("--candidates", "n_candidates", int, "anchors the FAISS search returns per row (default: 32)"),
-    ("--rebuild-every", "rebuild_every", int, "rows between anchor-index rebuilds (default: 8192)"),
-    ("--eta0", "eta0", float, "FM step size (default: 0.5, normalised)"),
-    ("--t0", "t0", float, "step decay eta0*t0/(t0+t); 0 = one epoch of rows (default: 0)"),
-    ("--eta-anchor", "eta_anchor", float, "anchor step size (default: 0.05)"),
-    ("--l2-w", "l2_w", float, "L2 on linear weights (default: 1e-5)"),
-    ("--l2-v", "l2_v", float, "L2 on factors (default: 1e-5)"),
-    ("--init-std", "init_std", float, "initial factor standard deviation (default: 0.1)"),
+    ("--method", "method", str, "fm, llfm-do, llfm-apl or llfm-jo"),
+    ("--rank", "rank", int, "factor rank r"),
+    ("--anchors", "anchors", int, "anchor points m"),
+    ("--neighbors", "n_neighbors", int, "neighbours k of the soft-assignment coding, do/apl"),
+    ("--beta", "beta", float, "soft-assignment sharpness, in units of the coding scale"),
+    ("--rho", "rho", float, "llfm-jo Lipschitz-to-noise ratio, in units of the coding scale"),
+    ("--candidates", "n_candidates", int, "anchors the FAISS search returns per row"),
+    ("--rebuild-every", "rebuild_every", int, "rows between anchor-index rebuilds"),
+    ("--optimizer", "optimizer", str, "FM steps: adagrad (per-parameter, bounded per row), normalized "
+                                      "(divided by the gradient norm, decaying) or sgd (plain, decaying)"),
+    ("--eta0", "eta0", float, "FM step size (default: 0.1 for adagrad, 0.5 for normalized, 0.01 for sgd)"),
+    ("--t0", "t0", float, "step decay eta0*t0/(t0+t) of sgd, normalized and the anchors; 0 = one epoch of rows"),
+    ("--eta-anchor", "eta_anchor", float, "anchor step size"),
+    ("--l2-w", "l2_w", float, "L2 on linear weights: the penalty l2/2 ||w||^2 over the whole data, "
+                              "a prior of that precision"),
+    ("--l2-v", "l2_v", float, "L2 on factors, as --l2-w"),
+    ("--init-std", "init_std", float, "initial factor standard deviation"),
     ("--multiclass", "multiclass", str, "softmax or ovr (one-vs-rest, as the paper's authors ran it)"),
-    ("--seed", "seed", int, "random seed (default: 0)"),
+    ("--seed", "seed", int, "random seed"),
 ]
+_CHOICES = {"method": "METHODS", "optimizer": "OPTIMIZERS", "multiclass": "MULTICLASS_LOSSES"}
+
+
+def _model_option_help(field: str, text: str) -> str:
+    from streamfm.models.config import Config
+
+    default = getattr(Config(), field)
+    return text if default is None else f"{text} (default: {default})"
 
 
 def _add_train_parser(subparsers) -> None:
@@ -343,13 +356,16 @@ def _add_train_parser(subparsers) -> None:
     p.add_argument("--valid", nargs="+", metavar="DATA", help="data evaluated after every epoch")
     p.add_argument("--task", choices=("binary", "multiclass", "regression"),
                    help="the task (default: detected from the labels)")
+    from streamfm.models import config
+
     g = p.add_argument_group("the model")
     for flag, field, typ, text in _MODEL_OPTIONS:
-        g.add_argument(flag, dest=f"cfg_{field}", type=typ, default=None, help=text)
-    g.add_argument("--adagrad", dest="cfg_adagrad", action="store_const", const=True, default=None,
-                   help="AdaGrad per-parameter steps")
-    g.add_argument("--no-normalize", dest="cfg_normalize", action="store_const", const=False, default=None,
-                   help="plain SGD steps (not divided by the gradient norm)")
+        choices = getattr(config, _CHOICES[field]) if field in _CHOICES else None
+        g.add_argument(flag, dest=f"cfg_{field}", type=typ, default=None, choices=choices,
+                       metavar=None if choices else flag.lstrip("-").replace("-", "_").upper(),
+                       help=_model_option_help(field, text))
+    g.add_argument("--no-global-fm", dest="cfg_global_fm", action="store_const", const=False, default=None,
+                   help="llfm-*: the paper's model, the local mixture alone (default: a global FM beside it)")
     g.add_argument("--paper-anchor-gradient", dest="cfg_jo_exact", action="store_const", const=False,
                    default=None, help="llfm-jo: the paper's approximate anchor gradient (drops the lambda term)")
     r = p.add_argument_group("the run")

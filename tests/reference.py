@@ -56,10 +56,13 @@ def coding_fixed(method, phi, Z, ids, beta, rho):
     return a / a.sum(), a.sum()
 
 
-def llfm_loss(method, task, x, y, phi, b, W, V, Z, ids, beta, rho):
+def llfm_loss(method, task, x, y, phi, b, W, V, Z, ids, beta, rho, glob=False):
+    """The loss with the neighbour set ``ids`` held fixed; ``glob``: plus the global FM (index m)."""
     gamma, _ = coding_fixed(method, phi, Z, ids, beta, rho)
     F = np.array([fm_outputs(x, b, W, V, i) for i in ids])
     f = gamma @ F
+    if glob and method != "fm":
+        f = f + fm_outputs(x, b, W, V, Z.shape[0])
     return loss_and_grad(task, f, y)[0]
 
 
@@ -81,14 +84,20 @@ def neighbours(method, phi, Z, k_soft, beta, rho):
     return list(order[:k])
 
 
-def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, exact=True):
-    """One plain SGD step (no normalisation, no L2, no clip) on dense x; returns new params."""
+def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, exact=True, glob=False):
+    """One plain SGD step (no normalisation, no L2, no clip) on dense x; returns new params.
+
+    ``glob``: f = f_global + sum gamma_i f_i, the global FM at index m of b, W, V; the anchor
+    gradient is that of the local mixture (the global FM does not depend on the anchors).
+    """
     b, W, V, Z = (P[n].copy() for n in "bWVZ")
     ids = neighbours(method, phi, Z, k_soft, beta, rho)
     gamma, S = coding_fixed(method, phi, Z, ids, beta, rho)
     F = np.array([fm_outputs(x, b, W, V, i) for i in ids])
     f = gamma @ F
-    _, g = loss_and_grad(task, f, y)
+    glob = glob and method != "fm"
+    f_glob = fm_outputs(x, b, W, V, Z.shape[0]) if glob else 0.0
+    _, g = loss_and_grad(task, f + f_glob, y)
     k = len(ids)
     if method in ("llfm-apl", "llfm-jo"):
         for a, i in enumerate(ids):
@@ -99,9 +108,10 @@ def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, 
                 coef = g @ (2 * beta * gamma[a] * (F[a] - f))
             Z[i] = Z[i] - eta_z * zscale * coef * (phi - P["Z"][i])
     b0, W0, V0 = P["b"], P["W"], P["V"]
-    for a, i in enumerate(ids):
+    fms = list(zip(ids, gamma)) + ([(Z.shape[0], 1.0)] if glob else [])
+    for i, gam in fms:
         for c in range(b.shape[1]):
-            G = g[c] * gamma[a]
+            G = g[c] * gam
             s = V0[i, :, c, :].T @ x  # (r,)
             b[i, c] -= eta * G
             W[i, :, c] -= eta * G * x

@@ -4,8 +4,9 @@ import pytest
 import scipy.sparse as sp
 
 import reference as ref
-from streamfm.kernels.fm import fm_eval, fm_update
-from streamfm.kernels.llfm import METHOD_CODES, N_STATS, predict_rows, train_rows, train_rows_general
+from streamfm.kernels.fm import ada_accumulate, ada_step, fm_eval, fm_update
+from streamfm.kernels.llfm import (ADAGRAD, METHOD_CODES, N_STATS, NORMALIZED, SGD, predict_rows, train_rows,
+                                   train_rows_general)
 from streamfm.kernels.losses import TASK_CODES, loss_grad
 
 
@@ -44,9 +45,8 @@ def test_fm_eval_matches_definition(density, C, r):
             assert gn == pytest.approx(1 + x @ x + gv)
 
 
-@pytest.mark.parametrize("adagrad", [False, True])
 @pytest.mark.parametrize("r", [1, 4, 7])  # the vector sweeps: blocks of 1, 4, 4+2+1 factors
-def test_fm_update_matches_reference_gradient(adagrad, r):
+def test_fm_update_matches_reference_gradient(r):
     rng = np.random.default_rng(2)
     p, C = 6, 2
     P = random_params(rng, 1, p, C, r, 1)
@@ -56,22 +56,69 @@ def test_fm_update_matches_reference_gradient(adagrad, r):
     fm_eval(0, 0, indptr[1], indices, data, P["b"], P["W"], P["V"], f, s, np.zeros((C, r)), -1)
     G = np.array([0.7, -0.4])
     eta, l2w, l2v = 0.05, 0.01, 0.02
-    A = [np.zeros_like(P[n]) for n in "bWV"]
+    reg = rng.uniform(0.5, 2.0, size=p)  # per-feature L2 weights
     b, W, V = (P[n].copy() for n in "bWV")
-    fm_update(0, 0, indptr[1], indices, data, b, W, V, s, G, eta, l2w, l2v, adagrad, *A)
+    fm_update(0, 0, indptr[1], indices, data, b, W, V, s, G, eta, l2w, l2v, reg)
     touched = x != 0
     for c in range(C):
         gb = G[c]
-        gw = G[c] * x + l2w * P["W"][0, :, c]
-        gV = G[c] * x[:, None] * (s[c][None] - P["V"][0, :, c, :] * x[:, None]) + l2v * P["V"][0, :, c, :]
-        if adagrad:  # first step: the accumulator is g^2, so the step is eta * sign(g)
-            gb, gw, gV = (g / np.sqrt(g * g + 1e-12) for g in (gb, gw, gV))
+        gw = G[c] * x + l2w * reg * P["W"][0, :, c]
+        gV = (G[c] * x[:, None] * (s[c][None] - P["V"][0, :, c, :] * x[:, None])
+              + l2v * reg[:, None] * P["V"][0, :, c, :])
         assert b[0, c] == pytest.approx(P["b"][0, c] - eta * gb)
         # L2 touches only the features present in the row (O(nnz) updates)
         np.testing.assert_allclose(W[0, touched, c], P["W"][0, touched, c] - eta * gw[touched], atol=1e-12)
         np.testing.assert_array_equal(W[0, ~touched, c], P["W"][0, ~touched, c])
         np.testing.assert_allclose(V[0, touched, c], P["V"][0, touched, c] - eta * gV[touched], atol=1e-12)
         np.testing.assert_array_equal(V[0, ~touched, c], P["V"][0, ~touched, c])
+
+
+@pytest.mark.parametrize("r", [1, 5])
+@pytest.mark.parametrize("C", [1, 2])
+def test_adagrad_halves_match_reference(r, C):
+    """``ada_accumulate`` adds every touched parameter's squared gradient (L2 included) and
+    returns the norm of grad f in AdaGrad's metric; ``ada_step`` moves each by eta g / sqrt(A)."""
+    rng = np.random.default_rng(21)
+    p = 6
+    P = random_params(rng, 2, p, C, r, 1)
+    indptr, indices, data, X = csr_rows(rng, 1, p, 0.6)
+    x = X[0]
+    touched = x != 0
+    i = 1
+    f, s = np.zeros(C), np.zeros((C, r))
+    fm_eval(i, 0, indptr[1], indices, data, P["b"], P["W"], P["V"], f, s, np.zeros((C, r)), -1)
+    G = rng.normal(size=C)
+    eta, l2w, l2v = 0.07, 0.3, 0.5
+    reg = rng.uniform(0.5, 2.0, size=p)
+    A0 = [rng.uniform(0.1, 1.0, size=P[n].shape) for n in "bWV"]  # accumulators from earlier rows
+    A = [a.copy() for a in A0]
+    b, W, V = (P[n].copy() for n in "bWV")
+    norm = ada_accumulate(i, 0, indptr[1], indices, data, b, W, V, s, G, l2w, l2v, reg, *A)
+    ada_step(i, 0, indptr[1], indices, data, b, W, V, s, G, eta, l2w, l2v, reg, *A)
+    norms = []
+    for c in range(C):
+        dW = x  # df/dw_j
+        dV = x[:, None] * (s[c][None] - P["V"][i, :, c, :] * x[:, None])  # df/dV_jf
+        gb, gw = G[c], G[c] * dW + l2w * reg * P["W"][i, :, c]
+        gV = G[c] * dV + l2v * reg[:, None] * P["V"][i, :, c, :]
+        Ab = A0[0][i, c] + gb**2
+        AW = A0[1][i, :, c] + np.where(touched, gw**2, 0)
+        AV = A0[2][i, :, c, :] + np.where(touched[:, None], gV**2, 0)
+        np.testing.assert_allclose(A[0][i, c], Ab)
+        np.testing.assert_allclose(A[1][i, :, c], AW)
+        np.testing.assert_allclose(A[2][i, :, c, :], AV)
+        assert b[i, c] == pytest.approx(P["b"][i, c] - eta * gb / np.sqrt(Ab))
+        np.testing.assert_allclose(W[i, touched, c], (P["W"][i, :, c] - eta * gw / np.sqrt(AW))[touched])
+        np.testing.assert_allclose(V[i, touched, c], (P["V"][i, :, c] - eta * gV / np.sqrt(AV))[touched])
+        norms.append(1 / np.sqrt(Ab) + np.sum((dW**2 / np.sqrt(AW))[touched])
+                     + np.sum((dV**2 / np.sqrt(AV))[touched]))
+    assert norm == pytest.approx(max(norms))
+    # the other anchor and the untouched features are left alone
+    for n, arr, a0, a in zip("bWV", (b, W, V), A0, A):
+        np.testing.assert_array_equal(arr[0], P[n][0])
+        np.testing.assert_array_equal(a[0], a0[0])
+    np.testing.assert_array_equal(W[i, ~touched], P["W"][i, ~touched])
+    np.testing.assert_array_equal(A[2][i, ~touched], A0[2][i, ~touched])
 
 
 @pytest.mark.parametrize("task,C,y", [("binary", 1, 1.0), ("binary", 1, 0.0), ("regression", 1, 0.3),
@@ -97,10 +144,10 @@ def test_logistic_loss_is_finite_for_huge_scores():
 
 
 def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale,
-                 k_soft=3, beta=0.7, rho=0.4, exact=True):
+                 k_soft=3, beta=0.7, rho=0.4, exact=True, glob=False):
     """Plain SGD (no normalisation, no L2, no clip, t0 huge so eta_t = eta) through the kernel."""
     n = len(indptr) - 1
-    m = P["Z"].shape[0]
+    m = P["Z"].shape[0]  # anchors (the FMs are m, or m + 1 with the global one)
     cand = np.tile(np.arange(m, dtype=np.int64), (n, 1)) if method != "fm" else np.zeros((n, 0), np.int64)
     Q = {k: v.copy() for k, v in P.items()}
     losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
@@ -108,7 +155,7 @@ def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, 
     tc = TASK_CODES[task]
     train_rows(METHOD_CODES[method], tc, indptr, indices, data, y, phi, cand,
                Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, k_soft, beta, rho, zscale, 1e9,
-               eta, 1e18, eta_z, 0.0, 0.0, False, False, exact, 0, losses, ks, stats)
+               eta, 1e18, eta_z, 0.0, 0.0, np.zeros(P["W"].shape[1]), SGD, 1.0, glob, exact, 0, losses, ks, stats)
     return Q, losses, ks
 
 
@@ -116,34 +163,47 @@ CASES = [("fm", "binary", 1), ("llfm-do", "binary", 1), ("llfm-apl", "regression
          ("llfm-jo", "binary", 1), ("llfm-jo", "softmax", 3), ("llfm-apl", "ovr", 3)]
 
 
+def glob_params(P, method, glob):
+    """P with one more FM (index m, the global one) when ``glob`` applies; anchors Z unchanged."""
+    if not glob or method == "fm":
+        return P
+    rng = np.random.default_rng(99)
+    Q = dict(P)
+    for n in "bWV":
+        Q[n] = np.concatenate([P[n], rng.normal(size=(1,) + P[n].shape[1:]) * 0.3])
+    return Q
+
+
+@pytest.mark.parametrize("glob", [False, True])
 @pytest.mark.parametrize("method,task,C", CASES)
-def test_train_rows_matches_numpy_reference(method, task, C):
+def test_train_rows_matches_numpy_reference(method, task, C, glob):
     rng = np.random.default_rng(4)
     p, r, m, n = 5, 3, 6, 4
     mm = 1 if method == "fm" else m
-    P = random_params(rng, mm, p, C, r, 0 if method == "fm" else p)
+    P = glob_params(random_params(rng, mm, p, C, r, 0 if method == "fm" else p), method, glob)
     indptr, indices, data, X = csr_rows(rng, n, p, 0.7)
     y = rng.integers(0, C if C > 1 else 2, size=n).astype(float)
     if task == "regression":
         y = rng.normal(size=n)
     phi = X.copy() if method != "fm" else np.zeros((n, 0))
     eta, eta_z, zscale = 0.05, 0.1, 1.3
-    Q, losses, ks = _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale)
+    Q, losses, ks = _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale, glob=glob)
     R = {k: v.copy() for k, v in P.items()}
     for row in range(n):  # rows in order, each step on the parameters the previous left
         ids = ref.neighbours(method, phi[row], R["Z"], 3, 0.7, 0.4)
         assert ks[row] == len(ids)
         assert losses[row] == pytest.approx(
-            ref.llfm_loss(method, task, X[row], y[row], phi[row], R["b"], R["W"], R["V"], R["Z"], ids, 0.7, 0.4))
-        R = ref.sgd_step(method, task, X[row], y[row], phi[row], R, 3, 0.7, 0.4, eta, eta_z, zscale)
+            ref.llfm_loss(method, task, X[row], y[row], phi[row], R["b"], R["W"], R["V"], R["Z"], ids, 0.7, 0.4,
+                          glob=glob))
+        R = ref.sgd_step(method, task, X[row], y[row], phi[row], R, 3, 0.7, 0.4, eta, eta_z, zscale, glob=glob)
     for name in "bWVZ":
         np.testing.assert_allclose(Q[name], R[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 @pytest.mark.parametrize("task", ["binary", "regression"])
-@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("opt", [NORMALIZED, SGD])
 @pytest.mark.parametrize("density", [1.0, 0.3])
-def test_fm_fast_path_equals_the_general_loop(task, normalize, density):
+def test_fm_fast_path_equals_the_general_loop(task, opt, density):
     """fm with one output takes kernels.fm.fm_rows_single (fm_rows_dense for full-width rows); the
     general loop (tested against NumPy above) must give the same parameters, losses and counts, with
     L2 and the schedule on."""
@@ -155,6 +215,7 @@ def test_fm_fast_path_equals_the_general_loop(task, normalize, density):
     full = density == 1.0
     assert not full or (np.diff(indptr) == p).all()  # full-width rows
     out = []
+    reg = rng.uniform(0.5, 2.0, size=p)  # per-feature L2 weights
     # indices None: full-width rows, the fast path's fm_rows_dense
     runs = [(train_rows, indices), (train_rows_general, indices), (train_rows, None)][: 2 + full]
     for kernel, idx in runs:
@@ -163,7 +224,7 @@ def test_fm_fast_path_equals_the_general_loop(task, normalize, density):
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
         kernel(METHOD_CODES["fm"], TASK_CODES[task], indptr, idx, data, y, np.zeros((n, 0)),
                np.zeros((n, 0), np.int64), Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 3, 1.0, 0.3, 1.0, 0.1,
-               0.3, 40.0, 0.05, 1e-3, 2e-3, normalize, False, True, 5, losses, ks, stats)
+               0.3, 40.0, 0.05, 1e-3, 2e-3, reg, opt, 1.0, False, True, 5, losses, ks, stats)
         out.append((Q, losses, ks, stats))
     (Qa, la, ka, sa), (Qb, lb, kb, sb) = out[:2]
     for name in "bWV":
@@ -182,15 +243,19 @@ def test_fm_fast_path_equals_the_general_loop(task, normalize, density):
         np.testing.assert_array_equal(sd, sa)
 
 
-@pytest.mark.parametrize("method,task,C,adagrad", [("llfm-jo", "binary", 1, False), ("llfm-apl", "softmax", 3, False),
-                                                   ("llfm-do", "regression", 1, True), ("fm", "ovr", 3, False)])
-def test_full_width_specialisation_equals_the_csr_loop(method, task, C, adagrad):
+@pytest.mark.parametrize("method,task,C,opt,glob", [("llfm-jo", "binary", 1, NORMALIZED, False),
+                                                    ("llfm-apl", "softmax", 3, SGD, True),
+                                                    ("llfm-do", "regression", 1, ADAGRAD, False),
+                                                    ("fm", "ovr", 3, NORMALIZED, False),
+                                                    ("fm", "binary", 1, ADAGRAD, False),
+                                                    ("llfm-jo", "softmax", 3, ADAGRAD, True)])
+def test_full_width_specialisation_equals_the_csr_loop(method, task, C, opt, glob):
     """Full-width rows passed with indices=None (the kernels' dense specialisation: no
     index loads) train and predict exactly as the same rows in CSR form, bit for bit."""
     rng = np.random.default_rng(12)
     p, r, m, n = 7, 4, 6, 40
     mm = 1 if method == "fm" else m
-    P = random_params(rng, mm, p, C, r, 0 if method == "fm" else p)
+    P = glob_params(random_params(rng, mm, p, C, r, 0 if method == "fm" else p), method, glob)
     indptr, indices, data, X = csr_rows(rng, n, p, 1.0)
     assert (np.diff(indptr) == p).all() and (indices.reshape(n, p) == np.arange(p)).all()
     y = rng.normal(size=n) if task == "regression" else rng.integers(0, C if C > 1 else 2, size=n).astype(float)
@@ -199,14 +264,14 @@ def test_full_width_specialisation_equals_the_csr_loop(method, task, C, adagrad)
     out = []
     for idx in (indices, None):
         Q = {k: v.copy() for k, v in P.items()}
-        A = [np.zeros_like(Q[k]) if adagrad else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
+        A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
         train_rows(METHOD_CODES[method], TASK_CODES[task], indptr, idx, data, y, phi, cand,
                    Q["b"], Q["W"], Q["V"], Q["Z"], *A, 3, 0.7, 0.4, 1.3, 0.1,
-                   0.05, 40.0, 0.1, 1e-3, 2e-3, True, adagrad, True, 3, losses, ks, stats)
+                   0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(p, 0.5), opt, 1.0, glob, True, 3, losses, ks, stats)
         f, kp = np.zeros((n, C)), np.zeros(n, np.int64)
         predict_rows(METHOD_CODES[method], indptr, idx, data, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"],
-                     3, 0.7, 0.4, f, kp)
+                     3, 0.7, 0.4, glob, f, kp)
         out.append((Q, losses, ks, stats, f, kp))
     (Qa, *rest_a), (Qb, *rest_b) = out
     for name in "bWVZ":
@@ -229,15 +294,17 @@ def _numeric_grad(fun, arr, idx_list, h=1e-6):
     return np.array(out)
 
 
-@pytest.mark.parametrize("method,task,C", [("fm", "binary", 1), ("llfm-apl", "binary", 1), ("llfm-jo", "binary", 1),
-                                           ("llfm-jo", "softmax", 3), ("llfm-jo", "regression", 1)])
-def test_gradients_against_finite_differences(method, task, C):
+@pytest.mark.parametrize("method,task,C,glob", [("fm", "binary", 1, False), ("llfm-apl", "binary", 1, False),
+                                                ("llfm-jo", "binary", 1, False), ("llfm-jo", "softmax", 3, False),
+                                                ("llfm-jo", "regression", 1, False), ("llfm-jo", "binary", 1, True),
+                                                ("llfm-apl", "softmax", 3, True)])
+def test_gradients_against_finite_differences(method, task, C, glob):
     """Every parameter's gradient, read off one kernel step, against central differences
     of the loss with the neighbour set held fixed (SPEC 4)."""
     rng = np.random.default_rng(5)
     p, r, m = 4, 2, 5
     mm = 1 if method == "fm" else m
-    P = random_params(rng, mm, p, C, r, 0 if method == "fm" else p)
+    P = glob_params(random_params(rng, mm, p, C, r, 0 if method == "fm" else p), method, glob)
     if method != "fm":
         P["Z"] *= 0.5  # anchors near the data so that several are neighbours
     indptr, indices, data, X = csr_rows(rng, 1, p, 1.0)
@@ -246,20 +313,22 @@ def test_gradients_against_finite_differences(method, task, C):
     beta, rho = 0.7, 0.4
     eta, eta_z, zscale = 1e-3, 1e-3, 1.0
     Q, _, ks = _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale,
-                            beta=beta, rho=rho)
+                            beta=beta, rho=rho, glob=glob)
     ids = ref.neighbours(method, phi[0], P["Z"], 3, beta, rho)
     if method == "llfm-jo":
         assert len(ids) >= 2, "the case must exercise the lambda term"
+    fms = list(ids) + ([m] if glob else [])  # the FMs the row trains
     Pw = {k: v.copy() for k, v in P.items()}
 
     def loss():
-        return ref.llfm_loss(method, task, X[0], y[0], phi[0], Pw["b"], Pw["W"], Pw["V"], Pw["Z"], ids, beta, rho)
+        return ref.llfm_loss(method, task, X[0], y[0], phi[0], Pw["b"], Pw["W"], Pw["V"], Pw["Z"], ids, beta, rho,
+                             glob=glob)
 
     for name, rate in (("b", eta), ("W", eta), ("V", eta), ("Z", eta_z * zscale)):
         if name == "Z" and method == "fm":
             continue
         idx = [tuple(i) for i in np.argwhere(np.ones(P[name].shape, bool))]
-        idx = [i for i in idx if i[0] in ids]
+        idx = [i for i in idx if i[0] in (ids if name == "Z" else fms)]
         analytic = (P[name][tuple(np.array(idx).T)] - Q[name][tuple(np.array(idx).T)]) / rate
         numeric = _numeric_grad(loss, Pw[name], idx)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7, err_msg=name)
@@ -294,16 +363,16 @@ def test_normalised_step_bounds_change_in_output():
         ks = np.zeros(1, np.int64)
         phi = np.zeros((1, 0))
         cand = np.zeros((1, 0), np.int64)
-        predict_rows(0, indptr, indices, x, phi, cand, P["b"], P["W"], P["V"], P["Z"], 1, 1.0, 1.0, f0, ks)
+        predict_rows(0, indptr, indices, x, phi, cand, P["b"], P["W"], P["V"], P["Z"], 1, 1.0, 1.0, False, f0, ks)
         Q = {k: v.copy() for k, v in P.items()}
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
         losses, stats = np.zeros(1), np.zeros(N_STATS, np.int64)
         eta = 1e-3
         train_rows(0, 3, indptr, indices, x, np.array([f0[0, 0] + 1.0]), phi, cand,
                    Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 1, 1.0, 1.0, 1.0, 1.0,
-                   eta, 1e18, 0.0, 0.0, 0.0, True, False, True, 0, losses, ks, stats)
+                   eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True, 0, losses, ks, stats)
         f1 = np.zeros((1, 1))
-        predict_rows(0, indptr, indices, x, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"], 1, 1.0, 1.0, f1, ks)
+        predict_rows(0, indptr, indices, x, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"], 1, 1.0, 1.0, False, f1, ks)
         # squared loss, g = f - y = -1: the step raises f by eta (first order)
         assert f1[0, 0] - f0[0, 0] == pytest.approx(eta, rel=1e-2)
 

@@ -19,11 +19,13 @@ def chunks_of(X, y, sizes):
 
 
 def make_trained(adagrad=False, p=3, seed=0):
-    model = LLFMModel(Config(anchors=8, n_candidates=4, rebuild_every=50, adagrad=adagrad, seed=seed), p, "binary")
+    model = LLFMModel(Config(anchors=8, n_candidates=4, rebuild_every=50, seed=seed,
+                             optimizer="adagrad" if adagrad else "normalized"), p, "binary")
     model.init_params()
     rng = np.random.default_rng(7)
     model.init_anchors(Chunk.from_dense(rng.normal(size=(200, p)), np.zeros(200)))
     model.set_epoch_rows(300)
+    model.set_feature_rows(np.full(p, 300))
     std = Standardizer(np.zeros(p), np.ones(p), True)
     return TrainedModel(model, std, np.array([0.0, 1.0]))
 
@@ -109,6 +111,7 @@ def test_merge_is_the_row_weighted_average(rows, adagrad):
     assert meta["counters"]["rows"] == sum(counts)
     assert meta["counters"]["k_sum"] == sum(s[0]["counters"]["k_sum"] for s in states)
     assert meta["rows_since_rebuild"] == 0 and "index_Z" not in arrays
+    np.testing.assert_array_equal(arrays["feature_rows"], 300)  # the data's, passed on unchanged
     if adagrad:  # accumulators: the start plus every worker's increment
         for name in ("Ab", "AW", "AV"):
             start = np.asarray(base_state[1][name])

@@ -18,11 +18,11 @@ from streamfm.kernels.losses import loss_grad
 
 @njit(cache=True)
 def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, V, Z,
-                k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, t_start):
+                k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, glob, t_start):
     n = indptr.shape[0] - 1
     C = b.shape[1]
     r = V.shape[3]
-    Kmax = max(cand.shape[1], 1)
+    Kmax = max(cand.shape[1], 1) + 1
     ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf = row_buffers(Kmax, C, r)
     g = np.zeros(C)
     kappa = np.zeros(Kmax)
@@ -35,7 +35,12 @@ def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, 
         acc += gamma[0]
         if stage < 2:
             continue
-        _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
+        if glob and method != 0:  # the global FM, as train_rows adds it (its anchor steps see the
+            ids[k] = Z.shape[0]   # local mixture: the same work, so it is timed on fbuf)
+            gamma[k] = 1.0
+            _forward(k + 1, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
+        else:
+            _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
         acc += loss_grad(task, fbuf, y[row], g)
         if stage < 3 or not (method == APL or method == JO):
             continue
@@ -51,7 +56,7 @@ def split_kernel(args, reps=25):
     ``args`` are train_rows' arguments as the trainer passed them (copied).
     """
     (method, task, indptr, indices, data, y, phi, cand, b, W, V, Z, Ab, AW, AV, k_soft, beta, rho,
-     zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start, losses, ks, stats) = args
+     zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, t_start, losses, ks, stats) = args
     times = {}
     for stage in (1, 2, 3, 4):
         best = np.inf
@@ -60,11 +65,11 @@ def split_kernel(args, reps=25):
             t = time.perf_counter()
             if stage < 4:
                 staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, bb, WW, VV, ZZ,
-                            k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, t_start)
+                            k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, glob, t_start)
             else:
                 train_rows(method, task, indptr, indices, data, y, phi, cand, bb, WW, VV, ZZ, Ab, AW, AV,
-                           k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, normalize,
-                           adagrad, jo_exact, t_start, losses.copy(), ks.copy(), stats.copy())
+                           k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, reg,
+                           opt, bound, glob, jo_exact, t_start, losses.copy(), ks.copy(), stats.copy())
             best = min(best, time.perf_counter() - t)
         times[stage] = best
     parts = {"coding": times[1], "forward": max(times[2] - times[1], 0.0),

@@ -380,14 +380,12 @@ class Worker:
     def setup(self, model_state, settings: dict) -> int:
         """The model to train (``TrainedModel.state()``, copied: the worker owns its arrays) and
         the run's settings: seed, batch_rows, buffer_rows, shuffle, ignore_extra_features,
-        ignore_unknown_labels, step_scale (the factor on eta0 and eta_anchor)."""
+        ignore_unknown_labels, step_scale (the factor on every step: ``LLFMModel.step_scale``)."""
         meta, arrays = model_state
         self.trained = TrainedModel.from_state(meta, {k: np.array(v) for k, v in arrays.items()},
                                                ignore_extra=settings["ignore_extra_features"])
-        scale = settings["step_scale"]
-        if scale != 1:  # see RayTrainer: the driver keeps the unscaled steps in the model it saves
-            c = self.trained.model.config
-            self.trained.model.config = dataclasses.replace(c, eta0=c.eta0 * scale, eta_anchor=c.eta_anchor * scale)
+        # see RayTrainer: the driver keeps the unscaled steps in the model it saves
+        self.trained.model.step_scale = settings["step_scale"]
         self.settings = settings
 
     def _chunks(self, split, after: threading.Event | None, done: threading.Event):

@@ -21,7 +21,7 @@ A row is ``data[lo:hi]`` with its features ``indices[lo:hi]``, or
 ``indices`` None for a full-width row (feature j is ``data[lo + j]``).
 
 Arithmetic: the update computes, per factor, exactly the expression of the
-scalar loop it replaces (``v - eta * (g x (s - v x) + l2 v)``): every lane is
+scalar loop it replaces (``v - eta * (g x (s - v x) + (l2 reg_j) v)``): every lane is
 IEEE arithmetic in the same order, so the results are the same bit for bit.
 The evaluation sums per factor over the row in row order, as before; the
 squared norms (for the FM's diagonal and the gradient norm) are summed per
@@ -124,14 +124,15 @@ def _make_update(width):
     vec = ir.VectorType(_F64, width)
 
     @intrinsic
-    def update_block(typingctx, V, base, stride, data, lo, hi, indices, s, s_off, g, eta, l2):
-        """V_jf <- V_jf - eta (g x_j (s_f - V_jf x_j) + l2 V_jf) for the block's factors, every feature of
-        the row; s_f = ``s.ravel()[s_off + f]``."""
+    def update_block(typingctx, V, base, stride, data, lo, hi, indices, s, s_off, g, eta, l2, reg):
+        """V_jf <- V_jf - eta (g x_j (s_f - V_jf x_j) + (l2 reg_j) V_jf) for the block's factors, every
+        feature of the row; s_f = ``s.ravel()[s_off + f]``, ``reg`` (p,) float64 the per-feature L2 weights."""
         if not _check(V, data, indices):
             return None
-        if not (isinstance(s, types.Array) and s.layout == "C" and s.dtype == types.float64):
-            return None
-        sig = types.void(V, base, stride, data, lo, hi, indices, s, s_off, g, eta, l2)
+        for a in (s, reg):
+            if not (isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float64):
+                return None
+        sig = types.void(V, base, stride, data, lo, hi, indices, s, s_off, g, eta, l2, reg)
         dense = isinstance(indices, types.NoneType)
 
         def codegen(context, builder, sig, args):
@@ -142,17 +143,18 @@ def _make_update(width):
             base_, stride_, lo_, hi_, soff = (context.cast(builder, args[k], sig.args[k], types.int64)
                                               for k in (1, 2, 4, 5, 8))
             g_, eta_, l2_ = (context.cast(builder, args[k], sig.args[k], types.float64) for k in (9, 10, 11))
+            Ra = context.make_array(sig.args[12])(context, builder, args[12])
             sv = builder.load(builder.bitcast(builder.gep(Sa.data, [soff]), vec.as_pointer()), align=8)
             etav = _splat(builder, eta_, vec)
-            l2v = _splat(builder, l2_, vec)
             with cgutils.for_range_slice(builder, lo_, hi_, ir.Constant(_I64, 1), inc=True) as (t, _):
                 x = builder.load(builder.gep(Da.data, [t]))
                 gx = builder.fmul(g_, x)
                 j = _row_feature(context, builder, sig.args[6], Ia, t, lo_)
+                l2v = _splat(builder, builder.fmul(l2_, builder.load(builder.gep(Ra.data, [j]))), vec)
                 off = builder.add(base_, builder.mul(j, stride_))
                 ptr = builder.bitcast(builder.gep(Va.data, [off]), vec.as_pointer())
                 v = builder.load(ptr, align=8)
-                # v - eta * (gx * (s - v * x) + l2 * v), in the scalar loop's order
+                # v - eta * (gx * (s - v * x) + (l2 * reg_j) * v), in the scalar loop's order
                 resid = builder.fsub(sv, builder.fmul(v, _splat(builder, x, vec)))
                 step = builder.fadd(builder.fmul(_splat(builder, gx, vec), resid), builder.fmul(l2v, v))
                 builder.store(builder.fsub(v, builder.fmul(etav, step)), ptr, align=8)

@@ -93,17 +93,16 @@ def fm_eval(i, lo, hi, indices, data, b, W, V, out_f, out_s, work, ahead):
 
 
 @njit(cache=True, nogil=True)
-def fm_update(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v,
-              adagrad, Ab, AW, AV):
-    """SGD step on anchor i's FM for output gradients ``G`` (C,) = dloss/df_ic.
+def fm_update(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v, reg):
+    """Plain SGD step on anchor i's FM for output gradients ``G`` (C,) = dloss/df_ic.
 
     ``s`` (C, r) holds the factor sums from ``fm_eval`` at the current
-    parameters. L2 is applied only to the features present in the row
-    (as libFM does), so a sparse row costs O(nnz), never O(p).
-    With ``adagrad`` the per-parameter step is eta / sqrt(accumulated g^2).
-    Plain SGD sweeps the row once for W and once per block of 4, 2 or 1
-    factors, in vector registers (kernels/_simd.py; the same arithmetic as
-    a scalar loop, bit for bit).
+    parameters. L2 is applied only to the features present in the row, with
+    weight ``l2 * reg[j]`` for feature j, so a sparse row costs O(nnz), never
+    O(p) (see ``train_rows_general`` in kernels/llfm.py for what ``reg`` is).
+    One sweep of the row for W and one per block of 4, 2 or 1 factors, in
+    vector registers (kernels/_simd.py; the same arithmetic as a scalar
+    loop, bit for bit).
     """
     C = G.shape[0]
     r = s.shape[1]
@@ -112,35 +111,79 @@ def fm_update(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v,
         gc = G[c]
         if gc == 0.0:
             continue
-        if adagrad:
-            Ab[i, c] += gc * gc
-            b[i, c] -= eta * gc / np.sqrt(Ab[i, c] + 1e-12)
-            for t in range(lo, hi):
-                j = t - lo if indices is None else indices[t]
-                x = data[t]
-                gw = gc * x + l2_w * W[i, j, c]
-                AW[i, j, c] += gw * gw
-                W[i, j, c] -= eta * gw / np.sqrt(AW[i, j, c] + 1e-12)
-                for f in range(r):
-                    v = V[i, j, c, f]
-                    gv = gc * x * (s[c, f] - v * x) + l2_v * v
-                    AV[i, j, c, f] += gv * gv
-                    V[i, j, c, f] = v - eta * gv / np.sqrt(AV[i, j, c, f] + 1e-12)
-            continue
         b[i, c] -= eta * gc
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
-            W[i, j, c] -= eta * (gc * data[t] + l2_w * W[i, j, c])
+            W[i, j, c] -= eta * (gc * data[t] + (l2_w * reg[j]) * W[i, j, c])
         base = (i * p * C + c) * r
         f = 0
         while f + 4 <= r:
-            update_block4(V, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, eta, l2_v)
+            update_block4(V, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, eta, l2_v, reg)
             f += 4
         if f + 2 <= r:
-            update_block2(V, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, eta, l2_v)
+            update_block2(V, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, eta, l2_v, reg)
             f += 2
         if f < r:
-            update_block1(V, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, eta, l2_v)
+            update_block1(V, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, eta, l2_v, reg)
+
+
+# AdaGrad's accumulators start at zero; EPS only guards the division.
+ADA_EPS = 1e-12
+
+
+@njit(cache=True, nogil=True)
+def ada_accumulate(i, lo, hi, indices, data, b, W, V, s, G, l2_w, l2_v, reg, Ab, AW, AV):
+    """AdaGrad, first half: add this row's squared gradients (L2 included) to anchor i's accumulators.
+
+    Returns max over outputs c of sum_k (df_ic/dtheta_k)^2 / sqrt(A_k), the
+    squared gradient norm of f_ic in AdaGrad's metric over the parameters
+    this row touches; ``train_rows_general`` bounds the row's step with it
+    so that the step changes f by at most |dloss/df| to first order.
+    """
+    C = G.shape[0]
+    r = s.shape[1]
+    smax = 0.0
+    for c in range(C):
+        gc = G[c]
+        Ab[i, c] += gc * gc
+        sc = 1.0 / np.sqrt(Ab[i, c] + ADA_EPS)
+        for t in range(lo, hi):
+            j = t - lo if indices is None else indices[t]
+            x = data[t]
+            lw = l2_w * reg[j]
+            lv = l2_v * reg[j]
+            gw = gc * x + lw * W[i, j, c]
+            AW[i, j, c] += gw * gw
+            sc += x * x / np.sqrt(AW[i, j, c] + ADA_EPS)
+            for f in range(r):
+                v = V[i, j, c, f]
+                d = x * (s[c, f] - v * x)  # df/dV_jf
+                gv = gc * d + lv * v
+                AV[i, j, c, f] += gv * gv
+                sc += d * d / np.sqrt(AV[i, j, c, f] + ADA_EPS)
+        if sc > smax:
+            smax = sc
+    return smax
+
+
+@njit(cache=True, nogil=True)
+def ada_step(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v, reg, Ab, AW, AV):
+    """AdaGrad, second half: theta_k -= eta * g_k / sqrt(A_k) on anchor i's touched parameters,
+    with the gradients of ``ada_accumulate`` (the same expressions, at the same parameters)."""
+    C = G.shape[0]
+    r = s.shape[1]
+    for c in range(C):
+        gc = G[c]
+        b[i, c] -= eta * gc / np.sqrt(Ab[i, c] + ADA_EPS)
+        for t in range(lo, hi):
+            j = t - lo if indices is None else indices[t]
+            x = data[t]
+            lw = l2_w * reg[j]
+            lv = l2_v * reg[j]
+            W[i, j, c] -= eta * (gc * x + lw * W[i, j, c]) / np.sqrt(AW[i, j, c] + ADA_EPS)
+            for f in range(r):
+                v = V[i, j, c, f]
+                V[i, j, c, f] = v - eta * (gc * x * (s[c, f] - v * x) + lv * v) / np.sqrt(AV[i, j, c, f] + ADA_EPS)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -164,8 +207,9 @@ def _row_step(task, f, xx, e, sqs, s, x3v, y_row, fbuf, g, eta0, t0, t_row, norm
 
 
 @njit(cache=True, nogil=True)
-def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, normalize, t_start, losses):
-    """The ``fm`` method with one output (binary or regression), plain SGD: the fast path of
+def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_start,
+                   losses):
+    """The ``fm`` method with one output (binary or regression), plain or normalised SGD: the fast path of
     ``kernels.llfm.train_rows``, the same arithmetic (same tests, equal to ~1e-15).
 
     The general loop serves every method and C outputs through one-neighbour
@@ -218,16 +262,17 @@ def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v
         for t in range(lo, hi):
             j = indices[t]
             x = data[t]
-            W1[j] -= eta * (gc * x + l2_w * W1[j])
+            W1[j] -= eta * (gc * x + (l2_w * reg[j]) * W1[j])
             gx = gc * x
+            lv = l2_v * reg[j]
             Vj = V2[j]
             for q in range(r):
                 v = Vj[q]
-                Vj[q] = v - eta * (gx * (s[q] - v * x) + l2_v * v)
+                Vj[q] = v - eta * (gx * (s[q] - v * x) + lv * v)
 
 
 @njit(cache=True, nogil=True)
-def fm_rows_dense(task, X, y, b, W, V, eta0, t0, l2_w, l2_v, normalize, t_start, losses):
+def fm_rows_dense(task, X, y, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_start, losses):
     """``fm_rows_single`` for full-width rows: row i is X[i] (n, p), feature j its column j.
 
     The same arithmetic in the same order (equal to it bit for bit, tested);
@@ -273,8 +318,9 @@ def fm_rows_dense(task, X, y, b, W, V, eta0, t0, l2_w, l2_v, normalize, t_start,
         b1[0] -= eta * gc
         for j in range(p):
             x = X[row, j]
-            W1[j] -= eta * (gc * x + l2_w * W1[j])
+            W1[j] -= eta * (gc * x + (l2_w * reg[j]) * W1[j])
             gx = gc * x
+            lv = l2_v * reg[j]
             for q in range(r):
                 v = V2[j, q]
-                V2[j, q] = v - eta * (gx * (s[q] - v * x) + l2_v * v)
+                V2[j, q] = v - eta * (gx * (s[q] - v * x) + lv * v)

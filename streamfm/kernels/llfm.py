@@ -8,17 +8,27 @@ the true nearest anchor is missing from the candidates (counted elsewhere).
 
 Methods: FM (one anchor, gamma = 1), DO (soft assignment, anchors fixed),
 APL (soft assignment, anchors learned), JO (Algorithm 1, anchors learned).
+
+With ``glob`` (the default of the LLFM methods), a row's output is a global
+FM plus the local mixture, f = f_0 + sum_i gamma_i f_i: the FM parameters
+b, W, V hold m + 1 FMs, the last (index m, beside the m anchors of Z) the
+global one, which every row trains with weight 1. Each local FM then sees
+only the rows near its anchor, and on data whose coding carries no locality
+(one-hot users and items, say) the global FM learns what they cannot; the
+paper's model is ``glob`` False.
 """
 import numpy as np
 from numba import njit
 
 from ..coding.local import adaptive_coding, soft_assignment
 from ._prefetch import prefetch_anchor
-from .fm import fm_eval, fm_rows_dense, fm_rows_single, fm_update
+from .fm import ada_accumulate, ada_step, fm_eval, fm_rows_dense, fm_rows_single, fm_update
 from .losses import BINARY, SQUARED, loss_grad
 
 FM, DO, APL, JO = 0, 1, 2, 3
 METHOD_CODES = {"fm": FM, "llfm-do": DO, "llfm-apl": APL, "llfm-jo": JO}
+SGD, NORMALIZED, ADAGRAD = 0, 1, 2
+OPTIMIZER_CODES = {"sgd": SGD, "normalized": NORMALIZED, "adagrad": ADAGRAD}
 
 # stats slots returned by the kernels
 ST_WANTED_MORE = 0  # Algorithm 1 used every candidate: it may have wanted more
@@ -158,49 +168,72 @@ def anchor_steps(method, row, k, S, ids, gamma, F, fbuf, g, phi, Z, beta, rho, z
 def train_rows(method, task, indptr, indices, data, y, phi, cand,
                b, W, V, Z, Ab, AW, AV,
                k_soft, beta, rho, zscale, zclip,
-               eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start,
+               eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, t_start,
                losses, ks, stats):
     """One SGD step per row, in order (see ``train_rows_general``).
 
     ``indices`` None means full-width rows (every row holds all p features:
     data is the rows of an (n, p) array); numba compiles that case as a
     specialisation of its own (see kernels/fm.py). ``fm`` with one output
-    and plain SGD takes the fast path ``kernels.fm.fm_rows_single``, or
-    ``fm_rows_dense`` for full-width rows; everything else the general loop.
+    and plain or normalised SGD takes the fast path
+    ``kernels.fm.fm_rows_single``, or ``fm_rows_dense`` for full-width rows;
+    everything else the general loop.
     """
-    if method == FM and b.shape[1] == 1 and not adagrad and (task == BINARY or task == SQUARED):
+    if method == FM and b.shape[1] == 1 and opt != ADAGRAD and (task == BINARY or task == SQUARED):
         n = indptr.shape[0] - 1
         if indices is None:
-            fm_rows_dense(task, data.reshape((n, W.shape[1])), y, b, W, V, eta0, t0, l2_w, l2_v, normalize,
-                          t_start, losses)
+            fm_rows_dense(task, data.reshape((n, W.shape[1])), y, b, W, V, eta0, t0, l2_w, l2_v, reg,
+                          opt == NORMALIZED, t_start, losses)
         else:
-            fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, normalize,
-                           t_start, losses)
+            fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, reg,
+                           opt == NORMALIZED, t_start, losses)
         for row in range(n):
             ks[row] = 1
         stats[ST_K_SUM] += n
         return
     train_rows_general(method, task, indptr, indices, data, y, phi, cand, b, W, V, Z, Ab, AW, AV,
-                       k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, normalize,
-                       adagrad, jo_exact, t_start, losses, ks, stats)
+                       k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound,
+                       glob, jo_exact, t_start, losses, ks, stats)
 
 
 @njit(cache=True, nogil=True)
 def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
                        b, W, V, Z, Ab, AW, AV,
                        k_soft, beta, rho, zscale, zclip,
-                       eta0, t0, eta_z0, l2_w, l2_v, normalize, adagrad, jo_exact, t_start,
+                       eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, t_start,
                        losses, ks, stats):
     """One SGD step per row, in order. Parameters are updated in place.
 
-    The step for row t is eta_t = eta0 * t0 / (t0 + t). With ``normalize``
-    the FM step is divided by ||grad_theta f||^2 (summed over the
-    neighbours, weighted by gamma^2), so one step changes f by at most
-    eta_t * |dloss/df| whatever the number or scale of the features: this is
-    what keeps one default stable from 2 to 1,000 standardised features.
+    The FM step (``opt``):
+
+    - ADAGRAD: per-parameter steps eta0 / sqrt(sum of squared gradients),
+      bounded per row so that the step changes f by at most
+      ``bound`` * |dloss/df| to first order:
+      eta = min(eta0, bound / sum_a gamma_a^2 ||grad f_a||^2_A), the norm
+      taken in AdaGrad's metric (see ``ada_accumulate``). Frequent features
+      get small steps and rare ones large steps (sparse data); the bound
+      (1, or the engine's step scale) keeps wide dense rows from
+      overshooting. No decay schedule.
+    - NORMALIZED: eta_t = eta0 * t0 / (t0 + t) divided by ||grad_theta f||^2
+      (summed over the neighbours, weighted by gamma^2), so one step changes
+      f by at most eta_t * |dloss/df| whatever the number or scale of the
+      features.
+    - SGD: eta_t = eta0 * t0 / (t0 + t).
+
+    L2: the penalty (l2_w ||w||^2 + l2_v ||V||^2) / 2 over the whole data is
+    applied lazily to the features a row touches: feature j's weight in each
+    of its rows is ``l2 * reg[j]``, with ``reg[j]`` = 1 / (training rows in
+    which j is stored), so that one epoch applies the penalty once, whatever
+    the feature's frequency (a Gaussian prior of precision l2 on every
+    parameter), at O(nnz) per row.
+
+    ``glob``: the global FM (index m) joins the row's neighbours with weight
+    1 (see the module notes); the coding and the anchor steps see only the
+    local mixture. ``ks`` counts local neighbours.
+
     Anchor steps are taken in units of the coding scale (``zscale``, the mean
-    squared distance of a row to its nearest anchor) and their relative size
-    is clipped to ``zclip``.
+    squared distance of a row to its nearest anchor), decay as
+    t0 / (t0 + t), and their relative size is clipped to ``zclip``.
     ``jo_exact=False`` drops the lambda term of the JO anchor gradient, as
     the paper's eqs. 13-14 do (kept only to measure what the term is worth).
     Writes each row's loss (before its update) to ``losses`` and k to ``ks``.
@@ -209,55 +242,82 @@ def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
     n = indptr.shape[0] - 1
     C = b.shape[1]
     r = V.shape[3]
-    Kmax = max(cand.shape[1], 1)
+    m = Z.shape[0]
+    Kmax = max(cand.shape[1], 1) + 1
     ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf = row_buffers(Kmax, C, r)
     g = np.zeros(C)
     G = np.zeros(C)
     kappa = np.zeros(Kmax)
     sumF = np.zeros(C)
+    flocal = np.zeros(C)
     for row in range(n):
         lo = indptr[row]
         hi = indptr[row + 1]
-        k, S = code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, order_buf)
-        ks[row] = k
-        stats[ST_K_SUM] += k
-        if method == JO and k == cand.shape[1] and k < Z.shape[0]:
+        kl, S = code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, order_buf)
+        ks[row] = kl
+        stats[ST_K_SUM] += kl
+        if method == JO and kl == cand.shape[1] and kl < m:
             stats[ST_WANTED_MORE] += 1
+        k = kl
+        if glob and method != FM:
+            ids[k] = m  # the global FM, weight 1 beside the local mixture
+            gamma[k] = 1.0
+            k += 1
         D = _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
         losses[row] = loss_grad(task, fbuf, y[row], g)
         tt = t_start + row
         sched = t0 / (t0 + tt)
-        eta = eta0 * sched
-        if normalize:
-            eta /= D
         # anchor steps first: they need F at the parameters the loss saw
         if method == APL or method == JO:
-            anchor_steps(method, row, k, S, ids, gamma, F, fbuf, g, phi, Z, beta, rho, zscale, zclip,
+            for c in range(C):
+                flocal[c] = fbuf[c] - (F[kl, c] if k > kl else 0.0)
+            anchor_steps(method, row, kl, S, ids, gamma, F, flocal, g, phi, Z, beta, rho, zscale, zclip,
                          eta_z0 * sched, jo_exact, sumF, kappa)
+        if opt == ADAGRAD:
+            norm = 0.0
+            for a in range(k):
+                for c in range(C):
+                    G[c] = g[c] * gamma[a]
+                norm += gamma[a] * gamma[a] * ada_accumulate(ids[a], lo, hi, indices, data, b, W, V, Sb[a], G,
+                                                             l2_w, l2_v, reg, Ab, AW, AV)
+            eta = eta0
+            if eta * norm > bound:
+                eta = bound / norm
+            for a in range(k):
+                for c in range(C):
+                    G[c] = g[c] * gamma[a]
+                ada_step(ids[a], lo, hi, indices, data, b, W, V, Sb[a], G, eta, l2_w, l2_v, reg, Ab, AW, AV)
+            continue
+        eta = eta0 * sched
+        if opt == NORMALIZED:
+            eta /= D
         for a in range(k):
             for c in range(C):
                 G[c] = g[c] * gamma[a]
-            fm_update(ids[a], lo, hi, indices, data, b, W, V, Sb[a], G, eta,
-                      l2_w, l2_v, adagrad, Ab, AW, AV)
+            fm_update(ids[a], lo, hi, indices, data, b, W, V, Sb[a], G, eta, l2_w, l2_v, reg)
 
 
 @njit(cache=True, nogil=True)
 def predict_rows(method, indptr, indices, data, phi, cand, b, W, V, Z,
-                 k_soft, beta, rho, out, ks):
-    """Raw outputs f (n, C) into ``out`` and neighbours used into ``ks``; no update.
+                 k_soft, beta, rho, glob, out, ks):
+    """Raw outputs f (n, C) into ``out`` and local neighbours used into ``ks``; no update.
 
-    ``indices`` None: full-width rows, as in ``train_rows``.
+    ``indices`` None: full-width rows and ``glob`` the global FM, as in ``train_rows``.
     """
     n = indptr.shape[0] - 1
     C = b.shape[1]
     r = V.shape[3]
-    Kmax = max(cand.shape[1], 1)
+    Kmax = max(cand.shape[1], 1) + 1
     ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf = row_buffers(Kmax, C, r)
     for row in range(n):
         lo = indptr[row]
         hi = indptr[row + 1]
         k, S = code_row(method, row, phi, cand, Z, k_soft, beta, rho, ids, dist, gamma, order_buf)
         ks[row] = k
+        if glob and method != FM:
+            ids[k] = Z.shape[0]
+            gamma[k] = 1.0
+            k += 1
         _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
         for c in range(C):
             out[row, c] = fbuf[c]

@@ -1,18 +1,25 @@
 """Hyper-parameters: one declared table, validated once, with the defaults.
 
-The defaults are for data nobody has looked at yet: steps are normalised
-(see kernels/llfm.py), distances are measured in units of the coding scale
-(coding/anchors.py), and the learning-rate decay is counted in epochs when
-the epoch length is known. None of them was tuned on a benchmark's test set.
+The defaults are for data nobody has looked at yet: AdaGrad steps bounded
+per row so that no step overshoots (kernels/llfm.py), L2 as a prior whose
+strength does not depend on how often a feature occurs, distances measured
+in units of the coding scale (coding/anchors.py). None of them was tuned on
+a benchmark's test set (docs/sparse.md and docs/defaults.md measure them).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import InputError
 
 METHODS = ("fm", "llfm-do", "llfm-apl", "llfm-jo")
 MULTICLASS_LOSSES = ("softmax", "ovr")
+OPTIMIZERS = ("adagrad", "normalized", "sgd")
+# eta0 when none is given, per optimiser: AdaGrad's per-parameter step; the
+# normalised step's largest change of f per row, in units of |dloss/df|; and
+# plain SGD's step (libFM's usual value)
+DEFAULT_ETA0 = {"adagrad": 0.1, "normalized": 0.5, "sgd": 0.01}
 
 
 @dataclass
@@ -25,15 +32,16 @@ class Config:
     rho: float = 0.3  # adaptive coding: b = rho d / coding_scale (Lipschitz-to-noise ratio)
     n_candidates: int = 32  # K, anchors the FAISS search returns per row
     rebuild_every: int = 8192  # rows between index rebuilds (apl, jo)
-    eta0: float = 0.5  # FM step (normalised: at most eta0 * |dloss/df| change in f per row)
-    t0: float = 0.0  # decay eta_t = eta0 * t0 / (t0 + t); 0 = one epoch's rows (or 10,000)
+    optimizer: str = "adagrad"  # FM steps: "adagrad", "normalized" or "sgd" (kernels/llfm.py)
+    eta0: float | None = None  # FM step; None = DEFAULT_ETA0[optimizer]
+    t0: float = 0.0  # decay eta_t = eta0 * t0 / (t0 + t) (sgd, normalized, anchors); 0 = one epoch's rows
     eta_anchor: float = 0.05  # anchor step, relative to the coding scale
     anchor_clip: float = 0.1  # largest relative anchor move in one step
-    l2_w: float = 1e-5
-    l2_v: float = 1e-5
+    # L2 as a prior: the penalty (l2_w ||w||^2 + l2_v ||V||^2) / 2 over the whole data
+    l2_w: float = 1.0
+    l2_v: float = 10.0
     init_std: float = 0.1  # V ~ N(0, init_std^2)
-    normalize: bool = True
-    adagrad: bool = False
+    global_fm: bool = True  # llfm-*: f = global FM + local mixture (False: the paper's mixture alone)
     multiclass: str = "softmax"  # or "ovr", as the paper's authors ran it
     jo_exact: bool = True  # False: the paper's anchor gradient (drops the lambda term)
     seed: int = 0
@@ -46,19 +54,35 @@ class Config:
             bad(f"method={self.method!r}; choose one of {', '.join(METHODS)}")
         if self.multiclass not in MULTICLASS_LOSSES:
             bad(f"multiclass={self.multiclass!r}; choose softmax or ovr")
+        if self.optimizer not in OPTIMIZERS:
+            bad(f"optimizer={self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        if self.eta0 is not None and not (number(self.eta0) and self.eta0 > 0):
+            bad(f"eta0={self.eta0!r} must be a positive finite number")
         for name in ("rank", "anchors", "n_neighbors", "n_candidates", "rebuild_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(f"{name}={v!r} must be a positive integer")
-        for name in ("beta", "rho", "eta0", "eta_anchor", "anchor_clip", "init_std"):
+        for name in ("beta", "rho", "eta_anchor", "anchor_clip", "init_std"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0):
-                bad(f"{name}={v!r} must be a positive number")
+            if not (number(v) and v > 0):
+                bad(f"{name}={v!r} must be a positive finite number")
         for name in ("t0", "l2_w", "l2_v"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v >= 0):
-                bad(f"{name}={v!r} must be >= 0")
+            if not (number(v) and v >= 0):
+                bad(f"{name}={v!r} must be a finite number >= 0")
+        if not isinstance(self.global_fm, bool) or not isinstance(self.jo_exact, bool):
+            bad(f"global_fm={self.global_fm!r} and jo_exact={self.jo_exact!r} must be True or False")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            bad(f"seed={self.seed!r} must be an integer from 0 to 2**32 - 1")
         return self
+
+    @property
+    def step(self) -> float:
+        """The FM step eta0 in effect."""
+        return float(DEFAULT_ETA0[self.optimizer] if self.eta0 is None else self.eta0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,4 +90,11 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
         names = {f.name for f in fields(cls)}
+        d = dict(d)
+        if "optimizer" not in d and ("normalize" in d or "adagrad" in d):
+            # a manifest written before the optimiser was one field
+            d["optimizer"] = ("adagrad" if d.get("adagrad") else
+                              "normalized" if d.get("normalize", True) else "sgd")
+        # a manifest written before the global FM: its arrays hold the anchors' FMs only
+        d.setdefault("global_fm", False)
         return cls(**{k: v for k, v in d.items() if k in names})

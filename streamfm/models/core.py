@@ -14,12 +14,15 @@ from ..coding.anchors import coding_scale, kmeans_anchors
 from ..coding.search import IVF_RETRAIN, AnchorIndex, count_misses
 from ..coding.space import coding_dim, coding_vectors
 from ..errors import DivergenceError
-from ..kernels.llfm import METHOD_CODES, N_STATS, ST_K_SUM, ST_WANTED_MORE, FM, DO, predict_rows, train_rows
+from ..kernels.llfm import (METHOD_CODES, N_STATS, OPTIMIZER_CODES, ST_K_SUM, ST_WANTED_MORE, FM, DO,
+                            predict_rows, train_rows)
 from ..kernels.losses import BINARY, OVR, SOFTMAX, SQUARED
 from .config import Config
 
 PARAM_NAMES = ("b", "W", "V", "Z")
 ADAGRAD_NAMES = ("Ab", "AW", "AV")
+# training rows in which each feature is stored: sets the L2 weight of a touch (kernels/llfm.py)
+FEATURE_ROWS = "feature_rows"
 # rows per block between index searches, and rows checked for misses per block
 MISS_CHECK_ROWS = 32
 # rows per FAISS search when one thread trains: the search of the next rows
@@ -37,6 +40,23 @@ def task_code(task: str, multiclass: str) -> int:
     if task == "regression":
         return SQUARED
     return SOFTMAX if multiclass == "softmax" else OVR
+
+
+def initial_bias(task: str, multiclass: str = "softmax", *, label_mean: float | None = None,
+                 class_counts=None) -> np.ndarray:
+    """The outputs' starting value (C,): the best constant model. The label mean for a
+    regression; the log odds of the positive class (binary) or of each class against the
+    rest (one-vs-rest); the centred log class frequencies (softmax). ``class_counts``: rows
+    per class, in the order of the outputs."""
+    if task == "regression":
+        return np.array([0.0 if label_mean is None else float(label_mean)])
+    counts = np.asarray(class_counts, dtype=np.float64) + 0.5  # no infinite log of an absent class
+    if task == "binary":
+        return np.array([np.log(counts[1] / counts[0])])
+    if multiclass == "ovr":
+        return np.log(counts / (counts.sum() - counts))
+    logf = np.log(counts / counts.sum())
+    return logf - logf.mean()
 
 
 _POOLS: dict = {}
@@ -142,11 +162,19 @@ class LLFMModel:
         self.method = METHOD_CODES[config.method]
         self.q = 0 if self.method == FM else coding_dim(self.p)
         self.m = 1 if self.method == FM else config.anchors
+        # a global FM beside the anchors' (kernels/llfm.py): its parameters follow theirs
+        self.glob = self.method != FM and config.global_fm
+        self.n_fms = self.m + self.glob
         self.coding_scale = 1.0
         self.t = 0  # optimiser step = rows trained on
         self.t0 = float(config.t0) if config.t0 > 0 else float(DEFAULT_T0)
         self.counters = {"rows": 0, "k_sum": 0, "wanted_more": 0, "miss_checks": 0, "misses": 0}
         self.params: dict[str, np.ndarray] = {}
+        self.feature_rows: np.ndarray | None = None
+        # a factor on every step (FM, its AdaGrad bound, anchors) that an engine averaging
+        # several workers' updates sets; not part of the model's state
+        self.step_scale = 1.0
+        self._reg_cache = None
         self._index = None
         self._index_Z = None  # the anchors the current index was built from
         self._ivf_centroids = None  # the IVF's list centroids, reused by rebuilds (coding/search.py)
@@ -155,9 +183,13 @@ class LLFMModel:
         self.search_nprobe = 0  # IVF lists scanned, widened on misses (0: the index's default)
 
     # ---------------------------------------------------------------- set-up
-    def init_params(self, mean_sq_norm: float | None = None) -> None:
-        """b = w = 0, V ~ N(0, sigma^2), seeded; anchors zero until ``init_anchors``.
+    def init_params(self, mean_sq_norm: float | None = None, bias=0.0) -> None:
+        """b = ``bias``, w = 0, V ~ N(0, sigma^2), seeded; anchors zero until ``init_anchors``.
 
+        ``bias``: the outputs' starting value, a scalar or (C,) (the trainer
+        starts a regression at the label mean and a classifier at the log
+        odds of the class frequencies, so the first epochs do not spend
+        their steps moving the bias).
         sigma = init_std (0.1, as the paper and libFM) for rows with
         E||x||^2 <= 10 (ten standardised features); larger rows get
         init_std * sqrt(10 / E||x||^2). The initial pairwise term has a
@@ -166,20 +198,31 @@ class LLFMModel:
         the loss before the first step; scaled, it stays ~0.2.
         """
         rng = np.random.default_rng(self.config.seed)
-        m, p, C, r = self.m, self.p, self.n_outputs, self.config.rank
+        m, p, C, r = self.n_fms, self.p, self.n_outputs, self.config.rank
         sigma = self.config.init_std
         if mean_sq_norm is not None and mean_sq_norm > 10:
             sigma *= np.sqrt(10.0 / mean_sq_norm)
+        b = np.zeros((m, C))
+        b[:] = np.broadcast_to(np.asarray(bias, dtype=np.float64), (C,))
         self.params = {
-            "b": np.zeros((m, C)),
+            "b": b,
             "W": np.zeros((m, p, C)),
             "V": rng.normal(0.0, sigma, size=(m, p, C, r)),
-            "Z": np.zeros((m, self.q)),
+            "Z": np.zeros((self.m, self.q)),
         }
-        if self.config.adagrad:
+        if self.config.optimizer == "adagrad":
             self.params.update(
                 Ab=np.zeros((m, C)), AW=np.zeros((m, p, C)), AV=np.zeros((m, p, C, r))
             )
+
+    def set_feature_rows(self, rows) -> None:
+        """Training rows in which each feature is stored (after scaling): L2 weighs a feature's
+        every touch by 1 / rows, so an epoch applies the penalty once (kernels/llfm.py).
+        Until this is called, or for a feature seen in no row, L2 has no effect."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.shape != (self.p,):
+            raise ValueError(f"feature_rows must have shape ({self.p},), got {rows.shape}")
+        self.feature_rows = rows
 
     def init_anchors(self, sample_chunk) -> None:
         """k-means anchors and the coding scale from a (standardised) sample of rows."""
@@ -207,6 +250,14 @@ class LLFMModel:
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
         A = [P.get(n, d) for n, d in zip(ADAGRAD_NAMES, dummy)]
         return [np.asarray(P[n]) for n in PARAM_NAMES], [np.asarray(a) for a in A]
+
+    def _reg_weights(self) -> np.ndarray:
+        """L2's weight of a touch, 1 / rows per feature (0 before ``set_feature_rows``); computed
+        once per ``feature_rows`` array."""
+        if self._reg_cache is None or self._reg_cache[0] is not self.feature_rows:
+            rows = np.zeros(self.p) if self.feature_rows is None else np.asarray(self.feature_rows)
+            self._reg_cache = (self.feature_rows, np.where(rows > 0, 1.0 / np.maximum(rows, 1), 0.0))
+        return self._reg_cache[1]
 
     def _coding_consts(self):
         # distances enter the coding divided by the coding scale (see anchors.py)
@@ -281,6 +332,7 @@ class LLFMModel:
         phi_all = self.coding_vectors(chunk)
         stats = np.zeros(N_STATS, dtype=np.int64)
         full_width = self._full_width(chunk)
+        reg = self._reg_weights()
         lo = 0
         while lo < n:
             if learns_anchors and self._rows_since_rebuild >= c.rebuild_every:
@@ -290,9 +342,10 @@ class LLFMModel:
             # one, so the result does not depend on how the stream was chunked
             hi = min(n, lo + (c.rebuild_every - self._rows_since_rebuild)) if learns_anchors else n
             phi = phi_all[lo:hi]
+            scale = self.step_scale
             args = (b, W, V, Z, Ab, AW, AV, k_soft, beta, rho,
-                    self.coding_scale, c.anchor_clip, c.eta0, self.t0, c.eta_anchor,
-                    c.l2_w, c.l2_v, c.normalize, c.adagrad, c.jo_exact)
+                    self.coding_scale, c.anchor_clip, c.step * scale, self.t0, c.eta_anchor * scale,
+                    c.l2_w, c.l2_v, reg, OPTIMIZER_CODES[c.optimizer], float(scale), self.glob, c.jo_exact)
             if threads > 1 and hi - lo >= 2 * threads:
                 cand = self._candidates(phi, Z, threads)
                 ip = chunk.indptr[lo:hi + 1]
@@ -330,8 +383,8 @@ class LLFMModel:
         self.counters["wanted_more"] += int(stats[ST_WANTED_MORE])
         if not np.all(np.isfinite(losses)):
             raise DivergenceError(
-                "training diverged (non-finite loss). Lower the step size (--eta0) or "
-                "enable normalised steps (the default); the last checkpoint is kept."
+                "training diverged (non-finite loss). Lower the step size (--eta0) or use the "
+                "default optimiser (--optimizer adagrad); the last checkpoint is kept."
             )
         return losses
 
@@ -356,7 +409,7 @@ class LLFMModel:
             ip = chunk.indptr[s:t + 1]
             a, e = ip[0], ip[-1]
             predict_rows(self.method, ip - a, None if full_width else chunk.indices[a:e], chunk.data[a:e],
-                         phi[s:t], cand, b, W, V, Z, k_soft, beta, rho, out[s:t], ks[s:t])
+                         phi[s:t], cand, b, W, V, Z, k_soft, beta, rho, self.glob, out[s:t], ks[s:t])
         return (out, ks) if return_k else out
 
     def proba_from_scores(self, f: np.ndarray) -> np.ndarray:
@@ -391,6 +444,8 @@ class LLFMModel:
             "counters": dict(self.counters),
         }
         arrays = dict(self.params)
+        if self.feature_rows is not None:
+            arrays[FEATURE_ROWS] = self.feature_rows
         if self._index_Z is not None:
             arrays["index_Z"] = self._index_Z
         if self._ivf_centroids is not None:
@@ -408,11 +463,16 @@ class LLFMModel:
         model._rows_since_rebuild = int(meta["rows_since_rebuild"])
         model.search_nprobe = int(meta.get("search_nprobe", 0))
         model.counters.update(meta["counters"])
-        names = PARAM_NAMES + (ADAGRAD_NAMES if model.config.adagrad else ())
-        model.params = {n: arrays[n] for n in names}
+        model.params = {n: arrays[n] for n in model._state_names()}
+        if FEATURE_ROWS in arrays:
+            model.feature_rows = arrays[FEATURE_ROWS]
         model._index_Z = np.array(arrays["index_Z"]) if "index_Z" in arrays else None
         model._take_ivf(meta, arrays)
         return model
+
+    def _state_names(self) -> tuple[str, ...]:
+        """The trained arrays: parameters, and AdaGrad's accumulators when it steps."""
+        return PARAM_NAMES + (ADAGRAD_NAMES if self.config.optimizer == "adagrad" else ())
 
     def _take_ivf(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         """The IVF list centroids of a state (none in a merge's: the anchors moved, so retrain)."""
@@ -431,8 +491,11 @@ class LLFMModel:
         whose ``index_Z`` is the one this model's index was built from keeps
         the index.
         """
-        names = PARAM_NAMES + (ADAGRAD_NAMES if self.config.adagrad else ())
-        for n in names:
+        if FEATURE_ROWS in arrays:
+            rows = np.asarray(arrays[FEATURE_ROWS])
+            if self.feature_rows is None or not np.array_equal(self.feature_rows, rows):
+                self.feature_rows = np.array(rows)
+        for n in self._state_names():
             src = np.asarray(arrays[n])
             dst = self.params.get(n)
             if isinstance(dst, np.ndarray) and dst.shape == src.shape and dst.flags.writeable:

@@ -20,11 +20,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..io.chunk import Chunk
 from ..preprocess.standardize import Standardizer
 from .config import Config
-from .core import LLFMModel
+from .core import LLFMModel, initial_bias
 
-_FM_PARAMS = ("rank", "eta0", "t0", "l2_w", "l2_v", "init_std", "normalize", "adagrad")
+_FM_PARAMS = ("rank", "optimizer", "eta0", "t0", "l2_w", "l2_v", "init_std")
 _LLFM_PARAMS = _FM_PARAMS + ("method", "anchors", "n_neighbors", "beta", "rho", "n_candidates",
-                             "rebuild_every", "eta_anchor", "anchor_clip", "jo_exact")
+                             "rebuild_every", "eta_anchor", "anchor_clip", "global_fm", "jo_exact")
 
 
 def _to_chunk(X, y=None) -> Chunk:
@@ -70,8 +70,21 @@ class _Base(BaseEstimator):
                 config.anchors = max(distinct, 1)
                 config.n_candidates = min(config.n_candidates, config.anchors)
         self.model_ = LLFMModel(config, p, task, n_classes)
-        self.model_.init_params(mean_sq_norm=float(np.sum(sample.data**2)) / max(sample.n_rows, 1))
+        if task == "regression":
+            bias = initial_bias(task, label_mean=float(np.mean(y_enc)))
+        else:
+            bias = initial_bias(task, config.multiclass,
+                                class_counts=np.bincount(y_enc.astype(np.int64), minlength=n_classes))
+        self.model_.init_params(mean_sq_norm=float(np.sum(sample.data**2)) / max(sample.n_rows, 1), bias=bias)
+        self.model_.set_feature_rows(self._stored_rows(X))
         self.model_.init_anchors(sample)
+
+    def _stored_rows(self, X) -> np.ndarray:
+        """Rows of X in which each feature is stored once scaled (L2's weights, models/core.py)."""
+        n, p = X.shape
+        if not sp.issparse(X) or (self.scaler_ is not None and self.scaler_.center):
+            return np.full(p, n, dtype=np.int64)
+        return np.diff(sp.csc_matrix(X).indptr).astype(np.int64)
 
     def _prepare(self, X) -> Chunk:
         chunk = _to_chunk(X)
@@ -210,19 +223,25 @@ class FMClassifier(_ClassifierBase):
     Parameters
     ----------
     rank : int, default 10
-    eta0, t0 : learning rate eta0 * t0 / (t0 + t); t0=0 means one epoch's rows.
-    l2_w, l2_v : L2 on the weights and factors of the features in each row.
+    optimizer : {"adagrad", "normalized", "sgd"}, default "adagrad"
+        AdaGrad per-parameter steps bounded per row; steps divided by the
+        squared gradient norm; or plain SGD (the last two decay with t0).
+    eta0 : float or None, default None
+        Step size; None: 0.1 (adagrad), 0.5 (normalized), 0.01 (sgd).
+    t0 : decay eta0 * t0 / (t0 + t) of normalized and sgd steps; 0 means one epoch's rows.
+    l2_w, l2_v : float, default 1.0 and 10.0
+        L2 on the weights and factors: the penalty l2/2 ||theta||^2 over the
+        whole data (a Gaussian prior of that precision), applied to the
+        features each row touches.
     init_std : standard deviation of the initial factors.
-    normalize : divide each step by the squared gradient norm (stable defaults).
-    adagrad : AdaGrad per-parameter steps.
     multiclass : "softmax" or "ovr".
     """ + _COMMON_DOC
 
-    def __init__(self, rank=10, eta0=0.5, t0=0.0, l2_w=1e-5, l2_v=1e-5, init_std=0.1, normalize=True,
-                 adagrad=False, multiclass="softmax", n_epochs=10, standardize=True, shuffle=True,
+    def __init__(self, rank=10, optimizer="adagrad", eta0=None, t0=0.0, l2_w=1.0, l2_v=10.0, init_std=0.1,
+                 multiclass="softmax", n_epochs=10, standardize=True, shuffle=True,
                  sample_size=10_000, batch_size=4096, random_state=0):
-        self.rank, self.eta0, self.t0, self.l2_w, self.l2_v = rank, eta0, t0, l2_w, l2_v
-        self.init_std, self.normalize, self.adagrad, self.multiclass = init_std, normalize, adagrad, multiclass
+        self.rank, self.optimizer, self.eta0, self.t0, self.l2_w, self.l2_v = rank, optimizer, eta0, t0, l2_w, l2_v
+        self.init_std, self.multiclass = init_std, multiclass
         self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
 
@@ -233,11 +252,11 @@ class FMRegressor(_RegressorBase):
     Parameters are those of :class:`FMClassifier` without ``multiclass``.
     """ + _COMMON_DOC
 
-    def __init__(self, rank=10, eta0=0.5, t0=0.0, l2_w=1e-5, l2_v=1e-5, init_std=0.1, normalize=True,
-                 adagrad=False, n_epochs=10, standardize=True, shuffle=True, sample_size=10_000,
+    def __init__(self, rank=10, optimizer="adagrad", eta0=None, t0=0.0, l2_w=1.0, l2_v=10.0, init_std=0.1,
+                 n_epochs=10, standardize=True, shuffle=True, sample_size=10_000,
                  batch_size=4096, random_state=0):
-        self.rank, self.eta0, self.t0, self.l2_w, self.l2_v = rank, eta0, t0, l2_w, l2_v
-        self.init_std, self.normalize, self.adagrad = init_std, normalize, adagrad
+        self.rank, self.optimizer, self.eta0, self.t0, self.l2_w, self.l2_v = rank, optimizer, eta0, t0, l2_w, l2_v
+        self.init_std = init_std
         self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
 
@@ -251,6 +270,7 @@ _LLFM_DOC = """
     n_candidates : int, default 32 (anchors the FAISS search returns per row)
     rebuild_every : int, default 8192 (rows between index rebuilds)
     eta_anchor, anchor_clip : anchor step and its largest relative move
+    global_fm : bool, default True (a global FM beside the local mixture; False: the paper's model)
     jo_exact : bool, default True (False: the paper's approximate anchor gradient)
 """
 
@@ -265,15 +285,15 @@ class LLFMClassifier(_ClassifierBase):
     _config_params = _LLFM_PARAMS
 
     def __init__(self, method="llfm-jo", rank=10, anchors=50, n_neighbors=5, beta=1.0, rho=0.3,
-                 n_candidates=32, rebuild_every=8192, eta0=0.5, t0=0.0, eta_anchor=0.05, anchor_clip=0.1,
-                 l2_w=1e-5, l2_v=1e-5, init_std=0.1, normalize=True, adagrad=False, multiclass="softmax",
-                 jo_exact=True, n_epochs=10, standardize=True, shuffle=True, sample_size=10_000,
+                 n_candidates=32, rebuild_every=8192, optimizer="adagrad", eta0=None, t0=0.0, eta_anchor=0.05,
+                 anchor_clip=0.1, l2_w=1.0, l2_v=10.0, init_std=0.1, multiclass="softmax",
+                 global_fm=True, jo_exact=True, n_epochs=10, standardize=True, shuffle=True, sample_size=10_000,
                  batch_size=4096, random_state=0):
         self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
         self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
         self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
-        self.l2_w, self.l2_v, self.init_std, self.normalize = l2_w, l2_v, init_std, normalize
-        self.adagrad, self.multiclass, self.jo_exact = adagrad, multiclass, jo_exact
+        self.optimizer, self.l2_w, self.l2_v, self.init_std = optimizer, l2_w, l2_v, init_std
+        self.multiclass, self.global_fm, self.jo_exact = multiclass, global_fm, jo_exact
         self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
 
@@ -284,14 +304,14 @@ class LLFMRegressor(_RegressorBase):
     _config_params = _LLFM_PARAMS
 
     def __init__(self, method="llfm-jo", rank=10, anchors=50, n_neighbors=5, beta=1.0, rho=0.3,
-                 n_candidates=32, rebuild_every=8192, eta0=0.5, t0=0.0, eta_anchor=0.05, anchor_clip=0.1,
-                 l2_w=1e-5, l2_v=1e-5, init_std=0.1, normalize=True, adagrad=False, jo_exact=True,
+                 n_candidates=32, rebuild_every=8192, optimizer="adagrad", eta0=None, t0=0.0, eta_anchor=0.05,
+                 anchor_clip=0.1, l2_w=1.0, l2_v=10.0, init_std=0.1, global_fm=True, jo_exact=True,
                  n_epochs=10, standardize=True, shuffle=True, sample_size=10_000, batch_size=4096,
                  random_state=0):
         self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
         self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
         self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
-        self.l2_w, self.l2_v, self.init_std, self.normalize = l2_w, l2_v, init_std, normalize
-        self.adagrad, self.jo_exact = adagrad, jo_exact
+        self.optimizer, self.l2_w, self.l2_v, self.init_std = optimizer, l2_w, l2_v, init_std
+        self.global_fm, self.jo_exact = global_fm, jo_exact
         self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state

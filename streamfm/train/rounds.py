@@ -24,6 +24,8 @@ Workers ``k = 1..K`` start a round from the same state ``S0`` and train
 - AdaGrad accumulators (sums of squared gradients) add up the same way,
   ``A0 + sum_k (A_k - A0)``: after the merge a parameter's step size is the
   one a single worker would have after seeing every worker's gradients.
+- The training rows per feature (``feature_rows``, the weights of L2) are
+  the data's, the same in every worker: passed on unchanged.
 - The FAISS index snapshot (``index_Z``) and its IVF list centroids are
   dropped and the rebuild counter reset: the averaged anchors are new
   points, so each worker rebuilds its index from them (training new lists)
@@ -39,11 +41,12 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..io.chunk import Chunk
-from ..models.core import ADAGRAD_NAMES, PARAM_NAMES
+from ..models.core import ADAGRAD_NAMES, FEATURE_ROWS, PARAM_NAMES
 
-#: model-state arrays averaged by rows, and those added up as increments
+#: model-state arrays averaged by rows, those added up as increments, and those every worker shares unchanged
 AVERAGED = PARAM_NAMES
 ADDITIVE = ADAGRAD_NAMES
+SHARED = (FEATURE_ROWS,)
 
 
 class RowStream:
@@ -260,6 +263,9 @@ def merge_states(
     for name in ADDITIVE:
         if name in arrays[0]:
             merged_arrays[name] = _add_increments([a[name] for a in arrays], None if base is None else base[1][name])
+    for name in SHARED:
+        if name in arrays[0]:
+            merged_arrays[name] = arrays[0][name]
     meta = dict(metas[0])
     t_base = None if base is None else base[0]["t"]
     meta["t"] = int(_add_increments([m["t"] for m in metas], t_base))

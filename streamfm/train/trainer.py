@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import InputError
 from ..io.sources import open_source
 from ..models.config import Config
-from ..models.core import LLFMModel
+from ..models.core import LLFMModel, initial_bias
 from ..models.trained import TrainedModel
 from ..preprocess.scan import scan
 from ..preprocess.shuffle import read_ahead_chunks, shuffled_epoch
@@ -328,7 +328,9 @@ def _train_new(store, source, valid_source, options, data_options, config, ray_s
                                  ignore_extra=options.ignore_extra_features)
     model = LLFMModel(config, sc.n_features, sc.task, max(sc.n_classes, 2) if sc.task == "multiclass" else 2)
     sample = std.transform(sc.sample)
-    model.init_params(mean_sq_norm=float(np.sum(sample.data ** 2)) / max(sample.n_rows, 1))
+    model.init_params(mean_sq_norm=float(np.sum(sample.data ** 2)) / max(sample.n_rows, 1),
+                      bias=_initial_bias(sc, config))
+    model.set_feature_rows(_feature_rows(sc, std))
     if config.method != "fm" and sample.n_rows < config.anchors:
         raise InputError(f"{config.anchors} anchors need at least {config.anchors} rows; "
                          f"the data has {sample.n_rows}. Use fewer --anchors.")
@@ -348,6 +350,22 @@ def _train_new(store, source, valid_source, options, data_options, config, ray_s
             raise InputError(f"{store.path} was created by another trainer meanwhile; use another --model")
         trainer.save("running")  # epoch 0: the initialised model, so a crash loses nothing
         return trainer.fit()
+
+
+def _initial_bias(sc, config) -> np.ndarray:
+    """The best constant model of the scanned labels (models/core.py ``initial_bias``)."""
+    if sc.task == "regression":
+        return initial_bias("regression", label_mean=sc.label_mean)
+    counts = dict(zip(sc.labels.tolist(), sc.label_counts.tolist()))
+    return initial_bias(sc.task, config.multiclass, class_counts=[counts.get(c, 0) for c in sc.classes.tolist()])
+
+
+def _feature_rows(sc, std) -> np.ndarray:
+    """Training rows in which each feature is stored once scaled (the weights of L2)."""
+    nnz = getattr(sc, "nnz_per_feature", None)
+    if std.center or nnz is None:
+        return np.full(sc.n_features, sc.n_rows, dtype=np.int64)
+    return np.asarray(nnz, dtype=np.int64)
 
 
 def _describe_start(sc, config, std, source) -> None:
