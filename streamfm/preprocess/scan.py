@@ -347,8 +347,7 @@ class _FeatureStats:
         else:
             feats, inv, nnz_f = np.unique(idx, return_inverse=True, return_counts=True)
         zeros = (n_b - nnz_f).astype(np.float64)  # implicit zeros per feature
-        mean_b, m2_b = _block_moments(inv, x, zeros, n_b)
-        nz_b, max_b, nonbinary_b = _block_kinds(inv, x, len(feats))
+        mean_b, m2_b, nz_b, max_b, other_b = _block_moments(inv, x, zeros, n_b)
 
         n_a = self.n
         cnt, mu, m2 = self.count[feats], self.mean[feats], self.m2[feats]
@@ -359,9 +358,7 @@ class _FeatureStats:
         self.m2[feats] = m2
         self.count[feats] = n_a + n_b
         self.n = n_a + n_b
-        self.nnz[feats] += nz_b
-        self.max_abs[feats] = np.maximum(self.max_abs[feats], max_b)
-        self.nonbinary[feats] |= nonbinary_b
+        _merge_kinds(feats, nz_b, max_b, other_b, self.nnz, self.max_abs, self.nonbinary)
 
     def finish(self, p: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean and population variance over all rows, for features 0..p-1."""
@@ -384,27 +381,22 @@ class _FeatureStats:
 
 
 @njit(cache=True, nogil=True)
-def _block_kinds(inv, x, k):
-    """Per feature slot: entries with a non-zero value, the largest |value|, a value other than 0 or 1 seen."""
-    nz = np.zeros(k, dtype=np.int64)
-    max_abs = np.zeros(k)
-    nonbinary = np.zeros(k, dtype=np.bool_)
-    for t in range(inv.shape[0]):
-        v = x[t]
-        if v != 0.0:
-            f = inv[t]
-            nz[f] += 1
-            a = abs(v)
-            if a > max_abs[f]:
-                max_abs[f] = a
-            if v != 1.0:
-                nonbinary[f] = True
-    return nz, max_abs, nonbinary
+def _merge_kinds(feats, nz_b, max_b, other_b, nnz, max_abs, nonbinary):
+    """A chunk's per-slot kind statistics into the p-sized arrays (slot f is feature feats[f]):
+    one random access per feature present, not per entry."""
+    for f in range(feats.shape[0]):
+        j = feats[f]
+        nnz[j] += nz_b[f]
+        if max_b[f] > max_abs[j]:
+            max_abs[j] = max_b[f]
+        if other_b[f]:
+            nonbinary[j] = True
 
 
 @njit(cache=True, nogil=True)
 def _block_moments(inv, x, zeros, n_b):
-    """(mean, M2) of one chunk per feature slot; entry t belongs to slot inv[t].
+    """(mean, M2) of one chunk per feature slot, and (non-zero values, largest |value|, a value other
+    than 0 or 1 seen) per slot, gathered in the first pass; entry t belongs to slot inv[t].
 
     Corrected two-pass moments: the mean first, then centred sums (implicit
     zeros contribute 0 - mean); the correction term (sum d)^2 / n removes the
@@ -414,8 +406,20 @@ def _block_moments(inv, x, zeros, n_b):
     """
     k = zeros.shape[0]
     mean = np.zeros(k)
+    nz = np.zeros(k, dtype=np.int64)
+    max_abs = np.zeros(k)
+    other = np.zeros(k, dtype=np.bool_)
     for t in range(inv.shape[0]):
-        mean[inv[t]] += x[t]
+        f = inv[t]
+        v = x[t]
+        mean[f] += v
+        if v != 0.0:
+            nz[f] += 1
+            a = abs(v)
+            if a > max_abs[f]:
+                max_abs[f] = a
+            if v != 1.0:
+                other[f] = True
     for f in range(k):
         mean[f] /= n_b
     sd = np.zeros(k)
@@ -431,7 +435,7 @@ def _block_moments(inv, x, zeros, n_b):
         b = sd2[f] + zeros[f] * mean[f] ** 2
         m2[f] = max(b - a * a / n_b, 0.0)
         mean[f] += a / n_b
-    return mean, m2
+    return mean, m2, nz, max_abs, other
 
 
 def _chan(n_a: float, mean_a, m2_a, n_b: float, mean_b, m2_b):
