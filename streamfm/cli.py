@@ -195,7 +195,10 @@ def _info_model(path: str, as_json: bool = False) -> int:
             ("task", m["task"] + (f", {m['n_outputs']} classes ({c['multiclass']})" if m["task"] == "multiclass" else ""))]
     if m.get("classes") is not None:
         rows.append(("classes", ", ".join(str(v) for v in m["classes"][:20]) + (" ..." if len(m["classes"]) > 20 else "")))
-    rows.append(("features", f"{m['n_features']:,} ({'centred and scaled' if m['standardizer']['center'] else 'scaled'})"))
+    from streamfm.preprocess.standardize import describe_scaling
+
+    rows.append(("features", f"{m['n_features']:,}"))
+    rows.append(("scaling", describe_scaling(m["standardizer"], m["n_features"])))
     shape = f"rank {c['rank']}"
     if c["method"] != "fm":
         shape += f", {c['anchors']} anchors, coding scale {m['coding_scale']:.4g}"
@@ -356,6 +359,15 @@ def _add_train_parser(subparsers) -> None:
     p.add_argument("--valid", nargs="+", metavar="DATA", help="data evaluated after every epoch")
     p.add_argument("--task", choices=("binary", "multiclass", "regression"),
                    help="the task (default: detected from the labels)")
+    p.add_argument("--scale", choices=("auto", "standard", "maxabs", "none"), default=None,
+                   help="how features are scaled, from the scan pass's statistics, and recorded in the model "
+                        "(default: auto). auto, per feature: binary (0/1) features kept as they are, features "
+                        "non-zero in at least half of the rows standardised (centred, divided by the standard "
+                        "deviation), any other feature divided by its largest absolute value (not centred); "
+                        "standard: every feature divided by its standard deviation, and centred if the data is "
+                        "a dense table or has at most 1,000 features; maxabs: every feature divided by its "
+                        "largest absolute value; none: values as they are. A model that exists keeps its "
+                        "scaling: --scale must then be left out or name the model's mode")
     from streamfm.models import config
 
     g = p.add_argument_group("the model")
@@ -421,6 +433,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.data or args.model:
             raise InputError("--resume DIR continues a run as it was started: give no DATA and no --model")
+        if args.scale is not None:
+            from streamfm.store.modeldir import ModelDir
+            from streamfm.train.trainer import check_scale
+
+            check_scale(ModelDir(args.resume).read_manifest()["model"], args.scale, args.resume)
         summary = resume(args.resume, quiet=args.quiet or None)
         if summary.get("already_complete"):
             print(f"the run in {args.resume} is complete; to train more, give data: "
@@ -440,7 +457,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(
         epochs=args.epochs, batch_rows=args.batch_rows, shuffle_buffer=args.shuffle_buffer,
         shuffle=not args.no_shuffle, sample_size=args.sample_size, checkpoint_rows=args.checkpoint_rows,
-        checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task,
+        checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task, scale=args.scale,
         ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
         quiet=args.quiet, threads=args.threads, engine=args.engine, workers=args.workers,
         address=args.address, sync_rows=args.sync_rows, worker_retries=args.worker_retries,

@@ -264,3 +264,47 @@ def test_a_search_from_another_thread_runs_faiss_on_one_openmp_thread():
 
     with ThreadPoolExecutor(1) as pool:  # a fresh thread: OpenMP's default there is every core
         assert pool.submit(search_then_count).result() == 1
+
+
+def onehot_clusters(n, seed, fields=4, cats=500, k=5, pref=3, p_pref=0.8):
+    """One-hot rows of ``fields`` categorical fields (``fields * cats`` features): a row of cluster c
+    takes, in each field, one of c's ``pref`` categories with probability ``p_pref``, else any."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    prefs = np.random.default_rng(100).integers(0, cats, size=(k, fields, pref))
+    c = rng.integers(0, k, n)
+    liked = prefs[c[:, None], np.arange(fields)[None, :], rng.integers(0, pref, (n, fields))]
+    cat = np.where(rng.random((n, fields)) < p_pref, liked, rng.integers(0, cats, (n, fields)))
+    cols = (np.arange(fields) * cats + cat).ravel()
+    X = sp.csr_matrix((np.ones(n * fields), (np.repeat(np.arange(n), fields), cols)), shape=(n, fields * cats))
+    X.sum_duplicates()
+    return X, c
+
+
+def test_anchors_on_sketched_auto_scaled_one_hot_rows_separate_the_clusters():
+    """Wide one-hot rows (2,000 features: the count sketch into 64 dimensions) keep their 1s under
+    auto scaling, so k-means anchors in the sketch find the clusters the rows were drawn from;
+    dividing by the standard deviation (the standard map) lets rare categories dominate instead."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from fakes import FakeSource
+    from streamfm.io.chunk import Chunk
+    from streamfm.preprocess.scan import scan
+    from streamfm.preprocess.standardize import Standardizer
+
+    X, c = onehot_clusters(3000, seed=1)
+    chunk = Chunk.from_scipy(X, np.zeros(X.shape[0]))
+    stats = scan(FakeSource({"f": [chunk]}), task="regression")
+    agreement = {}
+    for mode in ("auto", "standard"):
+        out = Standardizer.from_scan(stats, mode).transform(chunk)
+        phi = coding_vectors(out.indptr, out.indices, out.data, out.n_features)
+        assert phi.shape == (3000, SKETCH_DIM)
+        Z = kmeans_anchors(phi, 5, seed=0)
+        nearest = ((phi[:, None, :] - Z[None]) ** 2).sum(-1).argmin(1)
+        purity = sum(np.bincount(c[nearest == j]).max() for j in np.unique(nearest)) / len(c)
+        agreement[mode] = purity, adjusted_rand_score(c, nearest)
+    purity, ari = agreement["auto"]
+    assert purity > 0.7 and ari > 0.5, agreement  # chance: purity ~0.2, ARI ~0
+    assert agreement["standard"][0] < purity - 0.3, agreement

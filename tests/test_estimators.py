@@ -178,3 +178,41 @@ def test_a_forked_child_predicts_with_its_own_search_thread(monkeypatch):
         child.kill()
     assert not alive, "the forked child waited on a search thread it did not have"
     np.testing.assert_array_equal(queue.get(timeout=10), expected)
+
+
+@pytest.mark.parametrize("mode", ["auto", "standard", "maxabs", "none"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_scale_is_the_command_lines_map_of_the_data_given(mode, sparse):
+    """``scale=`` computes the scan pass's statistics from X and applies the command line's rule
+    (a dense array is a dense table to ``standard``): the map streamfm train would record."""
+    from fakes import FakeSource
+    from streamfm.io.chunk import Chunk
+    from streamfm.preprocess.scan import scan
+    from streamfm.preprocess.standardize import Standardizer
+
+    rng = np.random.default_rng(5)
+    n = 300
+    X = np.zeros((n, 1205))  # wide enough that standard does not centre sparse input
+    X[np.arange(n), rng.integers(0, 1200, n)] = 1.0  # one-hots
+    X[:, 1200] = rng.poisson(0.3, n)  # sparse counts
+    X[:, 1201] = rng.normal(size=n) + 2  # dense reals
+    X[:, 1202:] = rng.random((n, 3)) < 0.5  # dense 0/1
+    y = (X[:, 1201] > 2).astype(int)
+    Xin = sp.csr_matrix(X) if sparse else X
+    est = FMClassifier(n_epochs=0, scale=mode, batch_size=64).fit(Xin, y)
+    chunk = Chunk.from_scipy(sp.csr_matrix(X), y) if sparse else Chunk.from_dense(X, y)
+    want = Standardizer.from_scan(scan(FakeSource({"f": [chunk]}, dense=not sparse)), mode, dense_source=not sparse)
+    np.testing.assert_array_equal(est.scaler_.centred, want.centred)
+    np.testing.assert_allclose(est.scaler_.shift, want.shift, rtol=1e-12)
+    np.testing.assert_allclose(est.scaler_.scale, want.scale, rtol=1e-9)
+    assert est.scaler_.counts == want.counts and est.scaler_.mode == mode
+    if mode == "auto":
+        assert want.counts == {"kept": 1203, "standardised": 1, "maxabs": 1, "centred": 1}
+    first = FMClassifier(scale=mode, batch_size=64).partial_fit(Xin[:150], y[:150], classes=[0, 1])
+    second = FMClassifier(n_epochs=0, scale=mode, batch_size=64).fit(Xin[:150], y[:150])
+    np.testing.assert_array_equal(first.scaler_.scale, second.scaler_.scale)  # the first call's data
+
+
+def test_an_unknown_scale_is_a_value_error():
+    with pytest.raises(ValueError, match="scale must be one of auto, standard, maxabs, none"):
+        FMClassifier(scale="minmax").fit(np.ones((4, 2)), [0, 1, 0, 1])

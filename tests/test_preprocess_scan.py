@@ -1,5 +1,4 @@
 """The scan pass: streaming statistics, reservoir sample, labels and task."""
-import json
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ from scipy import stats
 
 from streamfm.errors import InputError
 from streamfm.io.chunk import Chunk
-from streamfm.preprocess.scan import ScanResult, encode_labels, scan
+from streamfm.preprocess.scan import encode_labels, scan
 from fakes import FakeSource
 
 
@@ -113,6 +112,78 @@ def test_result_does_not_depend_on_chunking():
     b = scan(sparse_source(X, y, np.random.default_rng(1), max_rows=90), sample_size=25, seed=3, task="regression")
     np.testing.assert_array_equal(a.sample.y, b.sample.y)
     np.testing.assert_allclose(a.var, b.var, rtol=1e-12)
+
+
+def kinds_matrix(n, rng):
+    """Columns of every kind, some with explicit zeros: one-hots, 0/1 dense, counts, signed reals, constants."""
+    D = np.zeros((n, 12))
+    D[np.arange(n), rng.integers(0, 4, n)] = 1.0  # columns 0-3: a one-hot field
+    D[:, 4] = rng.random(n) < 0.7  # dense binary
+    D[:, 5] = rng.poisson(0.2, n)  # sparse counts
+    D[:, 6] = np.where(rng.random(n) < 0.1, rng.normal(size=n) * 5, 0)  # sparse signed reals
+    D[:, 7] = rng.normal(size=n) + 3  # dense reals
+    D[:, 8] = 2.5  # a constant
+    D[:, 9] = 1.0  # a constant 0/1
+    D[0, 10] = -1.0  # one row: -1 is not binary
+    X = sp.csr_matrix(D)
+    # explicit zeros stored in column 11 (and column 5): counted nowhere, binary stays as it was
+    X = sp.csr_matrix(sp.hstack([X[:, :11], sp.csr_matrix(D[:, :1] * 0 + 1)])).tocsr()
+    X.data[X.indices == 11] = 0.0
+    return X
+
+
+def test_feature_kinds_match_numpy_and_do_not_depend_on_chunking():
+    rng = np.random.default_rng(11)
+    X = kinds_matrix(500, rng)
+    D = X.toarray()
+    assert (X.data == 0).sum() == 500  # the explicit zeros are stored
+    y = rng.integers(0, 2, 500).astype(float)
+    one = scan(FakeSource({"f": [Chunk.from_scipy(X, y)]}))
+    np.testing.assert_array_equal(one.nnz_per_feature, (D != 0).sum(axis=0))
+    np.testing.assert_array_equal(one.max_abs, np.abs(D).max(axis=0))
+    np.testing.assert_array_equal(one.binary, np.isin(D, [0.0, 1.0]).all(axis=0))
+    assert one.binary.tolist() == [True] * 5 + [False] * 4 + [True, False, True]
+    assert one.nnz_per_feature.dtype == np.int64 and one.binary.dtype == bool
+    for seed, max_rows in ((0, 7), (1, 60)):
+        many = scan(sparse_source(X, y, np.random.default_rng(seed), max_rows=max_rows))
+        np.testing.assert_array_equal(many.nnz_per_feature, one.nnz_per_feature)
+        np.testing.assert_array_equal(many.max_abs, one.max_abs)
+        np.testing.assert_array_equal(many.binary, one.binary)
+
+
+def test_feature_kinds_on_the_wide_path_and_of_features_never_seen():
+    rng = np.random.default_rng(12)
+    n, p = 300, 200_000
+    X = sp.random(n, p, density=2e-4, format="csr", random_state=rng, data_rvs=lambda k: rng.integers(1, 4, k))
+    res = scan(sparse_source(X, rng.integers(0, 2, n).astype(float), rng, max_rows=50), task="binary")
+    q = res.n_features  # the largest index + 1
+    D = X[:, :q].tocsc()
+    assert q == X.indices.max() + 1
+    np.testing.assert_array_equal(res.nnz_per_feature, np.diff(D.indptr))
+    np.testing.assert_array_equal(res.max_abs, abs(D).max(axis=0).toarray().ravel())
+    binary = np.ones(q, dtype=bool)
+    binary[np.unique(X.indices[X.data > 1])] = False
+    np.testing.assert_array_equal(res.binary, binary)
+    res = scan(dense_source(rng.normal(size=(20, 2)), rng.integers(0, 2, 20), rng, n_features_hint=5))
+    assert res.nnz_per_feature[2:].tolist() == [0, 0, 0] and not res.max_abs[2:].any() and res.binary[2:].all()
+
+
+def test_feature_stats_of_rows_in_memory_equal_the_scan():
+    from streamfm.preprocess.scan import feature_stats
+
+    rng = np.random.default_rng(13)
+    X = kinds_matrix(300, rng)
+    y = np.zeros(300)
+    res = scan(sparse_source(X, y, rng, max_rows=40))
+    got = feature_stats(Chunk.from_scipy(X[a:a + 64], y[a:a + 64]) for a in range(0, 300, 64))
+    assert (got.n_rows, got.n_features) == (res.n_rows, res.n_features)
+    for name in ("nnz_per_feature", "max_abs", "binary"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(res, name))
+    np.testing.assert_allclose(got.mean, res.mean, rtol=1e-13)
+    np.testing.assert_allclose(got.var, res.var, rtol=1e-11, atol=1e-15)
+    assert feature_stats([Chunk.from_scipy(X, y)], n_features=20).n_features == 20
+    with pytest.raises(InputError, match="must be finite"):
+        feature_stats([Chunk.from_dense(np.array([[np.nan]]), np.zeros(1))])
 
 
 # ---------------------------------------------------------------------------
@@ -260,35 +331,6 @@ def test_empty_source_and_bad_values():
 def test_progress_bar_runs(capsys):
     res = scan(labels_source([0, 1] * 20), progress=True)
     assert res.n_rows == 40
-
-
-# ---------------------------------------------------------------------------
-# Serialisation
-# ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("y", [[0, 1, 1, 0], ["cat", "dog", "cat", "emu"], [0.5, 1.5, 7.25, 0.5]])
-def test_to_dict_round_trips_through_json(y):
-    res = scan(labels_source(y), sample_size=3)
-    for include_sample in (False, True):
-        d = json.loads(json.dumps(res.to_dict(include_sample=include_sample)))
-        back = ScanResult.from_dict(d)
-        assert (back.n_rows, back.n_features, back.nnz, back.task) == (res.n_rows, res.n_features, res.nnz, res.task)
-        np.testing.assert_array_equal(back.mean, res.mean)
-        np.testing.assert_array_equal(back.var, res.var)
-        np.testing.assert_array_equal(back.labels, res.labels)
-        np.testing.assert_array_equal(back.label_counts, res.label_counts)
-        if res.classes is None:
-            assert back.classes is None
-        else:
-            np.testing.assert_array_equal(back.classes, res.classes)
-            assert back.classes.dtype.kind == res.classes.dtype.kind
-        assert back.binary_labels_kind == res.binary_labels_kind
-        if include_sample:
-            np.testing.assert_array_equal(back.sample.to_dense(), res.sample.to_dense())
-            np.testing.assert_array_equal(back.sample.y, res.sample.y)
-        else:
-            assert back.sample is None
 
 
 # ---------------------------------------------------------------------------

@@ -302,6 +302,26 @@ def test_stop_and_resume_a_ray_run(ray_instance, data, local_run, tmp_path):
         np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
 
 
+def test_one_worker_applies_the_stored_map_to_sparse_rows_as_the_local_engine(ray_instance, tmp_path):
+    """Sparse rows whose auto map centres one feature and not the others (the merge path): the
+    workers get the map in the model's state and train exactly the local engine's model."""
+    from test_scaling import sparse_rows, write_libsvm
+
+    X, y = sparse_rows(600, seed=3)
+    svm = write_libsvm(tmp_path / "d.svm", X, y)
+    assert cli.main(["convert", svm, "-o", str(tmp_path / "shards"), "--rows-per-shard", "200", "--one-based",
+                     "-q"]) == 0
+    conf = Config(method="llfm-jo", **CONF)
+    train(str(tmp_path / "shards"), tmp_path / "local", config=conf, options=TrainOptions(**EXACT))
+    train(str(tmp_path / "shards"), tmp_path / "ray", config=conf,
+          options=TrainOptions(engine="ray", workers=1, sync_rows=64, **EXACT))
+    std = load(tmp_path / "ray").standardizer
+    assert std.mode == "auto" and 0 < std.n_centred < std.n_features
+    (a, _), (b, _) = params(tmp_path / "local"), params(tmp_path / "ray")
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
+
+
 # ------------------------------------------------------------------ command line errors
 def _fails(capsys, pattern, *argv):
     code = cli.main([str(a) for a in argv])

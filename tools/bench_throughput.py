@@ -371,13 +371,13 @@ def run_breakdown(spec):
     from streamfm.models.trained import TrainedModel
     from streamfm.preprocess.scan import scan
     from streamfm.preprocess.shuffle import shuffled_epoch
-    from streamfm.preprocess.standardize import Standardizer, should_center
+    from streamfm.preprocess.standardize import Standardizer
     from tools import _breakdown
 
     src = open_source(spec["train"])
     cfg = Config(method=spec.get("method", "llfm-jo"), anchors=spec["anchors"], rank=10)
     sc = scan(src, sample_size=10_000, seed=cfg.seed, progress=False)
-    std = Standardizer.from_scan(sc, center=should_center(sc, src.dense))
+    std = Standardizer.from_scan(sc, "auto", dense_source=src.dense)  # as the trainer's default
     model = LLFMModel(cfg, sc.n_features, sc.task)
     sample = std.transform(sc.sample)
     model.init_params(mean_sq_norm=float(np.sum(sample.data ** 2)) / max(sample.n_rows, 1))

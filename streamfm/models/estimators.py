@@ -18,7 +18,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..io.chunk import Chunk
-from ..preprocess.standardize import Standardizer
+from ..preprocess.scan import feature_stats
+from ..preprocess.standardize import SCALE_MODES, Standardizer
 from .config import Config
 from .core import LLFMModel, initial_bias
 
@@ -30,6 +31,11 @@ _LLFM_PARAMS = _FM_PARAMS + ("method", "anchors", "n_neighbors", "beta", "rho", 
 def _to_chunk(X, y=None) -> Chunk:
     yy = np.zeros(X.shape[0]) if y is None else y
     return Chunk.from_scipy(X, yy) if sp.issparse(X) else Chunk.from_dense(X, yy)
+
+
+def _chunks(X, rows: int):
+    for a in range(0, X.shape[0], rows):
+        yield _to_chunk(X[a:a + rows])
 
 
 class _Base(BaseEstimator):
@@ -51,15 +57,11 @@ class _Base(BaseEstimator):
         seed = int(rng.randint(2**31 - 1))
         config = self._config(seed)
         n, p = X.shape
-        if self.standardize:
-            if sp.issparse(X):  # scale only: centring would make every row dense
-                mean = np.asarray(X.mean(0)).ravel()
-                var = np.asarray(X.multiply(X).mean(0)).ravel() - mean**2
-                self.scaler_ = Standardizer(mean, np.maximum(var, 0), center=False)
-            else:
-                self.scaler_ = Standardizer(X.mean(0), X.var(0), center=True)
-        else:
-            self.scaler_ = None
+        if self.scale not in SCALE_MODES:
+            raise ValueError(f"scale must be one of {', '.join(SCALE_MODES)}, got {self.scale!r}")
+        # the scan pass's statistics and rule, as the command line computes them from files
+        stats = feature_stats(_chunks(X, self.batch_size), n_features=p)
+        self.scaler_ = Standardizer.from_scan(stats, self.scale, dense_source=not sp.issparse(X))
         rows = rng.choice(n, size=min(n, self.sample_size), replace=False) if n > self.sample_size else np.arange(n)
         sample = self._prepare(X[np.sort(rows)])
         if config.method != "fm":
@@ -76,19 +78,14 @@ class _Base(BaseEstimator):
             bias = initial_bias(task, config.multiclass,
                                 class_counts=np.bincount(y_enc.astype(np.int64), minlength=n_classes))
         self.model_.init_params(mean_sq_norm=float(np.sum(sample.data**2)) / max(sample.n_rows, 1), bias=bias)
-        self.model_.set_feature_rows(self._stored_rows(X))
+        # rows in which each feature is stored once scaled (L2's weights, models/core.py): a dense
+        # array's rows hold every feature
+        self.model_.set_feature_rows(self.scaler_.stored_rows(stats) if sp.issparse(X)
+                                     else np.full(p, n, dtype=np.int64))
         self.model_.init_anchors(sample)
 
-    def _stored_rows(self, X) -> np.ndarray:
-        """Rows of X in which each feature is stored once scaled (L2's weights, models/core.py)."""
-        n, p = X.shape
-        if not sp.issparse(X) or (self.scaler_ is not None and self.scaler_.center):
-            return np.full(p, n, dtype=np.int64)
-        return np.diff(sp.csc_matrix(X).indptr).astype(np.int64)
-
     def _prepare(self, X) -> Chunk:
-        chunk = _to_chunk(X)
-        return self.scaler_.transform(chunk) if self.scaler_ is not None else chunk
+        return self.scaler_.transform(_to_chunk(X))
 
     def _run(self, X, y_enc, order) -> np.ndarray:
         losses = []
@@ -204,9 +201,15 @@ class _RegressorBase(RegressorMixin, _Base):
 _COMMON_DOC = """
     n_epochs : int, default 10
         Passes over the data in ``fit`` (0: initialise only).
-    standardize : bool, default True
-        Scale features to unit variance with statistics of the first data
-        seen (dense input is centred too; sparse input is only scaled).
+    scale : {"auto", "standard", "maxabs", "none"}, default "auto"
+        How features are scaled, with statistics of the data given to ``fit``
+        (or the first ``partial_fit``), as ``streamfm train --scale`` does.
+        auto, per feature: binary (0/1) features kept, features non-zero in at
+        least half of the rows standardised (centred, divided by the standard
+        deviation), any other feature divided by its largest absolute value;
+        standard: every feature divided by its standard deviation, and centred
+        if X is a dense array or has at most 1,000 features; maxabs: every
+        feature divided by its largest absolute value; none: as given.
     shuffle : bool, default True
         Shuffle the rows in every epoch of ``fit``.
     sample_size : int, default 10000
@@ -238,11 +241,11 @@ class FMClassifier(_ClassifierBase):
     """ + _COMMON_DOC
 
     def __init__(self, rank=10, optimizer="adagrad", eta0=None, t0=0.0, l2_w=1.0, l2_v=10.0, init_std=0.1,
-                 multiclass="softmax", n_epochs=10, standardize=True, shuffle=True,
+                 multiclass="softmax", n_epochs=10, scale="auto", shuffle=True,
                  sample_size=10_000, batch_size=4096, random_state=0):
         self.rank, self.optimizer, self.eta0, self.t0, self.l2_w, self.l2_v = rank, optimizer, eta0, t0, l2_w, l2_v
         self.init_std, self.multiclass = init_std, multiclass
-        self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
+        self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
 
 
@@ -253,11 +256,11 @@ class FMRegressor(_RegressorBase):
     """ + _COMMON_DOC
 
     def __init__(self, rank=10, optimizer="adagrad", eta0=None, t0=0.0, l2_w=1.0, l2_v=10.0, init_std=0.1,
-                 n_epochs=10, standardize=True, shuffle=True, sample_size=10_000,
+                 n_epochs=10, scale="auto", shuffle=True, sample_size=10_000,
                  batch_size=4096, random_state=0):
         self.rank, self.optimizer, self.eta0, self.t0, self.l2_w, self.l2_v = rank, optimizer, eta0, t0, l2_w, l2_v
         self.init_std = init_std
-        self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
+        self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
 
 
@@ -287,14 +290,14 @@ class LLFMClassifier(_ClassifierBase):
     def __init__(self, method="llfm-jo", rank=10, anchors=50, n_neighbors=5, beta=1.0, rho=0.3,
                  n_candidates=32, rebuild_every=8192, optimizer="adagrad", eta0=None, t0=0.0, eta_anchor=0.05,
                  anchor_clip=0.1, l2_w=1.0, l2_v=10.0, init_std=0.1, multiclass="softmax",
-                 global_fm=True, jo_exact=True, n_epochs=10, standardize=True, shuffle=True, sample_size=10_000,
+                 global_fm=True, jo_exact=True, n_epochs=10, scale="auto", shuffle=True, sample_size=10_000,
                  batch_size=4096, random_state=0):
         self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
         self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
         self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
         self.optimizer, self.l2_w, self.l2_v, self.init_std = optimizer, l2_w, l2_v, init_std
         self.multiclass, self.global_fm, self.jo_exact = multiclass, global_fm, jo_exact
-        self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
+        self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
 
 
@@ -306,12 +309,12 @@ class LLFMRegressor(_RegressorBase):
     def __init__(self, method="llfm-jo", rank=10, anchors=50, n_neighbors=5, beta=1.0, rho=0.3,
                  n_candidates=32, rebuild_every=8192, optimizer="adagrad", eta0=None, t0=0.0, eta_anchor=0.05,
                  anchor_clip=0.1, l2_w=1.0, l2_v=10.0, init_std=0.1, global_fm=True, jo_exact=True,
-                 n_epochs=10, standardize=True, shuffle=True, sample_size=10_000, batch_size=4096,
+                 n_epochs=10, scale="auto", shuffle=True, sample_size=10_000, batch_size=4096,
                  random_state=0):
         self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
         self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
         self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
         self.optimizer, self.l2_w, self.l2_v, self.init_std = optimizer, l2_w, l2_v, init_std
         self.global_fm, self.jo_exact = global_fm, jo_exact
-        self.n_epochs, self.standardize, self.shuffle = n_epochs, standardize, shuffle
+        self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state

@@ -64,14 +64,31 @@ class TrainedModel:
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta, arrays = self.model.state()
         meta["classes"] = _json_labels(self.classes)
-        meta["standardizer"] = {"center": self.standardizer.center}
-        arrays = dict(arrays, std_mean=self.standardizer.mean, std_var=self.standardizer.var)
+        std = self.standardizer
+        meta["standardizer"] = std.meta()
+        arrays = dict(arrays, std_shift=std.shift, std_scale=std.scale, std_centred=std.centred)
         return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict, arrays: dict, *, ignore_extra: bool = False) -> "TrainedModel":
         model = LLFMModel.from_state(meta, arrays)
-        std = Standardizer(np.asarray(arrays["std_mean"]), np.asarray(arrays["std_var"]),
-                           meta["standardizer"]["center"], ignore_extra=ignore_extra)
         classes = meta.get("classes")
-        return cls(model, std, None if classes is None else np.asarray(classes))
+        return cls(model, standardizer_from_state(meta["standardizer"], arrays, ignore_extra=ignore_extra),
+                   None if classes is None else np.asarray(classes))
+
+
+def scale_mode(meta: dict) -> str:
+    """The ``--scale`` mode a model's manifest records (``standard`` for models saved before there were modes)."""
+    return meta["standardizer"].get("scale", "standard")
+
+
+def standardizer_from_state(meta: dict, arrays: dict, *, ignore_extra: bool = False) -> Standardizer:
+    """The stored map: ``std_shift``, ``std_scale``, ``std_centred``; or, as saved before ``--scale``,
+    the training mean and variance and a centring flag (the ``standard`` map they define)."""
+    if "std_shift" in arrays:
+        counts = {k: meta[k] for k in ("kept", "standardised", "maxabs", "centred")}
+        return Standardizer(np.asarray(arrays["std_shift"]), np.asarray(arrays["std_scale"]),
+                            np.asarray(arrays["std_centred"]), mode=meta["scale"], counts=counts,
+                            ignore_extra=ignore_extra)
+    return Standardizer.from_moments(np.asarray(arrays["std_mean"]), np.asarray(arrays["std_var"]),
+                                     meta["center"], ignore_extra=ignore_extra)

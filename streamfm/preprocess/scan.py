@@ -2,8 +2,10 @@
 
 It collects what the later stages need and what the model manifest stores:
 row count, width ``p``, non-zeros, the label set and the task, per-feature
-mean and population variance, and a seeded reservoir sample of rows (the
-k-means input for the anchors).
+mean and population variance, the per-feature statistics that decide how a
+feature is scaled (rows holding it non-zero, its largest absolute value,
+whether it is 0/1 only), and a seeded reservoir sample of rows (the k-means
+input for the anchors).
 
 Memory is O(p + sample_size * row size + one chunk), whatever the number of
 rows.  Moments are merged chunk by chunk with Chan, Golub & LeVeque's parallel
@@ -13,13 +15,13 @@ with a large mean (say 1e6) and unit variance keep their variance to ~1e-10.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from numba import njit
 
 from streamfm.errors import InputError
-from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+from streamfm.io.chunk import Chunk
 from streamfm.progress import progress_bar
 
 TASKS = ("binary", "multiclass", "regression")
@@ -31,6 +33,23 @@ _SHOW_LABELS = 10
 # ----------------------------------------------------------------------------
 # Result
 # ----------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureStats:
+    """Per-feature statistics of a set of rows: what decides and sets each feature's scaling.
+
+    A :class:`ScanResult` has the same attributes (see there); this is what
+    :func:`feature_stats` computes from rows in memory.
+    """
+
+    n_rows: int
+    n_features: int
+    mean: np.ndarray
+    var: np.ndarray
+    nnz_per_feature: np.ndarray
+    max_abs: np.ndarray
+    binary: np.ndarray
 
 
 @dataclass
@@ -63,6 +82,14 @@ class ScanResult:
     mean, var : ndarray of float64, shape (n_features,)
         Per-feature mean and population variance over all rows, a missing
         sparse entry counting as 0.
+    nnz_per_feature : ndarray of int64, shape (n_features,)
+        Rows in which the feature has a non-zero value (explicit zeros do not
+        count).
+    max_abs : ndarray of float64, shape (n_features,)
+        Largest absolute value of the feature (0 if never non-zero).
+    binary : ndarray of bool, shape (n_features,)
+        Every value of the feature seen is 0 or 1 (True for a feature never
+        seen).
     sample : Chunk or None
         Up to ``sample_size`` rows drawn uniformly (reservoir sampling), with
         their raw labels.
@@ -82,6 +109,9 @@ class ScanResult:
     binary_labels_kind: str | None
     mean: np.ndarray
     var: np.ndarray
+    nnz_per_feature: np.ndarray
+    max_abs: np.ndarray
+    binary: np.ndarray
     sample: Chunk | None = None
     label_mean: float | None = None
     label_var: float | None = None
@@ -90,78 +120,6 @@ class ScanResult:
     def n_classes(self) -> int:
         """Number of classes (0 for regression)."""
         return 0 if self.classes is None else len(self.classes)
-
-    def to_dict(self, include_sample: bool = False) -> dict[str, Any]:
-        """A JSON-serialisable dict (arrays as lists).
-
-        Parameters
-        ----------
-        include_sample : bool, default False
-            Also store the reservoir sample.  It is off by default because the
-            sample is only needed to place the anchors, once, and may be large.
-        """
-        text = any(a is not None and _is_text(a) for a in (self.labels, self.classes))
-        d: dict[str, Any] = {
-            "n_rows": int(self.n_rows),
-            "n_features": int(self.n_features),
-            "nnz": int(self.nnz),
-            "density": float(self.density),
-            "label_type": "text" if text else "numeric",
-            "labels": None if self.labels is None else self.labels.tolist(),
-            "label_counts": None if self.label_counts is None else self.label_counts.tolist(),
-            "task": self.task,
-            "classes": None if self.classes is None else self.classes.tolist(),
-            "binary_labels_kind": self.binary_labels_kind,
-            "mean": self.mean.tolist(),
-            "var": self.var.tolist(),
-            "label_mean": None if self.label_mean is None else float(self.label_mean),
-            "label_var": None if self.label_var is None else float(self.label_var),
-        }
-        if include_sample and self.sample is not None:
-            s = self.sample
-            d["sample"] = {
-                "indptr": s.indptr.tolist(),
-                "indices": s.indices.tolist(),
-                "data": s.data.tolist(),
-                "y": s.y.tolist(),
-                "n_features": int(s.n_features),
-            }
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ScanResult":
-        """Inverse of :meth:`to_dict`."""
-        label_dtype = str if d.get("label_type") == "text" else np.float64
-
-        def labels(v):
-            return None if v is None else np.asarray(v, dtype=label_dtype)
-
-        sample = None
-        if d.get("sample") is not None:
-            s = d["sample"]
-            sample = Chunk(
-                np.asarray(s["indptr"], dtype=INDPTR_DTYPE),
-                np.asarray(s["indices"], dtype=INDEX_DTYPE),
-                np.asarray(s["data"], dtype=VALUE_DTYPE),
-                labels(s["y"]),
-                int(s["n_features"]),
-            )
-        return cls(
-            n_rows=int(d["n_rows"]),
-            n_features=int(d["n_features"]),
-            nnz=int(d["nnz"]),
-            density=float(d["density"]),
-            labels=labels(d["labels"]),
-            label_counts=None if d["label_counts"] is None else np.asarray(d["label_counts"], dtype=np.int64),
-            task=d["task"],
-            classes=labels(d["classes"]),
-            binary_labels_kind=d["binary_labels_kind"],
-            mean=np.asarray(d["mean"], dtype=np.float64),
-            var=np.asarray(d["var"], dtype=np.float64),
-            sample=sample,
-            label_mean=d.get("label_mean"),
-            label_var=d.get("label_var"),
-        )
 
 
 # ----------------------------------------------------------------------------
@@ -329,8 +287,10 @@ def encode_labels(y_raw, scan_or_classes, task: str, *, unknown: str = "error"):
 # ----------------------------------------------------------------------------
 
 
-class _Moments:
-    """Per-feature (count, mean, M2), merged chunk by chunk (Chan et al.).
+class _FeatureStats:
+    """Per-feature (count, mean, M2), merged chunk by chunk (Chan et al.), and
+    the statistics that decide a feature's scaling: rows holding it non-zero,
+    its largest absolute value, and whether any value was other than 0 or 1.
 
     A sparse chunk updates only the features it holds, so a chunk costs
     O(nnz), not O(p) -- p may be 10^7 hashed features.  A feature absent from
@@ -338,14 +298,20 @@ class _Moments:
     lazily, the next time the feature appears and once at the end
     (``count[j]`` is how many rows feature j's stats already cover).  Merging
     one block of z zeros is the same Chan update as merging them chunk by
-    chunk, so the result is the same up to rounding.
+    chunk, so the result is the same up to rounding.  The other statistics are
+    sums, maxima and ors: exact whatever the chunking.
     """
+
+    _ARRAYS = ("count", "mean", "m2", "nnz", "max_abs", "nonbinary")
 
     def __init__(self) -> None:
         self.n = 0  # rows merged so far
         self.count = np.zeros(0, dtype=np.int64)
         self.mean = np.zeros(0, dtype=np.float64)
         self.m2 = np.zeros(0, dtype=np.float64)
+        self.nnz = np.zeros(0, dtype=np.int64)  # rows holding the feature non-zero
+        self.max_abs = np.zeros(0, dtype=np.float64)
+        self.nonbinary = np.zeros(0, dtype=bool)  # a value other than 0 or 1 seen
 
     def _grow(self, p: int) -> None:
         cap = len(self.mean)
@@ -353,7 +319,7 @@ class _Moments:
             return
         # Amortised doubling: p grows a little with nearly every sparse chunk.
         new = max(p, 2 * cap)
-        for name in ("count", "mean", "m2"):
+        for name in self._ARRAYS:
             old = getattr(self, name)
             arr = np.zeros(new, dtype=old.dtype)
             arr[:cap] = old
@@ -364,7 +330,7 @@ class _Moments:
         if n_b == 0:
             return
         idx = chunk.indices
-        x = chunk.data
+        x = np.ascontiguousarray(chunk.data, dtype=np.float64)
         if len(idx) == 0:
             self.n += n_b
             return
@@ -381,7 +347,7 @@ class _Moments:
         else:
             feats, inv, nnz_f = np.unique(idx, return_inverse=True, return_counts=True)
         zeros = (n_b - nnz_f).astype(np.float64)  # implicit zeros per feature
-        mean_b, m2_b = _block_moments(inv, np.ascontiguousarray(x, dtype=np.float64), zeros, n_b)
+        mean_b, m2_b, nz_b, max_b, other_b = _block_moments(inv, x, zeros, n_b)
 
         n_a = self.n
         cnt, mu, m2 = self.count[feats], self.mean[feats], self.m2[feats]
@@ -392,6 +358,7 @@ class _Moments:
         self.m2[feats] = m2
         self.count[feats] = n_a + n_b
         self.n = n_a + n_b
+        _merge_kinds(feats, nz_b, max_b, other_b, self.nnz, self.max_abs, self.nonbinary)
 
     def finish(self, p: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean and population variance over all rows, for features 0..p-1."""
@@ -402,10 +369,34 @@ class _Moments:
         mu, m2 = _merge_zeros(cnt, mu, m2, self.n)
         return mu, np.maximum(m2 / self.n, 0.0)
 
+    def kinds(self, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows non-zero, largest absolute value, 0/1 only) for features 0..p-1."""
+        self._grow(p)
+        return self.nnz[:p].copy(), self.max_abs[:p].copy(), ~self.nonbinary[:p]
+
+    def result(self, p: int) -> "FeatureStats":
+        mean, var = self.finish(p)
+        nnz, max_abs, binary = self.kinds(p)
+        return FeatureStats(self.n, p, mean, var, nnz, max_abs, binary)
+
+
+@njit(cache=True, nogil=True)
+def _merge_kinds(feats, nz_b, max_b, other_b, nnz, max_abs, nonbinary):
+    """A chunk's per-slot kind statistics into the p-sized arrays (slot f is feature feats[f]):
+    one random access per feature present, not per entry."""
+    for f in range(feats.shape[0]):
+        j = feats[f]
+        nnz[j] += nz_b[f]
+        if max_b[f] > max_abs[j]:
+            max_abs[j] = max_b[f]
+        if other_b[f]:
+            nonbinary[j] = True
+
 
 @njit(cache=True, nogil=True)
 def _block_moments(inv, x, zeros, n_b):
-    """(mean, M2) of one chunk per feature slot; entry t belongs to slot inv[t].
+    """(mean, M2) of one chunk per feature slot, and (non-zero values, largest |value|, a value other
+    than 0 or 1 seen) per slot, gathered in the first pass; entry t belongs to slot inv[t].
 
     Corrected two-pass moments: the mean first, then centred sums (implicit
     zeros contribute 0 - mean); the correction term (sum d)^2 / n removes the
@@ -415,8 +406,20 @@ def _block_moments(inv, x, zeros, n_b):
     """
     k = zeros.shape[0]
     mean = np.zeros(k)
+    nz = np.zeros(k, dtype=np.int64)
+    max_abs = np.zeros(k)
+    other = np.zeros(k, dtype=np.bool_)
     for t in range(inv.shape[0]):
-        mean[inv[t]] += x[t]
+        f = inv[t]
+        v = x[t]
+        mean[f] += v
+        if v != 0.0:
+            nz[f] += 1
+            a = abs(v)
+            if a > max_abs[f]:
+                max_abs[f] = a
+            if v != 1.0:
+                other[f] = True
     for f in range(k):
         mean[f] /= n_b
     sd = np.zeros(k)
@@ -432,7 +435,7 @@ def _block_moments(inv, x, zeros, n_b):
         b = sd2[f] + zeros[f] * mean[f] ** 2
         m2[f] = max(b - a * a / n_b, 0.0)
         mean[f] += a / n_b
-    return mean, m2
+    return mean, m2, nz, max_abs, other
 
 
 def _chan(n_a: float, mean_a, m2_a, n_b: float, mean_b, m2_b):
@@ -672,7 +675,7 @@ def scan(
     """
     if sample_size < 0 or max_classes < 2:
         raise ValueError(f"need sample_size >= 0 and max_classes >= 2, got {sample_size} and {max_classes}")
-    moments = _Moments()
+    features = _FeatureStats()
     reservoir = _Reservoir(sample_size, seed)
     lab = _Labels(max_classes)
     n_rows = nnz = 0
@@ -685,7 +688,7 @@ def scan(
             if y is not chunk.y:
                 chunk = Chunk(chunk.indptr, chunk.indices, chunk.data, y, chunk.n_features)
             lab.add(y)
-            moments.add(chunk)
+            features.add(chunk)
             reservoir.add(chunk)
             if len(chunk.indices):
                 p_seen = max(p_seen, int(chunk.indices.max()) + 1)
@@ -704,7 +707,7 @@ def scan(
     task, class_list = _resolve_task(lab, task, classes)
     hint = getattr(source, "n_features_hint", None)
     p = max(p_seen, int(hint or 0))
-    mean, var = moments.finish(p)
+    stats = features.result(p)
     labels, counts = lab.arrays()
     sample = reservoir.sample
     if sample is not None:
@@ -720,12 +723,31 @@ def scan(
         task=task,
         classes=class_list,
         binary_labels_kind=binary_kind(class_list) if task == "binary" else None,
-        mean=mean,
-        var=var,
+        mean=stats.mean,
+        var=stats.var,
+        nnz_per_feature=stats.nnz_per_feature,
+        max_abs=stats.max_abs,
+        binary=stats.binary,
         sample=sample,
         label_mean=None if lab.text else mu_lab,
         label_var=None if lab.text else m2_lab / n_lab,
     )
+
+
+def feature_stats(chunks: Iterable[Chunk], n_features: int | None = None) -> FeatureStats:
+    """The scan pass's per-feature statistics of some chunks (rows in memory, say).
+
+    The same accumulator as :func:`scan`, so the same rows give the same
+    statistics (and so the same scaling) however they arrive.  ``n_features``:
+    the width (default: the largest of the chunks' widths and indices + 1).
+    """
+    acc = _FeatureStats()
+    p = 0
+    for chunk in chunks:
+        _check_chunk(chunk, acc.n)
+        acc.add(chunk)
+        p = max(p, int(chunk.n_features), int(chunk.indices.max()) + 1 if len(chunk.indices) else 0)
+    return acc.result(p if n_features is None else int(n_features))
 
 
 def _fmt_files(files: list) -> str:

@@ -1,18 +1,32 @@
-"""Standardising rows with the scan pass's per-feature mean and variance.
+"""Scaling rows feature by feature, as the scan pass's statistics decide.
 
-Dense data is centred and scaled to zero mean, unit variance (as the LLFM
-paper does); wide sparse data is only scaled, because centring would turn
-every implicit zero into ``-mean * scale`` and make every row dense.
+Every feature j gets an affine map ``x -> (x - shift_j) * scale_j``. A
+feature with a shift is *centred*: its implicit zeros become
+``-shift_j * scale_j``, so it is stored in every row. The modes
+(``--scale``):
+
+- ``auto`` (the default), per feature: a binary feature (values 0 or 1 only)
+  keeps its values; a feature non-zero in at least half of the rows and not
+  binary ("dense real-valued") is standardised, centred and divided by its
+  standard deviation; any other feature (sparse, real-valued or counts) is
+  divided by its largest absolute value and not centred: centring would make
+  every row store it, and dividing a rare feature by its (tiny) standard
+  deviation would blow it up (a one-hot seen in 1 of 80,000 rows becomes ~280).
+- ``standard``: every feature divided by its standard deviation; every
+  feature centred iff the source is a dense table or has at most 1,000
+  features (:func:`should_center`), none otherwise.
+- ``maxabs``: every feature divided by its largest absolute value, none centred.
+- ``none``: the identity (values are still checked to be finite).
 """
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 from numba import njit
 
 from streamfm.errors import InputError
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+
+SCALE_MODES = ("auto", "standard", "maxabs", "none")
 
 # A feature whose standard deviation is below this fraction of its mean is
 # constant up to the rounding of the scan pass: scaling it by 1/std would
@@ -21,7 +35,7 @@ _CONSTANT_RTOL = 1e-9
 
 
 def should_center(scan_result, source_dense: bool, max_dense_features: int = 1000) -> bool:
-    """Whether to centre the data as well as scale it.
+    """Whether ``standard`` scaling centres every feature (else none).
 
     Centre a wide (dense) table: every row already stores every column, so
     centring costs nothing in size.  Centre any data with at most
@@ -34,53 +48,159 @@ def should_center(scan_result, source_dense: bool, max_dense_features: int = 100
     return bool(source_dense) or int(scan_result.n_features) <= int(max_dense_features)
 
 
+def inverse_std(mean, var) -> np.ndarray:
+    """``1 / sqrt(var)`` where the feature varies, 1 where it is constant (up to rounding)."""
+    mean = np.asarray(mean, dtype=np.float64)
+    var = np.asarray(var, dtype=np.float64)
+    varies = (var > (_CONSTANT_RTOL * np.abs(mean)) ** 2) & (var > 0)
+    scale = np.ones_like(var)
+    scale[varies] = 1.0 / np.sqrt(var[varies])
+    return scale
+
+
+def describe_scaling(meta: dict, n_features: int) -> str:
+    """The manifest's ``standardizer`` record in words (also for models saved before ``--scale``)."""
+    if "scale" not in meta:  # only a centring flag: every feature standardised
+        return f"standard: {n_features:,} standardised, " + ("all centred" if meta.get("center") else "none centred")
+    return (f"{meta['scale']}: {meta['kept']:,} kept, {meta['standardised']:,} standardised "
+            f"({meta['centred']:,} centred), {meta['maxabs']:,} max-abs scaled")
+
+
 class Standardizer:
-    """``x -> (x - mean) * scale`` (centred) or ``x -> x * scale`` (scaled only).
+    """``x_j -> (x_j - shift_j) * scale_j`` per feature; centred features are stored in every row.
 
     Parameters
     ----------
-    mean, var : array-like of float, shape (p,)
-        Per-feature mean and population variance (from the scan pass).
-    center : bool
-        Subtract the mean.  The output then stores all p columns of every row.
+    shift, scale : array-like of float, shape (p,)
+        The map of every feature; ``shift_j`` must be 0 unless feature j is centred.
+    centred : bool or array-like of bool, shape (p,)
+        Features whose implicit zeros become ``-shift_j * scale_j``: the output
+        stores them in every row.  A bool: every feature or none.
+    mode : str
+        The ``--scale`` mode that chose the map (recorded, described).
+    counts : dict or None
+        Features ``kept``, ``standardised``, ``maxabs`` scaled and ``centred``
+        (recorded, described); None: counted as a hand-made map (scale 1 and no
+        shift: kept; centred: standardised; else max-abs scaled).
     ignore_extra : bool, default False
         A feature index >= p is an InputError; with True such entries are
         dropped and counted in ``dropped`` (entries) and ``dropped_rows``.
-
-    Notes
-    -----
-    ``scale = 1 / sqrt(var)`` where the feature varies; a constant feature
-    gets scale 1 (and, if centred, becomes 0).
     """
 
-    def __init__(self, mean, var, center: bool, *, ignore_extra: bool = False) -> None:
-        self.mean = np.asarray(mean, dtype=np.float64).copy()
-        self.var = np.asarray(var, dtype=np.float64).copy()
-        if self.mean.shape != self.var.shape or self.mean.ndim != 1:
-            raise ValueError(f"mean and var must be 1-D of one length, got {self.mean.shape} and {self.var.shape}")
-        self.center = bool(center)
+    def __init__(self, shift, scale, centred, *, mode: str = "custom", counts: dict | None = None,
+                 ignore_extra: bool = False) -> None:
+        self.shift = np.array(shift, dtype=np.float64)
+        self.scale = np.array(scale, dtype=np.float64)
+        if self.shift.shape != self.scale.shape or self.shift.ndim != 1:
+            raise ValueError(f"shift and scale must be 1-D of one length, got {self.shift.shape} and {self.scale.shape}")
+        p = len(self.shift)
+        self.centred = np.array(np.broadcast_to(np.asarray(centred, dtype=bool), (p,)))
+        if np.any(self.shift[~self.centred] != 0):
+            raise ValueError("a feature that is not centred must have shift 0")
+        self.mode = str(mode)
         self.ignore_extra = bool(ignore_extra)
-        varies = self.var > (_CONSTANT_RTOL * np.abs(self.mean)) ** 2
-        varies &= self.var > 0
-        self.scale = np.ones_like(self.var)
-        self.scale[varies] = 1.0 / np.sqrt(self.var[varies])
-        # What centring maps an implicit zero to, per feature.
-        self._zero_image = -self.mean * self.scale
-        self._no_shift = np.zeros_like(self.mean)
+        self._centred_idx = np.flatnonzero(self.centred).astype(INDEX_DTYPE)
+        # What centring maps an implicit zero to, per feature and per centred feature.
+        self._zero_image = -self.shift * self.scale
+        self._zero_image_c = self._zero_image[self._centred_idx]
+        self._shift_c = self.shift[self._centred_idx]
+        if counts is None:
+            kept = int(np.count_nonzero(~self.centred & (self.scale == 1.0)))
+            counts = {"kept": kept, "standardised": self.n_centred, "maxabs": p - kept - self.n_centred,
+                      "centred": self.n_centred}
+        self.counts = {k: int(counts[k]) for k in ("kept", "standardised", "maxabs", "centred")}
         self.dropped = 0
         self.dropped_rows = 0
 
+    # ------------------------------------------------------------ the maps
     @classmethod
-    def from_scan(cls, scan_result, center: bool, **kwargs) -> "Standardizer":
-        """From a :class:`~streamfm.preprocess.scan.ScanResult`."""
-        return cls(scan_result.mean, scan_result.var, center, **kwargs)
+    def from_moments(cls, mean, var, center: bool, **kwargs) -> "Standardizer":
+        """The ``standard`` map: every feature divided by its standard deviation, every feature
+        centred (``center``) or none; a constant feature gets scale 1 (and, if centred, becomes 0)."""
+        mean = np.asarray(mean, dtype=np.float64)
+        scale = inverse_std(mean, var)
+        p = len(mean)
+        counts = {"kept": 0, "standardised": p, "maxabs": 0, "centred": p if center else 0}
+        return cls(mean if center else np.zeros(p), scale, bool(center), mode="standard", counts=counts, **kwargs)
 
+    @classmethod
+    def from_scan(cls, stats, mode: str = "auto", *, dense_source: bool = False, **kwargs) -> "Standardizer":
+        """The map ``mode`` chooses from the scan pass's per-feature statistics.
+
+        ``stats``: a :class:`~streamfm.preprocess.scan.ScanResult` or
+        :class:`~streamfm.preprocess.scan.FeatureStats`. ``dense_source``: the
+        data is a dense table (``standard`` then centres every feature).
+        """
+        if mode not in SCALE_MODES:
+            raise InputError(f"--scale must be one of {', '.join(SCALE_MODES)}, got {mode!r}")
+        if mode == "standard":
+            return cls.from_moments(stats.mean, stats.var, should_center(stats, dense_source), **kwargs)
+        p = int(stats.n_features)
+        shift, scale = np.zeros(p), np.ones(p)
+        max_abs = np.asarray(stats.max_abs, dtype=np.float64)
+        if mode == "none":
+            return cls(shift, scale, False, mode=mode, counts={"kept": p, "standardised": 0, "maxabs": 0,
+                                                               "centred": 0}, **kwargs)
+        if mode == "maxabs":
+            by_max = max_abs > 0
+            scale[by_max] = 1.0 / max_abs[by_max]
+            return cls(shift, scale, False, mode=mode, counts={"kept": 0, "standardised": 0, "maxabs": p,
+                                                               "centred": 0}, **kwargs)
+        binary = np.asarray(stats.binary, dtype=bool)
+        dense = 2 * np.asarray(stats.nnz_per_feature, dtype=np.int64) >= int(stats.n_rows)
+        standardised = dense & ~binary
+        by_max = ~dense & ~binary & (max_abs > 0)  # a feature that is not binary has a value other than 0
+        shift[standardised] = np.asarray(stats.mean, dtype=np.float64)[standardised]
+        scale[standardised] = inverse_std(stats.mean, stats.var)[standardised]
+        scale[by_max] = 1.0 / max_abs[by_max]
+        n_std = int(np.count_nonzero(standardised))
+        counts = {"kept": int(np.count_nonzero(binary)), "standardised": n_std,
+                  "maxabs": int(np.count_nonzero(~dense & ~binary)), "centred": n_std}
+        return cls(shift, scale, standardised, mode=mode, counts=counts, **kwargs)
+
+    # ---------------------------------------------------------- properties
     @property
     def n_features(self) -> int:
-        return len(self.mean)
+        return len(self.shift)
 
+    @property
+    def n_centred(self) -> int:
+        return len(self._centred_idx)
+
+    @property
+    def center(self) -> bool:
+        """Every feature centred: every output row holds all p features."""
+        return self.n_centred == self.n_features
+
+    def stored_rows(self, stats) -> np.ndarray:
+        """Training rows in which each feature is stored after scaling: int64 (p,).
+
+        ``stats.n_rows`` for a centred feature, ``stats.nnz_per_feature`` (rows
+        holding it non-zero) for any other; ``stats`` may be narrower than p
+        (features it never saw: 0) or wider (the extra features are not the
+        model's).
+        """
+        p = self.n_features
+        out = np.zeros(p, dtype=np.int64)
+        k = min(p, len(stats.nnz_per_feature))
+        out[:k] = stats.nnz_per_feature[:k]
+        out[self.centred] = int(stats.n_rows)
+        return out
+
+    def meta(self) -> dict:
+        """What the manifest records (the arrays go beside it: see ``TrainedModel.state``)."""
+        return {"scale": self.mode, **self.counts}
+
+    def describe(self) -> str:
+        return describe_scaling(self.meta(), self.n_features)
+
+    # ----------------------------------------------------------- transform
     def transform(self, chunk: Chunk) -> Chunk:
-        """The chunk standardised; its ``n_features`` becomes the model's p.
+        """The chunk scaled; its ``n_features`` becomes the model's p.
+
+        Rows keep their indices unless some features are centred (and missing
+        from a row): a centred feature is stored in every row, indices sorted.
+        O(nnz + rows x centred features).
 
         Raises
         ------
@@ -92,33 +212,43 @@ class Standardizer:
         # known to the chunk (set by its maker, or computed once); a chunk declared wider than the
         # model may still hold exactly columns 0..p-1 in every row
         full_width = chunk.full_width if chunk.n_features == p else chunk.rows_of_length(p)
-        if not self.center or full_width:
+        if self.n_centred == 0 or full_width:
             # one pass: check, shift and scale every stored value. A full-width
             # row holds columns 0..p-1 in order (indices are sorted and distinct
             # within a row), so centring keeps its indices: they are shared.
+            # Nothing centred: every shift is 0 and is not read (one random
+            # access less per value on wide data).
             data = np.empty(len(chunk.data), dtype=VALUE_DTYPE)
-            bad = _shift_scale(chunk.indices, chunk.data, self.mean if self.center else self._no_shift,
-                               self.scale, data)
+            if self.n_centred == 0:
+                bad = _scale(chunk.indices, chunk.data, self.scale, data)
+            else:
+                bad = _shift_scale(chunk.indices, chunk.data, self.shift, self.scale, data)
             if bad >= 0:
                 self._raise_nonfinite(chunk, bad)
             return Chunk(chunk.indptr, chunk.indices, data, chunk.y, p, full_width or None)
-        if len(chunk.data) and not np.isfinite(chunk.data).all():
-            self._raise_nonfinite(chunk, int(np.flatnonzero(~np.isfinite(chunk.data))[0]))
-        return self._center(chunk)
+        if self.center:
+            if len(chunk.data) and not np.isfinite(chunk.data).all():
+                self._raise_nonfinite(chunk, int(np.flatnonzero(~np.isfinite(chunk.data))[0]))
+            return self._center(chunk)
+        indptr, indices, data, bad = _merge_centred(chunk.indptr, chunk.indices, chunk.data, self._centred_idx,
+                                                    self._shift_c, self._zero_image_c, self.scale)
+        if bad >= 0:
+            self._raise_nonfinite(chunk, bad)
+        return Chunk(indptr, indices, data, chunk.y, p)
 
     @staticmethod
     def _raise_nonfinite(chunk: Chunk, e: int):
         raise InputError(f"feature {int(chunk.indices[e])} has the value {chunk.data[e]}: values must be finite")
 
     def _center(self, chunk: Chunk) -> Chunk:
-        """Rows with implicit zeros, centred: every row becomes all p columns."""
+        """Rows with implicit zeros, every feature centred: every row becomes all p columns."""
         n, p = chunk.n_rows, self.n_features
         lengths = np.diff(chunk.indptr)
         out = np.empty((n, p), dtype=VALUE_DTYPE)
         out[:] = self._zero_image
         idx = chunk.indices
         flat = np.repeat(np.arange(n, dtype=np.int64) * p, lengths) + idx
-        out.reshape(-1)[flat] = (chunk.data - self.mean[idx]) * self.scale[idx]
+        out.reshape(-1)[flat] = (chunk.data - self.shift[idx]) * self.scale[idx]
         return Chunk.from_dense(out, chunk.y)
 
     def _drop_extra(self, chunk: Chunk) -> Chunk:
@@ -143,21 +273,8 @@ class Standardizer:
         np.cumsum(np.diff(chunk.indptr) - hit, out=indptr[1:])
         return Chunk(indptr, idx[keep].astype(INDEX_DTYPE, copy=False), chunk.data[keep], chunk.y, p)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable (arrays as lists); the drop counters are not state."""
-        return {
-            "mean": self.mean.tolist(),
-            "var": self.var.tolist(),
-            "center": self.center,
-            "ignore_extra": self.ignore_extra,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Standardizer":
-        return cls(d["mean"], d["var"], d["center"], ignore_extra=d.get("ignore_extra", False))
-
     def __repr__(self) -> str:
-        return f"Standardizer(p={self.n_features}, center={self.center}, ignore_extra={self.ignore_extra})"
+        return f"Standardizer(p={self.n_features}, {self.describe()}, ignore_extra={self.ignore_extra})"
 
 
 @njit(cache=True, nogil=True)
@@ -170,3 +287,69 @@ def _shift_scale(indices, data, shift, scale, out):
         j = indices[t]
         out[t] = (v - shift[j]) * scale[j]
     return -1
+
+
+@njit(cache=True, nogil=True)
+def _scale(indices, data, scale, out):
+    """out = data * scale[j] entry by entry; the position of the first non-finite value, or -1."""
+    for t in range(data.shape[0]):
+        v = data[t]
+        if not np.isfinite(v):
+            return t
+        out[t] = v * scale[indices[t]]
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _merge_centred(indptr, indices, data, cidx, shift_c, zero_image_c, scale):
+    """Rows with every centred feature stored: each row's sorted indices merged with the sorted ``cidx``.
+
+    A stored entry becomes ``(v - shift) * scale[j]`` (the shift is 0 unless
+    j is centred: ``shift_c`` holds the centred features' own); a centred
+    feature a row does not store becomes ``zero_image_c`` (its ``-shift * scale``).
+    Returns (indptr, indices, data, position of the first non-finite value or -1).
+    O(nnz + rows x centred features), reading only ``scale`` of the p-sized arrays.
+    """
+    n = indptr.shape[0] - 1
+    n_c = cidx.shape[0]
+    out_indptr = np.empty(n + 1, dtype=np.int64)
+    out_indptr[0] = 0
+    for i in range(n):
+        held = 0  # centred features the row stores
+        c = 0
+        for t in range(indptr[i], indptr[i + 1]):
+            j = indices[t]
+            while c < n_c and cidx[c] < j:
+                c += 1
+            if c < n_c and cidx[c] == j:
+                held += 1
+                c += 1
+        out_indptr[i + 1] = out_indptr[i] + (indptr[i + 1] - indptr[i]) + n_c - held
+    total = out_indptr[n]
+    out_indices = np.empty(total, dtype=indices.dtype)
+    out_data = np.empty(total, dtype=np.float64)
+    for i in range(n):
+        c = 0
+        o = out_indptr[i]
+        for t in range(indptr[i], indptr[i + 1]):
+            j = indices[t]
+            while c < n_c and cidx[c] < j:  # centred features the row lacks, before j
+                out_indices[o] = cidx[c]
+                out_data[o] = zero_image_c[c]
+                c += 1
+                o += 1
+            v = data[t]
+            if not np.isfinite(v):
+                return out_indptr, out_indices, out_data, t
+            if c < n_c and cidx[c] == j:
+                v -= shift_c[c]
+                c += 1
+            out_indices[o] = j
+            out_data[o] = v * scale[j]
+            o += 1
+        while c < n_c:
+            out_indices[o] = cidx[c]
+            out_data[o] = zero_image_c[c]
+            c += 1
+            o += 1
+    return out_indptr, out_indices, out_data, -1

@@ -19,10 +19,10 @@ from ..errors import InputError
 from ..io.sources import open_source
 from ..models.config import Config
 from ..models.core import LLFMModel, initial_bias
-from ..models.trained import TrainedModel
+from ..models.trained import TrainedModel, scale_mode
 from ..preprocess.scan import scan
 from ..preprocess.shuffle import read_ahead_chunks, shuffled_epoch
-from ..preprocess.standardize import Standardizer, should_center
+from ..preprocess.standardize import SCALE_MODES, Standardizer
 from ..progress import progress_bar
 from ..store.modeldir import ModelDir
 from ..store.signals import GracefulStop
@@ -50,6 +50,9 @@ class TrainOptions:
     max_rows: int = 0  # stop (resumably) after this many rows in this invocation; 0 = no limit
     task: str | None = None
     classes: list | None = None
+    # per-feature scaling (preprocess/standardize.py): auto | standard | maxabs | none;
+    # None = not given: auto for a new model, the stored map for an existing one
+    scale: str | None = None
     ignore_extra_features: bool = False
     ignore_unknown_labels: bool = False
     quiet: bool = False
@@ -72,6 +75,8 @@ class TrainOptions:
         for name in ("shuffle_buffer", "checkpoint_rows", "max_rows", "sync_rows", "worker_retries"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.scale is not None and self.scale not in SCALE_MODES:
+            raise InputError(f"--scale must be one of {', '.join(SCALE_MODES)}, got {self.scale!r}")
         if self.engine not in ENGINES:
             raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         return self
@@ -324,13 +329,13 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
 def _train_new(store, source, valid_source, options, data_options, config, ray_start) -> dict:
     sc = scan(source, sample_size=options.sample_size, seed=config.seed, task=options.task,
               classes=options.classes, progress=not options.quiet)
-    std = Standardizer.from_scan(sc, center=should_center(sc, source.dense),
+    std = Standardizer.from_scan(sc, options.scale or "auto", dense_source=source.dense,
                                  ignore_extra=options.ignore_extra_features)
     model = LLFMModel(config, sc.n_features, sc.task, max(sc.n_classes, 2) if sc.task == "multiclass" else 2)
     sample = std.transform(sc.sample)
     model.init_params(mean_sq_norm=float(np.sum(sample.data ** 2)) / max(sample.n_rows, 1),
                       bias=_initial_bias(sc, config))
-    model.set_feature_rows(_feature_rows(sc, std))
+    model.set_feature_rows(_feature_rows(sc, std, source))
     if config.method != "fm" and sample.n_rows < config.anchors:
         raise InputError(f"{config.anchors} anchors need at least {config.anchors} rows; "
                          f"the data has {sample.n_rows}. Use fewer --anchors.")
@@ -341,7 +346,7 @@ def _train_new(store, source, valid_source, options, data_options, config, ray_s
     run = RunState(data=_data_record(source, data_options),
                    valid={"files": valid_source.files} if valid_source else None,
                    options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
-                   mean_row_entries=sc.nnz / max(sc.n_rows, 1))
+                   mean_row_entries=_row_entries(sc, std))
     trainer = _make_trainer(store, trained, run, valid_source, ray_start)
     if not options.quiet:
         _describe_start(sc, config, std, source)
@@ -360,22 +365,36 @@ def _initial_bias(sc, config) -> np.ndarray:
     return initial_bias(sc.task, config.multiclass, class_counts=[counts.get(c, 0) for c in sc.classes.tolist()])
 
 
-def _feature_rows(sc, std) -> np.ndarray:
-    """Training rows in which each feature is stored once scaled (the weights of L2)."""
-    nnz = getattr(sc, "nnz_per_feature", None)
-    if std.center or nnz is None:
-        return np.full(sc.n_features, sc.n_rows, dtype=np.int64)
-    return np.asarray(nnz, dtype=np.int64)
+def _feature_rows(sc, std, source) -> np.ndarray:
+    """Training rows in which each feature is stored once scaled (the weights of L2): every row of a
+    dense table holds every feature."""
+    if source.dense:
+        return np.full(std.n_features, sc.n_rows, dtype=np.int64)
+    return std.stored_rows(sc)
 
 
 def _describe_start(sc, config, std, source) -> None:
     task = sc.task + (f" ({len(sc.classes)} classes)" if sc.task == "multiclass" else "")
     labels = f", labels {sc.binary_labels_kind}" if sc.task == "binary" else ""
     print(f"data: {sc.n_rows:,} rows, {sc.n_features:,} features, density {sc.density:.3f}, "
-          f"{len(source.files)} file(s); task {task}{labels}; "
-          f"{'centred and scaled' if std.center else 'scaled (sparse, not centred)'}", flush=True)
+          f"{len(source.files)} file(s); task {task}{labels}", flush=True)
+    print(f"scaling {std.describe()}", flush=True)
     print(f"model: {config.method}, rank {config.rank}"
           + (f", {config.anchors} anchors" if config.method != "fm" else ""), flush=True)
+
+
+def _row_entries(sc, std) -> float:
+    """Stored values per row after scaling (sizes the shuffle buffer): a centred feature is in every row."""
+    k = min(std.n_features, sc.n_features)
+    held = int(sc.nnz_per_feature[:k][std.centred[:k]].sum())  # of those, already stored
+    return (sc.nnz - held) / max(sc.n_rows, 1) + std.n_centred
+
+
+def check_scale(model_meta: dict, scale: str | None, path) -> None:
+    """``--scale`` for a model that exists must be the mode it was trained with: its map is kept."""
+    if scale is not None and scale != scale_mode(model_meta):
+        raise InputError(f"{path} holds a model trained with --scale {scale_mode(model_meta)}; its scaling "
+                         f"cannot change to {scale}. Leave out --scale, or train into a new --model directory.")
 
 
 def _continue(store, source, valid_source, options, data_options, config) -> dict:
@@ -388,6 +407,7 @@ def _continue(store, source, valid_source, options, data_options, config) -> dic
     if config is not None and config.to_dict() != Config.from_dict(manifest["model"]["config"]).to_dict():
         raise InputError(f"{store.path} already holds a model; its hyper-parameters cannot change. "
                          "Leave out the model options, or train into a new --model directory.")
+    check_scale(manifest["model"], options.scale, store.path)
     trained = TrainedModel.from_state(manifest["model"], arrays, ignore_extra=options.ignore_extra_features)
     classes = None if (trained.task == "regression" or options.ignore_unknown_labels) else trained.classes
     sc = scan(source, sample_size=1, task=trained.task if trained.task != "binary" or classes is not None else None,
@@ -399,7 +419,7 @@ def _continue(store, source, valid_source, options, data_options, config) -> dic
     run = RunState(data=_data_record(source, data_options),
                    valid={"files": valid_source.files} if valid_source else None,
                    options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
-                   mean_row_entries=sc.nnz / max(sc.n_rows, 1), history=history)
+                   mean_row_entries=_row_entries(sc, trained.standardizer), history=history)
     return _make_trainer(store, trained, run, valid_source).fit()
 
 
