@@ -93,7 +93,7 @@ def test_adagrad_halves_match_reference(r, C):
     A0 = [rng.uniform(0.1, 1.0, size=P[n].shape) for n in "bWV"]  # accumulators from earlier rows
     A = [a.copy() for a in A0]
     b, W, V = (P[n].copy() for n in "bWV")
-    norm = ada_accumulate(i, 0, indptr[1], indices, data, b, W, V, s, G, l2w, l2v, reg, *A)
+    norm = ada_accumulate(i, 0, indptr[1], indices, data, b, W, V, s, G, l2w, l2v, reg, *A, np.zeros(r))
     ada_step(i, 0, indptr[1], indices, data, b, W, V, s, G, eta, l2w, l2v, reg, *A)
     norms = []
     for c in range(C):
@@ -201,12 +201,12 @@ def test_train_rows_matches_numpy_reference(method, task, C, glob):
 
 
 @pytest.mark.parametrize("task", ["binary", "regression"])
-@pytest.mark.parametrize("opt", [NORMALIZED, SGD])
+@pytest.mark.parametrize("opt", [NORMALIZED, SGD, ADAGRAD])
 @pytest.mark.parametrize("density", [1.0, 0.3])
 def test_fm_fast_path_equals_the_general_loop(task, opt, density):
-    """fm with one output takes kernels.fm.fm_rows_single (fm_rows_dense for full-width rows); the
-    general loop (tested against NumPy above) must give the same parameters, losses and counts, with
-    L2 and the schedule on."""
+    """fm with one output takes kernels.fm.fm_rows_single (fm_rows_dense for full-width rows), or
+    fm_rows_adagrad; the general loop (tested against NumPy above) must give the same parameters,
+    losses and counts, with L2 and the schedule (or the AdaGrad bound) on."""
     rng = np.random.default_rng(11)
     p, r, n = 7, 4, 60
     P = random_params(rng, 1, p, 1, r, 0)
@@ -221,10 +221,10 @@ def test_fm_fast_path_equals_the_general_loop(task, opt, density):
     for kernel, idx in runs:
         Q = {k: v.copy() for k, v in P.items()}
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
-        dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
+        A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
         kernel(METHOD_CODES["fm"], TASK_CODES[task], indptr, idx, data, y, np.zeros((n, 0)),
-               np.zeros((n, 0), np.int64), Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 3, 1.0, 0.3, 1.0, 0.1,
-               0.3, 40.0, 0.05, 1e-3, 2e-3, reg, opt, 1.0, False, True, 5, losses, ks, stats)
+               np.zeros((n, 0), np.int64), Q["b"], Q["W"], Q["V"], Q["Z"], *A, 3, 1.0, 0.3, 1.0, 0.1,
+               0.3, 40.0, 0.05, 1e-3, 2e-3, reg, opt, 0.5, False, True, 5, losses, ks, stats)
         out.append((Q, losses, ks, stats))
     (Qa, la, ka, sa), (Qb, lb, kb, sb) = out[:2]
     for name in "bWV":
@@ -234,7 +234,7 @@ def test_fm_fast_path_equals_the_general_loop(task, opt, density):
     np.testing.assert_array_equal(sa, sb)
     assert not np.allclose(Qa["V"], P["V"])  # it trained
     if full:
-        # the dense path (kernels.fm.fm_rows_dense, no index array) is fm_rows_single bit for bit
+        # the dense paths (no index array) are the CSR fast paths bit for bit
         Qd, ld, kd, sd = out[2]
         for name in "bWV":
             np.testing.assert_array_equal(Qd[name], Qa[name], err_msg=name)

@@ -167,3 +167,142 @@ def _make_update(width):
 
 eval_block4, eval_block2, eval_block1 = (_make_eval(w) for w in (4, 2, 1))
 update_block4, update_block2, update_block1 = (_make_update(w) for w in (4, 2, 1))
+
+
+def _vsqrt(builder, value, vec):
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec]),
+                                        f"llvm.sqrt.v{vec.count}f64")
+    return builder.call(fn, [value])
+
+
+def _check_scratch(inv):
+    return isinstance(inv, types.NoneType) or (
+        isinstance(inv, types.Array) and inv.layout == "C" and inv.dtype == types.float64)
+
+
+def _make_ada_accumulate(width):
+    vec = ir.VectorType(_F64, width)
+
+    @intrinsic
+    def ada_accumulate_block(typingctx, V, A, base, stride, data, lo, hi, indices, s, s_off, g, l2, reg, eps,
+                             inv, inv_off, inv_stride):
+        """AdaGrad's first sweep over the row for the block's factors: with d = x_j (s_f - V_jf x_j)
+        (df/dV_jf) and g_jf = g d + (l2 reg_j) V_jf, A_jf += g_jf^2, and 1 / sqrt(A_jf + eps) is kept
+        in ``inv`` at ``inv_off + (t - lo) * inv_stride`` (``inv`` None: not kept); returns the
+        block's sums over the row of d^2 / sqrt(A_jf + eps), ``width`` values."""
+        if not (_check(V, data, indices) and _check(A, data, indices) and _check_scratch(inv)):
+            return None
+        for a in (s, reg):
+            if not (isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float64):
+                return None
+        sig = types.UniTuple(types.float64, width)(V, A, base, stride, data, lo, hi, indices, s, s_off, g, l2,
+                                                    reg, eps, inv, inv_off, inv_stride)
+        dense = isinstance(indices, types.NoneType)
+        keep = not isinstance(inv, types.NoneType)
+
+        def codegen(context, builder, sig, args):
+            Va = context.make_array(sig.args[0])(context, builder, args[0])
+            Aa = context.make_array(sig.args[1])(context, builder, args[1])
+            Da = context.make_array(sig.args[4])(context, builder, args[4])
+            Ia = None if dense else context.make_array(sig.args[7])(context, builder, args[7])
+            Sa = context.make_array(sig.args[8])(context, builder, args[8])
+            Ra = context.make_array(sig.args[12])(context, builder, args[12])
+            Ka = context.make_array(sig.args[14])(context, builder, args[14]) if keep else None
+            base_, stride_, lo_, hi_, soff, koff, kstride = (
+                context.cast(builder, args[k], sig.args[k], types.int64) for k in (2, 3, 5, 6, 9, 15, 16))
+            g_, l2_, eps_ = (context.cast(builder, args[k], sig.args[k], types.float64) for k in (10, 11, 13))
+            sv = builder.load(builder.bitcast(builder.gep(Sa.data, [soff]), vec.as_pointer()), align=8)
+            gv_ = _splat(builder, g_, vec)
+            epsv = _splat(builder, eps_, vec)
+            one = _splat(builder, ir.Constant(_F64, 1.0), vec)
+            acc = cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * width))
+            with cgutils.for_range_slice(builder, lo_, hi_, ir.Constant(_I64, 1), inc=True) as (t, _):
+                x = builder.load(builder.gep(Da.data, [t]))
+                xv = _splat(builder, x, vec)
+                j = _row_feature(context, builder, sig.args[7], Ia, t, lo_)
+                l2v = _splat(builder, builder.fmul(l2_, builder.load(builder.gep(Ra.data, [j]))), vec)
+                off = builder.add(base_, builder.mul(j, stride_))
+                vptr = builder.bitcast(builder.gep(Va.data, [off]), vec.as_pointer())
+                aptr = builder.bitcast(builder.gep(Aa.data, [off]), vec.as_pointer())
+                v = builder.load(vptr, align=8)
+                # d = x * (s - v * x); gv = g * d + l2 * v; a = A + gv * gv, in the scalar loop's order
+                d = builder.fmul(xv, builder.fsub(sv, builder.fmul(v, xv)))
+                grad = builder.fadd(builder.fmul(gv_, d), builder.fmul(l2v, v))
+                a = builder.fadd(builder.load(aptr, align=8), builder.fmul(grad, grad))
+                builder.store(a, aptr, align=8)
+                iv = builder.fdiv(one, _vsqrt(builder, builder.fadd(a, epsv), vec))
+                if keep:
+                    koffset = builder.add(koff, builder.mul(builder.sub(t, lo_), kstride))
+                    builder.store(iv, builder.bitcast(builder.gep(Ka.data, [koffset]), vec.as_pointer()), align=8)
+                builder.store(builder.fadd(builder.load(acc), builder.fmul(builder.fmul(d, d), iv)), acc)
+            total = builder.load(acc)
+            lanes = [builder.extract_element(total, ir.Constant(_I32, u)) for u in range(width)]
+            return context.make_tuple(builder, sig.return_type, lanes)
+
+        return sig, codegen
+
+    return ada_accumulate_block
+
+
+def _make_ada_step(width):
+    vec = ir.VectorType(_F64, width)
+
+    @intrinsic
+    def ada_step_block(typingctx, V, A, base, stride, data, lo, hi, indices, s, s_off, g, eta, l2, reg, eps,
+                       inv, inv_off, inv_stride):
+        """AdaGrad's step for the block's factors, every feature of the row:
+        V_jf <- V_jf - eta (g x_j (s_f - V_jf x_j) + (l2 reg_j) V_jf) i_jf, with i_jf = 1 / sqrt(A_jf + eps)
+        read from ``inv`` as ``ada_accumulate_block`` kept it, or (``inv`` None) computed again."""
+        if not (_check(V, data, indices) and _check(A, data, indices) and _check_scratch(inv)):
+            return None
+        for a in (s, reg):
+            if not (isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float64):
+                return None
+        sig = types.void(V, A, base, stride, data, lo, hi, indices, s, s_off, g, eta, l2, reg, eps, inv, inv_off,
+                         inv_stride)
+        dense = isinstance(indices, types.NoneType)
+        keep = not isinstance(inv, types.NoneType)
+
+        def codegen(context, builder, sig, args):
+            Va = context.make_array(sig.args[0])(context, builder, args[0])
+            Aa = context.make_array(sig.args[1])(context, builder, args[1])
+            Da = context.make_array(sig.args[4])(context, builder, args[4])
+            Ia = None if dense else context.make_array(sig.args[7])(context, builder, args[7])
+            Sa = context.make_array(sig.args[8])(context, builder, args[8])
+            Ra = context.make_array(sig.args[13])(context, builder, args[13])
+            Ka = context.make_array(sig.args[15])(context, builder, args[15]) if keep else None
+            base_, stride_, lo_, hi_, soff, koff, kstride = (
+                context.cast(builder, args[k], sig.args[k], types.int64) for k in (2, 3, 5, 6, 9, 16, 17))
+            g_, eta_, l2_, eps_ = (context.cast(builder, args[k], sig.args[k], types.float64)
+                                   for k in (10, 11, 12, 14))
+            sv = builder.load(builder.bitcast(builder.gep(Sa.data, [soff]), vec.as_pointer()), align=8)
+            etav = _splat(builder, eta_, vec)
+            epsv = _splat(builder, eps_, vec)
+            one = _splat(builder, ir.Constant(_F64, 1.0), vec)
+            with cgutils.for_range_slice(builder, lo_, hi_, ir.Constant(_I64, 1), inc=True) as (t, _):
+                x = builder.load(builder.gep(Da.data, [t]))
+                xv = _splat(builder, x, vec)
+                gx = _splat(builder, builder.fmul(g_, x), vec)
+                j = _row_feature(context, builder, sig.args[7], Ia, t, lo_)
+                l2v = _splat(builder, builder.fmul(l2_, builder.load(builder.gep(Ra.data, [j]))), vec)
+                off = builder.add(base_, builder.mul(j, stride_))
+                vptr = builder.bitcast(builder.gep(Va.data, [off]), vec.as_pointer())
+                v = builder.load(vptr, align=8)
+                if keep:
+                    koffset = builder.add(koff, builder.mul(builder.sub(t, lo_), kstride))
+                    iv = builder.load(builder.bitcast(builder.gep(Ka.data, [koffset]), vec.as_pointer()), align=8)
+                else:
+                    aptr = builder.bitcast(builder.gep(Aa.data, [off]), vec.as_pointer())
+                    iv = builder.fdiv(one, _vsqrt(builder, builder.fadd(builder.load(aptr, align=8), epsv), vec))
+                # v - eta * (gx * (s - v * x) + l2 * v) * iv, in the scalar loop's order
+                step = builder.fadd(builder.fmul(gx, builder.fsub(sv, builder.fmul(v, xv))), builder.fmul(l2v, v))
+                builder.store(builder.fsub(v, builder.fmul(builder.fmul(etav, step), iv)), vptr, align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return ada_step_block
+
+
+ada_accumulate_block4, ada_accumulate_block2, ada_accumulate_block1 = (_make_ada_accumulate(w) for w in (4, 2, 1))
+ada_step_block4, ada_step_block2, ada_step_block1 = (_make_ada_step(w) for w in (4, 2, 1))

@@ -15,7 +15,9 @@ import numpy as np
 from numba import njit
 
 from ._prefetch import prefetch_span
-from ._simd import eval_block1, eval_block2, eval_block4, update_block1, update_block2, update_block4
+from ._simd import (ada_accumulate_block1, ada_accumulate_block2, ada_accumulate_block4, ada_step_block1,
+                    ada_step_block2, ada_step_block4, eval_block1, eval_block2, eval_block4, update_block1,
+                    update_block2, update_block4)
 from .losses import loss_grad
 
 
@@ -131,14 +133,64 @@ def fm_update(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v, reg):
 ADA_EPS = 1e-12
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _ada_factors(i, c, lo, hi, indices, data, V, AV, s, gc, l2_v, reg, inv, part):
+    """AdaGrad's first sweep over the factors of anchor i's output c, per block of 4, 2 or 1 factors in
+    vector registers (kernels/_simd.py): the accumulators of every factor the row touches grow by its
+    squared gradient; ``part[f]`` gets the sum over the row of (df/dV_jf)^2 / sqrt(A_jf); ``inv``
+    (rows x r, flat; or None) keeps each 1 / sqrt(A_jf) for the step."""
+    p = V.shape[1]
+    C = V.shape[2]
+    r = V.shape[3]
+    base = (i * p * C + c) * r
+    f = 0
+    while f + 4 <= r:
+        a = ada_accumulate_block4(V, AV, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, l2_v, reg,
+                                  ADA_EPS, inv, f, r)
+        part[f], part[f + 1], part[f + 2], part[f + 3] = a[0], a[1], a[2], a[3]
+        f += 4
+    if f + 2 <= r:
+        a2 = ada_accumulate_block2(V, AV, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, l2_v, reg,
+                                   ADA_EPS, inv, f, r)
+        part[f], part[f + 1] = a2[0], a2[1]
+        f += 2
+    if f < r:
+        a1 = ada_accumulate_block1(V, AV, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, l2_v, reg,
+                                   ADA_EPS, inv, f, r)
+        part[f] = a1[0]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ada_factor_steps(i, c, lo, hi, indices, data, V, AV, s, gc, eta, l2_v, reg, inv):
+    """AdaGrad's step on the factors of anchor i's output c, blocks as in ``_ada_factors``."""
+    p = V.shape[1]
+    C = V.shape[2]
+    r = V.shape[3]
+    base = (i * p * C + c) * r
+    f = 0
+    while f + 4 <= r:
+        ada_step_block4(V, AV, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, eta, l2_v, reg, ADA_EPS,
+                        inv, f, r)
+        f += 4
+    if f + 2 <= r:
+        ada_step_block2(V, AV, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, eta, l2_v, reg, ADA_EPS,
+                        inv, f, r)
+        f += 2
+    if f < r:
+        ada_step_block1(V, AV, base + f, C * r, data, lo, hi, indices, s, c * r + f, gc, eta, l2_v, reg, ADA_EPS,
+                        inv, f, r)
+
+
 @njit(cache=True, nogil=True)
-def ada_accumulate(i, lo, hi, indices, data, b, W, V, s, G, l2_w, l2_v, reg, Ab, AW, AV):
+def ada_accumulate(i, lo, hi, indices, data, b, W, V, s, G, l2_w, l2_v, reg, Ab, AW, AV, part):
     """AdaGrad, first half: add this row's squared gradients (L2 included) to anchor i's accumulators.
 
     Returns max over outputs c of sum_k (df_ic/dtheta_k)^2 / sqrt(A_k), the
     squared gradient norm of f_ic in AdaGrad's metric over the parameters
     this row touches; ``train_rows_general`` bounds the row's step with it
     so that the step changes f by at most |dloss/df| to first order.
+    ``part`` (>= r,) is scratch. The factor part is summed per factor across
+    the row, then across factors.
     """
     C = G.shape[0]
     r = s.shape[1]
@@ -150,17 +202,12 @@ def ada_accumulate(i, lo, hi, indices, data, b, W, V, s, G, l2_w, l2_v, reg, Ab,
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
             x = data[t]
-            lw = l2_w * reg[j]
-            lv = l2_v * reg[j]
-            gw = gc * x + lw * W[i, j, c]
+            gw = gc * x + (l2_w * reg[j]) * W[i, j, c]
             AW[i, j, c] += gw * gw
-            sc += x * x / np.sqrt(AW[i, j, c] + ADA_EPS)
-            for f in range(r):
-                v = V[i, j, c, f]
-                d = x * (s[c, f] - v * x)  # df/dV_jf
-                gv = gc * d + lv * v
-                AV[i, j, c, f] += gv * gv
-                sc += d * d / np.sqrt(AV[i, j, c, f] + ADA_EPS)
+            sc += x * x * (1.0 / np.sqrt(AW[i, j, c] + ADA_EPS))
+        _ada_factors(i, c, lo, hi, indices, data, V, AV, s, gc, l2_v, reg, None, part)
+        for f in range(r):
+            sc += part[f]
         if sc > smax:
             smax = sc
     return smax
@@ -171,19 +218,87 @@ def ada_step(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v, reg, Ab, 
     """AdaGrad, second half: theta_k -= eta * g_k / sqrt(A_k) on anchor i's touched parameters,
     with the gradients of ``ada_accumulate`` (the same expressions, at the same parameters)."""
     C = G.shape[0]
-    r = s.shape[1]
     for c in range(C):
         gc = G[c]
-        b[i, c] -= eta * gc / np.sqrt(Ab[i, c] + ADA_EPS)
+        b[i, c] -= eta * gc * (1.0 / np.sqrt(Ab[i, c] + ADA_EPS))
+        for t in range(lo, hi):
+            j = t - lo if indices is None else indices[t]
+            W[i, j, c] -= eta * (gc * data[t] + (l2_w * reg[j]) * W[i, j, c]) * (1.0 / np.sqrt(AW[i, j, c] + ADA_EPS))
+        _ada_factor_steps(i, c, lo, hi, indices, data, V, AV, s, gc, eta, l2_v, reg, None)
+
+
+@njit(cache=True, nogil=True)
+def fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, bound, l2_w, l2_v, reg, losses):
+    """The ``fm`` method with one output (binary or regression) and AdaGrad: the fast path of
+    ``kernels.llfm.train_rows``, the general loop's arithmetic (equal to ~1e-15, tested).
+
+    With one FM and one output the parameters are b (1,), W (p,), V (p, r)
+    and the accumulators alike. Per row: one sweep for f and the factor
+    sums; one that updates the accumulators, keeps each touched parameter's
+    1 / sqrt(A) in a row-sized scratch and sums the norm that bounds the
+    step; one that steps (the factor sweeps in vector registers). ``indices``
+    None: full-width rows (feature j of a row is ``data[lo + j]``).
+    """
+    n = indptr.shape[0] - 1
+    p = W.shape[1]
+    r = V.shape[3]
+    b1, W1, V2 = b.reshape(1), W.reshape(p), V.reshape((p, r))
+    Ab1, AW1 = Ab.reshape(1), AW.reshape(p)
+    longest = 0
+    for row in range(n):
+        longest = max(longest, indptr[row + 1] - indptr[row])
+    inv_w = np.empty(longest)
+    inv_v = np.empty(longest * r)
+    s = np.zeros((1, r))
+    part = np.zeros(r)
+    fbuf = np.zeros(1)
+    g = np.zeros(1)
+    for row in range(n):
+        lo = indptr[row]
+        hi = indptr[row + 1]
+        f = b1[0]
+        for q in range(r):
+            s[0, q] = 0.0
+        sqs = 0.0  # sum_j x_j^2 ||V_j||^2, the FM's diagonal
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
             x = data[t]
-            lw = l2_w * reg[j]
-            lv = l2_v * reg[j]
-            W[i, j, c] -= eta * (gc * x + lw * W[i, j, c]) / np.sqrt(AW[i, j, c] + ADA_EPS)
-            for f in range(r):
-                v = V[i, j, c, f]
-                V[i, j, c, f] = v - eta * (gc * x * (s[c, f] - v * x) + lv * v) / np.sqrt(AV[i, j, c, f] + ADA_EPS)
+            f += W1[j] * x
+            Vj = V2[j]
+            sq = 0.0
+            for q in range(r):
+                v = Vj[q] * x
+                s[0, q] += v
+                sq += v * v
+            sqs += sq
+        ss = 0.0
+        for q in range(r):
+            ss += s[0, q] * s[0, q]
+        fbuf[0] = f + 0.5 * (ss - sqs)
+        losses[row] = loss_grad(task, fbuf, y[row], g)
+        gc = g[0]
+        Ab1[0] += gc * gc
+        ib = 1.0 / np.sqrt(Ab1[0] + ADA_EPS)
+        norm = ib
+        for t in range(lo, hi):
+            j = t - lo if indices is None else indices[t]
+            x = data[t]
+            gw = gc * x + (l2_w * reg[j]) * W1[j]
+            AW1[j] += gw * gw
+            iw = 1.0 / np.sqrt(AW1[j] + ADA_EPS)
+            inv_w[t - lo] = iw
+            norm += x * x * iw
+        _ada_factors(0, 0, lo, hi, indices, data, V, AV, s, gc, l2_v, reg, inv_v, part)
+        for q in range(r):
+            norm += part[q]
+        eta = eta0
+        if eta * norm > bound:
+            eta = bound / norm
+        b1[0] -= eta * gc * ib
+        for t in range(lo, hi):
+            j = t - lo if indices is None else indices[t]
+            W1[j] -= eta * (gc * data[t] + (l2_w * reg[j]) * W1[j]) * inv_w[t - lo]
+        _ada_factor_steps(0, 0, lo, hi, indices, data, V, AV, s, gc, eta, l2_v, reg, inv_v)
 
 
 @njit(cache=True, nogil=True, inline="always")

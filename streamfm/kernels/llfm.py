@@ -22,7 +22,7 @@ from numba import njit
 
 from ..coding.local import adaptive_coding, soft_assignment
 from ._prefetch import prefetch_anchor
-from .fm import ada_accumulate, ada_step, fm_eval, fm_rows_dense, fm_rows_single, fm_update
+from .fm import ada_accumulate, ada_step, fm_eval, fm_rows_adagrad, fm_rows_dense, fm_rows_single, fm_update
 from .losses import BINARY, SQUARED, loss_grad
 
 FM, DO, APL, JO = 0, 1, 2, 3
@@ -175,13 +175,16 @@ def train_rows(method, task, indptr, indices, data, y, phi, cand,
     ``indices`` None means full-width rows (every row holds all p features:
     data is the rows of an (n, p) array); numba compiles that case as a
     specialisation of its own (see kernels/fm.py). ``fm`` with one output
-    and plain or normalised SGD takes the fast path
-    ``kernels.fm.fm_rows_single``, or ``fm_rows_dense`` for full-width rows;
-    everything else the general loop.
+    takes a fast path: ``kernels.fm.fm_rows_adagrad`` for AdaGrad, and for
+    plain or normalised SGD ``fm_rows_single``, or ``fm_rows_dense`` for
+    full-width rows; everything else the general loop.
     """
-    if method == FM and b.shape[1] == 1 and opt != ADAGRAD and (task == BINARY or task == SQUARED):
+    if method == FM and b.shape[1] == 1 and (task == BINARY or task == SQUARED):
         n = indptr.shape[0] - 1
-        if indices is None:
+        if opt == ADAGRAD:
+            fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, bound, l2_w, l2_v, reg,
+                            losses)
+        elif indices is None:
             fm_rows_dense(task, data.reshape((n, W.shape[1])), y, b, W, V, eta0, t0, l2_w, l2_v, reg,
                           opt == NORMALIZED, t_start, losses)
         else:
@@ -250,6 +253,7 @@ def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
     kappa = np.zeros(Kmax)
     sumF = np.zeros(C)
     flocal = np.zeros(C)
+    ada_part = np.zeros(r)  # ada_accumulate's scratch
     for row in range(n):
         lo = indptr[row]
         hi = indptr[row + 1]
@@ -279,7 +283,7 @@ def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
                 for c in range(C):
                     G[c] = g[c] * gamma[a]
                 norm += gamma[a] * gamma[a] * ada_accumulate(ids[a], lo, hi, indices, data, b, W, V, Sb[a], G,
-                                                             l2_w, l2_v, reg, Ab, AW, AV)
+                                                             l2_w, l2_v, reg, Ab, AW, AV, ada_part)
             eta = eta0
             if eta * norm > bound:
                 eta = bound / norm
