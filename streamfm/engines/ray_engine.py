@@ -779,7 +779,7 @@ class RayTrainer(Trainer):
             epoch_rows = run.rows_per_epoch // n
             broadcast = None  # the workers were given `state`; later rounds send the merge
             attached = run.epoch  # the last epoch whose streams the workers hold
-            while run.epoch < run.epochs:
+            while self._epochs_left():
                 if len(run.worker_positions) != n:
                     run.worker_positions = [0] * n
                 if attached < run.epoch:
@@ -834,8 +834,7 @@ class RayTrainer(Trainer):
                 bar.close()
                 self._end_epoch(t_start, rows_start, summary)
                 last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
-        summary["epochs_done"] = run.epoch
-        return summary
+        return self._finish_summary(summary)
 
     def _epoch_record(self, t_start: float, rows_start: int) -> dict:
         record = super()._epoch_record(t_start, rows_start)

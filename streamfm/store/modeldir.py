@@ -136,6 +136,9 @@ class ModelDir:
         # save() from two threads of one process would race for the same
         # checkpoint number.
         self._save_mutex = threading.Lock()
+        # temp_path() names handed out and not yet installed: this process's
+        # files in the making, not leftovers
+        self._temps: set[str] = set()
 
     def __repr__(self) -> str:
         return f"ModelDir({str(self.path)!r})"
@@ -488,11 +491,14 @@ class ModelDir:
         """Where to write a file that :meth:`install` will later move to ``DIR/name``.
 
         A hidden, unique name in the directory (created if missing), so the
-        rename is atomic; if its writer dies, the next save or lock removes it.
+        rename is atomic; if its writer dies, the next save or lock removes it
+        (this object's saves and locks leave it alone until it is installed).
         """
         _check_file_name(name)
         self._make_dir()
-        return temporary_path(self.path / name)
+        tmp = temporary_path(self.path / name)
+        self._temps.add(tmp.name)
+        return tmp
 
     def install(self, tmp: str | os.PathLike, name: str) -> pathlib.Path:
         """Move a finished file from :meth:`temp_path` to ``DIR/name``, durably, replacing any.
@@ -506,6 +512,7 @@ class ModelDir:
         target = self.path / name
         fsync_path(tmp)  # its writer (pyarrow) may have closed it without
         os.replace(tmp, target)
+        self._temps.discard(pathlib.Path(tmp).name)
         fsync_dir(self.path)
         return target
 
@@ -649,7 +656,7 @@ class ModelDir:
                 if _writer_gone(entry[len(_TMP_CKPT_PREFIX):]):
                     shutil.rmtree(path, ignore_errors=True)
             elif (match := _TMP_FILE_RE.match(entry)) is not None:
-                if _writer_gone(match.group(1)):
+                if entry not in self._temps and _writer_gone(match.group(1)):
                     with contextlib.suppress(OSError):
                         path.unlink()
 
