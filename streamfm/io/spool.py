@@ -4,9 +4,11 @@ The trainer spools the rows it holds out for validation here during the scan
 pass, then evaluates the file after every epoch like a ``--valid`` set
 instead of reading the whole training data again. The file is in the sparse
 layout that ``streamfm convert`` writes (``label``, ``indices``, ``values``),
-so ``open_source`` reads it back as the same rows. Its row groups hold a
-fixed number of rows, whatever the chunks appended: the file, and the chunks
-a reader makes of it, do not depend on how the input was chunked.
+so ``open_source`` reads it back as the same rows. Its row groups are cut
+from the rows themselves (``row_group_rows`` rows, fewer if they hold more
+than ``row_group_entries`` stored values), whatever the chunks appended: the
+file, and the chunks a reader makes of it, do not depend on how the input
+was chunked, and memory holds at most one row group (plus one chunk).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from streamfm.io.convert import chunk_to_table
 
 #: rows per row group (and so per chunk read back, at most)
 ROW_GROUP_ROWS = 65_536
+#: stored values per row group, at most (~48 MB of indices and values), for wide rows
+ROW_GROUP_ENTRIES = 4_000_000
 
 
 def sparse_schema(text_labels: bool, n_features_hint: int | None = None) -> pa.Schema:
@@ -52,20 +56,23 @@ class ParquetSpool:
     n_features_hint : int or None
         The width stored in the file's metadata (read back as the declared
         width, so full-width rows stay full width).
-    row_group_rows : int
-        Rows per row group.
+    row_group_rows, row_group_entries : int
+        Rows per row group, and the stored values a row group may hold
+        (a row group ends at the row that reaches them; at least one row).
     """
 
     def __init__(self, path, *, n_features_hint: int | None = None, row_group_rows: int = ROW_GROUP_ROWS,
-                 compression: str = "zstd"):
+                 row_group_entries: int = ROW_GROUP_ENTRIES, compression: str = "zstd"):
         self._path = path
         self.path: str | None = None if callable(path) else os.fspath(path)
         self.n_features_hint = n_features_hint
         self.row_group_rows = int(row_group_rows)
+        self.row_group_entries = int(row_group_entries)
         self.compression = compression
         self.rows = 0
         self._pending: list[Chunk] = []
         self._n_pending = 0
+        self._nnz_pending = 0
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
 
@@ -77,15 +84,23 @@ class ParquetSpool:
             self._schema = sparse_schema(np.asarray(chunk.y).dtype.kind in "US", self.n_features_hint)
         self._pending.append(chunk)
         self._n_pending += chunk.n_rows
+        self._nnz_pending += chunk.nnz
         self.rows += chunk.n_rows
-        while self._n_pending >= self.row_group_rows:
-            self._flush(self.row_group_rows)
+        while self._n_pending >= self.row_group_rows or self._nnz_pending >= self.row_group_entries:
+            self._flush(full=True)
 
-    def _flush(self, n: int) -> None:
+    def _flush(self, full: bool) -> None:
+        """Write the next row group: cut where the rows reach a group's rows or entries (``full``),
+        or everything pending."""
         rows = Chunk.concat(self._pending)
-        self._pending, self._n_pending = [], 0
+        n = rows.n_rows
+        if full:
+            reach = int(np.searchsorted(rows.indptr[1:], self.row_group_entries)) + 1  # rows to reach the entries
+            n = max(1, min(n, self.row_group_rows, reach))
+        self._pending, self._n_pending, self._nnz_pending = [], 0, 0
         if rows.n_rows > n:
-            self._pending, self._n_pending = [rows.take(np.arange(n, rows.n_rows))], rows.n_rows - n
+            rest = rows.take(np.arange(n, rows.n_rows))
+            self._pending, self._n_pending, self._nnz_pending = [rest], rest.n_rows, rest.nnz
             rows = rows.take(np.arange(n))
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._open(), self._schema, compression=self.compression)
@@ -93,8 +108,10 @@ class ParquetSpool:
 
     def close(self) -> int:
         """Write what is pending and close the file (an empty file if no row came); returns the rows."""
+        while self._n_pending >= self.row_group_rows or self._nnz_pending >= self.row_group_entries:
+            self._flush(full=True)
         if self._n_pending:
-            self._flush(self._n_pending)
+            self._flush(full=False)
         if self._writer is None:
             pq.write_table((self._schema or sparse_schema(False, self.n_features_hint)).empty_table(), self._open())
         else:
@@ -109,7 +126,7 @@ class ParquetSpool:
 
     def abort(self) -> None:
         """Close without completing (the caller removes the file, if ``path`` is set)."""
-        self._pending, self._n_pending = [], 0
+        self._pending, self._n_pending, self._nnz_pending = [], 0, 0
         if self._writer is not None:
             try:
                 self._writer.close()

@@ -139,7 +139,10 @@ class Trainer:
         self._best_ckpt = None  # the checkpoint the manifest keeps as "best"
         if run.best is not None and run.status != "complete" and store.exists():
             kept = store.read_manifest().get("kept", {}).get("best")
-            self._best_ckpt = kept and kept["checkpoint"]
+            if kept is None:
+                raise InputError(f"model directory {store.path} is damaged: its run's best epoch "
+                                 f"({run.best['epoch']}) has no checkpoint kept")
+            self._best_ckpt = kept["checkpoint"]
         self.unknown_labels = 0
         self._input_wait: float | None = None  # seconds this epoch's loop waited for its input
 
