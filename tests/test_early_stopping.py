@@ -263,18 +263,42 @@ def test_early_stop_0_holds_nothing_out(big, tmp_path):
     assert run["holdout"] is None and run["rows_per_epoch"] == 12_000 and SPOOL not in os.listdir(tmp_path / "m")
 
 
-def test_a_failed_scan_leaves_no_spool_and_no_directory(big, tmp_path):
+def test_a_failed_scan_leaves_no_spool_and_no_directory(monkeypatch, tmp_path):
+    import functools
+
+    import pyarrow as pa
+
+    from streamfm.io.spool import ParquetSpool
+
+    opened = []
+
+    class Spool(ParquetSpool):  # small row groups: the spool is on disk before the scan fails
+        def _open(self):
+            opened.append(super()._open())
+            return opened[-1]
+
+    monkeypatch.setattr(trainer_module, "ParquetSpool", functools.partial(Spool, row_group_rows=500))
     bad = tmp_path / "bad"
-    os.makedirs(bad)
-    X, y = local_rules(70_000, seed=5)
+    X, y = local_rules(20_000, seed=5)
     write_parquet(bad, X, y, shards=2)
     t = pq.read_table(bad / "part-00001.parquet").to_pydict()
-    t["f0"][-1] = float("nan")  # the last row: after a whole row group of held-out rows is spooled
-    import pyarrow as pa
+    t["f0"][-1] = float("nan")  # the last row
     pq.write_table(pa.table(t), bad / "part-00001.parquet")
     with pytest.raises(Exception, match="must be finite"):
         train(str(bad), tmp_path / "m", config=Config(method="fm"), options=TrainOptions(epochs=1, **BIG_OPTS))
+    assert opened and opened[0].startswith(str(tmp_path / "m" / ".holdout.tmp-"))
     assert not (tmp_path / "m").exists()
+    # in an existing model's directory, only the temporary goes
+    train(big_rows(tmp_path), tmp_path / "m", config=Config(method="fm"), options=TrainOptions(epochs=1, **BIG_OPTS))
+    before = sorted(os.listdir(tmp_path / "m"))
+    with pytest.raises(Exception, match="must be finite"):
+        train(str(bad), tmp_path / "m", options=TrainOptions(epochs=1, **BIG_OPTS))
+    assert sorted(os.listdir(tmp_path / "m")) == before and len(opened) > 1
+
+
+def big_rows(tmp_path):
+    X, y = local_rules(12_000, seed=6)
+    return write_parquet(tmp_path / "good", X, y)
 
 
 # ---------------------------------------------------------------- command line

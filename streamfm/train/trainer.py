@@ -27,10 +27,10 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from ..io.sources import open_source
+from ..io.spool import ParquetSpool
 from ..models.config import Config
 from ..models.core import LLFMModel
 from ..models.trained import TrainedModel
-from ..io.spool import ParquetSpool
 from ..preprocess.holdout import HoldOut
 from ..preprocess.scan import AllRowsHeldOut, scan
 from ..preprocess.shuffle import read_ahead_chunks, shuffled_epoch
@@ -423,10 +423,10 @@ class _Validation:
 
     Held-out rows are spooled during the scan pass into a temporary file in
     the model directory (``ModelDir.temp_path``), installed as ``SPOOL`` under
-    the lock before the run's first checkpoint. The spool writes nothing
-    before it holds a row group (65,536 rows), so on 10,000 rows or fewer
-    nothing is written: the held-out rows are dropped and the data scanned
-    again without holding out (a second pass over at most 10,000 rows).
+    the lock before the run's first checkpoint. On 10,000 rows or fewer they
+    are dropped (the spool writes nothing before it holds a row group, so
+    usually nothing was written; else the file goes) and the data is scanned
+    again without holding out: a second pass over at most 10,000 rows.
     """
 
     def __init__(self, store: ModelDir, options: TrainOptions, valid_source, seed: int):
