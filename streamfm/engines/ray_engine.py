@@ -53,6 +53,16 @@ Every worker pulls its stream from a thread, a few chunks ahead, and asks
 for the next epoch as soon as the current one is read, so each epoch's
 start-up in Ray Data overlaps training on the end of the previous one.
 
+Early stopping
+--------------
+The driver validates after every epoch and ends epochs in the local
+trainer's ``_end_epoch``: with ``--valid`` the run stops early and keeps its
+best epoch exactly as the local engine does (with one worker, the same
+model). Rows held out of the training data need the membership test in the
+reader, and here Ray Data reads the shards in its own tasks: without
+``--valid`` a Ray run holds nothing out and trains every epoch (the start-up
+line says so).
+
 Failures
 --------
 A worker that dies mid-round (its actor killed, its node lost) loses only
