@@ -208,6 +208,15 @@ def _info_model(path: str, as_json: bool = False) -> int:
                           f"L2 {cfg.l2_w:g} (w) {cfg.l2_v:g} (V)"))
     rows.append(("status", f"{t['status']}: epoch {min(t['epoch'] + (t['status'] != 'complete'), t['epochs'])} "
                            f"of {t['epochs']}" + (f", row {t['position']:,}" if t["position"] else "")))
+    rows.append(("early stopping", _early_stopping_text(t)))
+    if t.get("kept_epoch"):
+        b = t.get("best")
+        value = f", valid {b['metric'].replace('_', ' ')} {b['value']:.4f}" if b and b["epoch"] == t["kept_epoch"] else ""
+        rows.append(("kept", f"epoch {t['kept_epoch']}{value} ({t['stop_reason']})"))
+    elif t.get("best"):
+        b = t["best"]
+        rows.append(("best so far", f"epoch {b['epoch']}, valid {b['metric'].replace('_', ' ')} {b['value']:.4f} "
+                                    f"(kept as {manifest.get('kept', {}).get('best', {}).get('checkpoint', '?')})"))
     rows.append(("rows trained", f"{m['t']:,} (runs before this one: {len(t.get('history', []))})"))
     rows.append(("data", f"{len(t['data']['files'])} file(s), {t['rows_per_epoch']:,} rows per epoch"))
     rows.append(("saved", f"{manifest.get('saved_at', '?')} ({manifest.get('checkpoint', '?')})"))
@@ -225,6 +234,15 @@ def _info_model(path: str, as_json: bool = False) -> int:
     for k, v in rows:
         print(f"{k + ':':<{width}} {v}")
     return 0
+
+
+def _early_stopping_text(t: dict) -> str:
+    es = t.get("early_stopping")
+    if not es:
+        return "off"
+    on = (f"on {t['holdout']['rows']:,} held-out training rows ({100 * t['holdout']['fraction']:g}%)"
+          if t.get("holdout") else "on --valid")
+    return f"{on}, valid {es['metric'].replace('_', ' ')}, patience {es['patience']}"
 
 
 def _summarise(source, progress: bool) -> dict:
@@ -356,7 +374,8 @@ def _add_train_parser(subparsers) -> None:
     p.add_argument("data", nargs="*", metavar="DATA", help="files, globs or directories")
     p.add_argument("--model", metavar="DIR", help="model directory (created if missing)")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
-    p.add_argument("--valid", nargs="+", metavar="DATA", help="data evaluated after every epoch")
+    p.add_argument("--valid", nargs="+", metavar="DATA",
+                   help="data evaluated after every epoch (and watched by --early-stop)")
     p.add_argument("--task", choices=("binary", "multiclass", "regression"),
                    help="the task (default: detected from the labels)")
     p.add_argument("--scale", choices=("auto", "standard", "maxabs", "none"), default=None,
@@ -381,7 +400,15 @@ def _add_train_parser(subparsers) -> None:
     g.add_argument("--paper-anchor-gradient", dest="cfg_jo_exact", action="store_const", const=False,
                    default=None, help="llfm-jo: the paper's approximate anchor gradient (drops the lambda term)")
     r = p.add_argument_group("the run")
-    r.add_argument("--epochs", type=int, default=10, help="passes over the data (default: 10)")
+    r.add_argument("--epochs", type=int, default=10, help="passes over the data, at most (default: 10)")
+    r.add_argument("--early-stop", type=int, default=3, metavar="N",
+                   help="stop after N epochs in a row without a lower validation log loss (RMSE for "
+                        "regression) and keep the best epoch's model; 0 = off, train every epoch and keep "
+                        "the last (default: 3). Validates on --valid, else on more than 10,000 rows on "
+                        "held-out training rows (--validation-fraction), else not at all")
+    r.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
+                   help="without --valid: the share of training rows held out for early stopping, chosen "
+                        "by --seed from each row's place in the data, never trained on (default: 0.1)")
     r.add_argument("--batch-rows", type=int, default=4096, help="rows per kernel call (default: 4096)")
     r.add_argument("--shuffle-buffer", type=int, default=0,
                    help="rows held for shuffling (default: 0 = sized to ~8M stored values, at most 100,000)")
@@ -461,7 +488,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
         quiet=args.quiet, threads=args.threads, engine=args.engine, workers=args.workers,
         address=args.address, sync_rows=args.sync_rows, worker_retries=args.worker_retries,
-        scale_steps=not args.no_scale_steps)
+        scale_steps=not args.no_scale_steps, early_stop=args.early_stop,
+        validation_fraction=args.validation_fraction)
     summary = train(data, args.model, config=config, options=options, data_options=data_options(args),
                     valid=valid)
     return _report_run(summary, args.model)
@@ -473,7 +501,8 @@ def _report_run(summary: dict, model_dir: str) -> int:
         print(f"stopped ({stopped}) at epoch {summary['epoch'] + 1}, row {summary['position']:,}; "
               f"checkpoint saved. Continue with: streamfm train --resume {model_dir}", file=sys.stderr)
         return {"SIGINT": 130, "SIGTERM": 143}.get(stopped, 0)
-    print(f"model saved in {model_dir}")
+    kept = summary.get("kept_epoch")
+    print(f"model saved in {model_dir}" + (f" (epoch {kept}'s: {summary['stop_reason']})" if kept else ""))
     return 0
 
 

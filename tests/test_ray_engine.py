@@ -363,3 +363,30 @@ def test_actors_leave_the_cpus_to_reading():
     # read tasks: at least two per worker, one per 256 MiB of Parquet
     assert read_blocks([], 3) == 6
     assert read_blocks(["/nonexistent/a.parquet"] * 10, 1) == 10
+
+
+def test_early_stopping_on_ray_keeps_the_best_epoch_with_valid_and_is_off_without(ray_instance, data, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """With --valid, a Ray run stops early and keeps its best epoch as the local engine does (one worker:
+    the same model); without --valid, Ray holds no rows out: early stopping is off, and says so."""
+    from test_early_stopping import HISTORY, Script
+
+    opts = dict(engine="ray", workers=1, sync_rows=64, epochs=9, early_stop=2, batch_rows=64, shuffle_buffer=300)
+    Script(monkeypatch, HISTORY)  # best epoch 4, stop after 6
+    r = train(data["train"], tmp_path / "ray", valid=data["valid"], config=Config(**CONF),
+              options=TrainOptions(quiet=True, **opts))
+    assert (r["epochs_done"], r["kept_epoch"]) == (6, 4)
+    Script(monkeypatch, HISTORY)
+    train(data["train"], tmp_path / "local", valid=data["valid"], config=Config(**CONF),
+          options=TrainOptions(quiet=True, **dict(opts, engine="local")))
+    (a, ta), (b, tb) = params(tmp_path / "local"), params(tmp_path / "ray")
+    assert ta == tb == 4 * 1200
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
+    run = ModelDir(tmp_path / "ray").read_manifest()["training"]
+    assert run["kept_epoch"] == 4 and run["stop_reason"] == "early stop after epoch 6, best epoch 4"
+    monkeypatch.undo()
+    train(data["train"], tmp_path / "off", config=Config(**CONF), options=TrainOptions(quiet=False, **dict(opts, epochs=1)))
+    assert "early stopping: off (--engine ray validates only on --valid)" in capsys.readouterr().out
+    run = ModelDir(tmp_path / "off").read_manifest()["training"]
+    assert run["early_stopping"] is None and run["holdout"] is None

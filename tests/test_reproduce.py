@@ -21,7 +21,7 @@ def test_grid_points_and_choice():
     assert tune.choose([({"eta0": 0.5}, 0.25), ({"eta0": 2.0}, 0.25)]) == {"eta0": 0.5}
     argv = tune.train_argv("fit/", "m", method="llfm-jo", epochs=3, seed=2, valid="va/", params={"eta0": 2.0, "rho": 1.0})
     assert argv == ["train", "fit/", "--model", "m", "--valid", "va/", "--method", "llfm-jo", "--epochs", "3",
-                    "--seed", "2", "--eta0", "2", "--rho", "1", "--quiet"]
+                    "--seed", "2", "--eta0", "2", "--rho", "1", "--early-stop", "0", "--quiet"]
 
 
 @pytest.fixture()

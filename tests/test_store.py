@@ -223,6 +223,80 @@ def test_checkpoint_directories_survive_a_missing_manifest(model):
     assert entries(model) == [".lock", "ckpt-000001"]
 
 
+# ---------------------------------------------------------------- kept checkpoints
+
+
+def test_a_kept_checkpoint_survives_later_commits_until_promoted(model):
+    with model.lock():
+        model.save({"step": 1}, make_arrays(1))
+        best = model.save({"step": 2}, make_arrays(2), keep={"best": None})  # keeps itself
+        assert model.read_manifest()["kept"]["best"]["checkpoint"] == best
+        for step in (3, 4):
+            latest = model.save({"step": step}, make_arrays(step), keep={"best": best})
+            assert entries(model) == [".lock", best, latest, "manifest.json"]
+        assert_state(model, 4)  # the committed checkpoint is the latest
+        manifest, arrays = model.load(kept="best")
+        assert manifest["checkpoint"] == best
+        for name, value in make_arrays(2).items():
+            np.testing.assert_array_equal(arrays[name], value, err_msg=name)
+        del arrays
+        # a lock (as after a crash) keeps it too
+    with model.lock():
+        assert entries(model) == [".lock", best, latest, "manifest.json"]
+        # promoted: the kept checkpoint becomes the result, its files untouched
+        before = {f.name: f.read_bytes() for f in (model.path / best).iterdir()}
+        assert model.promote({"step": 2}, "best") == best
+        assert entries(model) == [".lock", best, "manifest.json"]
+        assert "kept" not in model.read_manifest()
+        assert {f.name: f.read_bytes() for f in (model.path / best).iterdir()} == before
+        assert_state(model, 2)
+        # numbers go on above every checkpoint written (4), not above the committed one (2)
+        assert model.save({"step": 5}, make_arrays(5)) == "ckpt-000005"
+        assert entries(model) == [".lock", "ckpt-000005", "manifest.json"]
+
+
+def test_a_checkpoint_no_longer_kept_is_deleted(model):
+    best = model.save({"step": 1}, make_arrays(1), keep={"best": None})
+    model.save({"step": 2}, make_arrays(2), keep={"best": best})
+    other = model.save({"step": 3}, make_arrays(3), keep={"best": None})  # a new best replaces it
+    assert entries(model) == [other, "manifest.json"]
+    last = model.save({"step": 4}, make_arrays(4))
+    assert entries(model) == [last, "manifest.json"]
+
+
+def test_keep_and_promote_refuse_what_the_directory_does_not_keep(model):
+    model.save({"step": 1}, make_arrays(1))
+    before = entries(model)
+    with pytest.raises(ValueError, match="cannot keep 'ckpt-000009'"):
+        model.save({"step": 2}, make_arrays(2), keep={"best": "ckpt-000009"})
+    with pytest.raises(ValueError, match="keeps no checkpoint as 'best'"):
+        model.promote({"step": 2}, "best")
+    with pytest.raises(InputError, match="keeps no checkpoint as 'best'"):
+        model.load(kept="best")
+    assert entries(model) == before
+    assert_state(model, 1)
+
+
+def test_installed_files_and_their_temporaries(model):
+    tmp = model.temp_path("rows.parquet")
+    assert tmp.parent == model.path and tmp.name.startswith(".rows.tmp-") and tmp.suffix == ".parquet"
+    tmp.write_bytes(b"held out")
+    assert model.install(tmp, "rows.parquet").read_bytes() == b"held out"
+    model.save({"step": 1}, make_arrays(1))
+    gone = dead_pid()
+    (model.path / f".rows.tmp-{gone}-0a1b2c3d.parquet").write_bytes(b"a dead writer's")
+    live = model.path / f".rows.tmp-{os.getppid()}-0a1b2c3d.parquet"
+    live.write_bytes(b"a live writer's")
+    with model.lock():
+        assert entries(model) == [".lock", live.name, "ckpt-000001", "manifest.json", "rows.parquet"]
+        model.discard("rows.parquet")
+        model.discard("rows.parquet")  # gone already: nothing to do
+    assert "rows.parquet" not in entries(model)
+    for bad in ("manifest.json", "ckpt-000001", "../x", ".hidden"):
+        with pytest.raises(ValueError):
+            model.temp_path(bad)
+
+
 # ---------------------------------------------------------------- errors
 
 

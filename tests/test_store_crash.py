@@ -110,3 +110,73 @@ def test_kill_9_at_random_moments_never_mixes_checkpoints(tmp_path):
     with model.lock():
         name = model.save({"step": committed + 1}, arrays)
     assert sorted(os.listdir(model.path)) == [".lock", name, "manifest.json"]
+
+
+KEEPER = """
+import sys
+
+import numpy as np
+
+from streamfm.store import ModelDir
+
+model = ModelDir(sys.argv[1])
+with model.lock():
+    if model.exists():
+        manifest, arrays = model.load(mmap_mode="c")
+        step, best = manifest["step"], manifest.get("best")
+    else:
+        step, best = 0, None
+        arrays = {"w": np.zeros(400_000), "t": np.zeros((), dtype=np.int64)}
+    kept = manifest["kept"]["best"]["checkpoint"] if best is not None else None
+    print("ready", step, flush=True)
+    while True:
+        step += 1
+        for arr in arrays.values():
+            arr[...] = step
+        if step % 11 == 0 and best is not None:
+            # the run ends: the best checkpoint becomes the result
+            model.promote({"step": best, "best": None}, "best")
+            print("promoted", best, flush=True)
+            manifest, arrays = model.load(mmap_mode="c")
+            step, best, kept = best, None, None
+            continue
+        if step % 4 == 1:  # a new best
+            kept = model.save({"step": step, "best": step}, arrays, keep={"best": None})
+            best = step
+        else:
+            model.save({"step": step, "best": best}, arrays, keep={"best": kept} if kept else None)
+        print("saved", step, flush=True)
+"""
+
+
+def test_kill_9_never_loses_a_kept_checkpoint(tmp_path):
+    """A kept checkpoint (the best epoch's) stays loadable through commits, promotions and kills."""
+    script = tmp_path / "keeper.py"
+    script.write_text(KEEPER)
+    model = ModelDir(tmp_path / "model")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    rng = np.random.default_rng(7)
+    kept_seen = 0
+    for _ in range(KILLS):
+        child = subprocess.Popen([sys.executable, str(script), str(model.path)],
+                                 env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().startswith("ready")
+            time.sleep(rng.uniform(0.0, 0.3))
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        child.stdout.close()
+        if not model.exists():
+            continue
+        manifest, arrays = model.load()
+        assert all(np.all(a == manifest["step"]) for a in arrays.values())
+        if manifest.get("best") is not None:
+            best_manifest, best_arrays = model.load(kept="best")
+            assert all(np.all(a == manifest["best"]) for a in best_arrays.values()), "the kept checkpoint changed"
+            kept_seen += 1
+        # nothing but the checkpoints the manifest names (and temporaries of the kill) is left after a lock
+        with model.lock():
+            named = {manifest["checkpoint"]} | {e["checkpoint"] for e in manifest.get("kept", {}).values()}
+            assert {e for e in os.listdir(model.path) if e.startswith("ckpt-")} == named
+    assert kept_seen > 0

@@ -41,7 +41,7 @@ def child(args) -> None:
 
     t = time.perf_counter()
     code = main(["train", args.data, "--model", args.model, "--method", args.method, "--epochs", str(args.epochs),
-                 "-q", "--checkpoint-seconds", "1e9"])
+                 "--early-stop", "0", "-q", "--checkpoint-seconds", "1e9"])
     seconds = time.perf_counter() - t
     print(json.dumps({"exit": code, "seconds": seconds, "vm_hwm_mb": _status("VmHWM"),
                       "vm_peak_mb": _status("VmPeak")}), flush=True)
@@ -98,7 +98,8 @@ def main():
         f"--limit-mb {args.limit_mb} --method {args.method} --epochs {args.epochs}`",
         "",
         "Covtype-shaped libsvm files (tools/datagen.py, seed 0, all 54 features written on every row), "
-        f"`streamfm train FILE --method {args.method} --epochs {args.epochs}` with default settings, each in a "
+        f"`streamfm train FILE --method {args.method} --epochs {args.epochs} --early-stop 0` (every row trained on, "
+        f"no validation) with default settings otherwise, each in a "
         f"fresh process whose address space is capped at {args.limit_mb} MiB with RLIMIT_AS "
         "(`resource.setrlimit`, no cgroup). Peak RSS is VmHWM, peak address space VmPeak, "
         "from /proc/self/status at the end of the run; the time includes the scan pass, k-means, the "

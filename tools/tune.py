@@ -11,7 +11,8 @@ The procedure (the one tools/reproduce.py runs for every method, data set and sp
    streamfm's default), train on the fit part with the same command line,
    epochs and seed as the final run (``streamfm train FIT --valid VALID ...``);
 3. keep the point with the lowest validation log loss after the last epoch
-   (ties: the smaller step);
+   (ties: the smaller step; every run trains all its epochs: ``--early-stop 0``,
+   so the final run never stops on, or keeps an epoch chosen by, the test set);
 4. retrain on the whole training set with it.
 
 Why these two: with normalised steps, eta0 is the bias-variance knob of SGD.
@@ -72,6 +73,8 @@ def train_argv(data, model, *, method, epochs, seed, valid=None, params=None, ex
     argv += ["--method", method, "--epochs", str(epochs), "--seed", str(seed)]
     for k, v in sorted((params or {}).items()):
         argv += [f"--{k.replace('_', '-')}", f"{v:g}"]
+    if valid:  # the procedure compares last epochs (and the final run's --valid is the test set)
+        argv += ["--early-stop", "0"]
     return argv + list(extra) + ["--quiet"]
 
 

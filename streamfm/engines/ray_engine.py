@@ -53,6 +53,16 @@ Every worker pulls its stream from a thread, a few chunks ahead, and asks
 for the next epoch as soon as the current one is read, so each epoch's
 start-up in Ray Data overlaps training on the end of the previous one.
 
+Early stopping
+--------------
+The driver validates after every epoch and ends epochs in the local
+trainer's ``_end_epoch``: with ``--valid`` the run stops early and keeps its
+best epoch exactly as the local engine does (with one worker, the same
+model). Rows held out of the training data need the membership test in the
+reader, and here Ray Data reads the shards in its own tasks: without
+``--valid`` a Ray run holds nothing out and trains every epoch (the start-up
+line says so).
+
 Failures
 --------
 A worker that dies mid-round (its actor killed, its node lost) loses only
@@ -777,7 +787,7 @@ class RayTrainer(Trainer):
             epoch_rows = run.rows_per_epoch // n
             broadcast = None  # the workers were given `state`; later rounds send the merge
             attached = run.epoch  # the last epoch whose streams the workers hold
-            while run.epoch < run.epochs:
+            while self._epochs_left():
                 if len(run.worker_positions) != n:
                     run.worker_positions = [0] * n
                 if attached < run.epoch:
@@ -832,8 +842,7 @@ class RayTrainer(Trainer):
                 bar.close()
                 self._end_epoch(t_start, rows_start, summary)
                 last_ckpt_t, rows_since_ckpt = time.monotonic(), 0
-        summary["epochs_done"] = run.epoch
-        return summary
+        return self._finish_summary(summary)
 
     def _epoch_record(self, t_start: float, rows_start: int) -> dict:
         record = super()._epoch_record(t_start, rows_start)

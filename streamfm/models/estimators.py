@@ -2,17 +2,24 @@
 
 The API layer validates and converts; the arithmetic lives in the kernels.
 ``fit`` initialises (scaling statistics, k-means anchors) from the data it is
-given and runs ``n_epochs`` passes; ``partial_fit`` runs one pass over the
-rows it is given, in order, initialising from its first call's data. As in
-scikit-learn, convergence and early stopping are the caller's business.
+given and runs up to ``n_epochs`` passes, with early stopping as
+scikit-learn's SGD and HistGradientBoosting estimators name it
+(``early_stopping``, ``validation_fraction``, ``n_iter_no_change``): a seeded,
+stratified for classifiers, share of the rows is set aside, evaluated after
+every epoch (log loss, or RMSE for regression; ``train/early_stopping.py``),
+and the best epoch's parameters are restored at the end. ``partial_fit``
+runs one pass over the rows it is given, in order, initialising from its
+first call's data; there, as in scikit-learn, stopping is the caller's
+business.
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -20,6 +27,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..io.chunk import Chunk
 from ..preprocess.scan import feature_stats
 from ..preprocess.standardize import SCALE_MODES, Standardizer
+from ..train.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
+from ..train.metrics import StreamingMetrics
 from .config import Config
 from .core import LLFMModel, initial_bias
 
@@ -36,6 +45,12 @@ def _to_chunk(X, y=None) -> Chunk:
 def _chunks(X, rows: int):
     for a in range(0, X.shape[0], rows):
         yield _to_chunk(X[a:a + rows])
+
+
+def _snapshot(model: LLFMModel) -> tuple[dict, dict]:
+    """A copy of a model's state (``load_state`` restores it exactly)."""
+    meta, arrays = model.state()
+    return copy.deepcopy(meta), {k: np.array(v, copy=True) for k, v in arrays.items()}
 
 
 class _Base(BaseEstimator):
@@ -95,14 +110,67 @@ class _Base(BaseEstimator):
         return np.concatenate(losses) if losses else np.zeros(0)
 
     def _fit(self, X, y_enc, task, n_classes):
+        X, y_enc, X_val, y_val = self._validation_split(X, y_enc)
         self._initialise(X, y_enc, task, n_classes)
         self.model_.set_epoch_rows(X.shape[0])
         rng = np.random.default_rng(self.model_.config.seed)
+        stopper = None if X_val is None else EarlyStopping(self.n_iter_no_change, metric_for(task))
         self.loss_curve_ = []
-        for _ in range(self.n_epochs):
+        self.validation_scores_ = None if stopper is None else []
+        self.n_iter_, self.best_epoch_, best = 0, None, None
+        for epoch in range(1, self.n_epochs + 1):
             order = rng.permutation(X.shape[0]) if self.shuffle else np.arange(X.shape[0])
             self.loss_curve_.append(float(np.mean(self._run(X, y_enc, order))))
+            self.n_iter_ = epoch
+            if stopper is None:
+                continue
+            metrics = self._validation_metrics(X_val, y_val)
+            self.validation_scores_.append(-metrics[stopper.metric])  # higher is better, as in scikit-learn
+            stop = stopper.update(epoch, metrics)
+            if stopper.improved:
+                best = _snapshot(self.model_)
+            if stop:
+                break
+        if best is not None:
+            self.model_.load_state(*best)
+            self.best_epoch_ = stopper.best_epoch
         return self
+
+    def _early_stopping_on(self, n_samples: int) -> bool:
+        if self.early_stopping not in ("auto", True, False):
+            raise ValueError(f"early_stopping must be 'auto', True or False, got {self.early_stopping!r}")
+        if not 0.0 < float(self.validation_fraction) < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+        if isinstance(self.n_iter_no_change, bool) or int(self.n_iter_no_change) != self.n_iter_no_change \
+                or self.n_iter_no_change < 1:
+            raise ValueError(f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}")
+        if self.n_epochs == 0:  # initialise only: on every row
+            return False
+        return n_samples > AUTO_MIN_ROWS if self.early_stopping == "auto" else bool(self.early_stopping)
+
+    def _validation_split(self, X, y_enc):
+        """(X_train, y_train, X_val, y_val): scikit-learn's split (stratified for classifiers), or no
+        validation rows (None) when early stopping is off."""
+        if not self._early_stopping_on(X.shape[0]):
+            return X, y_enc, None, None
+        from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+
+        split = StratifiedShuffleSplit if is_classifier(self) else ShuffleSplit
+        cv = split(test_size=self.validation_fraction, random_state=self.random_state)
+        idx_train, idx_val = next(cv.split(np.zeros((X.shape[0], 1)), y_enc))
+        if len(idx_train) == 0 or len(idx_val) == 0:
+            raise ValueError(f"splitting {X.shape[0]} samples into a training and a validation set with "
+                             f"validation_fraction={self.validation_fraction} leaves one of them empty")
+        idx_train, idx_val = np.sort(idx_train), np.sort(idx_val)
+        return X[idx_train], y_enc[idx_train], X[idx_val], y_enc[idx_val]
+
+    def _validation_metrics(self, X, y_enc) -> dict:
+        acc = StreamingMetrics(self.model_.task)
+        for a in range(0, X.shape[0], self.batch_size):
+            f = self.model_.decision_chunk(self._prepare(X[a:a + self.batch_size]))
+            acc.add(y_enc[a:a + self.batch_size],
+                    f[:, 0] if self.model_.task == "regression" else self.model_.proba_from_scores(f))
+        return acc.result()
 
     def _decision(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
@@ -134,7 +202,8 @@ class _ClassifierBase(ClassifierMixin, _Base):
         return ("binary", 2) if len(self.classes_) == 2 else ("multiclass", len(self.classes_))
 
     def fit(self, X, y):
-        """Initialise from (X, y) and train ``n_epochs`` shuffled passes; ``n_epochs=0`` only initialises."""
+        """Initialise from (X, y) and train up to ``n_epochs`` shuffled passes (fewer when early
+        stopping stops); ``n_epochs=0`` only initialises."""
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -146,6 +215,8 @@ class _ClassifierBase(ClassifierMixin, _Base):
 
         The first call initialises the model from its data and needs
         ``classes`` (every class that will ever be seen), as in scikit-learn.
+        No early stopping (``early_stopping`` and its settings apply to
+        ``fit`` only): when to stop is the caller's choice.
         """
         first = not hasattr(self, "model_")
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, reset=first)
@@ -181,12 +252,17 @@ class _ClassifierBase(ClassifierMixin, _Base):
 
 class _RegressorBase(RegressorMixin, _Base):
     def fit(self, X, y):
-        """Initialise from (X, y) and train ``n_epochs`` shuffled passes; ``n_epochs=0`` only initialises."""
+        """Initialise from (X, y) and train up to ``n_epochs`` shuffled passes (fewer when early
+        stopping stops); ``n_epochs=0`` only initialises."""
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, y_numeric=True)
         return self._fit(X, y.astype(np.float64), "regression", 1)
 
     def partial_fit(self, X, y):
-        """One SGD pass over the rows of (X, y) in order; the first call initialises."""
+        """One SGD pass over the rows of (X, y) in order; the first call initialises.
+
+        No early stopping (``early_stopping`` and its settings apply to
+        ``fit`` only): when to stop is the caller's choice.
+        """
         first = not hasattr(self, "model_")
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, y_numeric=True, reset=first)
         if first:
@@ -200,7 +276,17 @@ class _RegressorBase(RegressorMixin, _Base):
 
 _COMMON_DOC = """
     n_epochs : int, default 10
-        Passes over the data in ``fit`` (0: initialise only).
+        Passes over the data in ``fit``, at most (0: initialise only).
+    early_stopping : "auto", bool, default "auto"
+        In ``fit``: set ``validation_fraction`` of the rows aside (a seeded
+        split, stratified for classifiers), evaluate them after every epoch
+        (log loss; RMSE for regression), stop after ``n_iter_no_change``
+        epochs without a lower value and restore the best epoch's
+        parameters. "auto": on when there are more than 10,000 rows.
+    validation_fraction : float, default 0.1
+        The share of rows set aside for early stopping.
+    n_iter_no_change : int, default 3
+        Epochs without improvement before stopping.
     scale : {"auto", "standard", "maxabs", "none"}, default "auto"
         How features are scaled, with statistics of the data given to ``fit``
         (or the first ``partial_fit``), as ``streamfm train --scale`` does.
@@ -217,6 +303,20 @@ _COMMON_DOC = """
     batch_size : int, default 4096
         Rows handed to the kernel at a time (does not change the result).
     random_state : int, RandomState or None
+
+    Attributes
+    ----------
+    loss_curve_ : list of float
+        Mean training loss of every epoch of ``fit``.
+    n_iter_ : int
+        Epochs ``fit`` ran.
+    validation_scores_ : list of float or None
+        With early stopping: the validation score after every epoch, higher
+        is better as in scikit-learn (minus the log loss, minus the RMSE);
+        else None.
+    best_epoch_ : int or None
+        With early stopping: the epoch (from 1) whose parameters the model
+        holds; else None (the last epoch's).
 """
 
 
@@ -242,11 +342,14 @@ class FMClassifier(_ClassifierBase):
 
     def __init__(self, rank=10, optimizer="adagrad", eta0=None, t0=0.0, l2_w=1.0, l2_v=10.0, init_std=0.1,
                  multiclass="softmax", n_epochs=10, scale="auto", shuffle=True,
-                 sample_size=10_000, batch_size=4096, random_state=0):
+                 sample_size=10_000, batch_size=4096, random_state=0, early_stopping="auto",
+                 validation_fraction=0.1, n_iter_no_change=3):
         self.rank, self.optimizer, self.eta0, self.t0, self.l2_w, self.l2_v = rank, optimizer, eta0, t0, l2_w, l2_v
         self.init_std, self.multiclass = init_std, multiclass
         self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
+        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
+        self.n_iter_no_change = n_iter_no_change
 
 
 class FMRegressor(_RegressorBase):
@@ -257,11 +360,14 @@ class FMRegressor(_RegressorBase):
 
     def __init__(self, rank=10, optimizer="adagrad", eta0=None, t0=0.0, l2_w=1.0, l2_v=10.0, init_std=0.1,
                  n_epochs=10, scale="auto", shuffle=True, sample_size=10_000,
-                 batch_size=4096, random_state=0):
+                 batch_size=4096, random_state=0, early_stopping="auto", validation_fraction=0.1,
+                 n_iter_no_change=3):
         self.rank, self.optimizer, self.eta0, self.t0, self.l2_w, self.l2_v = rank, optimizer, eta0, t0, l2_w, l2_v
         self.init_std = init_std
         self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
+        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
+        self.n_iter_no_change = n_iter_no_change
 
 
 _LLFM_DOC = """
@@ -291,7 +397,8 @@ class LLFMClassifier(_ClassifierBase):
                  n_candidates=32, rebuild_every=8192, optimizer="adagrad", eta0=None, t0=0.0, eta_anchor=0.05,
                  anchor_clip=0.1, l2_w=1.0, l2_v=10.0, init_std=0.1, multiclass="softmax",
                  global_fm=True, jo_exact=True, n_epochs=10, scale="auto", shuffle=True, sample_size=10_000,
-                 batch_size=4096, random_state=0):
+                 batch_size=4096, random_state=0, early_stopping="auto", validation_fraction=0.1,
+                 n_iter_no_change=3):
         self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
         self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
         self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
@@ -299,6 +406,8 @@ class LLFMClassifier(_ClassifierBase):
         self.multiclass, self.global_fm, self.jo_exact = multiclass, global_fm, jo_exact
         self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
+        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
+        self.n_iter_no_change = n_iter_no_change
 
 
 class LLFMRegressor(_RegressorBase):
@@ -310,7 +419,7 @@ class LLFMRegressor(_RegressorBase):
                  n_candidates=32, rebuild_every=8192, optimizer="adagrad", eta0=None, t0=0.0, eta_anchor=0.05,
                  anchor_clip=0.1, l2_w=1.0, l2_v=10.0, init_std=0.1, global_fm=True, jo_exact=True,
                  n_epochs=10, scale="auto", shuffle=True, sample_size=10_000, batch_size=4096,
-                 random_state=0):
+                 random_state=0, early_stopping="auto", validation_fraction=0.1, n_iter_no_change=3):
         self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
         self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
         self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
@@ -318,3 +427,5 @@ class LLFMRegressor(_RegressorBase):
         self.global_fm, self.jo_exact = global_fm, jo_exact
         self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
         self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
+        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
+        self.n_iter_no_change = n_iter_no_change

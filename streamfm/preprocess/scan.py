@@ -15,7 +15,7 @@ with a large mean (say 1e6) and unit variance keep their variance to ~1e-10.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from numba import njit
@@ -28,6 +28,10 @@ TASKS = ("binary", "multiclass", "regression")
 
 # Labels quoted in an error message, at most.
 _SHOW_LABELS = 10
+
+
+class AllRowsHeldOut(InputError):
+    """``scan(holdout=...)`` held out every row (only likely on a handful of rows)."""
 
 
 # ----------------------------------------------------------------------------
@@ -96,6 +100,11 @@ class ScanResult:
     label_mean, label_var : float or None
         Mean and population variance of numeric labels (None for text labels);
         a regression model may start its bias at ``label_mean``.
+    n_held : int
+        Rows held out (``scan(holdout=...)``): not counted in ``n_rows``,
+        ``nnz``, the moments or the sample.  The label set (``labels``,
+        ``label_counts``, ``classes``, the label moments) and ``n_features``
+        cover them too, so that every held-out row fits the model.
     """
 
     n_rows: int
@@ -115,6 +124,7 @@ class ScanResult:
     sample: Chunk | None = None
     label_mean: float | None = None
     label_var: float | None = None
+    n_held: int = 0
 
     @property
     def n_classes(self) -> int:
@@ -637,6 +647,8 @@ def scan(
     classes: Iterable | None = None,
     progress: bool = False,
     max_classes: int = 1000,
+    holdout=None,
+    on_held: Callable[[Chunk], None] | None = None,
 ) -> ScanResult:
     """One streaming pass over ``source.iter_chunks()``.
 
@@ -662,6 +674,14 @@ def scan(
         Show a tqdm bar (rows, rows/s).
     max_classes : int, default 1000
         Most distinct labels a classification may have.
+    holdout : HoldOut or None
+        Rows to hold out (``preprocess/holdout.py``; the pass then reads
+        ``source.files`` one by one with ``iter_file``): they are checked and
+        join the label set and the width, but not the statistics, and each
+        chunk of them goes to ``on_held`` (labels converted as the scan
+        converts them).
+    on_held : callable or None
+        Receives the held-out rows, chunk by chunk.
 
     Returns
     -------
@@ -678,21 +698,31 @@ def scan(
     features = _FeatureStats()
     reservoir = _Reservoir(sample_size, seed)
     lab = _Labels(max_classes)
-    n_rows = nnz = 0
+    n_rows = nnz = n_held = rows_read = 0
     p_seen = 0
     bar = progress_bar(desc="scan", unit="rows", unit_scale=True, disable=not progress, leave=False)
     try:
-        for chunk in source.iter_chunks():
-            _check_chunk(chunk, n_rows)
-            y = _as_labels(chunk.y, row0=n_rows)
+        for chunk, file_index, row0 in _chunks_with_place(source, holdout is not None):
+            _check_chunk(chunk, rows_read)
+            y = _as_labels(chunk.y, row0=rows_read)
+            rows_read += chunk.n_rows
             if y is not chunk.y:
                 chunk = Chunk(chunk.indptr, chunk.indices, chunk.data, y, chunk.n_features)
             lab.add(y)
-            features.add(chunk)
-            reservoir.add(chunk)
             if len(chunk.indices):
                 p_seen = max(p_seen, int(chunk.indices.max()) + 1)
             p_seen = max(p_seen, int(chunk.n_features))
+            if holdout is not None:
+                chunk, held = holdout.split(chunk, file_index, row0)
+                if held is not None:
+                    n_held += held.n_rows
+                    if on_held is not None:
+                        on_held(held)
+                    bar.update(held.n_rows)
+                if chunk.n_rows == 0:
+                    continue
+            features.add(chunk)
+            reservoir.add(chunk)
             n_rows += chunk.n_rows
             nnz += chunk.nnz
             bar.update(chunk.n_rows)
@@ -702,6 +732,8 @@ def scan(
     if n_rows == 0:
         files = list(getattr(source, "files", []) or [])
         where = f" ({_fmt_files(files)})" if files else ""
+        if n_held:
+            raise AllRowsHeldOut(f"every row of the data{where} was held out for validation")
         raise InputError(f"the data has no rows{where}")
 
     task, class_list = _resolve_task(lab, task, classes)
@@ -731,6 +763,7 @@ def scan(
         sample=sample,
         label_mean=None if lab.text else mu_lab,
         label_var=None if lab.text else m2_lab / n_lab,
+        n_held=n_held,
     )
 
 
@@ -748,6 +781,20 @@ def feature_stats(chunks: Iterable[Chunk], n_features: int | None = None) -> Fea
         acc.add(chunk)
         p = max(p, int(chunk.n_features), int(chunk.indices.max()) + 1 if len(chunk.indices) else 0)
     return acc.result(p if n_features is None else int(n_features))
+
+
+def _chunks_with_place(source, per_file: bool):
+    """(chunk, index of its file in ``source.files``, its first row's number in the file);
+    without ``per_file``, ``source.iter_chunks()`` with no place (-1, -1)."""
+    if not per_file:
+        for chunk in source.iter_chunks():
+            yield chunk, -1, -1
+        return
+    for file_index, path in enumerate(source.files):
+        row0 = 0
+        for chunk in source.iter_file(path):
+            yield chunk, file_index, row0
+            row0 += chunk.n_rows
 
 
 def _fmt_files(files: list) -> str:

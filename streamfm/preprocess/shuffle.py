@@ -238,6 +238,7 @@ def shuffled_epoch(
     shuffle_files: bool = True,
     skip_rows: int = 0,
     chunk_rows: int | None = None,
+    holdout=None,
 ) -> Iterator[Chunk]:
     """One epoch of ``source``: shards in this epoch's order, rows shuffled.
 
@@ -255,19 +256,27 @@ def shuffled_epoch(
         Resume: drop the first ``skip_rows`` rows of this epoch's stream.
     chunk_rows : int or None
         Passed to the reader; the output does not depend on it.
+    holdout : HoldOut or None
+        Rows held out for validation (``preprocess/holdout.py``): dropped as
+        each file is read, before the shuffle buffer, so the stream (and
+        ``skip_rows``) counts training rows only.
 
     Yields
     ------
     Chunk
     """
     files = list(source.files)
+    index = {path: i for i, path in enumerate(files)}  # a file's place in the sorted list
     if shuffle_files:
         files = epoch_file_order(files, epoch, seed)
 
     def rows_in_order() -> Iterator[Chunk]:
         # iter_file per shard: the order chosen here is the order read.
         for path in files:
-            yield from source.iter_file(path, chunk_rows=chunk_rows)
+            if holdout is None:
+                yield from source.iter_file(path, chunk_rows=chunk_rows)
+            else:
+                yield from holdout.file_chunks(source, path, index[path], chunk_rows=chunk_rows)
 
     return shuffled_chunks(
         rows_in_order(), buffer_rows=buffer_rows, out_rows=out_rows, seed=(seed, epoch), skip_rows=skip_rows

@@ -34,6 +34,7 @@ __all__ = [
     "dumps_json",
     "fsync_dir",
     "fsync_path",
+    "temporary_path",
     "write_and_fsync",
 ]
 
@@ -135,9 +136,13 @@ def dumps_json(obj: Any, *, indent: int | None = 2) -> str:
     return json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=False)
 
 
-def _temporary_name(target: pathlib.Path) -> pathlib.Path:
-    # ".stem.tmp-<pid>-<hex>.suffix": hidden, unique, same directory, keeps
-    # the suffix.  ".preds.csv.gz" -> stem "preds.csv", suffix ".gz".
+def temporary_path(target: str | os.PathLike) -> pathlib.Path:
+    """A hidden, unique temporary name beside ``target``: ``.stem.tmp-<pid>-<hex>.suffix``.
+
+    Same directory (so a rename is atomic), keeps the suffix (".preds.csv.gz"
+    -> stem "preds.csv", suffix ".gz").
+    """
+    target = pathlib.Path(target)
     token = f"tmp-{os.getpid()}-{secrets.token_hex(4)}"
     return target.with_name(f".{target.stem}.{token}{target.suffix}")
 
@@ -172,7 +177,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     '0.25\\n'
     """
     target = pathlib.Path(path)
-    tmp = _temporary_name(target)
+    tmp = temporary_path(target)
     try:
         yield tmp
         fsync_path(tmp)

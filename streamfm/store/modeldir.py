@@ -4,13 +4,29 @@ Layout::
 
     DIR/manifest.json          the commit point (see below)
     DIR/ckpt-000042/<name>.npy the arrays of the committed checkpoint
+    DIR/ckpt-000037/<name>.npy a checkpoint the manifest keeps (e.g. the best epoch's)
     DIR/metrics.jsonl          one JSON record per line, appended
     DIR/.lock                  flock()ed by the trainer; holds its pid
+    DIR/<other files>          the caller's (``install``), e.g. held-out rows
 
-``manifest.json`` is the caller's JSON object plus four fields the store
+``manifest.json`` is the caller's JSON object plus the fields the store
 owns: ``format_version``, ``checkpoint`` (the directory holding the arrays),
-``arrays`` (``{name: {"shape": [...], "dtype": "float64"}}``) and
-``saved_at`` (ISO 8601, UTC).
+``arrays`` (``{name: {"shape": [...], "dtype": "float64"}}``), ``saved_at``
+(ISO 8601, UTC), ``checkpoint_serial`` (the highest checkpoint number the
+directory has written, so numbers are never reused) and, when the caller
+keeps other checkpoints, ``kept`` (``{role: {"checkpoint": name, "arrays":
+{...}}}``).
+
+Kept checkpoints
+----------------
+A trainer may want an older checkpoint kept beside the committed one (the
+best epoch so far, which becomes the result when the run ends).  ``save(...,
+keep={"best": name})`` records it in the new manifest, and no checkpoint a
+committed manifest names, as its checkpoint or under ``kept``, is ever
+deleted; ``keep={"best": None}`` keeps the checkpoint that very call writes.
+``promote(manifest, "best")`` commits a kept checkpoint as the result: a new
+manifest names it (no array is written again, so its arrays stay bit for bit
+what they were), and the other checkpoints become leftovers.
 
 Why a crash never leaves a mix of two checkpoints
 -------------------------------------------------
@@ -22,7 +38,8 @@ fsync ``DIR``).  Until that ``os.replace`` the old manifest names the old,
 untouched checkpoint; after it the new manifest names a checkpoint whose
 files are already durable.  Older checkpoint directories are deleted only
 after the commit.  Leftovers of a crash (temporary directories, a renamed but
-uncommitted ``ckpt-<n>``) are removed at the next save or lock.
+uncommitted ``ckpt-<n>``, a checkpoint no longer kept, the temporary file
+of an ``install``) are removed at the next save or lock.
 
 Saving from memory maps of the current checkpoint
 -------------------------------------------------
@@ -58,7 +75,8 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from streamfm.errors import InputError
-from streamfm.store.atomic import atomic_write_bytes, dumps_json, fsync_dir, write_and_fsync
+from streamfm.store.atomic import (atomic_write_bytes, dumps_json, fsync_dir, fsync_path, temporary_path,
+                                   write_and_fsync)
 
 __all__ = ["FORMAT_VERSION", "ModelDir"]
 
@@ -70,7 +88,7 @@ LOCK = ".lock"
 
 # Fields of manifest.json that save() writes; a caller's values are replaced,
 # so a manifest returned by load() can be saved again as it is.
-STORE_FIELDS = ("format_version", "checkpoint", "arrays", "saved_at")
+STORE_FIELDS = ("format_version", "checkpoint", "arrays", "saved_at", "checkpoint_serial", "kept")
 
 MMAP_MODES = ("r", "r+", "c", None)
 
@@ -78,7 +96,8 @@ _CKPT_RE = re.compile(r"ckpt-(\d{6,})\Z")
 # Leftovers a crashed save can leave: "<prefix><pid>-...".  The pid says
 # whether their writer may still be running.
 _TMP_CKPT_PREFIX = ".tmp-ckpt-"
-_TMP_MANIFEST_PREFIX = ".manifest.tmp-"  # atomic_write_bytes's temporary name
+# any atomic_output temporary (".<stem>.tmp-<pid>-<hex><suffix>"): the manifest's, install()'s
+_TMP_FILE_RE = re.compile(r"\..+?\.tmp-(\d+-.*)\Z")
 _PID_RE = re.compile(r"(\d+)-")
 # Array names become file names: no separators, no leading dot.
 _ARRAY_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
@@ -117,6 +136,9 @@ class ModelDir:
         # save() from two threads of one process would race for the same
         # checkpoint number.
         self._save_mutex = threading.Lock()
+        # temp_path() names handed out and not yet installed: this process's
+        # files in the making, not leftovers
+        self._temps: set[str] = set()
 
     def __repr__(self) -> str:
         return f"ModelDir({str(self.path)!r})"
@@ -201,7 +223,7 @@ class ModelDir:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
             self._lock_fd = fd
-            self._remove_leftovers(self._committed_checkpoint())
+            self._remove_leftovers(self._referenced())
             yield self
         finally:
             self._lock_fd = None
@@ -209,7 +231,8 @@ class ModelDir:
 
     # ------------------------------------------------------------------ save
 
-    def save(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
+    def save(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
+             keep: Mapping[str, str | None] | None = None) -> str:
         """Write a new checkpoint and commit it atomically.
 
         At every instant, a crash leaves either the previous committed
@@ -222,12 +245,18 @@ class ModelDir:
         manifest : mapping
             JSON-serialisable fields (numpy scalars are accepted).  The
             store's own fields (``format_version``, ``checkpoint``,
-            ``arrays``, ``saved_at``) are overwritten; ``manifest`` itself
-            is not modified.
+            ``arrays``, ``saved_at``, ``checkpoint_serial``, ``kept``) are
+            overwritten; ``manifest`` itself is not modified.
         arrays : mapping of str to array_like
             Names are file names: letters, digits, ``_ . + -``, not starting
             with a dot.  Numeric, boolean, string and datetime dtypes;
             not object or structured.
+        keep : mapping of str to (str or None), optional
+            Other checkpoints the new manifest keeps, by role:
+            ``{"best": "ckpt-000037"}`` names the committed checkpoint or one
+            the committed manifest keeps; None is the checkpoint this call
+            writes.  Kept checkpoints are not deleted while a committed
+            manifest names them; a checkpoint no longer named is.
 
         Returns
         -------
@@ -237,7 +266,8 @@ class ModelDir:
         Raises
         ------
         TypeError, ValueError
-            A manifest JSON cannot represent, a bad array name or dtype;
+            A manifest JSON cannot represent, a bad array name or dtype, a
+            ``keep`` naming a checkpoint the directory does not keep;
             raised before anything is written.
         InputError
             The directory holds a model of a newer format.
@@ -252,23 +282,96 @@ class ModelDir:
         with self._save_mutex:
             self._make_dir()
             self._refuse_newer_format()
-            committed = self._committed_checkpoint()
-            number = self._next_number(committed)
+            current = self._committed_manifest()
+            number = self._next_number(current)
             name = _checkpoint_name(number)
-            record = dict(manifest)
-            record.update(
-                format_version=FORMAT_VERSION,
-                checkpoint=name,
-                arrays={key: _array_meta(arr) for key, arr in prepared.items()},
-                saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-            )
+            metas = {key: _array_meta(arr) for key, arr in prepared.items()}
+            kept = self._resolve_keep(keep or {}, current, name, metas)
+            record = self._record(manifest, name, metas, number, kept)
             # Serialise first: a manifest JSON cannot hold fails before any write.
             text = dumps_json(record) + "\n"
             self._write_checkpoint(name, number, prepared)
             atomic_write_bytes(self.path / MANIFEST, text.encode("utf-8"))
             # Committed.  Only now may the previous checkpoint go.
-            self._remove_leftovers(name)
+            self._remove_leftovers(_named(record))
         return name
+
+    def promote(self, manifest: Mapping[str, Any], role: str) -> str:
+        """Commit the checkpoint kept as ``role`` as the result, with ``manifest``.
+
+        No array is written: the new manifest names the kept checkpoint's
+        directory, so its arrays are exactly those saved then.  The
+        checkpoint committed until now, and every other kept one, become
+        leftovers and are deleted after the commit.
+
+        Parameters
+        ----------
+        manifest : mapping
+            The caller's fields (as :meth:`save`; the store's are replaced).
+        role : str
+            A role of the committed manifest's ``kept`` table.
+
+        Returns
+        -------
+        str
+            The checkpoint's name.
+
+        Raises
+        ------
+        ValueError
+            The committed manifest keeps no checkpoint as ``role``.
+        InputError
+            No committed manifest, or the kept checkpoint's directory is missing.
+        """
+        if not isinstance(manifest, Mapping):
+            raise TypeError(f"manifest must be a mapping, not {type(manifest).__name__}")
+        with self._save_mutex:
+            current = self.read_manifest()
+            entry = (current.get("kept") or {}).get(role)
+            if entry is None:
+                raise ValueError(f"{self.path} keeps no checkpoint as {role!r}")
+            name = entry["checkpoint"]
+            if not (self.path / name).is_dir():
+                raise self._damaged(f"checkpoint directory {name} kept as {role!r} is missing")
+            record = self._record(manifest, name, entry["arrays"], self._serial(current), {})
+            text = dumps_json(record) + "\n"
+            atomic_write_bytes(self.path / MANIFEST, text.encode("utf-8"))
+            self._remove_leftovers(_named(record))
+        return name
+
+    def _record(self, manifest: Mapping[str, Any], name: str, metas: dict, serial: int, kept: dict) -> dict:
+        record = dict(manifest)
+        record.pop("kept", None)
+        record.update(
+            format_version=FORMAT_VERSION,
+            checkpoint=name,
+            arrays=metas,
+            saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+            checkpoint_serial=serial,
+        )
+        if kept:
+            record["kept"] = kept
+        return record
+
+    def _resolve_keep(self, keep: Mapping[str, str | None], current: dict | None, name: str,
+                      metas: dict) -> dict:
+        """``{role: {"checkpoint", "arrays"}}`` for ``save(keep=...)``; fails before any write."""
+        known = {}
+        if current is not None:
+            known = {entry["checkpoint"]: entry["arrays"] for entry in (current.get("kept") or {}).values()}
+            known[current["checkpoint"]] = current["arrays"]
+        kept = {}
+        for role, ckpt in keep.items():
+            if not isinstance(role, str) or not role:
+                raise ValueError(f"a kept checkpoint's role must be a non-empty string, not {role!r}")
+            if ckpt is None:
+                kept[role] = {"checkpoint": name, "arrays": metas}
+            elif ckpt in known and (self.path / ckpt).is_dir():
+                kept[role] = {"checkpoint": ckpt, "arrays": known[ckpt]}
+            else:
+                raise ValueError(f"cannot keep {ckpt!r} as {role!r}: not a checkpoint {self.path} holds "
+                                 "committed or kept")
+        return kept
 
     def _write_checkpoint(self, name: str, number: int, arrays: dict[str, np.ndarray]) -> None:
         tmp = self.path / f"{_TMP_CKPT_PREFIX}{os.getpid()}-{number:06d}-{secrets.token_hex(4)}"
@@ -284,18 +387,30 @@ class ModelDir:
         # The new name must be on disk before a manifest can point at it.
         fsync_dir(self.path)
 
-    def _next_number(self, committed: str | None) -> int:
+    def _next_number(self, current: dict | None) -> int:
         # Above every checkpoint directory present, committed or not, so an
-        # uncommitted leftover is never reused (or renamed onto).
+        # uncommitted leftover is never reused (or renamed onto), and above
+        # every number written before (a reader holding an old manifest never
+        # opens a new checkpoint under an old name).
         numbers = [int(m.group(1)) for m in map(_CKPT_RE.match, self._entries()) if m]
-        if committed is not None:
-            numbers.append(int(_CKPT_RE.match(committed).group(1)))
+        if current is not None:
+            numbers.append(self._serial(current))
         return max(numbers, default=0) + 1
+
+    @staticmethod
+    def _serial(manifest: dict) -> int:
+        """The highest checkpoint number a manifest's directory has written."""
+        numbers = [int(_CKPT_RE.match(manifest["checkpoint"]).group(1))]
+        numbers += [int(_CKPT_RE.match(e["checkpoint"]).group(1)) for e in (manifest.get("kept") or {}).values()]
+        serial = manifest.get("checkpoint_serial")
+        if isinstance(serial, int) and not isinstance(serial, bool):
+            numbers.append(serial)
+        return max(numbers)
 
     # ------------------------------------------------------------------ load
 
-    def load(self, mmap_mode: str | None = "r") -> tuple[dict, dict[str, np.ndarray]]:
-        """Open the committed checkpoint.
+    def load(self, mmap_mode: str | None = "r", *, kept: str | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+        """Open the committed checkpoint (or one it keeps).
 
         Parameters
         ----------
@@ -306,6 +421,10 @@ class ModelDir:
             memory until :meth:`save`.  ``"r+"`` writes into the committed
             checkpoint's files in place, which is not crash-safe.  None reads
             the arrays into memory.
+        kept : str, optional
+            Open the checkpoint the manifest keeps as this role instead
+            (``save(keep=...)``); the manifest returned then has that
+            checkpoint's ``checkpoint`` and ``arrays``.
 
         Returns
         -------
@@ -324,13 +443,18 @@ class ModelDir:
             raise ValueError(f"mmap_mode must be one of {MMAP_MODES}, not {mmap_mode!r}")
         for _ in range(_LOAD_ATTEMPTS):
             manifest = self.read_manifest()
+            if kept is not None:
+                entry = (manifest.get("kept") or {}).get(kept)
+                if entry is None:
+                    raise InputError(f"model directory {self.path} keeps no checkpoint as {kept!r}")
+                manifest = dict(manifest, checkpoint=entry["checkpoint"], arrays=entry["arrays"])
             try:
                 return manifest, self._open_arrays(manifest, mmap_mode)
             except FileNotFoundError as exc:
                 missing = exc
                 # A trainer may have committed a newer checkpoint, and deleted
                 # this one, since the manifest was read: then try the new one.
-                if self._committed_checkpoint() == manifest["checkpoint"]:
+                if manifest["checkpoint"] in (self._referenced() or ()):
                     break
         ckpt = manifest["checkpoint"]
         if not (self.path / ckpt).is_dir():
@@ -360,6 +484,46 @@ class ModelDir:
                 )
             arrays[name] = arr
         return arrays
+
+    # ------------------------------------------------------------------ other files
+
+    def temp_path(self, name: str) -> pathlib.Path:
+        """Where to write a file that :meth:`install` will later move to ``DIR/name``.
+
+        A hidden, unique name in the directory (created if missing), so the
+        rename is atomic; if its writer dies, the next save or lock removes it
+        (this object's saves and locks leave it alone until it is installed).
+        """
+        _check_file_name(name)
+        self._make_dir()
+        tmp = temporary_path(self.path / name)
+        self._temps.add(tmp.name)
+        return tmp
+
+    def install(self, tmp: str | os.PathLike, name: str) -> pathlib.Path:
+        """Move a finished file from :meth:`temp_path` to ``DIR/name``, durably, replacing any.
+
+        Returns
+        -------
+        pathlib.Path
+            The installed file.
+        """
+        _check_file_name(name)
+        target = self.path / name
+        fsync_path(tmp)  # its writer (pyarrow) may have closed it without
+        os.replace(tmp, target)
+        self._temps.discard(pathlib.Path(tmp).name)
+        fsync_dir(self.path)
+        return target
+
+    def discard(self, name: str) -> None:
+        """Delete ``DIR/name`` if it is there (a file installed earlier)."""
+        _check_file_name(name)
+        try:
+            (self.path / name).unlink()
+        except FileNotFoundError:
+            return
+        fsync_dir(self.path)
 
     # ------------------------------------------------------------------ metrics
 
@@ -461,17 +625,23 @@ class ModelDir:
         if isinstance(version, int) and version > FORMAT_VERSION:
             raise self._newer(version)
 
-    def _committed_checkpoint(self) -> str | None:
-        """The checkpoint a valid manifest names, if its directory exists."""
+    def _committed_manifest(self) -> dict | None:
+        """The valid committed manifest, if there is one."""
         try:
-            manifest = self.read_manifest()
+            return self.read_manifest()
         except InputError:
             return None
-        name = manifest["checkpoint"]
-        return name if (self.path / name).is_dir() else None
 
-    def _remove_leftovers(self, keep: str | None) -> None:
-        """Delete every checkpoint directory but ``keep`` and dead writers' temporaries.
+    def _referenced(self) -> set[str] | None:
+        """The checkpoints a valid manifest names (committed and kept) whose directories exist;
+        None without a valid manifest whose checkpoint exists."""
+        manifest = self._committed_manifest()
+        if manifest is None or not (self.path / manifest["checkpoint"]).is_dir():
+            return None
+        return {name for name in _named(manifest) if (self.path / name).is_dir()}
+
+    def _remove_leftovers(self, keep: set[str] | None) -> None:
+        """Delete every checkpoint directory not in ``keep`` and dead writers' temporaries.
 
         With ``keep=None`` (no valid committed checkpoint: a damaged or new
         directory) checkpoint directories are left alone: they may be all
@@ -480,13 +650,13 @@ class ModelDir:
         for entry in self._entries():
             path = self.path / entry
             if _CKPT_RE.match(entry):
-                if keep is not None and entry != keep:
+                if keep is not None and entry not in keep:
                     shutil.rmtree(path, ignore_errors=True)
             elif entry.startswith(_TMP_CKPT_PREFIX):
                 if _writer_gone(entry[len(_TMP_CKPT_PREFIX):]):
                     shutil.rmtree(path, ignore_errors=True)
-            elif entry.startswith(_TMP_MANIFEST_PREFIX):
-                if _writer_gone(entry[len(_TMP_MANIFEST_PREFIX):]):
+            elif (match := _TMP_FILE_RE.match(entry)) is not None:
+                if entry not in self._temps and _writer_gone(match.group(1)):
                     with contextlib.suppress(OSError):
                         path.unlink()
 
@@ -507,6 +677,23 @@ class ModelDir:
         for name, meta in arrays.items():
             if not _ARRAY_NAME_RE.match(name) or not _valid_array_meta(meta):
                 raise self._damaged(f"{MANIFEST} has an invalid entry for array {name!r}")
+        kept = manifest.get("kept", {})
+        if not isinstance(kept, dict) or not all(
+                isinstance(e, dict) and isinstance(e.get("checkpoint"), str) and _CKPT_RE.match(e["checkpoint"])
+                and isinstance(e.get("arrays"), dict) and all(_valid_array_meta(m) for m in e["arrays"].values())
+                for e in kept.values()):
+            raise self._damaged(f"{MANIFEST} has an invalid 'kept' table")
+
+
+def _named(manifest: dict) -> set[str]:
+    """The checkpoints a manifest names: its own and those it keeps."""
+    return {manifest["checkpoint"]} | {e["checkpoint"] for e in (manifest.get("kept") or {}).values()}
+
+
+def _check_file_name(name: str) -> None:
+    if (not isinstance(name, str) or not _ARRAY_NAME_RE.match(name) or _CKPT_RE.match(name)
+            or name in (MANIFEST, METRICS, LOCK)):
+        raise ValueError(f"{name!r} cannot name a file of the model directory")
 
 
 # ---------------------------------------------------------------------- arrays

@@ -51,11 +51,20 @@ class StreamingMetrics:
         return out
 
 
-def evaluate_source(trained, source, *, chunk_rows=None, progress=None) -> dict:
-    """Metrics of ``trained`` (a TrainedModel) on every row of ``source``."""
+def evaluate_source(trained, source, *, chunk_rows=None, progress=None, skip_unknown_labels=False) -> dict:
+    """Metrics of ``trained`` (a TrainedModel) on every row of ``source``.
+
+    ``skip_unknown_labels``: leave out rows whose class the model does not
+    know (as training with ``--ignore-unknown-labels`` does) instead of failing.
+    """
     acc = StreamingMetrics(trained.task)
     for chunk in source.iter_chunks(chunk_rows=chunk_rows):
-        t = trained.targets(chunk.y)
+        if skip_unknown_labels:
+            t, known = trained.targets(chunk.y, unknown="ignore")
+            if not known.all():
+                chunk, t = chunk.take(np.flatnonzero(known)), t[known]
+        else:
+            t = trained.targets(chunk.y)
         f = trained.decision_chunk(chunk)
         acc.add(t, f[:, 0] if trained.task == "regression" else trained.model.proba_from_scores(f))
         if progress is not None:
