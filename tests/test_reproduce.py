@@ -13,9 +13,9 @@ from tools import benchdata, tune  # noqa: E402
 
 def test_grid_points_and_choice():
     pts = tune.grid_points("llfm-jo")
-    assert pts[0] == {"eta0": 0.5, "rho": 0.3} and len(pts) == 6
+    assert pts[0] == {"eta0": 0.03, "rho": 0.3} and len(pts) == 6
     assert [p["eta0"] for p in pts] == sorted(p["eta0"] for p in pts)  # eta0 varies slowest
-    assert tune.grid_points("fm") == [{"eta0": 0.5}, {"eta0": 2.0}, {"eta0": 8.0}]
+    assert tune.grid_points("fm") == [{"eta0": 0.03}, {"eta0": 0.1}, {"eta0": 0.3}]
     # lowest validation log loss; a tie goes to the earlier point (the smaller step)
     assert tune.choose([({"eta0": 0.5}, 0.30), ({"eta0": 2.0}, 0.25), ({"eta0": 8.0}, 0.27)]) == {"eta0": 2.0}
     assert tune.choose([({"eta0": 0.5}, 0.25), ({"eta0": 2.0}, 0.25)]) == {"eta0": 0.5}

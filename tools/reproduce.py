@@ -41,6 +41,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from streamfm.models.config import Config  # noqa: E402
 from tools import tune as tuning  # noqa: E402
 from tools.benchdata import DATASETS  # noqa: E402
 
@@ -48,6 +49,7 @@ METHODS = ("fm", "llfm-do", "llfm-apl", "llfm-jo")
 LABELS = {"fm": "FM", "llfm-do": "LLFM-DO", "llfm-apl": "LLFM-APL", "llfm-jo": "LLFM-JO",
           "llfm-jo-paper": "LLFM-JO, paper's anchor gradient"}
 PAPER_GRADIENT = "llfm-jo-paper"
+PAPER_ANCHORS = 50  # the paper's m
 
 #: Table 2 of the paper: method -> (train loss, test loss, accuracy %, test time relative to FM)
 PAPER_TABLE2 = {
@@ -289,10 +291,15 @@ def write_report(results: dict, chosen: dict, plan: Plan, argv_line: str, path: 
       f"(seeds {', '.join(map(str, runs))}), written as Parquet shards by `tools/benchdata.py`; features "
       "standardised with the training rows' statistics. The runs differ in split, anchors, initial factors and "
       "row order (all seeded by the run's seed).")
-    w("- **One set of defaults** for every data set: rank 10, 50 anchors, k = 5 neighbours (DO, APL), "
-      "beta = 1, rho = 0.3 (JO), L2 1e-5, normalised steps decaying as eta0 / (1 + t / n) over n rows a "
-      "epoch, exact anchor gradient; 32 FAISS candidates per row. Epochs: the length of the paper's "
-      "Figure 1 curve (Banana, IJCNN1 20; LETTER, Covtype 15; MNIST 10; Magic04, which has no curve, 15).")
+    c = Config()
+    w(f"- **One set of defaults** for every data set: the paper's {PAPER_ANCHORS} anchors (`--anchors "
+      f"{PAPER_ANCHORS}`), and streamfm's defaults for the rest: rank {c.rank}, k = {c.n_neighbors} neighbours "
+      f"(DO, APL), beta = {c.beta:g}, rho = {c.rho:g} (JO), {c.optimizer} steps (eta0 {c.step:g} unless tuned), "
+      f"L2 as a prior of precision {c.l2_w:g} (w) and {c.l2_v:g} (V), "
+      + ("a global FM beside the local mixture, " if c.global_fm else "") +
+      f"exact anchor gradient; {c.n_candidates} FAISS candidates per row. Epochs: the length of the paper's "
+      "Figure 1 curve (Banana, IJCNN1 20; LETTER, Covtype 15; MNIST 10; Magic04, which has no curve, 15), "
+      "every epoch trained (`--early-stop 0`).")
     if plan.tune:
         w("- **Tuning, training data only** (`tools/tune.py`), for every method, data set and run: each "
           "point of a small grid is trained on 80% of the split's training rows (`tune-fit/`, stratified, "
@@ -515,8 +522,10 @@ def main(argv=None):
                 raise SystemExit(f"{d} split-{s} is not prepared: python tools/benchdata.py --only {d} "
                                  f"--seeds {' '.join(map(str, runs))}")
     epochs = {d: args.epochs or DATASETS[d].epochs for d in datasets}
-    multiclass = {d: (["--multiclass", args.multiclass] if args.multiclass else []) for d in datasets}
-    plan = Plan(args.bench, args.work, datasets, runs, not args.no_tune, epochs, multiclass)
+    # the paper's setting: m = 50 anchors, whatever streamfm's default
+    extra = {d: ["--anchors", str(PAPER_ANCHORS)] + (["--multiclass", args.multiclass] if args.multiclass else [])
+             for d in datasets}
+    plan = Plan(args.bench, args.work, datasets, runs, not args.no_tune, epochs, extra)
     t0 = time.perf_counter()
     chosen, grid_scores = {}, {}
     if plan.tune:
