@@ -8,14 +8,14 @@ imported on first use, so ``streamfm info`` and ``convert`` start fast.
 __version__ = "0.1.0"
 
 _LAZY = {
-    "FMClassifier": "streamfm.models.estimators",
-    "FMRegressor": "streamfm.models.estimators",
-    "LLFMClassifier": "streamfm.models.estimators",
-    "LLFMRegressor": "streamfm.models.estimators",
-    "TrainOptions": "streamfm.train.trainer",
-    "train": "streamfm.train.trainer",
-    "resume": "streamfm.train.trainer",
-    "load": "streamfm.train.trainer",
+    "FMClassifier": "streamfm.estimators",
+    "FMRegressor": "streamfm.estimators",
+    "LLFMClassifier": "streamfm.estimators",
+    "LLFMRegressor": "streamfm.estimators",
+    "TrainOptions": "streamfm.training.trainer",
+    "train": "streamfm.training.trainer",
+    "resume": "streamfm.training.trainer",
+    "load": "streamfm.training.trainer",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

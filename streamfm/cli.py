@@ -455,14 +455,14 @@ def _embedded(name: str) -> str:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from streamfm.models.config import Config
-    from streamfm.train.trainer import TrainOptions, resume, train
+    from streamfm.training.trainer import TrainOptions, resume, train
 
     if args.resume:
         if args.data or args.model:
             raise InputError("--resume DIR continues a run as it was started: give no DATA and no --model")
         if args.scale is not None:
             from streamfm.store.modeldir import ModelDir
-            from streamfm.train.trainer import check_scale
+            from streamfm.training.trainer import check_scale
 
             check_scale(ModelDir(args.resume).read_manifest()["model"], args.scale, args.resume)
         summary = resume(args.resume, quiet=args.quiet or None)
@@ -534,8 +534,8 @@ def _progress(args, desc: str):
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from streamfm.train.predict import predict_to_file
-    from streamfm.train.trainer import load
+    from streamfm.inference.predict import predict_to_file
+    from streamfm.training.trainer import load
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
     source = source_from_args(args)
@@ -570,8 +570,8 @@ def _add_evaluate_parser(subparsers) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from streamfm.train.metrics import evaluate_source
-    from streamfm.train.trainer import load
+    from streamfm.inference.metrics import evaluate_source
+    from streamfm.training.trainer import load
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
     source = source_from_args(args)

@@ -12,8 +12,8 @@ from streamfm import cli
 from streamfm.models.config import Config
 from streamfm.preprocess.holdout import HoldOut
 from streamfm.store.modeldir import ModelDir
-from streamfm.train import trainer as trainer_module
-from streamfm.train.trainer import SPOOL, TrainOptions, load, resume, train
+from streamfm.training import trainer as trainer_module
+from streamfm.training.trainer import SPOOL, TrainOptions, load, resume, train
 from test_trainer import local_rules, write_parquet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from streamfm.models.estimators import FMClassifier, FMRegressor, LLFMClassifier, LLFMRegressor
+from streamfm.estimators import FMClassifier, FMRegressor, LLFMClassifier, LLFMRegressor
 
 
 @parametrize_with_checks([FMClassifier(n_epochs=2), FMRegressor(n_epochs=2),

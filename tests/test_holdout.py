@@ -10,7 +10,7 @@ from streamfm.io.spool import ParquetSpool
 from streamfm.preprocess.holdout import HoldOut
 from streamfm.preprocess.scan import scan
 from streamfm.preprocess.shuffle import shuffled_epoch
-from streamfm.train.early_stopping import EarlyStopping, metric_for
+from streamfm.training.early_stopping import EarlyStopping, metric_for
 from test_preprocess_shuffle import id_rows, ids, shard_source
 
 

@@ -19,7 +19,7 @@ from streamfm.io.sources import open_source
 from streamfm.models.config import Config
 from streamfm.preprocess.shuffle import epoch_file_order
 from streamfm.store.modeldir import ModelDir
-from streamfm.train.trainer import TrainOptions, load, resume, train
+from streamfm.training.trainer import TrainOptions, load, resume, train
 from test_trainer import local_rules, write_parquet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,7 +178,7 @@ def test_workers_read_while_the_driver_scans_and_stop_if_the_scan_fails(ray_inst
     input the scan rejects then stops the workers and leaves no model."""
     from streamfm.engines import ray_engine
     from streamfm.errors import InputError
-    from streamfm.train import trainer
+    from streamfm.training import trainer
 
     events, attach = [], ray_engine.attach_streams
 

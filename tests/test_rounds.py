@@ -7,7 +7,7 @@ from streamfm.models.config import Config
 from streamfm.models.core import LLFMModel
 from streamfm.models.trained import TrainedModel
 from streamfm.preprocess.standardize import Standardizer
-from streamfm.train.rounds import RowStream, merge_states, train_for_rows
+from streamfm.training.rounds import RowStream, merge_states, train_for_rows
 
 
 def chunks_of(X, y, sizes):

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, log_loss
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from streamfm.models.estimators import FMClassifier, LLFMClassifier  # noqa: E402
+from streamfm.estimators import FMClassifier, LLFMClassifier  # noqa: E402
 from tools.benchdata import stratified_split  # noqa: E402
 
 PAPER = {"fm": (0.6770, 53.53), "llfm-do": (0.2371, 89.80), "llfm-apl": (0.2337, 89.87), "llfm-jo": (0.2201, 90.49)}

@@ -200,8 +200,8 @@ def run_streamfm(spec):
     """``streamfm train`` as a user runs it (the CLI's main), then the test metrics."""
     from streamfm.cli import main
     from streamfm.io.sources import open_source
-    from streamfm.train.metrics import evaluate_source
-    from streamfm.train.trainer import load
+    from streamfm.inference.metrics import evaluate_source
+    from streamfm.training.trainer import load
 
     model = spec["model"]
     shutil.rmtree(model, ignore_errors=True)
@@ -532,7 +532,7 @@ def _every_row_trains() -> list[str]:
     """``--early-stop 0``: the benchmark measures training, every row of the file trained on and no
     validation pass (without it, on more than 10,000 rows 10% would be held out); a streamfm from
     before early stopping (an A/B's old side) has no such option and holds nothing out."""
-    from streamfm.train.trainer import TrainOptions
+    from streamfm.training.trainer import TrainOptions
 
     return ["--early-stop", "0"] if "early_stop" in TrainOptions.__dataclass_fields__ else []
 
@@ -982,7 +982,7 @@ STATIC_NOTES = """## What streamfm does for speed
   CSR loop's result (tested).
 - **Reading overlaps training.** The kernels are `nogil`; the trainer
   prepares the next chunks (read, decode, shuffle, standardise) in a
-  background thread (`train/prefetch.py`, `TrainOptions.prefetch`). Its
+  background thread (`runtime/prefetch.py`, `TrainOptions.prefetch`). Its
   queue holds one shuffle round's output by default: the shuffle mixes a
   buffer's worth of rows, then emits a round's chunks at once, and a queue
   of two chunks left the kernel waiting a third of the epoch while the next

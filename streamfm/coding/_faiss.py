@@ -18,7 +18,7 @@ thread, a second search thread), each check waits for it, up to Python's
 5 ms switch interval: 8,192 IVF queries took 41 s beside a busy Python
 thread, against 0.14 s with the callback cleared (FAISS 1.15, measured
 here). So the callback is cleared on import. During training Ctrl-C only
-sets a flag that the trainer polls between chunks (store/signals.py), which
+sets a flag that the trainer polls between chunks (runtime/signals.py), which
 the callback could not act on anyway; a search returns within milliseconds.
 The one long FAISS call, the k-means of the initial anchors, runs inside
 :func:`interruptible`, which puts the callback back while it runs.

@@ -1,6 +1,6 @@
 """Data-parallel training on Ray: Ray Data streams Parquet shards to worker actors.
 
-A thin layer over :mod:`streamfm.train.rounds`; the learning core knows
+A thin layer over :mod:`streamfm.training.rounds`; the learning core knows
 nothing of Ray, and Ray is imported only here, only when ``--engine ray`` is
 asked for.
 
@@ -25,7 +25,7 @@ per epoch:
 3. Synchronous rounds: the driver broadcasts the merged state with
    ``ray.put``; every worker copies it into its own arrays, trains on its
    next ``sync_rows`` rows and returns its state; the driver merges the
-   states (row-weighted average, see :mod:`streamfm.train.rounds`) and writes
+   states (row-weighted average, see :mod:`streamfm.training.rounds`) and writes
    checkpoints through the same model store as the local trainer. With one
    worker the merge is the identity, so nothing is broadcast and the worker
    keeps its FAISS index; with more, each worker rebuilds its index from the
@@ -110,10 +110,10 @@ from ..models.core import LLFMModel
 from ..models.trained import TrainedModel
 from ..preprocess.shuffle import epoch_file_order, read_ahead_chunks, shuffled_chunks
 from ..progress import progress_bar
-from ..store.signals import GracefulStop
-from ..train.prefetch import Prefetch
-from ..train.rounds import RoundResult, RowStream, merge_states, train_for_rows
-from ..train.trainer import Trainer, reader_rows
+from ..runtime.signals import GracefulStop
+from ..runtime.prefetch import Prefetch
+from ..training.rounds import RoundResult, RowStream, merge_states, train_for_rows
+from ..training.trainer import Trainer, reader_rows
 
 INSTALL_HINT = 'pip install "streamfm[ray]"'
 #: rows each worker trains between merges when --sync-rows is not given (docs/scaling.md)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from streamfm.store import GracefulStop
+from streamfm.runtime.signals import GracefulStop
 
 
 def wait_for(condition, timeout=5.0):

@@ -7,7 +7,7 @@ every epoch end, on SIGINT/SIGTERM). Every random choice derives from (seed,
 epoch), so a checkpoint's (epoch, position) is the whole stream state and a
 resumed run continues exactly where the interrupted one stood.
 
-Early stopping (``--early-stop N``, ``train/early_stopping.py``) validates on
+Early stopping (``--early-stop N``, ``training/early_stopping.py``) validates on
 ``--valid``, or else, on more than 10,000 rows, on a seeded fraction of the
 training rows held out by position (``preprocess/holdout.py``): the scan pass
 spools them into the model directory (``holdout.parquet``) and leaves them out
@@ -37,10 +37,10 @@ from ..preprocess.shuffle import read_ahead_chunks, shuffled_epoch
 from ..preprocess.standardize import SCALE_MODES, Standardizer
 from ..progress import progress_bar
 from ..store.modeldir import ModelDir
-from ..store.signals import GracefulStop
+from ..runtime.signals import GracefulStop
 from .early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
-from .metrics import evaluate_source
-from .prefetch import Prefetch
+from ..inference.metrics import evaluate_source
+from ..runtime.prefetch import Prefetch
 from .rounds import RowStream, train_for_rows
 
 # entries (rows x stored values) a reader chunk and the shuffle buffer may hold

@@ -6,7 +6,7 @@ given and runs up to ``n_epochs`` passes, with early stopping as
 scikit-learn's SGD and HistGradientBoosting estimators name it
 (``early_stopping``, ``validation_fraction``, ``n_iter_no_change``): a seeded,
 stratified for classifiers, share of the rows is set aside, evaluated after
-every epoch (log loss, or RMSE for regression; ``train/early_stopping.py``),
+every epoch (log loss, or RMSE for regression; ``training/early_stopping.py``),
 and the best epoch's parameters are restored at the end. ``partial_fit``
 runs one pass over the rows it is given, in order, initialising from its
 first call's data; there, as in scikit-learn, stopping is the caller's
@@ -24,13 +24,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..io.chunk import Chunk
-from ..preprocess.scan import feature_stats
-from ..preprocess.standardize import SCALE_MODES, Standardizer
-from ..train.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
-from ..train.metrics import StreamingMetrics
-from .config import Config
-from .core import LLFMModel, initial_bias
+from .io.chunk import Chunk
+from .preprocess.scan import feature_stats
+from .preprocess.standardize import SCALE_MODES, Standardizer
+from .training.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
+from .inference.metrics import StreamingMetrics
+from .models.config import Config
+from .models.core import LLFMModel, initial_bias
 
 _FM_PARAMS = ("rank", "optimizer", "eta0", "t0", "l2_w", "l2_v", "init_std")
 _LLFM_PARAMS = _FM_PARAMS + ("method", "anchors", "n_neighbors", "beta", "rho", "n_candidates",

@@ -1,7 +1,7 @@
 """Early stopping on a validation metric, remembering the best epoch: :class:`EarlyStopping`.
 
 One small object that every training loop drives the same way -- the file
-trainer (``train/trainer.py``, also under Ray) and the scikit-learn
+trainer (``training/trainer.py``, also under Ray) and the scikit-learn
 estimators -- by calling ``update(epoch, metrics)`` after each epoch's
 validation. It decides; the loop acts (keeps the best epoch's parameters or
 checkpoint, stops). Its state is plain JSON (``state()`` / ``from_state()``),
@@ -9,7 +9,7 @@ so a model directory's manifest carries it and a resumed run goes on with the
 same best so far and the same count of epochs without improvement.
 
 The metric is the validation log loss for classification and the RMSE for
-regression (as ``train/metrics.py`` computes them); an epoch improves on the
+regression (as ``inference/metrics.py`` computes them); an epoch improves on the
 best so far when its metric is strictly lower (a NaN never does).
 """
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Inference: streaming metrics and predictions written to files."""

@@ -1,0 +1,1 @@
+"""Training: the engine-free rounds API, the epoch / checkpoint / validation loop and early stopping."""
