@@ -69,7 +69,8 @@ def movielens(args) -> list:
         out.append(sp.Data(
             f"movielens-{label}", task, files["train"], files["test"], vw["train"], vw["test"], "ui10",
             f"movielens-{label}:{st.st_size}:{os.stat(files['test']).st_size}", ML_FEATURES,
-            f"movielens-small, {label} ({'regression, label = rating 0.5..5' if task == 'regression' else 'binary, label = rating >= 4'}): "
+            f"movielens-small, {label} ("
+            f"{'regression, label = rating 0.5..5' if task == 'regression' else 'binary, label = rating >= 4'}): "
             f"{n['train']:,} training and {n['test']:,} test rows (one seeded random split of the ratings); 10,354 "
             "features: the user (one-hot over 610), the movie (one-hot over 9,724) and its genres (20 features, each "
             "1 / the movie's number of genres). VW: namespaces u (user), i (movie), g (genres)."))
@@ -105,14 +106,17 @@ def peers(data, args) -> list:
              lambda: sp.run_sgd_one_pass(data)),
             ("scikit-learn SGD, early stopping", f"{sgd[:-1]}{'' if reg else ', '}early_stopping=True), fit "
              "(10% held out, stops after 5 epochs without improvement)", lambda: sp.run_sgd_early_stop(data))]
-    if data.name != "ctr" or args.ctr_myfm:
+    if data.name != "ctr":
         out.append(("myfm MCMC FM", "rank 10, 300 sweeps, the last 295 samples averaged", lambda: sp.run_myfm(data)))
+    elif args.ctr_myfm:  # its default 295 kept samples of 2^20 features would need 27 GB
+        out.append(("myfm MCMC FM", "rank 10, 300 sweeps, the last 20 samples averaged",
+                    lambda: sp.run_myfm(data, kept=20)))
     for lrq in (False, True):
         for passes in (1, VW_PASSES):
             a = sp.vw_args(data, lrq, passes)
-            name = ("VW --lrq " + data.lrq if lrq else "VW linear") + (", one pass" if passes == 1 else f", --passes {passes}")
-            note = "" if passes == 1 else " (VW holds out every 10th row, stops after 3 passes without improvement)"
-            out.append((name, f"`{a}`{note}", lambda a=a: sp.run_vw(data, a, os.path.join(args.runs_dir, "vw"))))
+            name = ("VW --lrq " + data.lrq if lrq else "VW linear") + (
+                ", one pass" if passes == 1 else f", --passes {passes}")
+            out.append((name, f"`{a}`", lambda a=a: sp.run_vw(data, a, os.path.join(args.runs_dir, "vw"))))
     return out
 
 
@@ -265,7 +269,8 @@ def table(task, results) -> list:
         if "metrics" not in r:
             lines.append(f"| {r['system']} | {r['settings']} | " + " | ".join("" for _ in cols) + f" | {r['missing']} |")
             continue
-        s = r["settings"] if "command" not in r else f"`{r['settings']}`, {r['epochs']} epoch{'s' if r['epochs'] != 1 else ''} run" + (
+        s = r["settings"] if "command" not in r else (
+            f"`{r['settings']}`, {r['epochs']} epoch{'s' if r['epochs'] != 1 else ''} run") + (
             f", epoch {r['best_epoch']} kept" if r.get("best_epoch") else "")
         lines.append(f"| {r['system']} | {s} | " + " | ".join(f"{r['metrics'][k]:.4f}" for k, _ in cols)
                      + f" | {r['seconds']:.1f}{' (cached)' if r.get('cached') else ''} |")
@@ -302,8 +307,11 @@ def write_doc(R: dict, datasets: dict, cmdline: str, commit: str, seconds: float
         data = datasets[name]
         L += [f"## {name}\n", data.description + "\n"] + table(data.task, results) + [""]
         if name == "ctr" and not any(r["system"].startswith("myfm") for r in results):
-            L.append("- myfm MCMC FM is not run on this data by default: one Gibbs sweep over the 1,000,000 rows "
-                     "took about 20 s, so 300 sweeps take well over an hour (`--ctr-myfm` runs it).")
+            L.append("- myfm MCMC FM runs on this data only with `--ctr-myfm`: it keeps every averaged sample in "
+                     "memory (by default 295 of 2^20 x 11 float64, 27 GB; `--ctr-myfm` keeps the last 20), and on "
+                     "this machine five of its 300 sweeps over 1,000,000 rows took 100 s.")
+        L.append(f"- VW `--passes {VW_PASSES} -c`: VW holds out every 10th training row, stops after 3 passes "
+                 "without improvement of the holdout loss and then keeps the best pass's model.")
         if any(r.get("cached") for r in results):
             L.append("- peers marked in the cache (`--skip-peers`) were measured by an earlier run of the tool on "
                      "the same data and settings.")
@@ -316,15 +324,16 @@ def write_doc(R: dict, datasets: dict, cmdline: str, commit: str, seconds: float
 
 def curve_text(task, results) -> str:
     metric = COLUMNS[task][0][1].replace("test ", "")
+    by = {src: " and ".join(r["system"] for r in results if r.get("curve_source") == src and r.get("curve"))
+          for src in CURVE_LABEL}
     parts = []
-    for r in (r for r in results if r.get("curve")):
-        if r["curve_source"] == "records":
-            parts.append(f"{r['system']}: the validation {metric} its run recorded after every epoch (metrics.jsonl)")
-        else:
-            parts.append(f"{r['system']}: the test {metric} after every epoch of a second run of the same command "
-                         "given `--valid` the test file (the defaults record no validation metric; the table's run "
-                         "never sees the test rows)")
-    return ("The curves, " + "; ".join(parts) if parts else "No curves (no validation records)") + \
+    if by["records"]:
+        parts.append(f"{by['records']}: the validation {metric} the run recorded after every epoch (metrics.jsonl)")
+    if by["second run"]:
+        parts.append(f"{by['second run']}: the test {metric} after every epoch of a second run of the same command "
+                     "given `--valid` the test file (the defaults record no validation metric; the table's runs "
+                     "never see the test rows)")
+    return ("The curves of " + "; of ".join(parts) if parts else "No curves (no validation records)") + \
         ". A star marks the epoch a model directory keeps; the horizontal lines are the other systems' test values.\n"
 
 
@@ -344,7 +353,7 @@ def main(argv=None):
     ap.add_argument("--ctr-rows", type=int, default=1_000_000, help="CTR training rows (test: a fifth as many)")
     ap.add_argument("--only", choices=("movielens", "ctr"))
     ap.add_argument("--skip-peers", action="store_true", help="reuse the peers' cached results (measure the missing)")
-    ap.add_argument("--ctr-myfm", action="store_true", help="run myfm on the CTR data too (hours)")
+    ap.add_argument("--ctr-myfm", action="store_true", help="run myfm on the CTR data too (hours; 2 GB)")
     ap.add_argument("--runs-dir", default=os.path.join(REPO, "bench-runs", "sparse"))
     ap.add_argument("--data-dir", default=os.path.join(REPO, "bench-data", "sparse"))
     ap.add_argument("--out", default=os.path.join(REPO, "docs", "sparse.md"))

@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -55,7 +55,6 @@ class Data:
     key: str  # identifies the data in the peer cache
     n_features: int
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     @cached_property
     def matrices(self):
