@@ -310,8 +310,9 @@ def write_doc(R: dict, datasets: dict, cmdline: str, commit: str, seconds: float
             L.append("- myfm MCMC FM runs on this data only with `--ctr-myfm`: it keeps every averaged sample in "
                      "memory (by default 295 of 2^20 x 11 float64, 27 GB; `--ctr-myfm` keeps the last 20), and on "
                      "this machine five of its 300 sweeps over 1,000,000 rows took 100 s.")
-        L.append(f"- VW `--passes {VW_PASSES} -c`: VW holds out every 10th training row, stops after 3 passes "
-                 "without improvement of the holdout loss and then keeps the best pass's model.")
+        L.append(f"- VW `--passes {VW_PASSES} -c`: VW holds out every 10th training row and saves its model whenever "
+                 "the holdout loss improves; it stops after 3 passes without improvement, keeping the best pass's "
+                 f"model (a run that reaches pass {VW_PASSES} keeps the last).")
         if any(r.get("cached") for r in results):
             L.append("- peers marked in the cache (`--skip-peers`) were measured by an earlier run of the tool on "
                      "the same data and settings.")
