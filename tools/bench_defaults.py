@@ -1,23 +1,33 @@
-"""Is there one step size for every data set? eta0 on generated data, beside the real sets' validation grids.
+"""Which optimiser and step by default? Each optimiser on data sets nobody tuned for.
 
-docs/results.md's last table shows the validation log loss of every grid point
-on Banana, Magic04 and LETTER. This adds data nobody tuned for: the
-project's generated sets (tools/datagen.py), each split into a fit and a
-validation part, trained with `streamfm train` at every step of the tuning
-grid (tools/tune.py's STEPS), everything else at its default.
+Every data set is split into a fit part and a validation part; `streamfm train`
+runs on the fit part with the validation part as `--valid`, every epoch trained
+(`--early-stop 0`), once per setting:
 
-- CTR-shaped: 30 hashed categorical fields in 2^20 features, labels from a
-  noisy logistic model (FM only: 50 anchors' worth of 2^20-wide FMs do not
-  fit in memory);
-- Covtype-shaped: 54 features, labels from locally different linear rules.
+- the three optimisers at their default steps (`--optimizer adagrad`, the
+  default, eta0 0.1; `normalized` 0.5; `sgd` 0.01),
+- AdaGrad at a third and three times its default step (0.03, 0.3),
+
+everything else at streamfm's defaults. The table gives the validation metric
+of the best epoch (what early stopping keeps) and of the last one.
+
+Data:
+- generated (tools/datagen.py, seed 0): CTR-shaped (30 hashed categorical
+  fields in 2^20 features) and Covtype-shaped (54 features, locally different
+  linear rules);
+- movielens-small (`--movielens DIR`, default ../shared/data/movielens-small):
+  the training files split 90 / 10 (seeded), rating (RMSE) and liked (log loss);
+- Banana, Magic04, LETTER: the tuning splits (`tune-fit/`, `tune-valid/`) that
+  tools/benchdata.py prepares under bench-data/ (skipped when absent).
 
 Writes docs/defaults.md.
 
-    python tools/bench_defaults.py [--work bench-runs/defaults]
+    python tools/bench_defaults.py [--work bench-runs/defaults] [--only NAME ...]
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -32,18 +42,22 @@ import numpy as np  # noqa: E402
 from tools import tune as tuning  # noqa: E402
 from tools.datagen import covtype_blocks, ctr_blocks  # noqa: E402
 
-SETS = {
-    # name: (rows fit, rows valid, epochs, methods)
-    "ctr": (100_000, 20_000, 5, ("fm",)),
-    "covtype-shaped": (50_000, 10_000, 10, ("fm", "llfm-jo")),
-}
+#: (flag values, label) of every setting, the default first
+SETTINGS = [
+    ({"optimizer": "adagrad"}, "adagrad, eta0 0.1 (default)"),
+    ({"optimizer": "adagrad", "eta0": 0.03}, "adagrad, eta0 0.03"),
+    ({"optimizer": "adagrad", "eta0": 0.3}, "adagrad, eta0 0.3"),
+    ({"optimizer": "normalized"}, "normalized, eta0 0.5"),
+    ({"optimizer": "sgd"}, "sgd, eta0 0.01"),
+]
+GENERATED = {"ctr": (100_000, 20_000), "covtype-shaped": (50_000, 10_000)}
 
 
-def _write(name, out):
+def _write_generated(name, out):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    n_fit, n_valid, _, _ = SETS[name]
+    n_fit, n_valid = GENERATED[name]
     paths = {part: os.path.join(out, f"{name}-{part}.parquet") for part in ("fit", "valid")}
     if all(os.path.exists(p) for p in paths.values()):
         return paths
@@ -51,17 +65,14 @@ def _write(name, out):
     block = 10_000
     if name == "ctr":
         blocks = list(ctr_blocks(n_fit + n_valid, seed=0, block=block))
-        schema = pa.schema([("label", pa.int64()), ("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float64()))])
 
         def table(bs):
-            ids = np.concatenate([b[0] for b in bs])
-            rows = [np.unique(r) for r in ids]
+            rows = [np.unique(r) for r in np.concatenate([b[0] for b in bs])]
             off = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int32)
             flat = np.concatenate(rows).astype(np.int32)
-            return pa.Table.from_arrays([pa.array(np.concatenate([b[1] for b in bs])),
-                                         pa.ListArray.from_arrays(pa.array(off), pa.array(flat)),
-                                         pa.ListArray.from_arrays(pa.array(off), pa.array(np.ones(len(flat))))],
-                                        schema=schema)
+            return pa.table({"label": np.concatenate([b[1] for b in bs]),
+                             "indices": pa.ListArray.from_arrays(pa.array(off), pa.array(flat)),
+                             "values": pa.ListArray.from_arrays(pa.array(off), pa.array(np.ones(len(flat))))})
     else:
         blocks = list(covtype_blocks(n_fit + n_valid, seed=0, block=block))
 
@@ -75,76 +86,122 @@ def _write(name, out):
     return paths
 
 
-def _constant_text(data_dir) -> str:
-    """Log loss of the constant predictor (the fit part's positive rate) on each validation part."""
-    import pyarrow.parquet as pq
+def _split_movielens(task, src, out):
+    """The movielens training file cut 90 / 10 by a seeded permutation (libsvm lines as they are)."""
+    paths = {part: os.path.join(out, f"movielens-{task}-{part}.svm") for part in ("fit", "valid")}
+    if all(os.path.exists(p) for p in paths.values()):
+        return paths
+    os.makedirs(out, exist_ok=True)
+    with gzip.open(os.path.join(src, f"train-{task}.svm.gz"), "rt") as fh:
+        lines = fh.readlines()
+    valid = set(np.random.default_rng(0).permutation(len(lines))[: len(lines) // 10].tolist())
+    for part, keep in (("fit", lambda i: i not in valid), ("valid", lambda i: i in valid)):
+        with open(paths[part] + ".tmp", "w") as fh:
+            fh.writelines(line for i, line in enumerate(lines) if keep(i))
+        os.replace(paths[part] + ".tmp", paths[part])
+    return paths
 
-    parts = []
-    for name in SETS:
-        y_fit = pq.read_table(os.path.join(data_dir, f"{name}-fit.parquet"), columns=["label"]).column(0).to_numpy()
-        y_val = pq.read_table(os.path.join(data_dir, f"{name}-valid.parquet"), columns=["label"]).column(0).to_numpy()
-        p = y_fit.mean()
-        ll = -np.mean(y_val * np.log(p) + (1 - y_val) * np.log(1 - p))
-        parts.append(f"{name} {ll:.4f}")
-    return "Constant predictor (the fit part's positive rate), validation log loss: " + ", ".join(parts) + "."
+
+def data_sets(args) -> list[tuple[str, dict, str, int, tuple]]:
+    """(name, {fit, valid} paths, task, epochs, methods) of every data set found."""
+    sets = [(n, _write_generated(n, args.data), "binary", 10, ("fm",) if n == "ctr" else ("fm", "llfm-jo"))
+            for n in GENERATED]
+    if os.path.isdir(args.movielens):
+        for task, kind in (("rating", "regression"), ("liked", "binary")):
+            sets.append((f"movielens-{task}", _split_movielens(task, args.movielens, args.data), kind, 20,
+                         ("fm", "llfm-jo")))
+    for name, epochs in (("banana", 20), ("magic04", 15), ("letter", 15)):
+        split = os.path.join(args.bench, name, "split-0")
+        if os.path.isdir(os.path.join(split, "tune-fit")):
+            sets.append((name, {"fit": os.path.join(split, "tune-fit"), "valid": os.path.join(split, "tune-valid")},
+                         None, epochs, ("fm", "llfm-jo")))
+    return [s for s in sets if not args.only or s[0] in args.only]
+
+
+def curve(model: str, key: str) -> list[float]:
+    with open(os.path.join(model, "metrics.jsonl")) as fh:
+        return [json.loads(line)["valid"][key] for line in fh if line.strip()]
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=os.path.join(ROOT, "bench-runs", "defaults"))
-    ap.add_argument("--data", default=os.path.join(ROOT, "bench-data", "generated"))
+    ap.add_argument("--data", default=os.path.join(ROOT, "bench-data", "defaults"))
+    ap.add_argument("--bench", default=os.path.join(ROOT, "bench-data"), help="tools/benchdata.py's output")
+    ap.add_argument("--movielens", default=os.path.join(ROOT, "..", "shared", "data", "movielens-small"))
+    ap.add_argument("--only", nargs="+", help="data set names")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "defaults.md"))
     args = ap.parse_args(argv)
     os.chdir(ROOT)
     rows, cmds = [], []
-    for name, (n_fit, n_valid, epochs, methods) in SETS.items():
-        paths = {k: os.path.relpath(v, ROOT) for k, v in _write(name, args.data).items()}
+    for name, paths, task, epochs, methods in data_sets(args):
+        key = "rmse" if task == "regression" else "log_loss"
         for method in methods:
-            for eta0 in tuning.STEPS:
-                model = os.path.relpath(os.path.join(args.work, f"{name}-{method}-eta0={eta0:g}"), ROOT)
-                argv_ = tuning.train_argv(paths["fit"], model, method=method, epochs=epochs, seed=0,
-                                          valid=paths["valid"], params={"eta0": eta0})
+            for flags, label in SETTINGS:
+                tag = ",".join(f"{k}={v}" for k, v in flags.items())
+                model = os.path.relpath(os.path.join(args.work, f"{name}-{method}-{tag}"), ROOT)
+                extra = ["--task", task] if task else []
+                argv_ = tuning.train_argv(os.path.relpath(paths["fit"], ROOT), model, method=method, epochs=epochs,
+                                          seed=0, valid=os.path.relpath(paths["valid"], ROOT), params=flags,
+                                          extra=extra)
                 t = time.perf_counter()
                 tuning.run_streamfm(argv_, model)
-                v = tuning.last_valid(model)
-                rows.append((name, method, eta0, v["log_loss"], v["accuracy"], v.get("auc")))
+                c = curve(model, key)
+                rows.append({"data": name, "method": method, "setting": label, "metric": key,
+                             "best": min(c), "best_epoch": int(np.argmin(c)) + 1, "last": c[-1], "epochs": epochs,
+                             "seconds": round(time.perf_counter() - t, 1)})
                 cmds.append(tuning.command_line(argv_))
-                print(f"{name} {method} eta0 {eta0:g}: valid log loss {v['log_loss']:.4f} "
-                      f"({time.perf_counter() - t:.0f} s)", flush=True)
-    L = ["# One step size for every data set? eta0 on generated data", "",
-         "Written by `python tools/bench_defaults.py` (every number below; the `streamfm` command lines are at the "
-         "end). Data: the project's generators (`tools/datagen.py`, seed 0), each split into a fit part and a "
-         "validation part; `streamfm train` at every step of the tuning grid, everything else at its default. "
-         "The real data sets' grids are in the last table of [results.md](results.md).", "",
-         "| data | rows (fit / valid) | epochs | method | eta0 | valid log loss | valid accuracy (%) | valid AUC |",
-         "|---|---|---|---|---|---|---|---|"]
-    for name, method, eta0, ll, acc, auc in rows:
-        n_fit, n_valid, epochs, _ = SETS[name]
-        best = min(r[3] for r in rows if r[0] == name and r[1] == method)
-        cell = f"**{ll:.4f}**" if ll == best else f"{ll:.4f}"
-        L.append(f"| {name} | {n_fit:,} / {n_valid:,} | {epochs} | {method} | {eta0:g} | {cell} | {100 * acc:.2f} "
-                 f"| {auc:.4f} |")
-    L += ["", "Bold: the best step of a method on a data set. " + _constant_text(args.data), ""]
-    best = {}
-    for name, method, eta0, ll, _, _ in rows:
-        if (name, method) not in best or ll < best[(name, method)][1]:
-            best[(name, method)] = (eta0, ll)
-    L += ["## What it means for the defaults", "",
-          "Best step per data set and method: " + "; ".join(f"{n} / {m}: eta0 {e:g}" for (n, m), (e, _) in best.items())
-          + ". With the real sets' grids (results.md, last table: the noisy Banana and Magic04 prefer the "
-          "small steps, LETTER the largest), the best step moves in both directions from the default with the "
-          "data: small steps for noisy data (Banana, Magic04, and CTR-shaped, where the larger steps do worse "
-          "than the constant predictor), large ones for nearly separable data that needs the capacity (LETTER, "
-          "Covtype-shaped with LLFM-JO). No single value "
-          "is good for all, so streamfm keeps eta0 = 0.5, the safe side (noisy sparse data, and squared loss, for "
-          "which a normalised step above 2 overshoots the row's target), and the reproduction chooses eta0 per "
-          "data set and run on a validation split carved from the training data (tools/tune.py).", "",
-          "```bash"] + cmds + ["```", ""]
-    with open(args.out, "w") as fh:
-        fh.write("\n".join(L))
+                print(f"{name} {method} {label}: best {min(c):.4f} (epoch {np.argmin(c) + 1}), last {c[-1]:.4f}",
+                      flush=True)
+    write_report(rows, cmds, args.out)
+    os.makedirs(args.work, exist_ok=True)
     with open(os.path.join(args.work, "defaults.json"), "w") as fh:
-        json.dump(rows, fh)
+        json.dump(rows, fh, indent=1)
     print(f"wrote {os.path.relpath(args.out, ROOT)}")
+
+
+def write_report(rows, cmds, out):
+    L = ["# Which optimiser by default? Each one on data nobody tuned for", "",
+         "Written by `python tools/bench_defaults.py` (every number below; the `streamfm` command lines are at "
+         "the end). Each data set is split into a fit and a validation part; `streamfm train` trains on the fit "
+         "part, every epoch (`--early-stop 0`), with each optimiser at its default step and AdaGrad also at a third "
+         "and three times its step, everything else at streamfm's defaults. \"best\" is the validation metric of "
+         "the best epoch (what early stopping keeps), \"last\" that of the last epoch; log loss for "
+         "classification, RMSE for regression; lower is better.", "",
+         "| data | method | metric | " + " | ".join(label for _, label in SETTINGS) + " |",
+         "|---|---|---|" + "---|" * len(SETTINGS)]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["data"], r["method"]), {})[r["setting"]] = r
+    wins = {}
+    for (data, method), g in groups.items():
+        best = min(r["best"] for r in g.values())
+        cells = []
+        for _, label in SETTINGS:
+            r = g.get(label)
+            if r is None:
+                cells.append("")
+                continue
+            text = f"{r['best']:.4f} (ep. {r['best_epoch']}) / {r['last']:.4f}"
+            cells.append(f"**{text}**" if r["best"] == best else text)
+        metric = next(iter(g.values()))["metric"].replace("_", " ")
+        L.append(f"| {data} | {method} | {metric} | " + " | ".join(cells) + " |")
+        winner = min(g.values(), key=lambda r: r["best"])["setting"]
+        wins[winner] = wins.get(winner, 0) + 1
+    default = SETTINGS[0][1]
+    gaps = []
+    for (data, method), g in groups.items():
+        if default in g:
+            best = min(r["best"] for r in g.values())
+            gaps.append((g[default]["best"] - best) / best)
+    L += ["", "Cells: best epoch's value (its epoch) / last epoch's value; bold: the best setting of the row.", "",
+          "## What it means for the defaults", "",
+          "Best setting per row: " + "; ".join(f"{k}: {v}" for k, v in sorted(wins.items(), key=lambda kv: -kv[1]))
+          + f". The default ({default}) is within {100 * max(gaps):.1f}% of the row's best setting on every row "
+          f"(median {100 * float(np.median(gaps)):.1f}%), with early stopping keeping its best epoch.", "",
+          "```bash"] + cmds + ["```", ""]
+    with open(out, "w") as fh:
+        fh.write("\n".join(L))
 
 
 if __name__ == "__main__":

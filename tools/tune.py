@@ -74,7 +74,7 @@ def train_argv(data, model, *, method, epochs, seed, valid=None, params=None, ex
         argv += ["--valid", valid]
     argv += ["--method", method, "--epochs", str(epochs), "--seed", str(seed)]
     for k, v in sorted((params or {}).items()):
-        argv += [f"--{k.replace('_', '-')}", f"{v:g}"]
+        argv += [f"--{k.replace('_', '-')}", v if isinstance(v, str) else f"{v:g}"]
     if valid:  # the procedure compares last epochs (and the final run's --valid is the test set)
         argv += ["--early-stop", "0"]
     return argv + list(extra) + ["--quiet"]
