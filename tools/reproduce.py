@@ -474,7 +474,8 @@ def _is_default(point):
     from streamfm.models.config import Config
 
     c = Config()
-    return all(abs(float(v) - float(getattr(c, k))) < 1e-12 for k, v in point.items())
+    # eta0's default is the optimiser's step (Config.step)
+    return all(abs(float(v) - float(c.step if k == "eta0" else getattr(c, k))) < 1e-12 for k, v in point.items())
 
 
 def _version():
