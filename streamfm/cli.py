@@ -67,29 +67,31 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                    help="rows read per chunk (default: 65536); memory grows with it")
 
 
-def data_options(args: argparse.Namespace) -> dict:
-    """The ``open_source`` keyword arguments given on the command line (JSON-able: the
-    trainer stores them so that ``--resume`` reopens the data the same way)."""
-    return {
-        "format": args.format,
-        "label_column": args.label_column,
-        "feature_columns": args.feature_columns,
-        "indices_column": args.indices_column,
-        "values_column": args.values_column,
-        "hash_columns": args.hash_columns,
-        "n_hash_features": args.n_hash_features,
-        "zero_based": args.zero_based,
-        "header": args.header,
-        "skip_bad_rows": args.skip_bad_rows,
-        "chunk_rows": args.chunk_rows,
-    }
+def read_options(args: argparse.Namespace):
+    """The read options given on the command line (the trainer stores them so that
+    ``--resume`` reads the data the same way)."""
+    from streamfm.io.options import ReadOptions
+
+    return ReadOptions(
+        format=args.format,
+        label_column=args.label_column,
+        feature_columns=args.feature_columns,
+        indices_column=args.indices_column,
+        values_column=args.values_column,
+        hash_columns=args.hash_columns,
+        n_hash_features=args.n_hash_features,
+        zero_based=args.zero_based,
+        header=args.header,
+        skip_bad_rows=args.skip_bad_rows,
+        chunk_rows=args.chunk_rows,
+    )
 
 
 def source_from_args(args: argparse.Namespace, paths: Sequence[str] | None = None):
     """Open the data named on the command line (``args.data`` unless ``paths``)."""
     from streamfm.io.sources import open_source
 
-    return open_source(list(paths if paths is not None else args.data), **data_options(args))
+    return open_source(list(paths if paths is not None else args.data), read_options(args))
 
 
 def _add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -133,7 +135,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     source = source_from_args(args)
     shards = convert(
         source, args.output, rows_per_shard=args.rows_per_shard, compression=args.compression,
-        progress=not args.quiet, overwrite=args.overwrite, chunk_rows=args.chunk_rows,
+        progress=not args.quiet, overwrite=args.overwrite,
     )
     rows = sum(pq.ParquetFile(s).metadata.num_rows for s in shards)
     layout = "wide" if source.dense else "sparse"
@@ -490,7 +492,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         address=args.address, sync_rows=args.sync_rows, worker_retries=args.worker_retries,
         scale_steps=not args.no_scale_steps, early_stop=args.early_stop,
         validation_fraction=args.validation_fraction)
-    summary = train(data, args.model, config=config, options=options, data_options=data_options(args),
+    summary = train(data, args.model, config=config, options=options, data_options=read_options(args),
                     valid=valid)
     return _report_run(summary, args.model)
 

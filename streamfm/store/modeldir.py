@@ -75,7 +75,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from streamfm.errors import InputError
-from streamfm.store.atomic import (atomic_write_bytes, dumps_json, fsync_dir, fsync_path, temporary_path,
+from streamfm.io.atomic import (atomic_write_bytes, dumps_json, fsync_dir, fsync_path, temporary_path,
                                    write_and_fsync)
 
 __all__ = ["FORMAT_VERSION", "ModelDir"]
