@@ -279,24 +279,17 @@ class CsvReader(TableReader):
     def _translate(self, path: str, exc: BaseException, has_header: bool, delim: str, rows_done: int) -> InputError:
         """One clear InputError for whatever pyarrow / the decompressor raised."""
         msg = str(exc)
-        if "conversion error" in msg:
-            m = re.search(r"column #(\d+)", msg)
-            col = int(m.group(1)) if m else None
-            found = self._locate(path, has_header, delim, rows_done, col)
-            if found is not None:
-                row, name, value = found
-                return InputError(
-                    f"{path}: row {row}, column '{name}': cannot parse '{format_token(value)}' as a number"
-                )
-            return InputError(f"{path}: {msg}")
-        if "parse error" in msg or ("Expected" in msg and "columns" in msg):
-            found = self._locate(path, has_header, delim, rows_done, None)
-            if found is not None:
-                row, n_fields, text = found
-                return InputError(
-                    f"{path}: row {row}: expected {self.n_columns} fields, got {n_fields} ('{format_token(text)}')"
-                )
-            return InputError(f"{path}: {msg}")
+        conversion = "conversion error" in msg
+        if conversion or "parse error" in msg or ("Expected" in msg and "columns" in msg):
+            m = re.search(r"column #(\d+)", msg) if conversion else None
+            found = self._locate(path, has_header, delim, rows_done, int(m.group(1)) if m else None)
+            if found is None:
+                return InputError(f"{path}: {msg}")
+            row, what, text = found  # what: the column's name, or the row's field count
+            shown = format_token(text)
+            if conversion:
+                return InputError(f"{path}: row {row}, column '{what}': cannot parse '{shown}' as a number")
+            return InputError(f"{path}: row {row}: expected {self.n_columns} fields, got {what} ('{shown}')")
         if compression_of(path) is not None:
             return corrupt_error(path, exc)
         return InputError(f"{path}: cannot read as CSV ({msg})")

@@ -19,6 +19,10 @@ digits, a huge exponent) is recorded as a "fix-up" and parsed by Python's
 
 Errors are found by the kernel, which reports the error kind, the line and
 the offending token's byte range; Python only builds the message.
+
+The module is longer than most: the kernel's state slots (``_S_*``), the
+kernel that fills them and the reader that turns them into chunks and
+messages are one parser's states, kept in one place.
 """
 from __future__ import annotations
 
@@ -139,6 +143,8 @@ def _parse_number(buf, s, e):
         i += 1
     if i < e and buf[i] == 46:  # '.'
         i += 1
+        # The integer part's loop again, specialised for the fraction (each digit kept moves the
+        # exponent down, a dropped one does not move it): no per-digit branch on the part.
         while i < e and _is_digit(buf[i]):
             d = buf[i] - 48
             ndig += 1

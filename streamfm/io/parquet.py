@@ -55,6 +55,13 @@ def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
+def _rows_of_entries(entries: np.ndarray, rows_of: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """The rows (a mask of ``n``) holding the marked entries, and the first marked entry."""
+    rows = np.zeros(n, dtype=bool)
+    rows[rows_of[entries]] = True
+    return rows, int(np.flatnonzero(entries)[0])
+
+
 @numba.njit(cache=True)
 def _sort_rows(indptr, indices, data, dup):
     """Sort each row by index (in place); dup[i] = True where row i repeats an index."""
@@ -219,17 +226,13 @@ class ParquetReader(TableReader):
         data = np.array(val, dtype=VALUE_DTYPE)  # a writable copy: rows get sorted in place
         out_of_range = (ind < 0) | (ind > _MAX_INDEX)
         if out_of_range.any():
-            rows = np.zeros(n, dtype=bool)
-            rows[rows_of[out_of_range]] = True
-            k = int(np.flatnonzero(out_of_range)[0])
+            rows, k = _rows_of_entries(out_of_range, rows_of, n)
             self._bad_rows(rows, bad, path, row0, self.indices_col,
                            f"feature index {int(ind[k])} is out of range (0 .. {_MAX_INDEX})")
             ind = np.where(out_of_range, 0, ind)
         nonfinite = ~np.isfinite(data)
         if nonfinite.any():
-            rows = np.zeros(n, dtype=bool)
-            rows[rows_of[nonfinite]] = True
-            k = int(np.flatnonzero(nonfinite)[0])
+            rows, k = _rows_of_entries(nonfinite, rows_of, n)
             self._bad_rows(rows, bad, path, row0, self.values_col,
                            f"the value {data[k]} is not finite; feature values must be finite numbers")
         indices = ind.astype(INDEX_DTYPE)
