@@ -1,4 +1,5 @@
 """ReadOptions: checked once with one clear message; JSON round trip; old manifests' options still open the data."""
+import dataclasses
 import json
 
 import numpy as np
@@ -39,8 +40,8 @@ def test_bad_options_fail_with_one_message(kwargs, message):
 
 def test_a_changed_copy_is_checked_again():
     with pytest.raises(InputError, match="chunk_rows must be at least 1"):
-        ReadOptions(chunk_rows=10).replace(chunk_rows=0)
-    assert ReadOptions(chunk_rows=10).replace(chunk_rows=20) == ReadOptions(chunk_rows=20)
+        dataclasses.replace(ReadOptions(chunk_rows=10), chunk_rows=0)
+    assert dataclasses.replace(ReadOptions(chunk_rows=10), chunk_rows=20) == ReadOptions(chunk_rows=20)
 
 
 def test_values_are_normalised():
@@ -48,7 +49,8 @@ def test_values_are_normalised():
                        feature_columns=("a", np.int32(2)), label_column=np.int64(-1))
     assert opts.chunk_rows == 500 and type(opts.chunk_rows) is int
     assert opts.header is True and opts.zero_based is False
-    assert opts.feature_columns == ["a", 2] and type(opts.feature_columns[1]) is int
+    assert opts.feature_columns == ("a", 2) and type(opts.feature_columns[1]) is int
+    assert opts.to_dict()["feature_columns"] == ["a", 2] and hash(opts) == hash(dataclasses.replace(opts))
     assert opts.label_column == -1 and type(opts.label_column) is int
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Sequence
 
@@ -51,20 +52,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def read_options(args: argparse.Namespace) -> ReadOptions:
-    """The read options given on the command line."""
-    return ReadOptions(
-        format=args.format,
-        label_column=args.label_column,
-        feature_columns=args.feature_columns,
-        indices_column=args.indices_column,
-        values_column=args.values_column,
-        hash_columns=args.hash_columns,
-        n_hash_features=args.n_hash_features,
-        zero_based=args.zero_based,
-        header=args.header,
-        skip_bad_rows=args.skip_bad_rows,
-        chunk_rows=args.chunk_rows,
-    )
+    """The read options given on the command line (each flag's ``dest`` is the option's name)."""
+    return ReadOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ReadOptions)})
 
 
 def source_from_args(args: argparse.Namespace, paths: Sequence[str] | None = None):

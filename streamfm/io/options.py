@@ -34,11 +34,12 @@ class ReadOptions:
         Tables: the label column, by name or position (negative from the end;
         a string of digits is a position too).  Default: the last column for
         CSV, "label" for Parquet.
-    feature_columns : list of str or None
-        Tables: the feature columns (default: all but the label).
+    feature_columns : sequence of str or None
+        Tables: the feature columns (default: all but the label); kept as a
+        tuple (lists in :meth:`to_dict`).
     indices_column, values_column : str or None
         Parquet sparse layout: the list columns (default "indices", "values").
-    hash_columns : list of str or None
+    hash_columns : sequence of str or None
         Tables: columns hashed as categoricals (default: every text feature
         column); a hash column not among ``feature_columns`` is a feature too.
     n_hash_features : int, default 2**20
@@ -66,10 +67,10 @@ class ReadOptions:
 
     format: str | None = None
     label_column: str | int | None = None
-    feature_columns: list | None = None
+    feature_columns: tuple | None = None
     indices_column: str | None = None
     values_column: str | None = None
-    hash_columns: list | None = None
+    hash_columns: tuple | None = None
     n_hash_features: int = 2**20
     zero_based: bool | str = "auto"
     header: bool | str = "auto"
@@ -86,7 +87,7 @@ class ReadOptions:
             if value is not None:
                 if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                     raise InputError(f"{name} must be a list of column names, got {value!r}")
-                object.__setattr__(self, name, [_column_name(c, name) for c in value])
+                object.__setattr__(self, name, tuple(_column_name(c, name) for c in value))
         for name in ("indices_column", "values_column"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -113,7 +114,7 @@ class ReadOptions:
     # -- JSON ------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        """Every option as JSON-able values (what the manifest stores)."""
+        """Every option as JSON values (what the manifest stores): column lists as lists."""
         out = dataclasses.asdict(self)
         for name in ("feature_columns", "hash_columns"):
             if out[name] is not None:
@@ -156,10 +157,6 @@ class ReadOptions:
                 raise InputError(
                     f"{given[0].replace('_', '-')} applies to CSV and Parquet tables, not to libsvm files"
                 )
-
-    def replace(self, **changes) -> "ReadOptions":
-        """A copy with some options changed (checked again)."""
-        return dataclasses.replace(self, **changes)
 
 
 def _integer(value, name: str) -> int:
