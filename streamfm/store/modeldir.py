@@ -97,12 +97,7 @@ class ModelDir:
     # ------------------------------------------------------------------ state
 
     def exists(self) -> bool:
-        """Whether a committed ``manifest.json`` is there.
-
-        Returns
-        -------
-        bool
-        """
+        """Whether a committed ``manifest.json`` is there."""
         return (self.path / MANIFEST).is_file()
 
     def read_manifest(self) -> dict:
