@@ -92,3 +92,13 @@ def test_csv_column_empty_in_the_first_block_reads_as_numbers(tmp_path):
         read(str(path))
     src, rows = read(str(path), skip_bad_rows=True)
     assert rows is None and src.bad_rows == 2 and src.feature_names == ["a", "b"]
+
+
+def test_csv_column_of_dates_reads_as_numbers(tmp_path):
+    """pyarrow infers dates, but a CSV feature column is numbers or hashed text: a date is a bad number."""
+    path = tmp_path / "d.csv"
+    path.write_text("d,x,y\n2020-01-01,1,0\n2020-01-02,2,1\n")
+    with pytest.raises(InputError, match=r"row 1, column 'd': cannot parse '2020-01-01' as a number"):
+        read(str(path))
+    src, _ = read(str(path), hash_columns=["d"], n_hash_features=8)
+    assert src.hashed_columns == ["d"] and src.feature_names == ["x"]

@@ -45,7 +45,7 @@ from streamfm.io._files import (
 from streamfm.io.arrow import batch_to_chunk
 from streamfm.io.chunk import Chunk
 from streamfm.io.options import ReadOptions
-from streamfm.io.table import TableReader, is_numeric_type
+from streamfm.io.table import TableReader, is_numeric_type, is_text_type
 
 _SNIFF_BYTES = 1 << 16
 _MIN_BLOCK = 1 << 18
@@ -157,12 +157,13 @@ class CsvReader(TableReader):
         self.n_columns = len(rows[0])
         self.names = [v.strip() for v in rows[0]] if has_header else [f"c{i}" for i in range(self.n_columns)]
         self.block_size = int(min(max(per_line * self.chunk_rows, _MIN_BLOCK), _MAX_BLOCK))
-        # A column empty in the first block infers as null: it is read as numbers (its empty
-        # fields are then missing values) unless it is hashed.
-        self.types = {c: pa.float64() if pa.types.is_null(t) else t
-                      for c, t in self._infer_types(first, has_header, delim).items()}
+        inferred = self._infer_types(first, has_header, delim)
+        # A feature column is read as float64 or as text (column_types below): any other type
+        # pyarrow infers (null for a column empty in the first block, a date) is read as numbers.
+        self.types = {c: t if is_text_type(t) else pa.float64() for c, t in inferred.items()}
         self.layout = self.make_layout()
-        self.label_numeric = is_numeric_type(self.types[self.layout.label])
+        label_type = inferred[self.layout.label]
+        self.label_numeric = is_numeric_type(label_type) or pa.types.is_null(label_type)
         self.column_types = {self.layout.label: pa.float64() if self.label_numeric else pa.string()}
         self.column_types.update({c: pa.float64() for c in self.layout.numeric})
         self.column_types.update({c: pa.string() for c in self.layout.hashed})
