@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from sklearn.datasets import dump_svmlight_file
 
 from streamfm.errors import InputError
-from streamfm.io import Chunk, convert, open_source
+from streamfm.io import Chunk, ReadOptions, convert, open_source
 
 
 def all_rows(src) -> Chunk:
@@ -30,7 +30,7 @@ def write_svm(path, n=250, p=30, seed=0):
 def test_libsvm_round_trip_sparse_layout(tmp_path):
     path = write_svm(tmp_path / "d.svm")
     out = tmp_path / "out"
-    shards = convert(path, str(out), rows_per_shard=100, progress=False, chunk_rows=33)
+    shards = convert(path, str(out), rows_per_shard=100, progress=False, options=ReadOptions(chunk_rows=33))
     assert [os.path.basename(s) for s in shards] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     assert [pq.ParquetFile(s).metadata.num_rows for s in shards] == [100, 100, 50]
     schema = pq.read_schema(shards[0])
@@ -69,7 +69,7 @@ def test_failure_leaves_nothing_behind(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"bad\.svm:501: cannot parse '1:x'"):
-        convert(str(path), str(out), rows_per_shard=100, progress=False, chunk_rows=50)
+        convert(str(path), str(out), rows_per_shard=100, progress=False, options=ReadOptions(chunk_rows=50))
     assert os.listdir(tmp_path) == ["bad.svm"]  # neither out nor a temporary directory
 
 
@@ -99,7 +99,7 @@ def test_no_rows_gives_one_empty_readable_shard(tmp_path):
 def test_hashed_csv_becomes_sparse_with_its_declared_width(tmp_path):
     path = tmp_path / "c.csv"
     path.write_text("color,size,y\nred,1.5,0\nblue,2,1\n")
-    src = open_source(str(path), label_column="y", n_hash_features=64)
+    src = open_source(str(path), ReadOptions(label_column="y", n_hash_features=64))
     convert(src, str(tmp_path / "out"), progress=False)
     back = open_source(str(tmp_path / "out"))
     assert not back.dense and back.n_features_hint == 65

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamfm.errors import InputError
-from streamfm.io import Chunk, open_source
+from streamfm.io import Chunk, ReadOptions, open_source
 from streamfm.io.csv import detect_header
 from streamfm.io.hashing import fnv1a_32
 
@@ -25,7 +25,7 @@ def write(path, text: str):
 
 
 def read_all(path, **kw):
-    src = open_source(path, **kw)
+    src = open_source(path, ReadOptions(**kw))
     chunks = list(src.iter_chunks())
     return Chunk.concat(chunks), src, chunks
 
@@ -157,17 +157,17 @@ def test_unparsable_value_in_a_later_block(tmp_path):
 def test_unknown_label_column_lists_columns(tmp_path):
     path = write(tmp_path / "h.csv", "a,b,label\n1,2,x\n")
     with pytest.raises(InputError, match=r"label column 'target' not found in .*h\.csv; the columns are: a, b, label"):
-        open_source(path, label_column="target")
+        open_source(path, ReadOptions(label_column="target"))
     with pytest.raises(InputError, match=r"label column 7 is out of range.*3 columns \(a, b, label\)"):
-        open_source(path, label_column=7)
+        open_source(path, ReadOptions(label_column=7))
     with pytest.raises(InputError, match=r"feature column 'z' not found"):
-        open_source(path, feature_columns=["z"])
+        open_source(path, ReadOptions(feature_columns=["z"]))
 
 
 def test_text_column_not_in_hash_columns(tmp_path):
     path = write(tmp_path / "h.csv", "a,b,c,label\nred,1,blue,0\n")
     with pytest.raises(InputError, match=r"feature column 'c' is not numeric.*--hash-columns"):
-        open_source(path, hash_columns=["a"])
+        open_source(path, ReadOptions(hash_columns=["a"]))
 
 
 def test_truncated_gzip_csv(tmp_path):

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from sklearn.datasets import dump_svmlight_file, load_svmlight_file
 
 from streamfm.errors import InputError
-from streamfm.io import Chunk, open_source
+from streamfm.io import Chunk, ReadOptions, open_source
 from streamfm.io import libsvm as libsvm_mod
 
 OPENERS = {"": open, ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -27,7 +27,7 @@ def write(path, text: str | bytes):
 
 
 def read_all(path, **kw) -> tuple[Chunk, object]:
-    src = open_source(path, **kw)
+    src = open_source(path, ReadOptions(**kw))
     chunks = list(src.iter_chunks())
     assert chunks, "no chunks"
     return Chunk.concat(chunks), src
@@ -66,7 +66,7 @@ def test_matches_sklearn(tmp_path, suffix, zero_based):
     dump_svmlight_file(X, y, str(plain), zero_based=zero_based)
     path = write(tmp_path / f"data.svm{suffix}", plain.read_bytes())
     Xs, ys = load_svmlight_file(str(plain), zero_based=zero_based, n_features=X.shape[1])
-    src = open_source(path, chunk_rows=7)
+    src = open_source(path, ReadOptions(chunk_rows=7))
     chunks = list(src.iter_chunks())
     assert all(c.n_rows <= 7 for c in chunks) and len(chunks) == -(-X.shape[0] // 7)
     chunk = Chunk.concat(chunks)
@@ -211,7 +211,7 @@ def test_not_gzip_at_all(tmp_path):
 def test_chunks_never_exceed_chunk_rows_and_p_grows(tmp_path):
     lines = [f"1 {i + 1}:1" for i in range(50)]
     path = write(tmp_path / "d.svm", "\n".join(lines) + "\n")
-    src = open_source(path, chunk_rows=8)
+    src = open_source(path, ReadOptions(chunk_rows=8))
     chunks = list(src.iter_chunks())
     assert [c.n_rows for c in chunks] == [8] * 6 + [2]
     widths = [c.n_features for c in chunks]

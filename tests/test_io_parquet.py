@@ -8,12 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamfm.errors import InputError
-from streamfm.io import Chunk, open_source
+from streamfm.io import Chunk, ReadOptions, open_source
 from streamfm.io.hashing import fnv1a_32, hash_strings
 
 
 def read_all(path, **kw):
-    src = open_source(path, **kw)
+    src = open_source(path, ReadOptions(**kw))
     chunks = list(src.iter_chunks())
     return Chunk.concat(chunks), src, chunks
 
@@ -152,7 +152,7 @@ def test_missing_label_column_lists_columns(tmp_path):
     with pytest.raises(InputError, match=r"label column 'label' not found .*--label-column.*columns are: a, b"):
         open_source(path)
     with pytest.raises(InputError, match=r"label column 'y' not found .*columns are: a, b"):
-        open_source(path, label_column="y")
+        open_source(path, ReadOptions(label_column="y"))
 
 
 @pytest.mark.parametrize(
@@ -220,7 +220,7 @@ def test_label_column_position_as_text(tmp_path):
 def test_fixed_width_columns_are_read_from_their_buffers(arrow_type):
     """to_numpy spells the dtype from the Arrow type (pyarrow 14-25's to_pandas_dtype imports pandas):
     the values, dtype and slice offset must be what Arrow's own conversion gives."""
-    from streamfm.io._tables import to_numpy
+    from streamfm.io.arrow import to_numpy
 
     arr = pa.array([3, 1, 4, 1, 5], type=arrow_type).slice(1, 3)
     got = to_numpy(arr)
@@ -231,7 +231,7 @@ def test_fixed_width_columns_are_read_from_their_buffers(arrow_type):
 def test_plain_numeric_columns_take_the_one_pass_transpose():
     """_plain_rows (stack, then rows and finiteness in one numba pass) gives what the column-by-column
     path gives, for every fixed-width type and a table of several chunks; anything else goes by column."""
-    from streamfm.io._tables import _plain_rows
+    from streamfm.io.arrow import _plain_rows
 
     rng = np.random.default_rng(0)
     n = 150  # more than one block of 64 rows, and a partial one

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamfm.errors import InputError
-from streamfm.io import Chunk, DataSource, open_source
+from streamfm.io import Chunk, DataSource, ReadOptions, open_source
 from streamfm.io.sources import format_of
 
 
@@ -47,7 +47,7 @@ def test_directory_glob_and_list_are_the_same_data_set(tmp_path):
 
 def test_iter_chunks_follows_the_given_file_order(tmp_path):
     d = shards(tmp_path)
-    src = open_source(str(d), chunk_rows=2)
+    src = open_source(str(d), ReadOptions(chunk_rows=2))
     order = [src.files[2], src.files[0]]
     got = list(src.iter_chunks(files=order))
     assert [c.n_rows for c in got] == [2, 2, 1, 2, 2, 1]  # a chunk never spans two files
@@ -81,10 +81,10 @@ def test_formats_by_suffix_and_override(tmp_path):
     assert format_of("a.svm.bz2") == "libsvm"
     path = tmp_path / "data.dat"
     path.write_text("1,2,a\n3,4,b\n")
-    src = open_source(str(path), format="csv")
+    src = open_source(str(path), ReadOptions(format="csv"))
     assert src.format == "csv" and src.dense and src.n_features_hint == 2
     with pytest.raises(InputError, match="unknown format 'xls'"):
-        open_source(str(path), format="xls")
+        open_source(str(path), ReadOptions(format="xls"))
 
 
 def test_mixed_formats_are_refused(tmp_path):
@@ -97,13 +97,13 @@ def test_mixed_formats_are_refused(tmp_path):
 def test_table_options_rejected_for_libsvm(tmp_path):
     d = shards(tmp_path, n=1)
     with pytest.raises(InputError, match="label-column applies to CSV and Parquet"):
-        open_source(str(d), label_column="y")
+        open_source(str(d), ReadOptions(label_column="y"))
 
 
 def test_chunk_rows_must_be_positive(tmp_path):
     d = shards(tmp_path, n=1)
     with pytest.raises(InputError, match="chunk_rows must be at least 1"):
-        open_source(str(d), chunk_rows=0)
+        open_source(str(d), ReadOptions(chunk_rows=0))
 
 
 def test_parquet_directory_and_attributes(tmp_path):

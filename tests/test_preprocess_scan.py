@@ -7,7 +7,8 @@ from scipy import stats
 
 from streamfm.errors import InputError
 from streamfm.io.chunk import Chunk
-from streamfm.preprocess.scan import encode_labels, scan
+from streamfm.preprocess.labels import encode_labels
+from streamfm.preprocess.scan import scan
 from fakes import FakeSource
 
 
@@ -169,7 +170,7 @@ def test_feature_kinds_on_the_wide_path_and_of_features_never_seen():
 
 
 def test_feature_stats_of_rows_in_memory_equal_the_scan():
-    from streamfm.preprocess.scan import feature_stats
+    from streamfm.preprocess.moments import feature_stats
 
     rng = np.random.default_rng(13)
     X = kinds_matrix(300, rng)

@@ -218,7 +218,7 @@ def _magic_split(root):
 @pytest.mark.parametrize("dataset", ["banana", "magic04"])
 def test_two_workers_reach_the_accuracy_of_one(ray_instance, tmp_path, dataset):
     if dataset == "banana":
-        train_path, test_path = cli._embedded("banana-train"), cli._embedded("banana-test")
+        train_path, test_path = cli.train._embedded("banana-train"), cli.train._embedded("banana-test")
     else:
         train_path, test_path = _magic_split(tmp_path)
     acc = {}

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from streamfm import cli
 from streamfm.io.chunk import Chunk
+from streamfm.io.options import ReadOptions
 from streamfm.io.sources import open_source
 from streamfm.models.config import Config
 from streamfm.preprocess.scan import scan
@@ -77,7 +78,7 @@ def test_predict_applies_the_stored_map_and_equals_load(capsys, sparse_model, tm
     load(DIR).predict_proba on the same rows, which is the model on the stored map applied by hand."""
     X, y = sparse_model["X"][:45], sparse_model["y"][:45]
     head = write_libsvm(tmp_path / "head.svm", X, y)
-    own = Standardizer.from_scan(scan(open_source(head, zero_based=False)), "auto")
+    own = Standardizer.from_scan(scan(open_source(head, ReadOptions(zero_based=False))), "auto")
     stored = load(sparse_model["model"]).standardizer
     assert not np.allclose(own.shift, stored.shift)  # a map made from these rows would differ
     code, _, err = run(capsys, "predict", head, "--model", sparse_model["model"], "-o", tmp_path / "p.csv",

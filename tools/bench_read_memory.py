@@ -153,7 +153,7 @@ def measure(path: str, chunk_rows: int, passes: int = 1) -> dict:
     """Stream one file ``passes`` times; peak RSS before (imports, compiled
     kernels) and after."""
     sys.path.insert(0, REPO)
-    from streamfm.io import open_source
+    from streamfm.io import ReadOptions, open_source
 
     # Load the numba kernels from the cache (or compile them) on a tiny file so
     # that the baseline includes them and the pass measures reading only.
@@ -162,7 +162,7 @@ def measure(path: str, chunk_rows: int, passes: int = 1) -> dict:
         f.write("1 1:0.5 3:1\n")
     sum(c.n_rows for c in open_source(warm).iter_chunks())
     before = _vm_hwm_mb()
-    src = open_source(path, chunk_rows=chunk_rows)
+    src = open_source(path, ReadOptions(chunk_rows=chunk_rows))
     t0 = time.perf_counter()
     rows = nnz = 0
     for _ in range(passes):
@@ -231,7 +231,7 @@ def write_doc(results: list[dict], rows: int, chunk_rows: int, argv: list[str]) 
 The readers keep one chunk (at most `chunk_rows` rows) and one read block in
 memory, never the file: peak RSS must not grow with the file.  Measured with
 `tools/bench_read_memory.py`: each file is streamed by
-`open_source(path, chunk_rows={chunk_rows}).iter_chunks()` in a fresh Python
+`open_source(path, ReadOptions(chunk_rows={chunk_rows})).iter_chunks()` in a fresh Python
 process, whose peak RSS (`VmHWM` from `/proc/self/status`) is read after the
 imports (numpy, pyarrow, numba and the compiled kernels) and after the pass.
 

@@ -46,6 +46,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from streamfm.io.options import ReadOptions  # noqa: E402
 from streamfm.io.sources import open_source  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -142,8 +143,8 @@ def find_files(ds: Dataset, data_dir: str):
 
 def _open(path: str, ds: Dataset, chunk_rows: int):
     if ds.format == "csv":
-        return open_source(path, format="csv", header=False, label_column=-1, chunk_rows=chunk_rows)
-    return open_source(path, format="libsvm", zero_based=False, chunk_rows=chunk_rows)
+        return open_source(path, ReadOptions(format="csv", header=False, label_column=-1, chunk_rows=chunk_rows))
+    return open_source(path, ReadOptions(format="libsvm", zero_based=False, chunk_rows=chunk_rows))
 
 
 def _labels(src):

@@ -105,6 +105,7 @@ from dataclasses import asdict
 import numpy as np
 
 from ..errors import InputError, StreamFMError
+from ..io.options import ReadOptions
 from ..io.sources import open_source
 from ..models.core import LLFMModel
 from ..models.trained import TrainedModel
@@ -360,7 +361,7 @@ class Worker:
     rank : int
         Worker number (seeds its shuffle buffer).
     data : dict
-        ``{"files": [...], "options": {open_source kwargs}}``: how to turn the
+        ``{"files": [...], "options": ReadOptions.to_dict()}``: how to turn the
         streamed Arrow tables into chunks (layout, label column, hashing).
     chunk_rows : int
         Rows per batch pulled from the Ray Data stream (the shuffle's output
@@ -376,7 +377,7 @@ class Worker:
             pass
         self.rank = rank
         self.chunk_rows = int(chunk_rows)
-        self.source = open_source(data["files"], **data["options"])
+        self.source = open_source(data["files"], ReadOptions.from_dict(data["options"]))
         self.trained: TrainedModel | None = None
         self.settings: dict = {}
         self.stream: RowStream | None = None
@@ -577,7 +578,7 @@ def stream_rows(source) -> int:
     """Rows per batch a worker pulls from its stream: the local reader's chunk size where the
     data's width is known before the scan (a wide table, or shards from ``convert``)."""
     hint = source.n_features_hint
-    return reader_rows(hint) if hint else int(source.reader.chunk_rows)
+    return reader_rows(hint) if hint else source.options.chunk_rows
 
 
 class RayStart:

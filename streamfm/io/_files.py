@@ -1,4 +1,4 @@
-"""Small helpers shared by the readers: opening (compressed) files, cutting chunks.
+"""Small helpers shared by the readers: opening (compressed) files, re-cutting chunks.
 
 Everything here turns the standard library's many ways of failing on a bad
 file (``EOFError``, ``zlib.error``, ``gzip.BadGzipFile``, ``lzma.LZMAError``,
@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from streamfm.errors import InputError
-from streamfm.io.chunk import INDPTR_DTYPE, Chunk
+from streamfm.io.chunk import Chunk
 
 #: Compressed-file suffixes the text readers understand, and their modules.
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
@@ -86,13 +86,6 @@ def readinto_block(f: BinaryIO, path: str, view: memoryview) -> int:
         raise _read_error(path, exc) from None
 
 
-def slice_chunk(chunk: Chunk, start: int, stop: int) -> Chunk:
-    """Rows ``start:stop`` of a chunk (contiguous, so cheaper than ``take``)."""
-    a, b = int(chunk.indptr[start]), int(chunk.indptr[stop])
-    indptr = (chunk.indptr[start : stop + 1] - a).astype(INDPTR_DTYPE)
-    return Chunk(indptr, chunk.indices[a:b], chunk.data[a:b], chunk.y[start:stop], chunk.n_features)
-
-
 def rebatch(pieces: Iterator[Chunk], chunk_rows: int) -> Iterator[Chunk]:
     """Re-cut a stream of chunks of any size into chunks of exactly ``chunk_rows``
     rows (the last one shorter).
@@ -111,7 +104,7 @@ def rebatch(pieces: Iterator[Chunk], chunk_rows: int) -> Iterator[Chunk]:
             if start == 0 and take == piece.n_rows:
                 part = piece
             else:
-                part, sliced = slice_chunk(piece, start, start + take), True
+                part, sliced = piece.slice(start, start + take), True
             pending.append(part)
             n_pending += take
             start += take

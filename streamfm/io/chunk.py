@@ -98,6 +98,13 @@ class Chunk:
         out[rows, self.indices] = self.data
         return out
 
+    def slice(self, start: int, stop: int) -> "Chunk":
+        """Rows ``start:stop`` as views into this chunk's arrays (contiguous rows: no copy but
+        the row offsets). The views keep this chunk's arrays alive while the slice lives."""
+        a, b = int(self.indptr[start]), int(self.indptr[stop])
+        indptr = (self.indptr[start : stop + 1] - a).astype(INDPTR_DTYPE)
+        return Chunk(indptr, self.indices[a:b], self.data[a:b], self.y[start:stop], self.n_features)
+
     def take(self, rows: np.ndarray) -> "Chunk":
         """The given rows, in the given order (used by the shuffle buffer)."""
         rows = np.ascontiguousarray(rows, dtype=np.int64)

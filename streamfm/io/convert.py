@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamfm.errors import InputError
-from streamfm.io._files import slice_chunk
 from streamfm.io.chunk import Chunk
+from streamfm.io.options import ReadOptions
 from streamfm.io.sources import DataSource, open_source
 from streamfm.progress import progress_bar
-from streamfm.store.atomic import fsync_dir, fsync_path
+from streamfm.io.atomic import fsync_dir, fsync_path
 
 SHARD_NAME = "part-{:05d}.parquet"
 
@@ -109,16 +109,11 @@ def convert(
     inputs,
     out_dir: str,
     *,
+    options: ReadOptions | None = None,
     rows_per_shard: int = 1_000_000,
-    format: str | None = None,
-    label_column=None,
-    zero_based="auto",
     compression: str = "zstd",
     progress: bool = True,
-    skip_bad_rows: bool = False,
     overwrite: bool = False,
-    chunk_rows: int = 65536,
-    **source_options,
 ) -> list[str]:
     """Convert libsvm or CSV files to Parquet shards ``part-00000.parquet``, ...
 
@@ -129,10 +124,11 @@ def convert(
         source.
     out_dir : str
         Output directory; created, or replaced with ``overwrite=True``.
+    options : ReadOptions or None
+        How to read ``inputs`` (passed to :func:`open_source`; an open source
+        has its own).
     rows_per_shard : int, default 1_000_000
         Rows per shard (the last one may hold fewer).
-    format, label_column, zero_based, skip_bad_rows, chunk_rows, **source_options
-        Passed to :func:`open_source`.
     compression : str, default "zstd"
         Parquet compression codec ("zstd", "snappy", "gzip", "none", ...).
     progress : bool, default True
@@ -154,12 +150,11 @@ def convert(
         raise InputError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
     rows_per_shard = int(rows_per_shard)
     if isinstance(inputs, DataSource):
+        if options is not None:
+            raise ValueError("convert: an open source is read with its own options; pass no options")
         source = inputs
     else:
-        source = open_source(
-            inputs, format=format, label_column=label_column, zero_based=zero_based,
-            skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows, **source_options,
-        )
+        source = open_source(inputs, options)
     out_dir = os.fspath(out_dir)
     _check_out_dir(out_dir, overwrite)
     wide = source.dense
@@ -171,7 +166,7 @@ def convert(
         in_shard = 0
         bar = progress_bar(desc="convert", unit="rows", unit_scale=True, disable=not progress, leave=False)
         with bar:
-            for chunk in source.iter_chunks(chunk_rows=min(chunk_rows, rows_per_shard)):
+            for chunk in source.iter_chunks(chunk_rows=min(source.chunk_rows, rows_per_shard)):
                 if schema is None:
                     p = source.n_features_hint or chunk.n_features
                     schema = _schema(source, wide, p, chunk.y.dtype.kind in "US")
@@ -182,7 +177,7 @@ def convert(
                         writer = pq.ParquetWriter(os.path.join(tmp, names[-1]), schema, compression=compression)
                         in_shard = 0
                     take = min(rows_per_shard - in_shard, chunk.n_rows - start)
-                    part = chunk if take == chunk.n_rows else slice_chunk(chunk, start, start + take)
+                    part = chunk if take == chunk.n_rows else chunk.slice(start, start + take)
                     writer.write_table(chunk_to_table(part, schema, wide))
                     in_shard += take
                     start += take

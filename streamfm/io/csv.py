@@ -1,7 +1,7 @@
 """Streaming CSV reader (pyarrow's ``open_csv``), plain or .gz / .bz2 / .xz.
 
-The benchmark files in ``../shared/data`` have no header and the label in the
-last column; files with a header work too.
+By default the label is the last column and a header row is detected (see
+below); the columns are resolved by :class:`~streamfm.io.table.TableReader`.
 
 Header detection (``header="auto"``), per file: the first row is a header when
 some field of it is not a number while the same field of the second row is
@@ -28,7 +28,6 @@ import io
 import re
 from typing import Iterator
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -43,8 +42,10 @@ from streamfm.io._files import (
     rebatch,
     strip_compression,
 )
-from streamfm.io._tables import TableLayout, batch_to_chunk, is_numeric_type, is_text_type
+from streamfm.io.arrow import batch_to_chunk
 from streamfm.io.chunk import Chunk
+from streamfm.io.options import ReadOptions
+from streamfm.io.table import TableReader, is_numeric_type, is_text_type
 
 _SNIFF_BYTES = 1 << 16
 _MIN_BLOCK = 1 << 18
@@ -130,68 +131,44 @@ def detect_header(rows: list[list[str]]) -> bool:
 # ---------------------------------------------------------------------------
 
 
-class CsvReader:
+class CsvReader(TableReader):
     """Reads the CSV files of one data set in bounded chunks.
 
     Parameters
     ----------
     files : list of str
         The files; the first one fixes the columns and their types.
-    label_column : str or int or None
-        Name, or position (negative counts from the end); default: the last.
-    feature_columns : list of str or None
-        Feature columns; default all but the label.
-    hash_columns : list of str or None
-        Columns to hash as categoricals.  None: every non-numeric feature
-        column.  A list: exactly these (another non-numeric feature column is
-        then an error).
-    n_hash_features : int
-        Size of the hash space.
-    header : bool or "auto"
-    skip_bad_rows : bool
-        Drop (and count) rows with a wrong field count, a missing, NaN,
-        infinite or unparsable value, instead of raising.
-    chunk_rows : int
+    options : ReadOptions
+        ``label_column`` (default: the last column), ``feature_columns``,
+        ``hash_columns`` (default: every non-numeric feature column),
+        ``n_hash_features``, ``header``, ``skip_bad_rows`` (drop and count rows
+        with a wrong field count, a missing, NaN, infinite or unparsable
+        value) and ``chunk_rows``.
     """
 
-    def __init__(
-        self,
-        files: list[str],
-        *,
-        label_column=None,
-        feature_columns=None,
-        hash_columns=None,
-        n_hash_features: int = 2**20,
-        header="auto",
-        skip_bad_rows: bool = False,
-        chunk_rows: int = 65536,
-    ):
-        if header not in (True, False, "auto"):
-            raise ValueError(f"header must be True, False or 'auto', got {header!r}")
-        self.files = list(files)
-        self.header = header
-        self.skip_bad_rows = bool(skip_bad_rows)
-        self.chunk_rows = int(chunk_rows)
-        self.bad_rows_by_file: dict[str, int] = {}
+    def __init__(self, files: list[str], options: ReadOptions):
+        super().__init__(files, options)
+        self.header = options.header
         first = self.files[0]
         rows, per_line, delim = _first_rows(first)
         if not rows:
             raise InputError(f"{first}: the CSV file is empty")
-        has_header = detect_header(rows) if header == "auto" else bool(header)
+        has_header = detect_header(rows) if self.header == "auto" else bool(self.header)
         self.n_columns = len(rows[0])
         self.names = [v.strip() for v in rows[0]] if has_header else [f"c{i}" for i in range(self.n_columns)]
         self.block_size = int(min(max(per_line * self.chunk_rows, _MIN_BLOCK), _MAX_BLOCK))
-        types = self._infer_types(first, has_header, delim)
-        self.layout = self._make_layout(types, label_column, feature_columns, hash_columns, n_hash_features)
-        self.label_numeric = is_numeric_type(types[self.layout.label]) or pa.types.is_null(types[self.layout.label])
+        inferred = self._infer_types(first, has_header, delim)
+        # A feature column is read as float64 or as text (column_types below): any other type
+        # pyarrow infers (null for a column empty in the first block, a date) is read as numbers.
+        self.types = {c: t if is_text_type(t) else pa.float64() for c, t in inferred.items()}
+        self.layout = self.make_layout()
+        label_type = inferred[self.layout.label]
+        self.label_numeric = is_numeric_type(label_type) or pa.types.is_null(label_type)
         self.column_types = {self.layout.label: pa.float64() if self.label_numeric else pa.string()}
         self.column_types.update({c: pa.float64() for c in self.layout.numeric})
         self.column_types.update({c: pa.string() for c in self.layout.hashed})
 
     # -- set-up ----------------------------------------------------------------
-
-    def _list_columns(self) -> str:
-        return ", ".join(self.names)
 
     def _infer_types(self, path: str, has_header: bool, delim: str) -> dict[str, pa.DataType]:
         """pyarrow's inferred type of every column, from the first block."""
@@ -205,48 +182,6 @@ class CsvReader:
         except _READ_ERRORS as exc:
             raise self._translate(path, exc, has_header, delim, 0) from None
         return {f.name: f.type for f in schema}
-
-    def _column(self, spec, what: str) -> str:
-        if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-            k = int(spec)
-            if not -self.n_columns <= k < self.n_columns:
-                raise InputError(
-                    f"{what} {k} is out of range: {self.files[0]} has {self.n_columns} columns "
-                    f"({self._list_columns()})"
-                )
-            return self.names[k]
-        name = str(spec)
-        if name in self.names:
-            return name
-        if re.fullmatch(r"[-+]?\d+", name.strip()):
-            return self._column(int(name), what)
-        raise InputError(f"{what} '{name}' not found in {self.files[0]}; the columns are: {self._list_columns()}")
-
-    def _make_layout(self, types, label_column, feature_columns, hash_columns, n_hash_features) -> TableLayout:
-        label = self._column(-1 if label_column is None else label_column, "label column")
-        if feature_columns is None:
-            features = [c for c in self.names if c != label]
-        else:
-            features = [self._column(c, "feature column") for c in feature_columns]
-            if label in features:
-                raise InputError(f"column '{label}' is both the label and a feature")
-        if hash_columns is None:
-            hashed = [c for c in features if is_text_type(types[c])]
-        else:
-            hashed = [self._column(c, "hash column") for c in hash_columns]
-            missing = [c for c in hashed if c not in features]
-            if missing:
-                raise InputError(f"hash column '{missing[0]}' is not one of the feature columns")
-            text = [c for c in features if c not in hashed and is_text_type(types[c])]
-            if text:
-                raise InputError(
-                    f"{self.files[0]}: feature column '{text[0]}' is not numeric; "
-                    "add it to the hash columns (--hash-columns) to hash its values"
-                )
-        numeric = [c for c in features if c not in hashed]
-        if n_hash_features < 1 or len(numeric) + n_hash_features > np.iinfo(np.int32).max:
-            raise InputError(f"n_hash_features must be between 1 and 2**31 - 1 - (numeric columns), got {n_hash_features}")
-        return TableLayout(label=label, numeric=numeric, hashed=hashed, n_hash_features=int(n_hash_features))
 
     def _open(self, path: str, has_header: bool, delim: str, *, column_types, include, on_invalid=None):
         """A pyarrow streaming reader over one file."""
@@ -345,24 +280,17 @@ class CsvReader:
     def _translate(self, path: str, exc: BaseException, has_header: bool, delim: str, rows_done: int) -> InputError:
         """One clear InputError for whatever pyarrow / the decompressor raised."""
         msg = str(exc)
-        if "conversion error" in msg:
-            m = re.search(r"column #(\d+)", msg)
-            col = int(m.group(1)) if m else None
-            found = self._locate(path, has_header, delim, rows_done, col)
-            if found is not None:
-                row, name, value = found
-                return InputError(
-                    f"{path}: row {row}, column '{name}': cannot parse '{format_token(value)}' as a number"
-                )
-            return InputError(f"{path}: {msg}")
-        if "parse error" in msg or ("Expected" in msg and "columns" in msg):
-            found = self._locate(path, has_header, delim, rows_done, None)
-            if found is not None:
-                row, n_fields, text = found
-                return InputError(
-                    f"{path}: row {row}: expected {self.n_columns} fields, got {n_fields} ('{format_token(text)}')"
-                )
-            return InputError(f"{path}: {msg}")
+        conversion = "conversion error" in msg
+        if conversion or "parse error" in msg or ("Expected" in msg and "columns" in msg):
+            m = re.search(r"column #(\d+)", msg) if conversion else None
+            found = self._locate(path, has_header, delim, rows_done, int(m.group(1)) if m else None)
+            if found is None:
+                return InputError(f"{path}: {msg}")
+            row, what, text = found  # what: the column's name, or the row's field count
+            shown = format_token(text)
+            if conversion:
+                return InputError(f"{path}: row {row}, column '{what}': cannot parse '{shown}' as a number")
+            return InputError(f"{path}: row {row}: expected {self.n_columns} fields, got {what} ('{shown}')")
         if compression_of(path) is not None:
             return corrupt_error(path, exc)
         return InputError(f"{path}: cannot read as CSV ({msg})")

@@ -19,6 +19,10 @@ digits, a huge exponent) is recorded as a "fix-up" and parsed by Python's
 
 Errors are found by the kernel, which reports the error kind, the line and
 the offending token's byte range; Python only builds the message.
+
+The module is longer than most: the kernel's state slots (``_S_*``), the
+kernel that fills them and the reader that turns them into chunks and
+messages are one parser's states, kept in one place.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import numpy as np
 from streamfm.errors import InputError
 from streamfm.io._files import format_token, open_binary, readinto_block
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+from streamfm.io.options import ReadOptions
 
 #: Bytes read from the file per block (decompressed bytes for .gz etc.).
 BLOCK_BYTES = 4 << 20
@@ -138,6 +143,8 @@ def _parse_number(buf, s, e):
         i += 1
     if i < e and buf[i] == 46:  # '.'
         i += 1
+        # The integer part's loop again, specialised for the fraction (each digit kept moves the
+        # exponent down, a dropped one does not move it): no per-digit branch on the part.
         while i < e and _is_digit(buf[i]):
             d = buf[i] - 48
             ndig += 1
@@ -466,14 +473,12 @@ class LibsvmReader:
     ----------
     files : list of str
         The data set's files; ``zero_based="auto"`` looks at ``files[0]``.
-    zero_based : bool or "auto", default "auto"
-        Whether indices start at 0.  "auto" decides from the first non-empty
-        chunk of the first file that has rows: an index 0 there means 0-based.
-        A 0 met later in a file read as 1-based is an error that says so.
-    skip_bad_rows : bool, default False
-        Skip malformed lines (and count them) instead of raising.
-    chunk_rows : int, default 65536
-        Rows per chunk (the default for :meth:`iter_file`).
+    options : ReadOptions
+        ``zero_based`` (True, False or "auto": decided from the first
+        non-empty chunk of the first file that has rows, where an index 0
+        means 0-based; a 0 met later in a file read as 1-based is an error
+        that says so), ``skip_bad_rows`` (skip malformed lines and count
+        them) and ``chunk_rows`` (the default for :meth:`iter_file`).
 
     Attributes
     ----------
@@ -483,13 +488,12 @@ class LibsvmReader:
         Largest 0-based feature index seen so far (-1 before any).
     """
 
-    def __init__(self, files: list[str], *, zero_based="auto", skip_bad_rows: bool = False, chunk_rows: int = 65536):
-        if zero_based not in (True, False, "auto"):
-            raise ValueError(f"zero_based must be True, False or 'auto', got {zero_based!r}")
+    def __init__(self, files: list[str], options: ReadOptions):
         self.files = list(files)
-        self.skip_bad_rows = bool(skip_bad_rows)
-        self.chunk_rows = int(chunk_rows)
-        self._zero_based_arg = zero_based
+        self.options = options
+        self.skip_bad_rows = options.skip_bad_rows
+        self.chunk_rows = options.chunk_rows
+        zero_based = options.zero_based
         self._zero_based: bool | None = None if zero_based == "auto" else bool(zero_based)
         self.bad_rows_by_file: dict[str, int] = {}
         self.max_index = -1
@@ -618,7 +622,7 @@ class LibsvmReader:
         if kind == _E_ZERO_INDEX:
             how = (
                 "the first rows had none, so the data was read as 1-based"
-                if self._zero_based_arg == "auto"
+                if self.options.zero_based == "auto"
                 else "the data is read as 1-based"
             )
             return InputError(

@@ -15,7 +15,6 @@ the file and the column (or, with ``skip_bad_rows``, dropped rows).
 """
 from __future__ import annotations
 
-import re
 from typing import Iterator
 
 import numba
@@ -24,16 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamfm.errors import InputError
-from streamfm.io._tables import (
-    TableLayout,
-    batch_to_chunk,
-    is_numeric_type,
-    is_text_type,
-    label_column,
-    to_numpy,
-    where,
-)
+from streamfm.io.arrow import batch_to_chunk, drop_bad_rows, label_column, to_numpy, where
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+from streamfm.io.options import ReadOptions
+from streamfm.io.table import TableLayout, TableReader
 
 DEFAULT_LABEL = "label"
 DEFAULT_INDICES = "indices"
@@ -62,6 +55,13 @@ def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
+def _rows_of_entries(entries: np.ndarray, rows_of: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """The rows (a mask of ``n``) holding the marked entries, and the first marked entry."""
+    rows = np.zeros(n, dtype=bool)
+    rows[rows_of[entries]] = True
+    return rows, int(np.flatnonzero(entries)[0])
+
+
 @numba.njit(cache=True)
 def _sort_rows(indptr, indices, data, dup):
     """Sort each row by index (in place); dup[i] = True where row i repeats an index."""
@@ -86,24 +86,19 @@ def _sort_rows(indptr, indices, data, dup):
                 break
 
 
-class ParquetReader:
+class ParquetReader(TableReader):
     """Reads the Parquet files of one data set in bounded chunks.
 
     Parameters
     ----------
     files : list of str
-    label_column : str or int or None
-        Default: "label".
-    feature_columns : list of str or None
-        Wide layout: the feature columns (default: all but the label).
-    indices_column, values_column : str or None
-        Sparse layout: the list columns (default "indices" and "values" when
-        both exist as list columns).
-    hash_columns : list of str or None
-        Columns to hash.  None: every string/dictionary feature column.
-    n_hash_features : int
-    skip_bad_rows : bool
-    chunk_rows : int
+    options : ReadOptions
+        ``label_column`` (default: "label"); the wide layout's
+        ``feature_columns`` (default: all but the label), ``hash_columns``
+        (default: every string/dictionary feature column) and
+        ``n_hash_features``; the sparse layout's ``indices_column`` and
+        ``values_column`` (default "indices" and "values" when both exist as
+        list columns); ``skip_bad_rows``, ``chunk_rows``.
 
     Attributes
     ----------
@@ -113,47 +108,35 @@ class ParquetReader:
         The wide layout's columns (None for sparse).
     """
 
-    def __init__(
-        self,
-        files: list[str],
-        *,
-        label_column=None,
-        feature_columns=None,
-        indices_column=None,
-        values_column=None,
-        hash_columns=None,
-        n_hash_features: int = 2**20,
-        skip_bad_rows: bool = False,
-        chunk_rows: int = 65536,
-    ):
-        self.files = list(files)
-        self.skip_bad_rows = bool(skip_bad_rows)
-        self.chunk_rows = int(chunk_rows)
-        self.bad_rows_by_file: dict[str, int] = {}
+    default_label = DEFAULT_LABEL
+    suggest_label_option = True
+
+    def __init__(self, files: list[str], options: ReadOptions):
+        super().__init__(files, options)
         self.max_index = -1
         first = self.files[0]
         schema = open_parquet(first).schema_arrow
         self.names = list(schema.names)
         self.types = {f.name: f.type for f in schema}
         self.first_metadata = dict(schema.metadata or {})
-        self.label = self._column(DEFAULT_LABEL if label_column is None else label_column, "label column",
-                                  hint=label_column is None)
-        self.sparse = indices_column is not None or values_column is not None or (
+        o = options
+        self.sparse = o.indices_column is not None or o.values_column is not None or (
             DEFAULT_INDICES in self.types
             and DEFAULT_VALUES in self.types
             and _is_list(self.types[DEFAULT_INDICES])
             and _is_list(self.types[DEFAULT_VALUES])
-            and feature_columns is None
+            and o.feature_columns is None
         )
         self.layout: TableLayout | None = None
         if self.sparse:
-            if feature_columns is not None or hash_columns:
+            self.label = self.label_name()
+            if o.feature_columns is not None or o.hash_columns:
                 raise InputError(
                     f"{first}: the sparse layout (index and value list columns) cannot be combined with "
                     "feature or hash columns"
                 )
-            self.indices_col = self._column(indices_column or DEFAULT_INDICES, "indices column")
-            self.values_col = self._column(values_column or DEFAULT_VALUES, "values column")
+            self.indices_col = self.column(o.indices_column or DEFAULT_INDICES, "indices column")
+            self.values_col = self.column(o.values_column or DEFAULT_VALUES, "values column")
             for c in (self.indices_col, self.values_col):
                 if not _is_list(self.types[c]):
                     raise InputError(f"{first}: column '{c}' must be a list column, it is {self.types[c]}")
@@ -161,46 +144,9 @@ class ParquetReader:
                 raise InputError(f"{first}: column '{self.indices_col}' must hold integers")
             self.columns = [self.label, self.indices_col, self.values_col]
         else:
-            self.layout = self._make_layout(feature_columns, hash_columns, n_hash_features)
+            self.layout = self.make_layout()
+            self.label = self.layout.label
             self.columns = self.layout.columns
-
-    # -- set-up ----------------------------------------------------------------
-
-    def _column(self, spec, what: str, hint: bool = False) -> str:
-        if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-            k = int(spec)
-            if not -len(self.names) <= k < len(self.names):
-                raise InputError(f"{what} {k} is out of range; the columns are: {', '.join(self.names)}")
-            return self.names[k]
-        if spec in self.names:
-            return spec
-        if isinstance(spec, str) and re.fullmatch(r"[-+]?\d+", spec.strip()):
-            return self._column(int(spec), what)  # a position given on the command line
-        advice = " (pass --label-column)" if hint else ""
-        raise InputError(
-            f"{what} '{spec}' not found in {self.files[0]}{advice}; the columns are: {', '.join(self.names)}"
-        )
-
-    def _make_layout(self, feature_columns, hash_columns, n_hash_features) -> TableLayout:
-        if feature_columns is None:
-            features = [c for c in self.names if c != self.label]
-        else:
-            features = [self._column(c, "feature column") for c in feature_columns]
-        if hash_columns is None:
-            hashed = [c for c in features if is_text_type(self.types[c])]
-        else:
-            hashed = [self._column(c, "hash column") for c in hash_columns]
-            features += [c for c in hashed if c not in features]
-        numeric = [c for c in features if c not in hashed]
-        for c in numeric:
-            if not is_numeric_type(self.types[c]):
-                advice = "; add it to the hash columns to hash it" if is_text_type(self.types[c]) else ""
-                raise InputError(
-                    f"{self.files[0]}: feature column '{c}' has type {self.types[c]}, not a number{advice}"
-                )
-        if n_hash_features < 1 or len(numeric) + n_hash_features > _MAX_INDEX:
-            raise InputError(f"n_hash_features must be between 1 and 2**31 - 1 - (numeric columns), got {n_hash_features}")
-        return TableLayout(self.label, numeric, hashed, int(n_hash_features))
 
     @property
     def n_features_hint(self) -> int | None:
@@ -280,17 +226,13 @@ class ParquetReader:
         data = np.array(val, dtype=VALUE_DTYPE)  # a writable copy: rows get sorted in place
         out_of_range = (ind < 0) | (ind > _MAX_INDEX)
         if out_of_range.any():
-            rows = np.zeros(n, dtype=bool)
-            rows[rows_of[out_of_range]] = True
-            k = int(np.flatnonzero(out_of_range)[0])
+            rows, k = _rows_of_entries(out_of_range, rows_of, n)
             self._bad_rows(rows, bad, path, row0, self.indices_col,
                            f"feature index {int(ind[k])} is out of range (0 .. {_MAX_INDEX})")
             ind = np.where(out_of_range, 0, ind)
         nonfinite = ~np.isfinite(data)
         if nonfinite.any():
-            rows = np.zeros(n, dtype=bool)
-            rows[rows_of[nonfinite]] = True
-            k = int(np.flatnonzero(nonfinite)[0])
+            rows, k = _rows_of_entries(nonfinite, rows_of, n)
             self._bad_rows(rows, bad, path, row0, self.values_col,
                            f"the value {data[k]} is not finite; feature values must be finite numbers")
         indices = ind.astype(INDEX_DTYPE)
@@ -302,11 +244,7 @@ class ParquetReader:
             self.max_index = max(self.max_index, int(indices.max()))
         p = max(self.max_index + 1, self.n_features_hint or 0)
         chunk = Chunk(indptr, indices, data, y, p)
-        n_bad = 0
-        if bad is not None and bad.any():
-            n_bad = int(bad.sum())
-            chunk = chunk.take(np.flatnonzero(~bad))
-        return chunk, n_bad
+        return drop_bad_rows(chunk, bad)
 
     def _rebuild_without(self, batch, keep, path, row0, n_dropped) -> tuple[Chunk, int]:
         # Only reached in skip mode (otherwise _bad_rows raised).

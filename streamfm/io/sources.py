@@ -14,8 +14,7 @@ from typing import Iterable, Iterator, Sequence
 from streamfm.errors import InputError
 from streamfm.io._files import file_size, strip_compression
 from streamfm.io.chunk import Chunk
-
-FORMATS = ("libsvm", "csv", "parquet")
+from streamfm.io.options import ReadOptions
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -116,14 +115,17 @@ class DataSource:
         is only known after reading).
     feature_names : list of str or None
         Names of a table's numeric feature columns (features 0..len-1).
+    options : ReadOptions
+        How the files are read (what the trainer stores to read them again).
     chunk_rows : int
-        Default rows per chunk.
+        Default rows per chunk (``options.chunk_rows``).
     """
 
-    def __init__(self, files: list[str], format: str, reader, chunk_rows: int):
+    def __init__(self, files: list[str], format: str, reader, options: ReadOptions):
         self.files = files
         self.format = format
-        self.chunk_rows = chunk_rows
+        self.options = options
+        self.chunk_rows = options.chunk_rows
         self._reader = reader
 
     @property
@@ -207,21 +209,7 @@ def _check_chunk_rows(chunk_rows) -> int:
     return n
 
 
-def open_source(
-    paths,
-    *,
-    format: str | None = None,
-    label_column=None,
-    feature_columns=None,
-    indices_column=None,
-    values_column=None,
-    hash_columns=None,
-    n_hash_features: int = 2**20,
-    zero_based="auto",
-    header="auto",
-    skip_bad_rows: bool = False,
-    chunk_rows: int = 65536,
-) -> DataSource:
+def open_source(paths, options: ReadOptions | None = None) -> DataSource:
     """Open files, globs or directories as one data set.
 
     Parameters
@@ -230,28 +218,9 @@ def open_source(
         Each entry is a file, a glob (``data/part-*.parquet``) or a directory
         (every file with a known data suffix in it, hidden and ``_``-prefixed
         files excepted).
-    format : {'libsvm', 'csv', 'parquet'} or None
-        None: from the file suffixes (.parquet/.pq; .csv/.tsv; anything else
-        libsvm; .gz/.bz2/.xz allowed for text).  All files must agree.
-    label_column : str or int or None
-        Tables: the label column, by name or position (negative from the end).
-        Default: the last column for CSV, "label" for Parquet.
-    feature_columns : list of str or None
-        Tables: the feature columns (default: all but the label).
-    indices_column, values_column : str or None
-        Parquet sparse layout: the list columns (default "indices", "values").
-    hash_columns : list of str or None
-        Tables: columns hashed as categoricals (default: every text column).
-    n_hash_features : int, default 2**20
-        Size of the hash space of categorical columns.
-    zero_based : bool or "auto", default "auto"
-        libsvm: whether feature indices start at 0.
-    header : bool or "auto", default "auto"
-        CSV: whether files start with a header row.
-    skip_bad_rows : bool, default False
-        Skip (and count in ``bad_rows``) malformed rows instead of raising.
-    chunk_rows : int, default 65536
-        Rows per chunk at most.
+    options : ReadOptions or None
+        How to read the files (format, columns, chunk size, ...); None: the
+        defaults, the format from the file suffixes.
 
     Returns
     -------
@@ -260,17 +229,19 @@ def open_source(
     Raises
     ------
     InputError
-        Missing paths, empty globs or directories, mixed formats, a missing
-        label column, and whatever the first file's header reveals.
+        Missing paths, empty globs or directories, mixed formats, table
+        options for libsvm files, a missing label column, and whatever the
+        first file's header reveals.
 
     Examples
     --------
-    >>> src = open_source("../shared/data/banana/banana.csv")   # doctest: +SKIP
+    >>> src = open_source("banana.csv", ReadOptions(chunk_rows=1000))   # doctest: +SKIP
     >>> src.format, src.dense, src.n_features_hint
     ('csv', True, 2)
     """
+    options = ReadOptions() if options is None else options
     files = resolve_paths(paths)
-    chunk_rows = _check_chunk_rows(chunk_rows)
+    format = options.format
     if format is None:
         kinds = {format_of(f) for f in files}
         if len(kinds) > 1:
@@ -279,33 +250,11 @@ def open_source(
                 "or pass --format"
             )
         format = kinds.pop()
-    elif format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-
+    options.check_format(format)
     if format == "libsvm":
-        table_opts = dict(
-            label_column=label_column, feature_columns=feature_columns, hash_columns=hash_columns,
-            indices_column=indices_column, values_column=values_column,
-        )
-        given = [k for k, v in table_opts.items() if v is not None]
-        if given:
-            raise InputError(f"{given[0].replace('_', '-')} applies to CSV and Parquet tables, not to libsvm files")
-        from streamfm.io.libsvm import LibsvmReader
-
-        reader = LibsvmReader(files, zero_based=zero_based, skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows)
+        from streamfm.io.libsvm import LibsvmReader as reader_class
     elif format == "csv":
-        from streamfm.io.csv import CsvReader
-
-        reader = CsvReader(
-            files, label_column=label_column, feature_columns=feature_columns, hash_columns=hash_columns,
-            n_hash_features=n_hash_features, header=header, skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows,
-        )
+        from streamfm.io.csv import CsvReader as reader_class
     else:
-        from streamfm.io.parquet import ParquetReader
-
-        reader = ParquetReader(
-            files, label_column=label_column, feature_columns=feature_columns, indices_column=indices_column,
-            values_column=values_column, hash_columns=hash_columns, n_hash_features=n_hash_features,
-            skip_bad_rows=skip_bad_rows, chunk_rows=chunk_rows,
-        )
-    return DataSource(files, format, reader, chunk_rows)
+        from streamfm.io.parquet import ParquetReader as reader_class
+    return DataSource(files, format, reader_class(files, options), options)

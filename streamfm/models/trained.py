@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.chunk import Chunk
-from ..preprocess.scan import encode_labels
+from ..preprocess.labels import encode_labels
 from ..preprocess.standardize import Standardizer
 from .core import LLFMModel
 

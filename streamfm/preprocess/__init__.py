@@ -1,5 +1,6 @@
 """Preprocessing: the scan pass, standardisation, epoch shuffling."""
-from streamfm.preprocess.scan import ScanResult, encode_labels, scan
+from streamfm.preprocess.labels import encode_labels
+from streamfm.preprocess.scan import ScanResult, scan
 from streamfm.preprocess.shuffle import epoch_file_order, shuffled_chunks, shuffled_epoch
 from streamfm.preprocess.standardize import Standardizer, should_center
 

@@ -48,7 +48,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from streamfm.io.chunk import INDPTR_DTYPE, Chunk
+from streamfm.io.chunk import Chunk
 
 # Independent random streams derived from one (seed, epoch): shard order and
 # row order must not be correlated.
@@ -96,18 +96,6 @@ def shard_order_seed(seed: int, epoch: int) -> int:
     through the shards in the local trainer's order (tested).
     """
     return int(_rng((seed, epoch), _FILES_STREAM).integers(2**32))
-
-
-def _slice(chunk: Chunk, a: int, b: int) -> Chunk:
-    """Rows a:b as a chunk of views into ``chunk``'s arrays (no copy).
-
-    The views keep the input chunk alive until both parts of a split chunk
-    have left the buffer: at most one reader chunk beyond the buffer's rows,
-    as the memory bound above already counts.
-    """
-    lo, hi = int(chunk.indptr[a]), int(chunk.indptr[b])
-    indptr = (chunk.indptr[a : b + 1] - lo).astype(INDPTR_DTYPE)
-    return Chunk(indptr, chunk.indices[lo:hi], chunk.data[lo:hi], chunk.y[a:b], chunk.n_features)
 
 
 def _round_sizes(buffer_rows: int, out_rows: int) -> tuple[int, int]:
@@ -213,8 +201,10 @@ def shuffled_chunks(
                 n_held += pending.n_rows
                 pending = None
             else:
-                held.append(_slice(pending, 0, need))
-                pending = _slice(pending, need, pending.n_rows)
+                # views: they keep the reader chunk alive until both parts have left the
+                # buffer (at most one reader chunk beyond its rows, as the bound above counts)
+                held.append(pending.slice(0, need))
+                pending = pending.slice(need, pending.n_rows)
                 n_held = total
         if n_held == 0:
             break

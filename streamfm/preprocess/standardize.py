@@ -128,7 +128,7 @@ class Standardizer:
         """The map ``mode`` chooses from the scan pass's per-feature statistics.
 
         ``stats``: a :class:`~streamfm.preprocess.scan.ScanResult` or
-        :class:`~streamfm.preprocess.scan.FeatureStats`. ``dense_source``: the
+        :class:`~streamfm.preprocess.moments.FeatureStats`. ``dense_source``: the
         data is a dense table (``standard`` then centres every feature).
         """
         if mode not in SCALE_MODES:

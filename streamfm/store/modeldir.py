@@ -9,13 +9,8 @@ Layout::
     DIR/.lock                  flock()ed by the trainer; holds its pid
     DIR/<other files>          the caller's (``install``), e.g. held-out rows
 
-``manifest.json`` is the caller's JSON object plus the fields the store
-owns: ``format_version``, ``checkpoint`` (the directory holding the arrays),
-``arrays`` (``{name: {"shape": [...], "dtype": "float64"}}``), ``saved_at``
-(ISO 8601, UTC), ``checkpoint_serial`` (the highest checkpoint number the
-directory has written, so numbers are never reused) and, when the caller
-keeps other checkpoints, ``kept`` (``{role: {"checkpoint": name, "arrays":
-{...}}}``).
+``manifest.json`` is the caller's JSON object plus the fields the store owns
+(:mod:`streamfm.store.manifest`).
 
 Kept checkpoints
 ----------------
@@ -28,29 +23,8 @@ deleted; ``keep={"best": None}`` keeps the checkpoint that very call writes.
 manifest names it (no array is written again, so its arrays stay bit for bit
 what they were), and the other checkpoints become leftovers.
 
-Why a crash never leaves a mix of two checkpoints
--------------------------------------------------
-:meth:`ModelDir.save` never writes into a committed checkpoint.  It writes
-the arrays into ``DIR/.tmp-ckpt-<pid>-<n>-<hex>``, fsyncs every file and the
-directory, renames it to ``ckpt-<n>`` and fsyncs ``DIR``; only then does it
-replace ``manifest.json`` atomically (temporary file, fsync, ``os.replace``,
-fsync ``DIR``).  Until that ``os.replace`` the old manifest names the old,
-untouched checkpoint; after it the new manifest names a checkpoint whose
-files are already durable.  Older checkpoint directories are deleted only
-after the commit.  Leftovers of a crash (temporary directories, a renamed but
-uncommitted ``ckpt-<n>``, a checkpoint no longer kept, the temporary file
-of an ``install``) are removed at the next save or lock.
-
-Saving from memory maps of the current checkpoint
--------------------------------------------------
-The trainer trains on copy-on-write maps (``load(mmap_mode="c")``) and saves
-them back.  That is safe: the new files are new inodes in a new directory;
-the old files are only read.  Once the new checkpoint is committed the old
-directory is deleted while the trainer still maps its files: on Linux (POSIX)
-an unlinked file lives on until its last mapping is closed, so the arrays
-stay valid; the disk space is freed when they are dropped (re-``load()`` the
-new checkpoint to release it).  On Windows deletion would fail; it is best
-effort and retried at the next save.
+Why a crash never leaves a mix of two checkpoints, and why saving from memory
+maps of the current checkpoint is safe: see :mod:`streamfm.store.checkpoints`.
 
 One writer at a time: a trainer holds :meth:`ModelDir.lock` for its whole
 run.  Readers (``predict``, ``info``) need no lock: if a trainer commits and
@@ -60,48 +34,25 @@ re-reads the manifest and opens the new one.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import errno
-import fcntl
-import json
 import os
 import pathlib
-import re
-import secrets
-import shutil
 import threading
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from streamfm.errors import InputError
-from streamfm.store.atomic import (atomic_write_bytes, dumps_json, fsync_dir, fsync_path, temporary_path,
-                                   write_and_fsync)
+from streamfm.io.atomic import atomic_write_bytes, dumps_json, fsync_dir, fsync_path, temporary_path
+from streamfm.store import checkpoints, manifest as manifests
+from streamfm.store.arrays import ARRAY_NAME_RE, array_meta, prepare_array
+from streamfm.store.lock import LOCK, exclusive_lock
+from streamfm.store.manifest import CKPT_RE, FORMAT_VERSION, MANIFEST
+from streamfm.store.metrics_log import METRICS, append_record, read_records
 
 __all__ = ["FORMAT_VERSION", "ModelDir"]
 
-FORMAT_VERSION = 1
-
-MANIFEST = "manifest.json"
-METRICS = "metrics.jsonl"
-LOCK = ".lock"
-
-# Fields of manifest.json that save() writes; a caller's values are replaced,
-# so a manifest returned by load() can be saved again as it is.
-STORE_FIELDS = ("format_version", "checkpoint", "arrays", "saved_at", "checkpoint_serial", "kept")
-
 MMAP_MODES = ("r", "r+", "c", None)
 
-_CKPT_RE = re.compile(r"ckpt-(\d{6,})\Z")
-# Leftovers a crashed save can leave: "<prefix><pid>-...".  The pid says
-# whether their writer may still be running.
-_TMP_CKPT_PREFIX = ".tmp-ckpt-"
-# any atomic_output temporary (".<stem>.tmp-<pid>-<hex><suffix>"): the manifest's, install()'s
-_TMP_FILE_RE = re.compile(r"\..+?\.tmp-(\d+-.*)\Z")
-_PID_RE = re.compile(r"(\d+)-")
-# Array names become file names: no separators, no leading dot.
-_ARRAY_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
-_NPY_MAGIC = b"\x93NUMPY"
 # Attempts at opening a checkpoint that a concurrent trainer keeps replacing.
 _LOAD_ATTEMPTS = 5
 
@@ -146,12 +97,7 @@ class ModelDir:
     # ------------------------------------------------------------------ state
 
     def exists(self) -> bool:
-        """Whether a committed ``manifest.json`` is there.
-
-        Returns
-        -------
-        bool
-        """
+        """Whether a committed ``manifest.json`` is there."""
         return (self.path / MANIFEST).is_file()
 
     def read_manifest(self) -> dict:
@@ -169,16 +115,7 @@ class ModelDir:
             No manifest (not a model directory), malformed JSON or fields,
             or a format newer than this streamfm reads.
         """
-        try:
-            raw = (self.path / MANIFEST).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            raise InputError(f"{self.path} is not a streamfm model directory (no {MANIFEST})") from None
-        try:
-            manifest = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise self._damaged(f"{MANIFEST} is not valid JSON ({exc})") from None
-        self._check_manifest(manifest)
-        return manifest
+        return manifests.read_manifest(self.path)
 
     # ------------------------------------------------------------------ lock
 
@@ -186,11 +123,10 @@ class ModelDir:
     def lock(self) -> Iterator["ModelDir"]:
         """Hold the directory exclusively (one trainer at a time).
 
-        ``fcntl.flock`` on ``DIR/.lock``, non-blocking.  The kernel releases
-        it when the ``with`` block ends and also when the process dies, even
-        by ``kill -9``: a stale lock cannot outlive its holder, which a pid
-        file could.  The holder's pid is written into the file for the
-        error message only.  Re-entrant within one ``ModelDir`` object.
+        ``fcntl.flock`` on ``DIR/.lock``, non-blocking, released when the
+        ``with`` block ends or the process dies, even by ``kill -9`` (see
+        :func:`~streamfm.store.lock.exclusive_lock`).  Re-entrant within one
+        ``ModelDir`` object.
         On acquiring, leftovers of crashed saves are removed.
 
         Yields
@@ -206,28 +142,14 @@ class ModelDir:
         if self._lock_fd is not None:
             yield self
             return
-        self._make_dir()
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        checkpoints.make_dir(self.path)
+        with exclusive_lock(self.path) as fd:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-                pid = holder if holder.isdigit() else "unknown"
-                raise InputError(
-                    f"model directory {self.path} is in use by another trainer (pid {pid}); "
-                    "wait for it to finish or stop it"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-            self._lock_fd = fd
-            self._remove_leftovers(self._referenced())
-            yield self
-        finally:
-            self._lock_fd = None
-            os.close(fd)  # the last descriptor closed releases the flock
+                self._lock_fd = fd
+                self._remove_leftovers(self._referenced())
+                yield self
+            finally:
+                self._lock_fd = None
 
     # ------------------------------------------------------------------ save
 
@@ -236,7 +158,8 @@ class ModelDir:
         """Write a new checkpoint and commit it atomically.
 
         At every instant, a crash leaves either the previous committed
-        checkpoint or this one loadable, never a mix (see the module notes).
+        checkpoint or this one loadable, never a mix (see
+        :mod:`streamfm.store.checkpoints`).
         Arrays may be memory maps of the current checkpoint.  Not safe
         against another process saving at the same time: hold :meth:`lock`.
 
@@ -278,22 +201,22 @@ class ModelDir:
         """
         if not isinstance(manifest, Mapping):
             raise TypeError(f"manifest must be a mapping, not {type(manifest).__name__}")
-        prepared = {name: _prepare_array(name, value) for name, value in arrays.items()}
+        prepared = {name: prepare_array(name, value) for name, value in arrays.items()}
         with self._save_mutex:
-            self._make_dir()
-            self._refuse_newer_format()
-            current = self._committed_manifest()
-            number = self._next_number(current)
-            name = _checkpoint_name(number)
-            metas = {key: _array_meta(arr) for key, arr in prepared.items()}
-            kept = self._resolve_keep(keep or {}, current, name, metas)
-            record = self._record(manifest, name, metas, number, kept)
+            checkpoints.make_dir(self.path)
+            manifests.refuse_newer_format(self.path)
+            current = manifests.committed_manifest(self.path)
+            number = checkpoints.next_number(self.path, current)
+            name = manifests.checkpoint_name(number)
+            metas = {key: array_meta(arr) for key, arr in prepared.items()}
+            kept = manifests.resolve_keep(self.path, keep or {}, current, name, metas)
+            record = manifests.make_record(manifest, name, metas, number, kept)
             # Serialise first: a manifest JSON cannot hold fails before any write.
             text = dumps_json(record) + "\n"
-            self._write_checkpoint(name, number, prepared)
+            checkpoints.write_checkpoint(self.path, name, number, prepared)
             atomic_write_bytes(self.path / MANIFEST, text.encode("utf-8"))
             # Committed.  Only now may the previous checkpoint go.
-            self._remove_leftovers(_named(record))
+            self._remove_leftovers(manifests.named(record))
         return name
 
     def promote(self, manifest: Mapping[str, Any], role: str) -> str:
@@ -332,80 +255,12 @@ class ModelDir:
                 raise ValueError(f"{self.path} keeps no checkpoint as {role!r}")
             name = entry["checkpoint"]
             if not (self.path / name).is_dir():
-                raise self._damaged(f"checkpoint directory {name} kept as {role!r} is missing")
-            record = self._record(manifest, name, entry["arrays"], self._serial(current), {})
+                raise manifests.damaged(self.path, f"checkpoint directory {name} kept as {role!r} is missing")
+            record = manifests.make_record(manifest, name, entry["arrays"], manifests.serial(current), {})
             text = dumps_json(record) + "\n"
             atomic_write_bytes(self.path / MANIFEST, text.encode("utf-8"))
-            self._remove_leftovers(_named(record))
+            self._remove_leftovers(manifests.named(record))
         return name
-
-    def _record(self, manifest: Mapping[str, Any], name: str, metas: dict, serial: int, kept: dict) -> dict:
-        record = dict(manifest)
-        record.pop("kept", None)
-        record.update(
-            format_version=FORMAT_VERSION,
-            checkpoint=name,
-            arrays=metas,
-            saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-            checkpoint_serial=serial,
-        )
-        if kept:
-            record["kept"] = kept
-        return record
-
-    def _resolve_keep(self, keep: Mapping[str, str | None], current: dict | None, name: str,
-                      metas: dict) -> dict:
-        """``{role: {"checkpoint", "arrays"}}`` for ``save(keep=...)``; fails before any write."""
-        known = {}
-        if current is not None:
-            known = {entry["checkpoint"]: entry["arrays"] for entry in (current.get("kept") or {}).values()}
-            known[current["checkpoint"]] = current["arrays"]
-        kept = {}
-        for role, ckpt in keep.items():
-            if not isinstance(role, str) or not role:
-                raise ValueError(f"a kept checkpoint's role must be a non-empty string, not {role!r}")
-            if ckpt is None:
-                kept[role] = {"checkpoint": name, "arrays": metas}
-            elif ckpt in known and (self.path / ckpt).is_dir():
-                kept[role] = {"checkpoint": ckpt, "arrays": known[ckpt]}
-            else:
-                raise ValueError(f"cannot keep {ckpt!r} as {role!r}: not a checkpoint {self.path} holds "
-                                 "committed or kept")
-        return kept
-
-    def _write_checkpoint(self, name: str, number: int, arrays: dict[str, np.ndarray]) -> None:
-        tmp = self.path / f"{_TMP_CKPT_PREFIX}{os.getpid()}-{number:06d}-{secrets.token_hex(4)}"
-        tmp.mkdir()
-        try:
-            for key, arr in arrays.items():
-                _write_npy(tmp / f"{key}.npy", arr)
-            fsync_dir(tmp)
-            os.rename(tmp, self.path / name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        # The new name must be on disk before a manifest can point at it.
-        fsync_dir(self.path)
-
-    def _next_number(self, current: dict | None) -> int:
-        # Above every checkpoint directory present, committed or not, so an
-        # uncommitted leftover is never reused (or renamed onto), and above
-        # every number written before (a reader holding an old manifest never
-        # opens a new checkpoint under an old name).
-        numbers = [int(m.group(1)) for m in map(_CKPT_RE.match, self._entries()) if m]
-        if current is not None:
-            numbers.append(self._serial(current))
-        return max(numbers, default=0) + 1
-
-    @staticmethod
-    def _serial(manifest: dict) -> int:
-        """The highest checkpoint number a manifest's directory has written."""
-        numbers = [int(_CKPT_RE.match(manifest["checkpoint"]).group(1))]
-        numbers += [int(_CKPT_RE.match(e["checkpoint"]).group(1)) for e in (manifest.get("kept") or {}).values()]
-        serial = manifest.get("checkpoint_serial")
-        if isinstance(serial, int) and not isinstance(serial, bool):
-            numbers.append(serial)
-        return max(numbers)
 
     # ------------------------------------------------------------------ load
 
@@ -449,7 +304,7 @@ class ModelDir:
                     raise InputError(f"model directory {self.path} keeps no checkpoint as {kept!r}")
                 manifest = dict(manifest, checkpoint=entry["checkpoint"], arrays=entry["arrays"])
             try:
-                return manifest, self._open_arrays(manifest, mmap_mode)
+                return manifest, checkpoints.open_arrays(self.path, manifest, mmap_mode)
             except FileNotFoundError as exc:
                 missing = exc
                 # A trainer may have committed a newer checkpoint, and deleted
@@ -458,32 +313,8 @@ class ModelDir:
                     break
         ckpt = manifest["checkpoint"]
         if not (self.path / ckpt).is_dir():
-            raise self._damaged(f"checkpoint directory {ckpt} named by {MANIFEST} is missing")
-        raise self._damaged(f"{ckpt}/{pathlib.Path(missing.filename).name} is missing")
-
-    def _open_arrays(self, manifest: dict, mmap_mode: str | None) -> dict[str, np.ndarray]:
-        folder = self.path / manifest["checkpoint"]
-        arrays = {}
-        for name, meta in manifest["arrays"].items():
-            path = folder / f"{name}.npy"
-            shown = f"{manifest['checkpoint']}/{path.name}"
-            with open(path, "rb") as f:  # FileNotFoundError: handled by load()
-                if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
-                    raise self._damaged(f"{shown} is not a .npy file")
-            try:
-                arr = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
-            except FileNotFoundError:
-                raise  # deleted meanwhile: handled by load()
-            except (OSError, ValueError, EOFError) as exc:
-                raise self._damaged(f"{shown} cannot be read ({exc})") from None
-            expected_shape, expected_dtype = tuple(meta["shape"]), np.dtype(meta["dtype"])
-            if arr.shape != expected_shape or arr.dtype != expected_dtype:
-                raise self._damaged(
-                    f"{shown} holds a {arr.dtype} array of shape {arr.shape} but {MANIFEST} "
-                    f"says {expected_dtype} {expected_shape}"
-                )
-            arrays[name] = arr
-        return arrays
+            raise manifests.damaged(self.path, f"checkpoint directory {ckpt} named by {MANIFEST} is missing")
+        raise manifests.damaged(self.path, f"{ckpt}/{pathlib.Path(missing.filename).name} is missing")
 
     # ------------------------------------------------------------------ other files
 
@@ -495,7 +326,7 @@ class ModelDir:
         (this object's saves and locks leave it alone until it is installed).
         """
         _check_file_name(name)
-        self._make_dir()
+        checkpoints.make_dir(self.path)
         tmp = temporary_path(self.path / name)
         self._temps.add(tmp.name)
         return tmp
@@ -539,21 +370,7 @@ class ModelDir:
         record : mapping
             JSON-serialisable (numpy scalars accepted).
         """
-        if not isinstance(record, Mapping):
-            raise TypeError(f"a metrics record must be a mapping, not {type(record).__name__}")
-        data = (dumps_json(record, indent=None) + "\n").encode("utf-8")
-        self._make_dir()
-        fd = os.open(self.path / METRICS, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            end = _complete_lines_end(fd, size)
-            if end != size:
-                os.ftruncate(fd, end)
-            write_and_fsync(fd, data)
-        finally:
-            os.close(fd)
-        if size == 0:
-            fsync_dir(self.path)  # a new file's directory entry
+        append_record(self.path, record)
 
     def read_metrics(self) -> list[dict]:
         """All records of ``DIR/metrics.jsonl``, oldest first.
@@ -569,229 +386,23 @@ class ModelDir:
         InputError
             A complete line that is not a JSON object.
         """
-        try:
-            raw = (self.path / METRICS).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        lines = raw.split(b"\n")[:-1]  # the part after the last newline is torn or empty
-        records = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if not isinstance(record, dict):
-                raise self._damaged(f"{METRICS} line {number} is not a JSON object")
-            records.append(record)
-        return records
+        return read_records(self.path)
 
     # ------------------------------------------------------------------ helpers
-
-    def _damaged(self, what: str) -> InputError:
-        return InputError(f"model directory {self.path} is damaged: {what}")
-
-    def _newer(self, version: int) -> InputError:
-        return InputError(
-            f"model directory {self.path} was written by a newer streamfm (format {version}); upgrade streamfm"
-        )
-
-    def _make_dir(self) -> None:
-        if self.path.is_dir():
-            return
-        try:
-            self.path.mkdir(parents=True)
-        except FileExistsError:
-            if not self.path.is_dir():
-                raise InputError(f"model directory {self.path} is not a directory") from None
-            return  # created meanwhile by someone else
-        fsync_dir(self.path.parent)
-
-    def _entries(self) -> list[str]:
-        try:
-            return os.listdir(self.path)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-
-    def _refuse_newer_format(self) -> None:
-        # An older streamfm must not overwrite a newer one's model with its
-        # own format (the newer manifest is otherwise treated as absent).
-        try:
-            manifest = json.loads((self.path / MANIFEST).read_bytes())
-        except (OSError, ValueError):
-            return
-        version = manifest.get("format_version") if isinstance(manifest, dict) else None
-        if isinstance(version, int) and version > FORMAT_VERSION:
-            raise self._newer(version)
-
-    def _committed_manifest(self) -> dict | None:
-        """The valid committed manifest, if there is one."""
-        try:
-            return self.read_manifest()
-        except InputError:
-            return None
 
     def _referenced(self) -> set[str] | None:
         """The checkpoints a valid manifest names (committed and kept) whose directories exist;
         None without a valid manifest whose checkpoint exists."""
-        manifest = self._committed_manifest()
+        manifest = manifests.committed_manifest(self.path)
         if manifest is None or not (self.path / manifest["checkpoint"]).is_dir():
             return None
-        return {name for name in _named(manifest) if (self.path / name).is_dir()}
+        return {name for name in manifests.named(manifest) if (self.path / name).is_dir()}
 
     def _remove_leftovers(self, keep: set[str] | None) -> None:
-        """Delete every checkpoint directory not in ``keep`` and dead writers' temporaries.
-
-        With ``keep=None`` (no valid committed checkpoint: a damaged or new
-        directory) checkpoint directories are left alone: they may be all
-        that is left of a model.
-        """
-        for entry in self._entries():
-            path = self.path / entry
-            if _CKPT_RE.match(entry):
-                if keep is not None and entry not in keep:
-                    shutil.rmtree(path, ignore_errors=True)
-            elif entry.startswith(_TMP_CKPT_PREFIX):
-                if _writer_gone(entry[len(_TMP_CKPT_PREFIX):]):
-                    shutil.rmtree(path, ignore_errors=True)
-            elif (match := _TMP_FILE_RE.match(entry)) is not None:
-                if entry not in self._temps and _writer_gone(match.group(1)):
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-
-    def _check_manifest(self, manifest: Any) -> None:
-        if not isinstance(manifest, dict):
-            raise self._damaged(f"{MANIFEST} is not a JSON object")
-        version = manifest.get("format_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise self._damaged(f"{MANIFEST} has no valid format_version")
-        if version > FORMAT_VERSION:
-            raise self._newer(version)
-        checkpoint = manifest.get("checkpoint")
-        if not isinstance(checkpoint, str) or not _CKPT_RE.match(checkpoint):
-            raise self._damaged(f"{MANIFEST} has no valid checkpoint name")
-        arrays = manifest.get("arrays")
-        if not isinstance(arrays, dict):
-            raise self._damaged(f"{MANIFEST} has no valid 'arrays' table")
-        for name, meta in arrays.items():
-            if not _ARRAY_NAME_RE.match(name) or not _valid_array_meta(meta):
-                raise self._damaged(f"{MANIFEST} has an invalid entry for array {name!r}")
-        kept = manifest.get("kept", {})
-        if not isinstance(kept, dict) or not all(
-                isinstance(e, dict) and isinstance(e.get("checkpoint"), str) and _CKPT_RE.match(e["checkpoint"])
-                and isinstance(e.get("arrays"), dict) and all(_valid_array_meta(m) for m in e["arrays"].values())
-                for e in kept.values()):
-            raise self._damaged(f"{MANIFEST} has an invalid 'kept' table")
-
-
-def _named(manifest: dict) -> set[str]:
-    """The checkpoints a manifest names: its own and those it keeps."""
-    return {manifest["checkpoint"]} | {e["checkpoint"] for e in (manifest.get("kept") or {}).values()}
+        checkpoints.remove_leftovers(self.path, keep, self._temps)
 
 
 def _check_file_name(name: str) -> None:
-    if (not isinstance(name, str) or not _ARRAY_NAME_RE.match(name) or _CKPT_RE.match(name)
+    if (not isinstance(name, str) or not ARRAY_NAME_RE.match(name) or CKPT_RE.match(name)
             or name in (MANIFEST, METRICS, LOCK)):
         raise ValueError(f"{name!r} cannot name a file of the model directory")
-
-
-# ---------------------------------------------------------------------- arrays
-
-
-def _checkpoint_name(number: int) -> str:
-    return f"ckpt-{number:06d}"
-
-
-def _prepare_array(name: Any, value: Any) -> np.ndarray:
-    if not isinstance(name, str) or not _ARRAY_NAME_RE.match(name):
-        raise ValueError(
-            f"array name {name!r} cannot be a file name: use letters, digits, '_', '.', '+', '-', "
-            "not starting with '.'"
-        )
-    # asarray keeps memory maps as views: nothing is copied here.
-    arr = np.asarray(value)
-    if arr.dtype.hasobject or arr.dtype.kind == "V":
-        raise TypeError(f"array {name!r} has dtype {arr.dtype}: object and structured arrays cannot be saved")
-    if not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    return arr
-
-
-def _dtype_text(dtype: np.dtype) -> str:
-    # "float64" reads best; "<U5" for the few dtypes whose name does not
-    # parse back ("str160").
-    try:
-        if np.dtype(dtype.name) == dtype:
-            return dtype.name
-    except (TypeError, ValueError):
-        pass
-    return dtype.str
-
-
-def _array_meta(arr: np.ndarray) -> dict:
-    return {"shape": list(arr.shape), "dtype": _dtype_text(arr.dtype)}
-
-
-def _valid_array_meta(meta: Any) -> bool:
-    if not isinstance(meta, dict):
-        return False
-    shape = meta.get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
-    ):
-        return False
-    dtype = meta.get("dtype")
-    if not isinstance(dtype, str):
-        return False
-    try:
-        np.dtype(dtype)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _write_npy(path: pathlib.Path, arr: np.ndarray) -> None:
-    # "xb": a fresh file in a fresh directory; np.save to an open file
-    # writes a memory map straight from its pages (no copy).
-    with open(path, "xb") as f:
-        np.save(f, arr, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-# ---------------------------------------------------------------------- files
-
-
-def _writer_gone(rest: str) -> bool:
-    """Whether the process that named a temporary ``<pid>-...`` is not running.
-
-    Our own temporaries count as gone: they are leftovers of a failed save
-    (a save in progress holds ``_save_mutex`` and never cleans).
-    """
-    match = _PID_RE.match(rest)
-    if match is None:
-        return True
-    pid = int(match.group(1))
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, another user's
-    return False
-
-
-def _complete_lines_end(fd: int, size: int) -> int:
-    """Offset just after the last newline in the first ``size`` bytes (0 if none)."""
-    end, block = size, 4096
-    while end > 0:
-        start = max(0, end - block)
-        chunk = os.pread(fd, end - start, start)
-        newline = chunk.rfind(b"\n")
-        if newline >= 0:
-            return start + newline + 1
-        end = start
-    return 0

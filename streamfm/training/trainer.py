@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..io.options import ReadOptions
 from ..io.sources import open_source
 from ..io.spool import ParquetSpool
 from ..models.config import Config
@@ -107,7 +108,7 @@ class TrainOptions:
 class RunState:
     """Where a run stands; stored in the manifest under "training"."""
 
-    data: dict  # {"files": [...], "options": {open_source kwargs}}
+    data: dict  # {"files": [...], "options": ReadOptions.to_dict()}
     valid: dict | None
     options: dict
     epochs: int
@@ -135,7 +136,7 @@ class Trainer:
         self.trained = trained
         self.run = run
         self.opts = TrainOptions(**run.options)
-        self.source = open_source(run.data["files"], **run.data["options"])
+        self.source = open_source(run.data["files"], ReadOptions.from_dict(run.data["options"]))
         self.holdout = HoldOut.from_dict(run.holdout) if run.holdout else None
         if self.holdout is not None and valid_source is None:
             valid_source = open_source(str(store.path / run.holdout["spool"]))
@@ -362,9 +363,9 @@ def reader_rows(p: int) -> int:
     return int(max(1024, min(65536, READ_ENTRIES // max(int(p), 1))))
 
 
-def _data_record(source, data_options: dict) -> dict:
+def _data_record(source, data_options: ReadOptions) -> dict:
     """How a run's data is found and read again (``RunState.data``; a Ray worker's ``data``)."""
-    return {"files": source.files, "options": data_options}
+    return {"files": source.files, "options": data_options.to_dict()}
 
 
 def _make_trainer(store, trained, run, valid_source, ray_start=None) -> Trainer:
@@ -384,26 +385,19 @@ def _check_engine(options: dict, source=None) -> None:
         preflight(options.get("address"), source)
 
 
-def _open(paths, data_options: dict, chunk_rows=None):
-    opts = dict(data_options)
-    if chunk_rows:
-        opts["chunk_rows"] = chunk_rows
-    return open_source(paths, **opts)
-
-
 def train(data, model_dir, *, config: Config | None = None, options: TrainOptions | None = None,
-          data_options: dict | None = None, valid=None) -> dict:
+          data_options: ReadOptions | dict | None = None, valid=None) -> dict:
     """Train a new model on ``data`` into ``model_dir``, or continue an existing one on new data.
 
     ``data``/``valid`` are paths (file, glob, directory or list); ``data_options``
-    are ``open_source`` keyword arguments (format, label_column, ...).
+    say how to read them (a ``ReadOptions``, or a dict of its fields).
     """
     options = (options or TrainOptions()).validate()
-    data_options = dict(data_options or {})
+    data_options = ReadOptions.coerce(data_options)
     store = ModelDir(model_dir)
-    source = _open(data, data_options)
+    source = open_source(data, data_options)
     _check_engine(asdict(options), source)
-    valid_source = _open(valid, data_options) if valid else None
+    valid_source = open_source(valid, data_options) if valid else None
     if store.exists():
         with store.lock():
             return _continue(store, source, valid_source, options, data_options, config)
@@ -637,7 +631,7 @@ def resume(model_dir, *, quiet: bool | None = None) -> dict:
         _check_engine(run.options)
         trained = TrainedModel.from_state(manifest["model"], arrays,
                                           ignore_extra=run.options.get("ignore_extra_features", False))
-        valid = open_source(run.valid["files"], **run.data["options"]) if run.valid else None
+        valid = open_source(run.valid["files"], ReadOptions.from_dict(run.data["options"])) if run.valid else None
         return _make_trainer(store, trained, run, valid).fit()
 
 

@@ -1,14 +1,12 @@
 """Arrow record batch -> Chunk, shared by the CSV and wide-Parquet readers.
 
-A table row is a label, numeric feature columns (kept dense: every column,
-zeros included) and optional categorical columns hashed into extra features
-(see :mod:`streamfm.io.hashing`).  Values are checked here: a null, NaN or
-infinite value is an error naming the file, the 1-based data row and the
-column, or, with ``skip_bad_rows``, a dropped row.
+The columns of a :class:`~streamfm.io.table.TableLayout` become CSR rows:
+every numeric column (zeros included), then the row's hashed categorical
+ids.  Values are checked here: a null, NaN or infinite value is an error
+naming the file, the 1-based data row and the column, or, with
+``skip_bad_rows``, a dropped row.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -17,53 +15,7 @@ import pyarrow as pa
 from streamfm.errors import InputError
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
 from streamfm.io.hashing import hashed_ids
-
-
-@dataclass
-class TableLayout:
-    """Which columns of a table are the label, numeric and hashed features."""
-
-    label: str
-    numeric: list[str]
-    hashed: list[str] = field(default_factory=list)
-    n_hash_features: int = 2**20
-
-    def __post_init__(self) -> None:
-        if not self.numeric and not self.hashed:
-            raise InputError(f"no feature columns: the table has only its label column '{self.label}'")
-
-    @property
-    def n_features(self) -> int:
-        """Declared width: numeric columns, plus the hash space if any."""
-        return len(self.numeric) + (self.n_hash_features if self.hashed else 0)
-
-    @property
-    def dense(self) -> bool:
-        """Every row has every feature (no hashed columns)."""
-        return not self.hashed
-
-    @property
-    def columns(self) -> list[str]:
-        """Columns to read, label first."""
-        return [self.label] + self.numeric + self.hashed
-
-
-def is_numeric_type(t: pa.DataType) -> bool:
-    """Arrow types read as float64 features."""
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t)
-
-
-def is_text_type(t: pa.DataType) -> bool:
-    """Arrow types hashed as categoricals."""
-    if pa.types.is_dictionary(t):
-        return is_text_type(t.value_type)
-    return (
-        pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_binary(t)
-        or pa.types.is_large_binary(t)
-        or getattr(pa.types, "is_string_view", lambda _: False)(t)
-    )
+from streamfm.io.table import TableLayout, is_numeric_type
 
 
 def where(path: str, row: int, column: str) -> str:
@@ -260,8 +212,11 @@ def batch_to_chunk(batch, layout: TableLayout, path: str, row0: int, skip_bad: b
         chunk = Chunk(indptr, indices[:nnz], data[:nnz], y, layout.n_features)
     else:
         chunk = Chunk.from_dense(X, y)
-    n_bad = 0
-    if bad is not None and bad.any():
-        n_bad = int(bad.sum())
-        chunk = chunk.take(np.flatnonzero(~bad))
-    return chunk, n_bad
+    return drop_bad_rows(chunk, bad)
+
+
+def drop_bad_rows(chunk: Chunk, bad: np.ndarray | None) -> tuple[Chunk, int]:
+    """The chunk without the rows ``bad`` marks (None: none), and how many those were."""
+    if bad is None or not bad.any():
+        return chunk, 0
+    return chunk.take(np.flatnonzero(~bad)), int(bad.sum())

@@ -1,0 +1,185 @@
+"""``streamfm train``: a model from files, continuing one, or resuming an interrupted run."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from streamfm.cli.data import add_data_options, add_quiet, read_options
+from streamfm.errors import InputError
+
+
+#: model options: (flag, Config field, type, help); the help's default is read from Config. Default
+#: None = "not given", so continuing a model can tell a changed hyper-parameter from an omitted one.
+_MODEL_OPTIONS = [
+    ("--method", "method", str, "fm, llfm-do, llfm-apl or llfm-jo"),
+    ("--rank", "rank", int, "factor rank r"),
+    ("--anchors", "anchors", int, "anchor points m"),
+    ("--neighbors", "n_neighbors", int, "neighbours k of the soft-assignment coding, do/apl"),
+    ("--beta", "beta", float, "soft-assignment sharpness, in units of the coding scale"),
+    ("--rho", "rho", float, "llfm-jo Lipschitz-to-noise ratio, in units of the coding scale"),
+    ("--candidates", "n_candidates", int, "anchors the FAISS search returns per row"),
+    ("--rebuild-every", "rebuild_every", int, "rows between anchor-index rebuilds"),
+    ("--optimizer", "optimizer", str, "FM steps: adagrad (per-parameter, bounded per row), normalized "
+                                      "(divided by the gradient norm, decaying) or sgd (plain, decaying)"),
+    ("--eta0", "eta0", float, "FM step size (default: 0.1 for adagrad, 0.5 for normalized, 0.01 for sgd)"),
+    ("--t0", "t0", float, "step decay eta0*t0/(t0+t) of sgd, normalized and the anchors; 0 = one epoch of rows"),
+    ("--eta-anchor", "eta_anchor", float, "anchor step size"),
+    ("--l2-w", "l2_w", float, "L2 on linear weights: the penalty l2/2 ||w||^2 over the whole data, "
+                              "a prior of that precision"),
+    ("--l2-v", "l2_v", float, "L2 on factors, as --l2-w"),
+    ("--init-std", "init_std", float, "initial factor standard deviation"),
+    ("--multiclass", "multiclass", str, "softmax or ovr (one-vs-rest, as the paper's authors ran it)"),
+    ("--seed", "seed", int, "random seed"),
+]
+_CHOICES = {"method": "METHODS", "optimizer": "OPTIMIZERS", "multiclass": "MULTICLASS_LOSSES"}
+
+
+def _model_option_help(field: str, text: str) -> str:
+    from streamfm.models.config import Config
+
+    default = getattr(Config(), field)
+    return text if default is None else f"{text} (default: {default})"
+
+
+def add_train_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from files (or continue one)",
+        description="Train FM / LLFM on data streamed from files into the model directory --model. "
+                    "If the directory holds a model, continue training it on the new data (keeping its "
+                    "standardisation, classes, anchors and optimiser state). `--resume DIR` finishes an "
+                    "interrupted run. Without DATA, trains on the Banana data shipped with streamfm.",
+    )
+    p.add_argument("data", nargs="*", metavar="DATA", help="files, globs or directories")
+    p.add_argument("--model", metavar="DIR", help="model directory (created if missing)")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    p.add_argument("--valid", nargs="+", metavar="DATA",
+                   help="data evaluated after every epoch (and watched by --early-stop)")
+    p.add_argument("--task", choices=("binary", "multiclass", "regression"),
+                   help="the task (default: detected from the labels)")
+    p.add_argument("--scale", choices=("auto", "standard", "maxabs", "none"), default=None,
+                   help="how features are scaled, from the scan pass's statistics, and recorded in the model "
+                        "(default: auto). auto, per feature: binary (0/1) features kept as they are, features "
+                        "non-zero in at least half of the rows standardised (centred, divided by the standard "
+                        "deviation), any other feature divided by its largest absolute value (not centred); "
+                        "standard: every feature divided by its standard deviation, and centred if the data is "
+                        "a dense table or has at most 1,000 features; maxabs: every feature divided by its "
+                        "largest absolute value; none: values as they are. A model that exists keeps its "
+                        "scaling: --scale must then be left out or name the model's mode")
+    from streamfm.models import config
+
+    g = p.add_argument_group("the model")
+    for flag, field, typ, text in _MODEL_OPTIONS:
+        choices = getattr(config, _CHOICES[field]) if field in _CHOICES else None
+        g.add_argument(flag, dest=f"cfg_{field}", type=typ, default=None, choices=choices,
+                       metavar=None if choices else flag.lstrip("-").replace("-", "_").upper(),
+                       help=_model_option_help(field, text))
+    g.add_argument("--no-global-fm", dest="cfg_global_fm", action="store_const", const=False, default=None,
+                   help="llfm-*: the paper's model, the local mixture alone (default: a global FM beside it)")
+    g.add_argument("--paper-anchor-gradient", dest="cfg_jo_exact", action="store_const", const=False,
+                   default=None, help="llfm-jo: the paper's approximate anchor gradient (drops the lambda term)")
+    r = p.add_argument_group("the run")
+    r.add_argument("--epochs", type=int, default=10, help="passes over the data, at most (default: 10)")
+    r.add_argument("--early-stop", type=int, default=3, metavar="N",
+                   help="stop after N epochs in a row without a lower validation log loss (RMSE for "
+                        "regression) and keep the best epoch's model; 0 = off, train every epoch and keep "
+                        "the last (default: 3). Validates on --valid, else on more than 10,000 rows on "
+                        "held-out training rows (--validation-fraction), else not at all")
+    r.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
+                   help="without --valid: the share of training rows held out for early stopping, chosen "
+                        "by --seed from each row's place in the data, never trained on (default: 0.1)")
+    r.add_argument("--batch-rows", type=int, default=4096, help="rows per kernel call (default: 4096)")
+    r.add_argument("--shuffle-buffer", type=int, default=0,
+                   help="rows held for shuffling (default: 0 = sized to ~8M stored values, at most 100,000)")
+    r.add_argument("--no-shuffle", action="store_true", help="read rows in file order every epoch")
+    r.add_argument("--sample-size", type=int, default=10_000, help="rows sampled for k-means (default: 10000)")
+    r.add_argument("--checkpoint-rows", type=int, default=0, help="checkpoint every N rows (default: off)")
+    r.add_argument("--checkpoint-seconds", type=float, default=600.0,
+                   help="checkpoint every T seconds (default: 600)")
+    r.add_argument("--threads", type=int, default=1,
+                   help="training threads (default: 1, deterministic); N > 1 trains Hogwild-style on shared "
+                        "parameters without locks (and splits each anchor search between the threads): for "
+                        "machines with more than 2 cores (the default already searches on a second one), not "
+                        "reproducible bit for bit")
+    r.add_argument("--max-rows", type=int, default=0,
+                   help="stop (resumably) after N rows in this invocation (default: no limit)")
+    r.add_argument("--ignore-extra-features", action="store_true",
+                   help="drop feature indices beyond the model's (and report how many) instead of stopping")
+    r.add_argument("--ignore-unknown-labels", action="store_true",
+                   help="skip rows whose class the model has never seen (and report how many)")
+    e = p.add_argument_group("the engine")
+    e.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: data-parallel workers on Ray over Parquet shards "
+                        '(pip install "streamfm[ray]")')
+    e.add_argument("--workers", type=int, default=2, help="ray: worker actors (default: 2)")
+    e.add_argument("--address", metavar="ADDRESS",
+                   help="ray: join the cluster at ADDRESS (HOST:PORT, ray://HOST:PORT or auto); "
+                        "default: start a local Ray instance sized to this machine")
+    e.add_argument("--sync-rows", type=int, default=0, metavar="R",
+                   help="ray: rows each worker trains between two merges (default: 65536)")
+    e.add_argument("--worker-retries", type=int, default=2,
+                   help="ray: restarts after a worker dies before the run stops resumably (default: 2)")
+    e.add_argument("--no-scale-steps", action="store_true",
+                   help="ray: workers take the model's steps, not steps times --workers (see docs/scaling.md)")
+    add_data_options(p)
+    add_quiet(p)
+    p.set_defaults(func=run_train)
+
+
+def _embedded(name: str) -> str:
+    from importlib.resources import files
+
+    return str(files("streamfm") / "data" / f"{name}.parquet")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from streamfm.models.config import Config
+    from streamfm.training.trainer import TrainOptions, resume, train
+
+    if args.resume:
+        if args.data or args.model:
+            raise InputError("--resume DIR continues a run as it was started: give no DATA and no --model")
+        if args.scale is not None:
+            from streamfm.store.modeldir import ModelDir
+            from streamfm.training.trainer import check_scale
+
+            check_scale(ModelDir(args.resume).read_manifest()["model"], args.scale, args.resume)
+        summary = resume(args.resume, quiet=args.quiet or None)
+        if summary.get("already_complete"):
+            print(f"the run in {args.resume} is complete; to train more, give data: "
+                  f"streamfm train DATA... --model {args.resume}")
+            return 0
+        return _report_run(summary, args.resume)
+    if not args.model:
+        raise InputError("name the model directory with --model DIR (or continue a run with --resume DIR)")
+    data, valid = args.data, args.valid
+    if not data:
+        data, valid = [_embedded("banana-train")], valid or [_embedded("banana-test")]
+        if not args.quiet:
+            print("no DATA given: training on the Banana data shipped with streamfm "
+                  "(3,533 rows; validated on its 1,767 held-out rows)", flush=True)
+    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    config = Config(**given) if given else None
+    options = TrainOptions(
+        epochs=args.epochs, batch_rows=args.batch_rows, shuffle_buffer=args.shuffle_buffer,
+        shuffle=not args.no_shuffle, sample_size=args.sample_size, checkpoint_rows=args.checkpoint_rows,
+        checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task, scale=args.scale,
+        ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
+        quiet=args.quiet, threads=args.threads, engine=args.engine, workers=args.workers,
+        address=args.address, sync_rows=args.sync_rows, worker_retries=args.worker_retries,
+        scale_steps=not args.no_scale_steps, early_stop=args.early_stop,
+        validation_fraction=args.validation_fraction)
+    summary = train(data, args.model, config=config, options=options, data_options=read_options(args),
+                    valid=valid)
+    return _report_run(summary, args.model)
+
+
+def _report_run(summary: dict, model_dir: str) -> int:
+    stopped = summary.get("stopped")
+    if stopped:
+        print(f"stopped ({stopped}) at epoch {summary['epoch'] + 1}, row {summary['position']:,}; "
+              f"checkpoint saved. Continue with: streamfm train --resume {model_dir}", file=sys.stderr)
+        return {"SIGINT": 130, "SIGTERM": 143}.get(stopped, 0)
+    kept = summary.get("kept_epoch")
+    print(f"model saved in {model_dir}" + (f" (epoch {kept}'s: {summary['stop_reason']})" if kept else ""))
+    return 0

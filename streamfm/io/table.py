@@ -1,0 +1,162 @@
+"""What the CSV and Parquet readers share: columns named or counted, and the table layout.
+
+A table row is a label, numeric feature columns (kept dense: every column,
+zeros included) and optional categorical columns hashed into extra features
+(see :mod:`streamfm.io.hashing`).  :class:`TableReader` turns the read
+options (label, feature and hash columns) into a :class:`TableLayout`
+against the first file's column names and Arrow types, with one message for
+each way they can disagree; the CSV and Parquet readers differ only in how
+they learn those names and types, and how they read rows.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from streamfm.errors import InputError
+from streamfm.io.options import ReadOptions
+
+_MAX_INDEX = np.iinfo(np.int32).max
+
+
+@dataclass
+class TableLayout:
+    """Which columns of a table are the label, numeric and hashed features."""
+
+    label: str
+    numeric: list[str]
+    hashed: list[str] = field(default_factory=list)
+    n_hash_features: int = 2**20
+
+    def __post_init__(self) -> None:
+        if not self.numeric and not self.hashed:
+            raise InputError(f"no feature columns: the table has only its label column '{self.label}'")
+
+    @property
+    def n_features(self) -> int:
+        """Declared width: numeric columns, plus the hash space if any."""
+        return len(self.numeric) + (self.n_hash_features if self.hashed else 0)
+
+    @property
+    def dense(self) -> bool:
+        """Every row has every feature (no hashed columns)."""
+        return not self.hashed
+
+    @property
+    def columns(self) -> list[str]:
+        """Columns to read, label first."""
+        return [self.label] + self.numeric + self.hashed
+
+
+def is_numeric_type(t: pa.DataType) -> bool:
+    """Arrow types read as float64 features."""
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t)
+
+
+def is_text_type(t: pa.DataType) -> bool:
+    """Arrow types hashed as categoricals."""
+    if pa.types.is_dictionary(t):
+        return is_text_type(t.value_type)
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or getattr(pa.types, "is_string_view", lambda _: False)(t)
+    )
+
+
+class TableReader:
+    """The part of a table reader that is not parsing: options, columns, layout, bad rows.
+
+    A subclass sets ``names`` (the first file's columns, in order) and
+    ``types`` (their Arrow types), then calls :meth:`make_layout`.
+
+    Attributes
+    ----------
+    files : list of str
+    options : ReadOptions
+    skip_bad_rows : bool
+    chunk_rows : int
+        Rows per chunk unless a read asks for another size.
+    bad_rows_by_file : dict of str to int
+        Rows skipped in each file's latest read.
+    """
+
+    #: The label column when the options name none, and whether the "not found" message
+    #: should then suggest --label-column.
+    default_label: str | int = -1
+    suggest_label_option = False
+
+    def __init__(self, files: list[str], options: ReadOptions):
+        self.files = list(files)
+        self.options = options
+        self.skip_bad_rows = options.skip_bad_rows
+        self.chunk_rows = options.chunk_rows
+        self.bad_rows_by_file: dict[str, int] = {}
+        self.names: list[str] = []
+        self.types: dict[str, pa.DataType] = {}
+
+    def column(self, spec, what: str, *, suggest: bool = False) -> str:
+        """The name of the column ``spec`` names: a name, or a position (an int, or a string of
+        digits from the command line; negative counts from the end)."""
+        if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+            k = int(spec)
+            if not -len(self.names) <= k < len(self.names):
+                raise InputError(
+                    f"{what} {k} is out of range: {self.files[0]} has {len(self.names)} columns "
+                    f"({self._listed()})"
+                )
+            return self.names[k]
+        name = str(spec)
+        if name in self.names:
+            return name
+        if re.fullmatch(r"[-+]?\d+", name.strip()):
+            return self.column(int(name), what)
+        advice = " (pass --label-column)" if suggest else ""
+        raise InputError(f"{what} '{name}' not found in {self.files[0]}{advice}; the columns are: {self._listed()}")
+
+    def _listed(self) -> str:
+        return ", ".join(self.names)
+
+    def label_name(self) -> str:
+        """The label column's name: the options', else ``default_label``."""
+        given = self.options.label_column is not None
+        return self.column(self.options.label_column if given else self.default_label, "label column",
+                           suggest=not given and self.suggest_label_option)
+
+    def make_layout(self) -> TableLayout:
+        """The options' label, numeric and hashed columns, checked against ``names`` and ``types``.
+
+        Hash columns default to every text feature column; given, they are
+        features even when ``feature_columns`` does not list them.
+        """
+        o = self.options
+        label = self.label_name()
+        if o.feature_columns is None:
+            features = [c for c in self.names if c != label]
+        else:
+            features = [self.column(c, "feature column") for c in o.feature_columns]
+        if o.hash_columns is None:
+            hashed = [c for c in features if is_text_type(self.types[c])]
+        else:
+            hashed = [self.column(c, "hash column") for c in o.hash_columns]
+            features += [c for c in hashed if c not in features]
+        if label in features:
+            raise InputError(f"column '{label}' is both the label and a feature")
+        numeric = [c for c in features if c not in hashed]
+        for c in numeric:
+            t = self.types[c]
+            if is_text_type(t):
+                raise InputError(f"{self.files[0]}: feature column '{c}' is not numeric; "
+                                 "add it to the hash columns (--hash-columns) to hash its values")
+            if not is_numeric_type(t):
+                raise InputError(f"{self.files[0]}: feature column '{c}' has type {t}, not a number")
+        if len(numeric) + o.n_hash_features > _MAX_INDEX:
+            raise InputError(
+                f"n_hash_features must be between 1 and 2**31 - 1 - (numeric columns), got {o.n_hash_features}"
+            )
+        return TableLayout(label, numeric, hashed, o.n_hash_features)
