@@ -14,7 +14,6 @@ business.
 """
 from __future__ import annotations
 
-import copy
 import warnings
 
 import numpy as np
@@ -30,7 +29,8 @@ from .preprocess.standardize import SCALE_MODES, Standardizer
 from .training.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
 from .inference.metrics import StreamingMetrics
 from .models.config import Config
-from .models.core import LLFMModel, initial_bias
+from .models.init import initialise_model, stored_feature_rows
+from .models.state import ModelState
 
 _FM_PARAMS = ("rank", "optimizer", "eta0", "t0", "l2_w", "l2_v", "init_std")
 _LLFM_PARAMS = _FM_PARAMS + ("method", "anchors", "n_neighbors", "beta", "rho", "n_candidates",
@@ -47,12 +47,6 @@ def _chunks(X, rows: int):
         yield _to_chunk(X[a:a + rows])
 
 
-def _snapshot(model: LLFMModel) -> tuple[dict, dict]:
-    """A copy of a model's state (``load_state`` restores it exactly)."""
-    meta, arrays = model.state()
-    return copy.deepcopy(meta), {k: np.array(v, copy=True) for k, v in arrays.items()}
-
-
 class _Base(BaseEstimator):
     """Shared fit / partial_fit / decision machinery; subclasses set the task."""
 
@@ -67,7 +61,7 @@ class _Base(BaseEstimator):
             kw["multiclass"] = self.multiclass
         return Config(seed=seed, **kw).validate()
 
-    def _initialise(self, X, y_enc, task: str, n_classes: int) -> None:
+    def _initialise(self, X, y_enc, task: str, n_classes: int, epoch_rows: int | None = None) -> None:
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
         config = self._config(seed)
@@ -86,18 +80,11 @@ class _Base(BaseEstimator):
                               f"using {max(distinct, 1)}", UserWarning)
                 config.anchors = max(distinct, 1)
                 config.n_candidates = min(config.n_candidates, config.anchors)
-        self.model_ = LLFMModel(config, p, task, n_classes)
-        if task == "regression":
-            bias = initial_bias(task, label_mean=float(np.mean(y_enc)))
-        else:
-            bias = initial_bias(task, config.multiclass,
-                                class_counts=np.bincount(y_enc.astype(np.int64), minlength=n_classes))
-        self.model_.init_params(mean_sq_norm=float(np.sum(sample.data**2)) / max(sample.n_rows, 1), bias=bias)
-        # rows in which each feature is stored once scaled (L2's weights, models/core.py): a dense
-        # array's rows hold every feature
-        self.model_.set_feature_rows(self.scaler_.stored_rows(stats) if sp.issparse(X)
-                                     else np.full(p, n, dtype=np.int64))
-        self.model_.init_anchors(sample)
+        regression = task == "regression"
+        self.model_ = initialise_model(
+            config, p, task, n_classes, sample=sample, label_mean=float(np.mean(y_enc)) if regression else None,
+            class_counts=None if regression else np.bincount(y_enc.astype(np.int64), minlength=n_classes),
+            feature_rows=stored_feature_rows(self.scaler_, stats, dense=not sp.issparse(X)), epoch_rows=epoch_rows)
 
     def _prepare(self, X) -> Chunk:
         return self.scaler_.transform(_to_chunk(X))
@@ -111,8 +98,7 @@ class _Base(BaseEstimator):
 
     def _fit(self, X, y_enc, task, n_classes):
         X, y_enc, X_val, y_val = self._validation_split(X, y_enc)
-        self._initialise(X, y_enc, task, n_classes)
-        self.model_.set_epoch_rows(X.shape[0])
+        self._initialise(X, y_enc, task, n_classes, epoch_rows=X.shape[0])
         rng = np.random.default_rng(self.model_.config.seed)
         stopper = None if X_val is None else EarlyStopping(self.n_iter_no_change, metric_for(task))
         self.loss_curve_ = []
@@ -128,11 +114,11 @@ class _Base(BaseEstimator):
             self.validation_scores_.append(-metrics[stopper.metric])  # higher is better, as in scikit-learn
             stop = stopper.update(epoch, metrics)
             if stopper.improved:
-                best = _snapshot(self.model_)
+                best = ModelState.capture(self.model_).copy()
             if stop:
                 break
         if best is not None:
-            self.model_.load_state(*best)
+            best.restore(self.model_)
             self.best_epoch_ = stopper.best_epoch
         return self
 

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from streamfm import FMClassifier, FMRegressor, LLFMRegressor
 from streamfm.kernels.llfm import ADAGRAD, N_STATS, predict_rows, train_rows
 from streamfm.models.config import Config
-from streamfm.models.core import initial_bias
+from streamfm.models.init import initial_bias
 
 
 def _one_row_step(p, eta0, bound, seed=0):
@@ -74,7 +74,7 @@ def test_l2_shrinks_the_parameters(optimizer):
 
 def test_l2_weights_each_touch_by_the_features_rows():
     """A feature stored in few rows gets a larger L2 weight per row than a frequent one, so that
-    an epoch applies the same penalty to both (models/core.py ``set_feature_rows``)."""
+    an epoch applies the same penalty to both (``LLFMModel.set_feature_rows``)."""
     rng = np.random.default_rng(0)
     X = sp.random(2000, 50, density=0.05, format="csr", random_state=1, data_rvs=lambda k: rng.normal(size=k))
     y = rng.integers(0, 2, size=2000)

@@ -50,6 +50,20 @@ def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, 
     return acc
 
 
+_PARAMS = ("b", "W", "V", "Z", "Ab", "AW", "AV")  # their places in train_rows' arguments: 8 to 14
+
+
+def first_block(args, start):
+    """A copy of ``train_rows``' arguments of a block, seen by ``LLFMModel.on_block`` after the call,
+    with the parameters and AdaGrad accumulators it started from (``start``: the model's arrays
+    before the block): the block's inputs for ``split_kernel``."""
+    out = [np.array(x, copy=True) if isinstance(x, np.ndarray) else x for x in args]
+    for place, name in enumerate(_PARAMS, start=8):
+        if name in start:
+            out[place] = start[name].copy()
+    return out
+
+
 def split_kernel(args, reps=25):
     """Shares of the kernel time (coding, forward, anchor_update, fm_update) on one block.
 
