@@ -157,7 +157,7 @@ class LLFMModel:
         P = self.params
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
         A = [P.get(n, d) for n, d in zip(ADAGRAD_NAMES, dummy)]
-        return [np.asarray(P[n]) for n in PARAM_NAMES], [np.asarray(a) for a in A]
+        return tuple(np.asarray(P[n]) for n in PARAM_NAMES), tuple(np.asarray(a) for a in A)
 
     def _reg_weights(self) -> np.ndarray:
         """L2's weight of a touch, 1 / rows per feature (0 before ``set_feature_rows``); computed
@@ -190,8 +190,8 @@ class LLFMModel:
         n = chunk.n_rows
         losses = np.empty(n)
         ks = np.empty(n, dtype=np.int64)
-        (b, W, V, Z), (Ab, AW, AV) = self._kernel_params()
-        k_soft, beta, rho = self._coding_consts()
+        params, accums = self._kernel_params()
+        Z = params[3]
         c = self.config
         task = task_code(self.task, c.multiclass)
         targets = np.ascontiguousarray(targets, dtype=np.float64)
@@ -200,9 +200,9 @@ class LLFMModel:
         indices = None if self._full_width(chunk) else chunk.indices
         reg = self._reg_weights()
         scale = self.step_scale
-        consts = (b, W, V, Z, Ab, AW, AV, k_soft, beta, rho, self.coding_scale, c.anchor_clip, c.step * scale,
-                  self.t0, c.eta_anchor * scale, c.l2_w, c.l2_v, reg, OPTIMIZER_CODES[c.optimizer], float(scale),
-                  self.glob, c.jo_exact)
+        consts = (params, accums, self._coding_consts() + (self.coding_scale, c.anchor_clip),
+                  (c.step * scale, self.t0, c.eta_anchor * scale, c.l2_w, c.l2_v, reg, OPTIMIZER_CODES[c.optimizer],
+                   float(scale), self.glob, c.jo_exact))
         lo = 0
         while lo < n:
             hi = lo + self.search.block_rows(n - lo)
@@ -237,8 +237,8 @@ class LLFMModel:
         a, e = lo + s, lo + t
         ip = chunk.indptr[a:e + 1]
         u, v = ip[0], ip[-1]
-        args = (self.method, task, ip - u, None if indices is None else indices[u:v], chunk.data[u:v], targets[a:e],
-                phi[a:e], cand, *consts, t_block + s, losses[a:e], ks[a:e], stats)
+        rows = (ip - u, None if indices is None else indices[u:v], chunk.data[u:v], targets[a:e])
+        args = (self.method, task, rows, phi[a:e], cand, *consts, t_block + s, (losses[a:e], ks[a:e], stats))
         if self.on_block is None:
             train_rows(*args)
         else:
@@ -251,8 +251,9 @@ class LLFMModel:
         n = chunk.n_rows
         out = np.empty((n, self.n_outputs))
         ks = np.empty(n, dtype=np.int64)
-        (b, W, V, Z), _ = self._kernel_params()
-        k_soft, beta, rho = self._coding_consts()
+        params, _ = self._kernel_params()
+        Z = params[3]
+        coding = self._coding_consts()
         phi = self.coding_vectors(chunk)
         if self.method == FM:
             parts = [(0, n, np.zeros((n, 0), dtype=np.int64))]
@@ -264,8 +265,8 @@ class LLFMModel:
         for s, t, cand in parts:
             ip = chunk.indptr[s:t + 1]
             a, e = ip[0], ip[-1]
-            predict_rows(self.method, ip - a, None if indices is None else indices[a:e], chunk.data[a:e],
-                         phi[s:t], cand, b, W, V, Z, k_soft, beta, rho, self.glob, out[s:t], ks[s:t])
+            rows = (ip - a, None if indices is None else indices[a:e], chunk.data[a:e])
+            predict_rows(self.method, rows, phi[s:t], cand, params, coding, self.glob, (out[s:t], ks[s:t]))
         return (out, ks) if return_k else out
 
     def proba_from_scores(self, f: np.ndarray) -> np.ndarray:
