@@ -330,6 +330,9 @@ def _documented(cls):
     return cls
 
 
+# Each estimator spells out its parameters in its own __init__ (the four signatures repeat one another
+# on purpose): scikit-learn reads an estimator's parameters from its __init__ signature. Their defaults
+# are Config's and _FIT's, their documentation DOCS and _FIT_DOCS.
 def _keep(estimator, params: dict) -> None:
     """Store ``__init__``'s arguments unchanged, as scikit-learn requires."""
     for name, value in params.items():

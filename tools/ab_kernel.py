@@ -22,8 +22,10 @@ of tools/bench_throughput.py: a fresh copy with its own numba cache); every
 measurement runs in a fresh process, and every round runs each case for
 every commit one after the other, the commits' order turning round by round.
 Printed: every measurement, then per case the fastest and the median rows/s
-of each commit and the round-by-round ratio to the first commit. The host is
-shared and its speed drifts: read the rounds side by side.
+of each commit and the round-by-round ratio to the first commit, by wall time
+and by CPU time (the process's, the search's helper thread included; on a
+busy shared host waiting for a core inflates wall time, not CPU time). The
+host's speed drifts: read the rounds side by side.
 """
 from __future__ import annotations
 
@@ -84,11 +86,11 @@ def run_case(case: str, n: int) -> dict:
     for c in chunks[:3]:
         warm.partial_fit_chunk(c, c.y)
     model = _model(case, p, sample, n)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for c in chunks:
         model.partial_fit_chunk(c, c.y)
-    seconds = time.perf_counter() - t
-    return {"rows": n, "seconds": seconds, "rows_per_s": n / seconds}
+    seconds, cpu_seconds = time.perf_counter() - t, time.process_time() - cpu
+    return {"rows": n, "seconds": seconds, "rows_per_s": n / seconds, "rows_per_cpu_s": n / cpu_seconds}
 
 
 def main(argv=None) -> int:
@@ -124,16 +126,20 @@ def main(argv=None) -> int:
                 if out.returncode:
                     sys.exit(f"{commit} {case} failed:\n{out.stderr[-3000:]}")
                 res = json.loads(out.stdout.strip().splitlines()[-1])
-                got[commit, case].append(res["rows_per_s"])
-                print(f"round {rnd + 1} {case:12s} {commit}: {res['rows_per_s']:,.0f} rows/s", flush=True)
+                got[commit, case].append(res)
+                print(f"round {rnd + 1} {case:12s} {commit}: {res['rows_per_s']:,.0f} rows/s, "
+                      f"{res['rows_per_cpu_s']:,.0f} rows per CPU s", flush=True)
     first = codes[0][0]
-    print(f"\n| case | {' | '.join(f'{c} fastest | {c} median' for c, _ in codes)} | ratios to {first}, round by round |")
-    print("|---|" + "---:|" * (2 * len(codes)) + "---|")
-    for case in cases:
-        cells = " | ".join(f"{max(got[c, case]):,.0f} | {np.median(got[c, case]):,.0f}" for c, _ in codes)
-        ratios = "; ".join(f"{c}: " + ", ".join(f"{a / b:.2f}" for a, b in zip(got[c, case], got[first, case]))
-                           for c, _ in codes[1:])
-        print(f"| {case} | {cells} | {ratios} |")
+    for key, what in (("rows_per_s", "rows/s"), ("rows_per_cpu_s", "rows per CPU second")):
+        print(f"\n{what}\n\n| case | {' | '.join(f'{c} fastest | {c} median' for c, _ in codes)} "
+              f"| ratios to {first}, round by round |")
+        print("|---|" + "---:|" * (2 * len(codes)) + "---|")
+        for case in cases:
+            v = {c: [r[key] for r in got[c, case]] for c, _ in codes}
+            cells = " | ".join(f"{max(v[c]):,.0f} | {np.median(v[c]):,.0f}" for c, _ in codes)
+            ratios = "; ".join(f"{c}: " + ", ".join(f"{a / b:.2f}" for a, b in zip(v[c], v[first]))
+                               for c, _ in codes[1:])
+            print(f"| {case} | {cells} | {ratios} |")
     return 0
 
 

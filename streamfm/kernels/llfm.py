@@ -35,11 +35,8 @@ ST_WANTED_MORE = 0  # Algorithm 1 used every candidate: it may have wanted more
 ST_K_SUM = 1  # sum of neighbours used, for the mean k
 N_STATS = 2
 
-# neighbours whose parameters are requested ahead of their evaluation: 1 since
-# the evaluations run in vector registers (kernels/_simd.py). Measured at
-# m = 4096 against 2: a bare loop's neighbour 0.91-1.00 us against 0.97-1.05
-# (3 and 4: slower still); streamfm train llfm-jo, 6 alternating rounds, epoch
-# rows/s 32.6k against 30.3k (fastest), 26.1k against 24.4k (median).
+# neighbours whose parameters are requested ahead of their evaluation: one, since
+# the evaluations run in vector registers (kernels/_simd.py); two or more were slower
 PREFETCH_AHEAD = 1
 
 
