@@ -993,7 +993,7 @@ STATIC_NOTES = """## What streamfm does for speed
   the 500,000 dense rows in 0.55 s of CPU instead of 0.66 s (one thread,
   median of 5 alternating runs).
 - **The search of the next rows runs while the kernel trains** (session
-  10, `models/core.py`). With one training thread (the default), a block's
+  10, `models/schedule.py`). With one training thread (the default), a block's
   FAISS search is cut into parts of 128 rows, doubling up to 1,024, and a
   helper thread searches the next part while the kernel trains on the
   current one. The index is built from the block's snapshot of the anchors,
