@@ -14,8 +14,10 @@ business.
 """
 from __future__ import annotations
 
-import copy
+import inspect
+import textwrap
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,8 +31,9 @@ from .preprocess.moments import feature_stats
 from .preprocess.standardize import SCALE_MODES, Standardizer
 from .training.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
 from .inference.metrics import StreamingMetrics
-from .models.config import Config
-from .models.core import LLFMModel, initial_bias
+from .models.config import DOCS, Config
+from .models.init import initialise_model, stored_feature_rows
+from .models.state import ModelState
 
 _FM_PARAMS = ("rank", "optimizer", "eta0", "t0", "l2_w", "l2_v", "init_std")
 _LLFM_PARAMS = _FM_PARAMS + ("method", "anchors", "n_neighbors", "beta", "rho", "n_candidates",
@@ -47,12 +50,6 @@ def _chunks(X, rows: int):
         yield _to_chunk(X[a:a + rows])
 
 
-def _snapshot(model: LLFMModel) -> tuple[dict, dict]:
-    """A copy of a model's state (``load_state`` restores it exactly)."""
-    meta, arrays = model.state()
-    return copy.deepcopy(meta), {k: np.array(v, copy=True) for k, v in arrays.items()}
-
-
 class _Base(BaseEstimator):
     """Shared fit / partial_fit / decision machinery; subclasses set the task."""
 
@@ -67,7 +64,7 @@ class _Base(BaseEstimator):
             kw["multiclass"] = self.multiclass
         return Config(seed=seed, **kw).validate()
 
-    def _initialise(self, X, y_enc, task: str, n_classes: int) -> None:
+    def _initialise(self, X, y_enc, task: str, n_classes: int, epoch_rows: int | None = None) -> None:
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
         config = self._config(seed)
@@ -86,18 +83,11 @@ class _Base(BaseEstimator):
                               f"using {max(distinct, 1)}", UserWarning)
                 config.anchors = max(distinct, 1)
                 config.n_candidates = min(config.n_candidates, config.anchors)
-        self.model_ = LLFMModel(config, p, task, n_classes)
-        if task == "regression":
-            bias = initial_bias(task, label_mean=float(np.mean(y_enc)))
-        else:
-            bias = initial_bias(task, config.multiclass,
-                                class_counts=np.bincount(y_enc.astype(np.int64), minlength=n_classes))
-        self.model_.init_params(mean_sq_norm=float(np.sum(sample.data**2)) / max(sample.n_rows, 1), bias=bias)
-        # rows in which each feature is stored once scaled (L2's weights, models/core.py): a dense
-        # array's rows hold every feature
-        self.model_.set_feature_rows(self.scaler_.stored_rows(stats) if sp.issparse(X)
-                                     else np.full(p, n, dtype=np.int64))
-        self.model_.init_anchors(sample)
+        regression = task == "regression"
+        self.model_ = initialise_model(
+            config, p, task, n_classes, sample=sample, label_mean=float(np.mean(y_enc)) if regression else None,
+            class_counts=None if regression else np.bincount(y_enc.astype(np.int64), minlength=n_classes),
+            feature_rows=stored_feature_rows(self.scaler_, stats, dense=not sp.issparse(X)), epoch_rows=epoch_rows)
 
     def _prepare(self, X) -> Chunk:
         return self.scaler_.transform(_to_chunk(X))
@@ -111,8 +101,7 @@ class _Base(BaseEstimator):
 
     def _fit(self, X, y_enc, task, n_classes):
         X, y_enc, X_val, y_val = self._validation_split(X, y_enc)
-        self._initialise(X, y_enc, task, n_classes)
-        self.model_.set_epoch_rows(X.shape[0])
+        self._initialise(X, y_enc, task, n_classes, epoch_rows=X.shape[0])
         rng = np.random.default_rng(self.model_.config.seed)
         stopper = None if X_val is None else EarlyStopping(self.n_iter_no_change, metric_for(task))
         self.loss_curve_ = []
@@ -128,11 +117,11 @@ class _Base(BaseEstimator):
             self.validation_scores_.append(-metrics[stopper.metric])  # higher is better, as in scikit-learn
             stop = stopper.update(epoch, metrics)
             if stopper.improved:
-                best = _snapshot(self.model_)
+                best = ModelState.capture(self.model_).copy()
             if stop:
                 break
         if best is not None:
-            self.model_.load_state(*best)
+            best.restore(self.model_)
             self.best_epoch_ = stopper.best_epoch
         return self
 
@@ -274,36 +263,44 @@ class _RegressorBase(RegressorMixin, _Base):
         return self._decision(X)[:, 0]
 
 
-_COMMON_DOC = """
-    n_epochs : int, default 10
-        Passes over the data in ``fit``, at most (0: initialise only).
-    early_stopping : "auto", bool, default "auto"
-        In ``fit``: set ``validation_fraction`` of the rows aside (a seeded
-        split, stratified for classifiers), evaluate them after every epoch
-        (log loss; RMSE for regression), stop after ``n_iter_no_change``
-        epochs without a lower value and restore the best epoch's
-        parameters. "auto": on when there are more than 10,000 rows.
-    validation_fraction : float, default 0.1
-        The share of rows set aside for early stopping.
-    n_iter_no_change : int, default 3
-        Epochs without improvement before stopping.
-    scale : {"auto", "standard", "maxabs", "none"}, default "auto"
-        How features are scaled, with statistics of the data given to ``fit``
-        (or the first ``partial_fit``), as ``streamfm train --scale`` does.
-        auto, per feature: binary (0/1) features kept, features non-zero in at
-        least half of the rows standardised (centred, divided by the standard
-        deviation), any other feature divided by its largest absolute value;
-        standard: every feature divided by its standard deviation, and centred
-        if X is a dense array or has at most 1,000 features; maxabs: every
-        feature divided by its largest absolute value; none: as given.
-    shuffle : bool, default True
-        Shuffle the rows in every epoch of ``fit``.
-    sample_size : int, default 10000
-        Rows sampled for the k-means anchors.
-    batch_size : int, default 4096
-        Rows handed to the kernel at a time (does not change the result).
-    random_state : int, RandomState or None
+@dataclass(frozen=True)
+class _Fit:
+    """The defaults of the estimators' own settings (how to fit, not what to learn: that is ``Config``)."""
 
+    n_epochs: int = 10
+    scale: str = "auto"
+    shuffle: bool = True
+    sample_size: int = 10_000
+    batch_size: int = 4096
+    random_state: int = 0
+    early_stopping: str = "auto"
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 3
+
+
+_FIT = _Fit()
+_FIT_DOCS = {
+    "n_epochs": ("int", "Passes over the data in ``fit``, at most (0: initialise only)."),
+    "scale": ('{"auto", "standard", "maxabs", "none"}',
+              "How features are scaled, with statistics of the data given to ``fit`` (or the first "
+              "``partial_fit``), as ``streamfm train --scale`` does. auto, per feature: binary (0/1) features "
+              "kept, features non-zero in at least half of the rows standardised (centred, divided by the "
+              "standard deviation), any other feature divided by its largest absolute value; standard: every "
+              "feature divided by its standard deviation, and centred if X is a dense array or has at most "
+              "1,000 features; maxabs: every feature divided by its largest absolute value; none: as given."),
+    "shuffle": ("bool", "Shuffle the rows in every epoch of ``fit``."),
+    "sample_size": ("int", "Rows sampled for the k-means anchors."),
+    "batch_size": ("int", "Rows handed to the kernel at a time (does not change the result)."),
+    "random_state": ("int, RandomState or None", "Seeds the model, the sample and the validation split."),
+    "early_stopping": ('"auto" or bool',
+                       "In ``fit``: set ``validation_fraction`` of the rows aside (a seeded split, stratified "
+                       "for classifiers), evaluate them after every epoch (log loss; RMSE for regression), stop "
+                       "after ``n_iter_no_change`` epochs without a lower value and restore the best epoch's "
+                       "parameters. \"auto\": on when there are more than 10,000 rows."),
+    "validation_fraction": ("float", "The share of rows set aside for early stopping."),
+    "n_iter_no_change": ("int", "Epochs without improvement before stopping."),
+}
+_ATTRIBUTES_DOC = """
     Attributes
     ----------
     loss_curve_ : list of float
@@ -320,112 +317,84 @@ _COMMON_DOC = """
 """
 
 
+def _documented(cls):
+    """``cls`` with its parameters documented from its ``__init__``'s defaults and the one text of each
+    (``models.config.DOCS``, ``_FIT_DOCS``)."""
+    lines = ["", "    Parameters", "    ----------"]
+    for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+        kind, text = DOCS.get(name) or _FIT_DOCS[name]
+        default = f'"{param.default}"' if isinstance(param.default, str) else param.default
+        lines.append(f"    {name} : {kind}, default {default}")
+        lines += textwrap.wrap(text, 100, initial_indent=" " * 8, subsequent_indent=" " * 8)
+    cls.__doc__ = cls.__doc__.rstrip() + "\n" + "\n".join(lines) + "\n" + _ATTRIBUTES_DOC
+    return cls
+
+
+# Each estimator spells out its parameters in its own __init__ (the four signatures repeat one another
+# on purpose): scikit-learn reads an estimator's parameters from its __init__ signature. Their defaults
+# are Config's and _FIT's, their documentation DOCS and _FIT_DOCS.
+def _keep(estimator, params: dict) -> None:
+    """Store ``__init__``'s arguments unchanged, as scikit-learn requires."""
+    for name, value in params.items():
+        if name != "self":
+            setattr(estimator, name, value)
+
+
+@_documented
 class FMClassifier(_ClassifierBase):
-    """Factorization machine classifier trained by per-row SGD.
+    """Factorization machine classifier trained by per-row SGD."""
 
-    Parameters
-    ----------
-    rank : int, default 10
-    optimizer : {"adagrad", "normalized", "sgd"}, default "adagrad"
-        AdaGrad per-parameter steps bounded per row; steps divided by the
-        squared gradient norm; or plain SGD (the last two decay with t0).
-    eta0 : float or None, default None
-        Step size; None: 0.1 (adagrad), 0.5 (normalized), 0.01 (sgd).
-    t0 : decay eta0 * t0 / (t0 + t) of normalized and sgd steps; 0 means one epoch's rows.
-    l2_w, l2_v : float, default 1.0 and 10.0
-        L2 on the weights and factors: the penalty l2/2 ||theta||^2 over the
-        whole data (a Gaussian prior of that precision), applied to the
-        features each row touches.
-    init_std : standard deviation of the initial factors.
-    multiclass : "softmax" or "ovr".
-    """ + _COMMON_DOC
-
-    def __init__(self, rank=10, optimizer="adagrad", eta0=None, t0=0.0, l2_w=1.0, l2_v=10.0, init_std=0.1,
-                 multiclass="softmax", n_epochs=10, scale="auto", shuffle=True,
-                 sample_size=10_000, batch_size=4096, random_state=0, early_stopping="auto",
-                 validation_fraction=0.1, n_iter_no_change=3):
-        self.rank, self.optimizer, self.eta0, self.t0, self.l2_w, self.l2_v = rank, optimizer, eta0, t0, l2_w, l2_v
-        self.init_std, self.multiclass = init_std, multiclass
-        self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
-        self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
-        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
-        self.n_iter_no_change = n_iter_no_change
+    def __init__(self, rank=Config.rank, optimizer=Config.optimizer, eta0=Config.eta0, t0=Config.t0,
+                 l2_w=Config.l2_w, l2_v=Config.l2_v, init_std=Config.init_std, multiclass=Config.multiclass,
+                 n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle, sample_size=_FIT.sample_size,
+                 batch_size=_FIT.batch_size, random_state=_FIT.random_state, early_stopping=_FIT.early_stopping,
+                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change):
+        _keep(self, locals())
 
 
+@_documented
 class FMRegressor(_RegressorBase):
-    """Factorization machine regressor (squared loss) trained by per-row SGD.
+    """Factorization machine regressor (squared loss) trained by per-row SGD."""
 
-    Parameters are those of :class:`FMClassifier` without ``multiclass``.
-    """ + _COMMON_DOC
-
-    def __init__(self, rank=10, optimizer="adagrad", eta0=None, t0=0.0, l2_w=1.0, l2_v=10.0, init_std=0.1,
-                 n_epochs=10, scale="auto", shuffle=True, sample_size=10_000,
-                 batch_size=4096, random_state=0, early_stopping="auto", validation_fraction=0.1,
-                 n_iter_no_change=3):
-        self.rank, self.optimizer, self.eta0, self.t0, self.l2_w, self.l2_v = rank, optimizer, eta0, t0, l2_w, l2_v
-        self.init_std = init_std
-        self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
-        self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
-        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
-        self.n_iter_no_change = n_iter_no_change
+    def __init__(self, rank=Config.rank, optimizer=Config.optimizer, eta0=Config.eta0, t0=Config.t0,
+                 l2_w=Config.l2_w, l2_v=Config.l2_v, init_std=Config.init_std, n_epochs=_FIT.n_epochs,
+                 scale=_FIT.scale, shuffle=_FIT.shuffle, sample_size=_FIT.sample_size, batch_size=_FIT.batch_size,
+                 random_state=_FIT.random_state, early_stopping=_FIT.early_stopping,
+                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change):
+        _keep(self, locals())
 
 
-_LLFM_DOC = """
-    method : {"llfm-jo", "llfm-apl", "llfm-do", "fm"}, default "llfm-jo"
-    anchors : int, default 50
-    n_neighbors : int, default 5 (soft-assignment coding of do / apl)
-    beta : float, default 1.0 (soft assignment, in units of the coding scale)
-    rho : float, default 0.3 (Algorithm 1's Lipschitz-to-noise ratio, same units)
-    n_candidates : int, default 32 (anchors the FAISS search returns per row)
-    rebuild_every : int, default 8192 (rows between index rebuilds)
-    eta_anchor, anchor_clip : anchor step and its largest relative move
-    global_fm : bool, default True (a global FM beside the local mixture; False: the paper's model)
-    jo_exact : bool, default True (False: the paper's approximate anchor gradient)
-"""
-
-
+@_documented
 class LLFMClassifier(_ClassifierBase):
-    """Locally linear factorization machine classifier (LLFM-JO by default).
-
-    Per-anchor FMs mixed by a local coding of each row; see :class:`FMClassifier`
-    for the FM parameters.
-    """ + _LLFM_DOC + _COMMON_DOC
+    """Locally linear factorization machine classifier (LLFM-JO by default): per-anchor FMs mixed by a
+    local coding of each row."""
 
     _config_params = _LLFM_PARAMS
 
-    def __init__(self, method="llfm-jo", rank=10, anchors=50, n_neighbors=5, beta=1.0, rho=0.3,
-                 n_candidates=32, rebuild_every=8192, optimizer="adagrad", eta0=None, t0=0.0, eta_anchor=0.05,
-                 anchor_clip=0.1, l2_w=1.0, l2_v=10.0, init_std=0.1, multiclass="softmax",
-                 global_fm=True, jo_exact=True, n_epochs=10, scale="auto", shuffle=True, sample_size=10_000,
-                 batch_size=4096, random_state=0, early_stopping="auto", validation_fraction=0.1,
-                 n_iter_no_change=3):
-        self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
-        self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
-        self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
-        self.optimizer, self.l2_w, self.l2_v, self.init_std = optimizer, l2_w, l2_v, init_std
-        self.multiclass, self.global_fm, self.jo_exact = multiclass, global_fm, jo_exact
-        self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
-        self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
-        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
-        self.n_iter_no_change = n_iter_no_change
+    def __init__(self, method=Config.method, rank=Config.rank, anchors=Config.anchors,
+                 n_neighbors=Config.n_neighbors, beta=Config.beta, rho=Config.rho, n_candidates=Config.n_candidates,
+                 rebuild_every=Config.rebuild_every, optimizer=Config.optimizer, eta0=Config.eta0, t0=Config.t0,
+                 eta_anchor=Config.eta_anchor, anchor_clip=Config.anchor_clip, l2_w=Config.l2_w, l2_v=Config.l2_v,
+                 init_std=Config.init_std, multiclass=Config.multiclass, global_fm=Config.global_fm,
+                 jo_exact=Config.jo_exact, n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle,
+                 sample_size=_FIT.sample_size, batch_size=_FIT.batch_size, random_state=_FIT.random_state,
+                 early_stopping=_FIT.early_stopping, validation_fraction=_FIT.validation_fraction,
+                 n_iter_no_change=_FIT.n_iter_no_change):
+        _keep(self, locals())
 
 
+@_documented
 class LLFMRegressor(_RegressorBase):
-    """Locally linear factorization machine regressor (squared loss)."""  + _LLFM_DOC + _COMMON_DOC
+    """Locally linear factorization machine regressor (squared loss)."""
 
     _config_params = _LLFM_PARAMS
 
-    def __init__(self, method="llfm-jo", rank=10, anchors=50, n_neighbors=5, beta=1.0, rho=0.3,
-                 n_candidates=32, rebuild_every=8192, optimizer="adagrad", eta0=None, t0=0.0, eta_anchor=0.05,
-                 anchor_clip=0.1, l2_w=1.0, l2_v=10.0, init_std=0.1, global_fm=True, jo_exact=True,
-                 n_epochs=10, scale="auto", shuffle=True, sample_size=10_000, batch_size=4096,
-                 random_state=0, early_stopping="auto", validation_fraction=0.1, n_iter_no_change=3):
-        self.method, self.rank, self.anchors, self.n_neighbors = method, rank, anchors, n_neighbors
-        self.beta, self.rho, self.n_candidates, self.rebuild_every = beta, rho, n_candidates, rebuild_every
-        self.eta0, self.t0, self.eta_anchor, self.anchor_clip = eta0, t0, eta_anchor, anchor_clip
-        self.optimizer, self.l2_w, self.l2_v, self.init_std = optimizer, l2_w, l2_v, init_std
-        self.global_fm, self.jo_exact = global_fm, jo_exact
-        self.n_epochs, self.scale, self.shuffle = n_epochs, scale, shuffle
-        self.sample_size, self.batch_size, self.random_state = sample_size, batch_size, random_state
-        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
-        self.n_iter_no_change = n_iter_no_change
+    def __init__(self, method=Config.method, rank=Config.rank, anchors=Config.anchors,
+                 n_neighbors=Config.n_neighbors, beta=Config.beta, rho=Config.rho, n_candidates=Config.n_candidates,
+                 rebuild_every=Config.rebuild_every, optimizer=Config.optimizer, eta0=Config.eta0, t0=Config.t0,
+                 eta_anchor=Config.eta_anchor, anchor_clip=Config.anchor_clip, l2_w=Config.l2_w, l2_v=Config.l2_v,
+                 init_std=Config.init_std, global_fm=Config.global_fm, jo_exact=Config.jo_exact,
+                 n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle, sample_size=_FIT.sample_size,
+                 batch_size=_FIT.batch_size, random_state=_FIT.random_state, early_stopping=_FIT.early_stopping,
+                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change):
+        _keep(self, locals())

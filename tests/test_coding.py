@@ -68,15 +68,6 @@ def test_flat_and_all_candidates_equal_brute_force():
     assert count_misses(phi, flat.search(phi), Z) == 0
 
 
-def test_hnsw_rarely_misses_the_nearest_anchor():
-    rng = np.random.default_rng(1)
-    Z, phi = rng.normal(size=(3000, 8)), rng.normal(size=(500, 8))
-    idx = AnchorIndex(32, kind="hnsw")  # an approximate index, on request
-    idx.rebuild(Z)
-    assert idx.index is not None and "HNSW" in type(idx.index).__name__
-    assert count_misses(phi, idx.search(phi), Z) / 500 < 0.01
-
-
 def test_ivf_for_many_anchors_widens_to_exact_and_is_seeded():
     from streamfm.coding.search import IVF_FROM, NPROBE
 
@@ -186,10 +177,10 @@ def test_coding_space_identity_and_sketch():
 @pytest.mark.parametrize("m", [20, 100, 1024])
 def test_search_split_between_threads_gives_the_serial_candidates(m):
     """--threads N splits a block's search into N row ranges searched at once
-    (models/core.py): every row's candidates must be the serial search's, for
+    (models/schedule.py): every row's candidates must be the serial search's, for
     all-anchor, flat and IVF indexes, and for rows that do not split evenly."""
     from streamfm.coding.search import IVF_FROM
-    from streamfm.models.core import _search_split
+    from streamfm.models.schedule import split_search
 
     assert IVF_FROM == 1024  # the last case is an IVF
     rng = np.random.default_rng(11)
@@ -198,7 +189,7 @@ def test_search_split_between_threads_gives_the_serial_candidates(m):
     idx.rebuild(Z)
     serial = idx.search(phi)
     for threads in (2, 3):
-        np.testing.assert_array_equal(_search_split(idx, phi, threads), serial)
+        np.testing.assert_array_equal(split_search(idx, phi, threads), serial)
 
 
 def _searches_while_python_holds_the_gil(index, phi, hold_s=20.0) -> bool:

@@ -62,25 +62,25 @@ def test_partial_fit_over_chunks_equals_fit(method):
 @pytest.mark.parametrize("method", ["llfm-do", "llfm-jo"])
 def test_search_of_the_next_rows_on_a_helper_thread_changes_nothing(method, monkeypatch):
     """One training thread searches a block's candidates a part at a time, the next part's
-    search on a helper thread while the kernel trains (models/core.py): the model, and
+    search on a helper thread while the kernel trains (models/schedule.py): the model, and
     its predictions, must be those of a single search per block, bit for bit."""
-    import streamfm.models.core as core
+    from streamfm.models.schedule import Schedule
 
     X, y = local_rules(900, p=3, seed=3)
     kw = dict(method=method, anchors=40, n_candidates=8, rebuild_every=100, shuffle=False,
               random_state=4, n_epochs=2)
-    monkeypatch.setattr(core, "SEARCH_FIRST", 10**9)
+    monkeypatch.setattr(Schedule, "search_first", 10**9)
     whole = LLFMClassifier(**kw).fit(X, y)
     # blocks of 100 rows in parts of 3, 6, 7, 7, ... rows, the last one short
-    monkeypatch.setattr(core, "SEARCH_FIRST", 3)
-    monkeypatch.setattr(core, "SEARCH_ROWS", 7)
+    monkeypatch.setattr(Schedule, "search_first", 3)
+    monkeypatch.setattr(Schedule, "search_rows", 7)
     parts = LLFMClassifier(**kw).fit(X, y)
     for name in ("b", "W", "V", "Z"):
         np.testing.assert_array_equal(parts.model_.params[name], whole.model_.params[name])
     assert parts.training_metrics_ == whole.training_metrics_
     # predictions search in parts too
     f_parts = parts.decision_function(X)
-    monkeypatch.setattr(core, "SEARCH_FIRST", 10**9)
+    parts.model_.schedule.search_first = 10**9
     np.testing.assert_array_equal(f_parts, parts.decision_function(X))
 
 
@@ -162,9 +162,9 @@ def test_a_forked_child_predicts_with_its_own_search_thread(monkeypatch):
     process (multiprocessing's fork start method) must make its own, not wait forever."""
     import multiprocessing as mp
 
-    import streamfm.models.core as core
+    from streamfm.models.schedule import Schedule
 
-    monkeypatch.setattr(core, "SEARCH_FIRST", 5)  # every prediction below searches in parts
+    monkeypatch.setattr(Schedule, "search_first", 5)  # every prediction below searches in parts
     X, y = local_rules(300, p=3, seed=3)
     est = LLFMClassifier(method="llfm-jo", anchors=40, n_candidates=8, n_epochs=1, random_state=4).fit(X, y)
     expected = est.decision_function(X)  # the parent's pool now has its thread

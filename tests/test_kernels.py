@@ -153,9 +153,9 @@ def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, 
     losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
     dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
     tc = TASK_CODES[task]
-    train_rows(METHOD_CODES[method], tc, indptr, indices, data, y, phi, cand,
-               Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, k_soft, beta, rho, zscale, 1e9,
-               eta, 1e18, eta_z, 0.0, 0.0, np.zeros(P["W"].shape[1]), SGD, 1.0, glob, exact, 0, losses, ks, stats)
+    train_rows(METHOD_CODES[method], tc, (indptr, indices, data, y), phi, cand,
+               (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (k_soft, beta, rho, zscale, 1e9),
+               (eta, 1e18, eta_z, 0.0, 0.0, np.zeros(P["W"].shape[1]), SGD, 1.0, glob, exact), 0, (losses, ks, stats))
     return Q, losses, ks
 
 
@@ -222,9 +222,9 @@ def test_fm_fast_path_equals_the_general_loop(task, opt, density):
         Q = {k: v.copy() for k, v in P.items()}
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
         A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
-        kernel(METHOD_CODES["fm"], TASK_CODES[task], indptr, idx, data, y, np.zeros((n, 0)),
-               np.zeros((n, 0), np.int64), Q["b"], Q["W"], Q["V"], Q["Z"], *A, 3, 1.0, 0.3, 1.0, 0.1,
-               0.3, 40.0, 0.05, 1e-3, 2e-3, reg, opt, 0.5, False, True, 5, losses, ks, stats)
+        kernel(METHOD_CODES["fm"], TASK_CODES[task], (indptr, idx, data, y), np.zeros((n, 0)),
+               np.zeros((n, 0), np.int64), (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 1.0, 0.3, 1.0, 0.1),
+               (0.3, 40.0, 0.05, 1e-3, 2e-3, reg, opt, 0.5, False, True), 5, (losses, ks, stats))
         out.append((Q, losses, ks, stats))
     (Qa, la, ka, sa), (Qb, lb, kb, sb) = out[:2]
     for name in "bWV":
@@ -266,12 +266,12 @@ def test_full_width_specialisation_equals_the_csr_loop(method, task, C, opt, glo
         Q = {k: v.copy() for k, v in P.items()}
         A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
-        train_rows(METHOD_CODES[method], TASK_CODES[task], indptr, idx, data, y, phi, cand,
-                   Q["b"], Q["W"], Q["V"], Q["Z"], *A, 3, 0.7, 0.4, 1.3, 0.1,
-                   0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(p, 0.5), opt, 1.0, glob, True, 3, losses, ks, stats)
+        train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, idx, data, y), phi, cand,
+                   (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 0.7, 0.4, 1.3, 0.1),
+                   (0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(p, 0.5), opt, 1.0, glob, True), 3, (losses, ks, stats))
         f, kp = np.zeros((n, C)), np.zeros(n, np.int64)
-        predict_rows(METHOD_CODES[method], indptr, idx, data, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"],
-                     3, 0.7, 0.4, glob, f, kp)
+        predict_rows(METHOD_CODES[method], (indptr, idx, data), phi, cand, (Q["b"], Q["W"], Q["V"], Q["Z"]),
+                     (3, 0.7, 0.4), glob, (f, kp))
         out.append((Q, losses, ks, stats, f, kp))
     (Qa, *rest_a), (Qb, *rest_b) = out
     for name in "bWVZ":
@@ -363,16 +363,18 @@ def test_normalised_step_bounds_change_in_output():
         ks = np.zeros(1, np.int64)
         phi = np.zeros((1, 0))
         cand = np.zeros((1, 0), np.int64)
-        predict_rows(0, indptr, indices, x, phi, cand, P["b"], P["W"], P["V"], P["Z"], 1, 1.0, 1.0, False, f0, ks)
+        predict_rows(0, (indptr, indices, x), phi, cand, (P["b"], P["W"], P["V"], P["Z"]), (1, 1.0, 1.0), False,
+                     (f0, ks))
         Q = {k: v.copy() for k, v in P.items()}
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
         losses, stats = np.zeros(1), np.zeros(N_STATS, np.int64)
         eta = 1e-3
-        train_rows(0, 3, indptr, indices, x, np.array([f0[0, 0] + 1.0]), phi, cand,
-                   Q["b"], Q["W"], Q["V"], Q["Z"], *dummy, 1, 1.0, 1.0, 1.0, 1.0,
-                   eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True, 0, losses, ks, stats)
+        train_rows(0, 3, (indptr, indices, x, np.array([f0[0, 0] + 1.0])), phi, cand,
+                   (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (1, 1.0, 1.0, 1.0, 1.0),
+                   (eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True), 0, (losses, ks, stats))
         f1 = np.zeros((1, 1))
-        predict_rows(0, indptr, indices, x, phi, cand, Q["b"], Q["W"], Q["V"], Q["Z"], 1, 1.0, 1.0, False, f1, ks)
+        predict_rows(0, (indptr, indices, x), phi, cand, (Q["b"], Q["W"], Q["V"], Q["Z"]), (1, 1.0, 1.0), False,
+                     (f1, ks))
         # squared loss, g = f - y = -1: the step raises f by eta (first order)
         assert f1[0, 0] - f0[0, 0] == pytest.approx(eta, rel=1e-2)
 

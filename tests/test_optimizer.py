@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from streamfm import FMClassifier, FMRegressor, LLFMRegressor
 from streamfm.kernels.llfm import ADAGRAD, N_STATS, predict_rows, train_rows
 from streamfm.models.config import Config
-from streamfm.models.core import initial_bias
+from streamfm.models.init import initial_bias
 
 
 def _one_row_step(p, eta0, bound, seed=0):
@@ -22,13 +22,14 @@ def _one_row_step(p, eta0, bound, seed=0):
 
     def f():
         out = np.zeros((1, 1))
-        predict_rows(0, indptr, indices, x, phi, cand, P["b"], P["W"], P["V"], P["Z"], 1, 1.0, 1.0, False, out, ks)
+        predict_rows(0, (indptr, indices, x), phi, cand, (P["b"], P["W"], P["V"], P["Z"]), (1, 1.0, 1.0), False,
+                     (out, ks))
         return out[0, 0]
 
     f0 = f()
-    train_rows(0, 3, indptr, indices, x, np.array([f0 + 1.0]), phi, cand, P["b"], P["W"], P["V"], P["Z"], *A,
-               1, 1.0, 1.0, 1.0, 1.0, eta0, 1.0, 0.0, 0.0, 0.0, np.zeros(p), ADAGRAD, bound, False, True, 0,
-               np.zeros(1), ks, np.zeros(N_STATS, np.int64))
+    train_rows(0, 3, (indptr, indices, x, np.array([f0 + 1.0])), phi, cand, (P["b"], P["W"], P["V"], P["Z"]),
+               tuple(A), (1, 1.0, 1.0, 1.0, 1.0), (eta0, 1.0, 0.0, 0.0, 0.0, np.zeros(p), ADAGRAD, bound, False, True),
+               0, (np.zeros(1), ks, np.zeros(N_STATS, np.int64)))
     return f0, f()
 
 
@@ -74,7 +75,7 @@ def test_l2_shrinks_the_parameters(optimizer):
 
 def test_l2_weights_each_touch_by_the_features_rows():
     """A feature stored in few rows gets a larger L2 weight per row than a frequent one, so that
-    an epoch applies the same penalty to both (models/core.py ``set_feature_rows``)."""
+    an epoch applies the same penalty to both (``LLFMModel.set_feature_rows``)."""
     rng = np.random.default_rng(0)
     X = sp.random(2000, 50, density=0.05, format="csr", random_state=1, data_rvs=lambda k: rng.normal(size=k))
     y = rng.integers(0, 2, size=2000)

@@ -176,15 +176,15 @@ def test_many_anchors_search_an_ivf_that_widens_on_misses_and_resumes_exactly(tm
     opts = dict(batch_rows=500, shuffle_buffer=1000, sample_size=4000, quiet=True)
     train(path, tmp_path / "a", config=conf, options=TrainOptions(epochs=2, **opts))
     a = load(tmp_path / "a").model
-    assert a.search_nprobe > NPROBE  # it missed, and widened
+    assert a.search.nprobe > NPROBE  # it missed, and widened
     assert a.metrics()["candidate_miss_rate"] < 0.01
     train(path, tmp_path / "b", config=conf, options=TrainOptions(epochs=2, max_rows=6100, **opts))
     resume(tmp_path / "b")
     b = load(tmp_path / "b").model
-    assert b.search_nprobe == a.search_nprobe
+    assert b.search.nprobe == a.search.nprobe
     for name in ("b", "W", "V", "Z"):
         np.testing.assert_allclose(b.params[name], a.params[name], rtol=1e-12, atol=1e-14)
     # 10 rebuilds, the lists trained at the 1st and the (IVF_RETRAIN + 1)th; the
     # stop (after the 7th) fell between: the resumed run routed with the saved lists
-    assert a._ivf_uses == b._ivf_uses == 10 - IVF_RETRAIN
-    np.testing.assert_array_equal(b._ivf_centroids, a._ivf_centroids)
+    assert a.search.ivf_uses == b.search.ivf_uses == 10 - IVF_RETRAIN
+    np.testing.assert_array_equal(b.search.centroids, a.search.centroids)

@@ -50,26 +50,42 @@ def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, 
     return acc
 
 
+def first_block(args, start):
+    """A copy of ``train_rows``' arguments of a block, seen by ``LLFMModel.on_block`` after the call,
+    with the parameters and AdaGrad accumulators it started from (``start``: the model's arrays
+    before the block): the block's inputs for ``split_kernel``."""
+    def own(x):
+        return np.array(x, copy=True) if isinstance(x, np.ndarray) else x
+
+    out = [tuple(own(x) for x in a) if isinstance(a, tuple) else own(a) for a in args]
+    out[5] = tuple(start[n].copy() for n in ("b", "W", "V", "Z"))
+    out[6] = tuple(start[n].copy() if n in start else a for n, a in zip(("Ab", "AW", "AV"), out[6]))
+    return out
+
+
 def split_kernel(args, reps=25):
     """Shares of the kernel time (coding, forward, anchor_update, fm_update) on one block.
 
-    ``args`` are train_rows' arguments as the trainer passed them (copied).
+    ``args`` are train_rows' arguments as the trainer passed them (copied, ``first_block``).
     """
-    (method, task, indptr, indices, data, y, phi, cand, b, W, V, Z, Ab, AW, AV, k_soft, beta, rho,
-     zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, t_start, losses, ks, stats) = args
+    method, task, rows, phi, cand, params, accums, coding, steps, t_start, out = args
+    indptr, indices, data, y = rows
+    b, W, V, Z = params
+    k_soft, beta, rho, zscale, zclip = coding
+    eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact = steps
     times = {}
     for stage in (1, 2, 3, 4):
         best = np.inf
         for _ in range(reps):
             bb, WW, VV, ZZ = b.copy(), W.copy(), V.copy(), Z.copy()
+            AA = tuple(a.copy() for a in accums)
             t = time.perf_counter()
             if stage < 4:
                 staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, bb, WW, VV, ZZ,
                             k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, glob, t_start)
             else:
-                train_rows(method, task, indptr, indices, data, y, phi, cand, bb, WW, VV, ZZ, Ab, AW, AV,
-                           k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, reg,
-                           opt, bound, glob, jo_exact, t_start, losses.copy(), ks.copy(), stats.copy())
+                train_rows(method, task, rows, phi, cand, (bb, WW, VV, ZZ), AA, coding, steps, t_start,
+                           tuple(o.copy() for o in out))
             best = min(best, time.perf_counter() - t)
         times[stage] = best
     parts = {"coding": times[1], "forward": max(times[2] - times[1], 0.0),

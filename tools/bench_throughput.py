@@ -363,11 +363,10 @@ def run_breakdown(spec):
     and the coding plus the FM forward passes; anchor updates are timed by a
     loop that does only them; FM updates are the rest.
     """
-    import streamfm.models.core as core
     from streamfm.coding.search import count_misses  # noqa: F401  (imported for its numba warm-up)
     from streamfm.io.sources import open_source
     from streamfm.models.config import Config
-    from streamfm.models.core import LLFMModel
+    from streamfm.models.init import model_from_scan
     from streamfm.models.trained import TrainedModel
     from streamfm.preprocess.scan import scan
     from streamfm.preprocess.shuffle import shuffled_epoch
@@ -378,14 +377,10 @@ def run_breakdown(spec):
     cfg = Config(method=spec.get("method", "llfm-jo"), anchors=spec["anchors"], rank=10)
     sc = scan(src, sample_size=10_000, seed=cfg.seed, progress=False)
     std = Standardizer.from_scan(sc, "auto", dense_source=src.dense)  # as the trainer's default
-    model = LLFMModel(cfg, sc.n_features, sc.task)
-    sample = std.transform(sc.sample)
-    model.init_params(mean_sq_norm=float(np.sum(sample.data ** 2)) / max(sample.n_rows, 1))
-    model.init_anchors(sample)
-    model.set_epoch_rows(sc.n_rows)
+    model = model_from_scan(cfg, sc, std, src.dense)  # the trainer's model
     trained = TrainedModel(model, std, sc.classes)
     T = {"read": 0.0, "phi": 0.0, "kernel": 0.0}
-    orig = {"coding_vectors": model.coding_vectors, "train_rows": core.train_rows}
+    start = {k: v.copy() for k, v in model.params.items()}  # the first block's starting parameters
     keep = []  # the first block's inputs, for the split of the kernel time
 
     def timed(name, fn):
@@ -396,20 +391,17 @@ def run_breakdown(spec):
             return out
         return wrapper
 
-    def kernel(*a):
+    def on_block(args, seconds):
         if not keep:
-            keep.append([np.array(x, copy=True) if isinstance(x, np.ndarray) else x for x in a])
-        t = time.perf_counter()
-        core.__dict__["_orig_train_rows"](*a)
-        T["kernel"] += time.perf_counter() - t
+            keep.append(_breakdown.first_block(args, start))
+        T["kernel"] += seconds
 
     # one search per block, in this thread, between the kernel calls (training otherwise
     # searches the next rows on a helper thread while the kernel runs): what is not timed
     # below is the search, its rebuilds and the miss checks
-    core.SEARCH_FIRST = 10**12
-    core.__dict__["_orig_train_rows"] = orig["train_rows"]
-    model.coding_vectors = timed("phi", orig["coding_vectors"])
-    core.train_rows = kernel
+    model.schedule.search_first = 10**12
+    model.on_block = on_block
+    model.coding_vectors = timed("phi", model.coding_vectors)
     stream = shuffled_epoch(src, epoch=0, seed=cfg.seed, buffer_rows=100_000, out_rows=4096,
                             chunk_rows=65536)
     t_all = time.perf_counter()
@@ -427,7 +419,6 @@ def run_breakdown(spec):
         model.partial_fit_chunk(c, tg)
         rows += c.n_rows
     total = time.perf_counter() - t_all
-    core.train_rows = orig["train_rows"]
     k = T["kernel"]
     if cfg.method == "fm":
         # fm with one output runs kernels.fm.fm_rows_single, one loop for the forward pass and
@@ -1002,7 +993,7 @@ STATIC_NOTES = """## What streamfm does for speed
   the 500,000 dense rows in 0.55 s of CPU instead of 0.66 s (one thread,
   median of 5 alternating runs).
 - **The search of the next rows runs while the kernel trains** (session
-  10, `models/core.py`). With one training thread (the default), a block's
+  10, `models/schedule.py`). With one training thread (the default), a block's
   FAISS search is cut into parts of 128 rows, doubling up to 1,024, and a
   helper thread searches the next part while the kernel trains on the
   current one. The index is built from the block's snapshot of the anchors,

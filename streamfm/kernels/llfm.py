@@ -35,11 +35,8 @@ ST_WANTED_MORE = 0  # Algorithm 1 used every candidate: it may have wanted more
 ST_K_SUM = 1  # sum of neighbours used, for the mean k
 N_STATS = 2
 
-# neighbours whose parameters are requested ahead of their evaluation: 1 since
-# the evaluations run in vector registers (kernels/_simd.py). Measured at
-# m = 4096 against 2: a bare loop's neighbour 0.91-1.00 us against 0.97-1.05
-# (3 and 4: slower still); streamfm train llfm-jo, 6 alternating rounds, epoch
-# rows/s 32.6k against 30.3k (fastest), 26.1k against 24.4k (median).
+# neighbours whose parameters are requested ahead of their evaluation: one, since
+# the evaluations run in vector registers (kernels/_simd.py); two or more were slower
 PREFETCH_AHEAD = 1
 
 
@@ -165,12 +162,18 @@ def anchor_steps(method, row, k, S, ids, gamma, F, fbuf, g, phi, Z, beta, rho, z
 
 
 @njit(cache=True, nogil=True)
-def train_rows(method, task, indptr, indices, data, y, phi, cand,
-               b, W, V, Z, Ab, AW, AV,
-               k_soft, beta, rho, zscale, zclip,
-               eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, t_start,
-               losses, ks, stats):
+def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_start, out):
     """One SGD step per row, in order (see ``train_rows_general``).
+
+    The arguments, grouped (numba unpacks the tuples at compile time):
+
+    - ``rows`` = (indptr, indices, data, y): CSR rows and their targets;
+    - ``params`` = (b, W, V, Z), updated in place;
+    - ``accums`` = (Ab, AW, AV): AdaGrad's accumulators (any arrays of the
+      right dimensions when another optimiser steps);
+    - ``coding`` = (k_soft, beta, rho, zscale, zclip);
+    - ``steps`` = (eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact);
+    - ``out`` = (losses, ks, stats): written (losses, ks) and added to (stats).
 
     ``indices`` None means full-width rows (every row holds all p features:
     data is the rows of an (n, p) array); numba compiles that case as a
@@ -179,32 +182,41 @@ def train_rows(method, task, indptr, indices, data, y, phi, cand,
     plain or normalised SGD ``fm_rows_single``, or ``fm_rows_dense`` for
     full-width rows; everything else the general loop.
     """
+    indptr, indices, data, y = rows
+    b = params[0]
     if method == FM and b.shape[1] == 1 and (task == BINARY or task == SQUARED):
+        eta0, t0, _, l2_w, l2_v, reg, opt, bound, _, _ = steps
+        losses, ks, stats = out
+        _fm_fast_path(task, indptr, indices, data, y, params, accums, eta0, t0, l2_w, l2_v, reg, opt, bound,
+                      t_start, losses)
         n = indptr.shape[0] - 1
-        if opt == ADAGRAD:
-            fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, bound, l2_w, l2_v, reg,
-                            losses)
-        elif indices is None:
-            fm_rows_dense(task, data.reshape((n, W.shape[1])), y, b, W, V, eta0, t0, l2_w, l2_v, reg,
-                          opt == NORMALIZED, t_start, losses)
-        else:
-            fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, reg,
-                           opt == NORMALIZED, t_start, losses)
         for row in range(n):
             ks[row] = 1
         stats[ST_K_SUM] += n
         return
-    train_rows_general(method, task, indptr, indices, data, y, phi, cand, b, W, V, Z, Ab, AW, AV,
-                       k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound,
-                       glob, jo_exact, t_start, losses, ks, stats)
+    train_rows_general(method, task, rows, phi, cand, params, accums, coding, steps, t_start, out)
 
 
 @njit(cache=True, nogil=True)
-def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
-                       b, W, V, Z, Ab, AW, AV,
-                       k_soft, beta, rho, zscale, zclip,
-                       eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, t_start,
-                       losses, ks, stats):
+def _fm_fast_path(task, indptr, indices, data, y, params, accums, eta0, t0, l2_w, l2_v, reg, opt, bound, t_start,
+                  losses):
+    """``train_rows``' choice of fast path. ``indices`` is an argument here, not a tuple's element: numba
+    drops the branches of ``indices is None`` at compile time only for arguments."""
+    b, W, V, _ = params
+    Ab, AW, AV = accums
+    n = indptr.shape[0] - 1
+    if opt == ADAGRAD:
+        fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, bound, l2_w, l2_v, reg, losses)
+    elif indices is None:
+        fm_rows_dense(task, data.reshape((n, W.shape[1])), y, b, W, V, eta0, t0, l2_w, l2_v, reg,
+                      opt == NORMALIZED, t_start, losses)
+    else:
+        fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, reg, opt == NORMALIZED,
+                       t_start, losses)
+
+
+@njit(cache=True, nogil=True)
+def train_rows_general(method, task, rows, phi, cand, params, accums, coding, steps, t_start, out):
     """One SGD step per row, in order. Parameters are updated in place.
 
     The FM step (``opt``):
@@ -240,8 +252,15 @@ def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
     ``jo_exact=False`` drops the lambda term of the JO anchor gradient, as
     the paper's eqs. 13-14 do (kept only to measure what the term is worth).
     Writes each row's loss (before its update) to ``losses`` and k to ``ks``.
-    ``indices`` None: full-width rows, as in ``train_rows``.
+    The arguments are grouped as in ``train_rows``; ``indices`` None:
+    full-width rows.
     """
+    indptr, indices, data, y = rows
+    b, W, V, Z = params
+    Ab, AW, AV = accums
+    k_soft, beta, rho, zscale, zclip = coding
+    eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact = steps
+    losses, ks, stats = out
     n = indptr.shape[0] - 1
     C = b.shape[1]
     r = V.shape[3]
@@ -302,12 +321,17 @@ def train_rows_general(method, task, indptr, indices, data, y, phi, cand,
 
 
 @njit(cache=True, nogil=True)
-def predict_rows(method, indptr, indices, data, phi, cand, b, W, V, Z,
-                 k_soft, beta, rho, glob, out, ks):
-    """Raw outputs f (n, C) into ``out`` and local neighbours used into ``ks``; no update.
+def predict_rows(method, rows, phi, cand, params, coding, glob, out):
+    """Raw outputs f (n, C) and local neighbours used, into ``out`` = (f, ks); no update.
 
-    ``indices`` None: full-width rows and ``glob`` the global FM, as in ``train_rows``.
+    ``rows`` = (indptr, indices, data), ``params`` = (b, W, V, Z), ``coding`` =
+    (k_soft, beta, rho); ``indices`` None: full-width rows and ``glob`` the
+    global FM, as in ``train_rows``.
     """
+    indptr, indices, data = rows
+    b, W, V, Z = params
+    k_soft, beta, rho = coding
+    f_out, ks = out
     n = indptr.shape[0] - 1
     C = b.shape[1]
     r = V.shape[3]
@@ -324,4 +348,4 @@ def predict_rows(method, indptr, indices, data, phi, cand, b, W, V, Z,
             k += 1
         _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
         for c in range(C):
-            out[row, c] = fbuf[c]
+            f_out[row, c] = fbuf[c]

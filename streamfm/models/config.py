@@ -22,6 +22,40 @@ OPTIMIZERS = ("adagrad", "normalized", "sgd")
 DEFAULT_ETA0 = {"adagrad": 0.1, "normalized": 0.5, "sgd": 0.01}
 
 
+#: each hyper-parameter's type and meaning, the one text the estimators' docstrings are made from
+DOCS = {
+    "method": ('{"llfm-jo", "llfm-apl", "llfm-do", "fm"}',
+               "The model: LLFM whose rows are coded by Algorithm 1 (adaptive, the anchors learned; jo), "
+               "by soft assignment with the anchors learned (apl) or fixed (do), or one FM."),
+    "rank": ("int", "r, the rank of the FM factors (the paper's k)."),
+    "anchors": ("int", "m, the anchor points of an LLFM."),
+    "n_neighbors": ("int", "k, the neighbours of the soft-assignment coding (llfm-do, llfm-apl)."),
+    "beta": ("float", "Soft assignment: weights exp(-beta d), d the distance in units of the coding scale."),
+    "rho": ("float", "Algorithm 1's Lipschitz-to-noise ratio (llfm-jo), in the same units."),
+    "n_candidates": ("int", "K, the anchors the FAISS search returns per row."),
+    "rebuild_every": ("int", "Rows between rebuilds of the anchor index (llfm-apl, llfm-jo)."),
+    "optimizer": ('{"adagrad", "normalized", "sgd"}',
+                  "The FM steps: AdaGrad's per-parameter steps, bounded per row; steps divided by the "
+                  "squared gradient norm; or plain SGD (the last two decay with t0)."),
+    "eta0": ("float or None", "The FM step size; None: 0.1 (adagrad), 0.5 (normalized), 0.01 (sgd)."),
+    "t0": ("float", "The decay eta0 * t0 / (t0 + t) of the normalized and sgd steps and of the anchor "
+                    "steps; 0: one epoch's rows."),
+    "eta_anchor": ("float", "The anchor step, relative to the coding scale."),
+    "anchor_clip": ("float", "The largest relative move of an anchor in one step."),
+    "l2_w": ("float", "L2 on the linear weights: the penalty l2_w/2 ||w||^2 over the whole data (a Gaussian "
+                      "prior of that precision), applied to the features each row touches."),
+    "l2_v": ("float", "L2 on the factors, as l2_w."),
+    "init_std": ("float", "The standard deviation of the initial factors (smaller for rows of large norm)."),
+    "global_fm": ("bool", "A global FM beside an LLFM's local mixture; False: the paper's model, the "
+                          "mixture alone."),
+    "multiclass": ('{"softmax", "ovr"}', "The multiclass loss: softmax, or one-vs-rest as the paper's "
+                                         "authors ran it."),
+    "jo_exact": ("bool", "llfm-jo's exact anchor gradient; False: the paper's approximation (drops the "
+                         "lambda term)."),
+    "seed": ("int", "The seed of every random choice."),
+}
+
+
 @dataclass
 class Config:
     method: str = "llfm-jo"

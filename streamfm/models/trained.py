@@ -39,9 +39,6 @@ class TrainedModel:
     def decision_chunk(self, chunk: Chunk) -> np.ndarray:
         return self.model.decision_chunk(self.standardizer.transform(chunk))
 
-    def proba_chunk(self, chunk: Chunk) -> np.ndarray:
-        return self.model.proba_from_scores(self.decision_chunk(chunk))
-
     def decision_function(self, X) -> np.ndarray:
         """Raw outputs for an array or scipy sparse matrix of raw (unstandardised) rows."""
         import scipy.sparse as sp

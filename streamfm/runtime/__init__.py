@@ -1,1 +1,2 @@
-"""Runtime pieces the pipeline runs on: read-ahead in a background thread and the graceful stop on signals."""
+"""Runtime pieces the pipeline runs on: read-ahead in a background thread, the graceful stop on signals
+and the thread pools of the pipelined search and Hogwild training."""

@@ -8,29 +8,11 @@ that state); the Ray engine (``streamfm.engines.ray_engine``) runs one round
 per worker in parallel, merges, and broadcasts. Nothing here imports an
 engine.
 
-How states merge (:func:`merge_states`)
----------------------------------------
-Workers ``k = 1..K`` start a round from the same state ``S0`` and train
-``n_k`` rows each, ``N = sum n_k``.
-
-- Parameters (biases ``b``, linear weights ``W``, factors ``V``, anchors
-  ``Z``): the row-weighted average ``sum_k n_k P_k / N``, i.e. ``S0`` moved
-  by the row-weighted average of the workers' updates (model averaging).
-- The optimiser step ``t`` and the counters (rows, neighbours, misses) add
-  up: ``t = t0 + sum_k (t_k - t0) = t0 + N``. The learning rate
-  ``eta0 * t0' / (t0' + t)`` then continues as if one worker had trained the
-  ``N`` rows, so K workers over an epoch decay the step exactly as one
-  worker does.
-- AdaGrad accumulators (sums of squared gradients) add up the same way,
-  ``A0 + sum_k (A_k - A0)``: after the merge a parameter's step size is the
-  one a single worker would have after seeing every worker's gradients.
-- The training rows per feature (``feature_rows``, the weights of L2) are
-  the data's, the same in every worker: passed on unchanged.
-- The FAISS index snapshot (``index_Z``) and its IVF list centroids are
-  dropped and the rebuild counter reset: the averaged anchors are new
-  points, so each worker rebuilds its index from them (training new lists)
-  before its next search. A merge of one state is that state
-  unchanged (nothing moved: its index stays valid).
+How states merge: :func:`merge_states`, the manifest form of
+``models.state.ModelState.merge`` (row-weighted average of the parameters;
+the optimiser step, counters and AdaGrad accumulators add their increments,
+so the step-size schedule continues as for one worker; the FAISS index
+snapshot dropped, so every worker rebuilds from the merged anchors).
 """
 from __future__ import annotations
 
@@ -41,12 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..io.chunk import Chunk
-from ..models.core import ADAGRAD_NAMES, FEATURE_ROWS, PARAM_NAMES
-
-#: model-state arrays averaged by rows, those added up as increments, and those every worker shares unchanged
-AVERAGED = PARAM_NAMES
-ADDITIVE = ADAGRAD_NAMES
-SHARED = (FEATURE_ROWS,)
+from ..models.state import ModelState
 
 
 class RowStream:
@@ -241,54 +218,13 @@ def merge_states(
     Returns
     -------
     (meta, arrays)
-        Parameters ``b, W, V, Z``: the row-weighted average (equal weights if
-        no worker trained a row). See the module notes for the rest.
+        ``ModelState.merge`` of the states, in the same form (a merge of one
+        state is that state). Meta entries other than the model's are those
+        of the first state.
     """
-    if len(states) != len(rows) or not states:
-        raise ValueError(f"need one row count per state, got {len(states)} states and {len(rows)} counts")
-    if len(states) == 1:
+    if len(states) == len(rows) == 1:
         return states[0]
-    n = np.asarray(rows, dtype=np.float64)
-    if (n < 0).any():
-        raise ValueError(f"row counts must be non-negative, got {list(rows)}")
-    weights = n / n.sum() if n.sum() > 0 else np.full(len(n), 1.0 / len(n))
-    metas = [m for m, _ in states]
-    arrays = [a for _, a in states]
-    merged_arrays = {}
-    for name in AVERAGED:
-        out = np.multiply(arrays[0][name], weights[0])
-        for w, a in zip(weights[1:], arrays[1:]):
-            out += w * np.asarray(a[name])
-        merged_arrays[name] = out
-    for name in ADDITIVE:
-        if name in arrays[0]:
-            merged_arrays[name] = _add_increments([a[name] for a in arrays], None if base is None else base[1][name])
-    for name in SHARED:
-        if name in arrays[0]:
-            merged_arrays[name] = arrays[0][name]
-    meta = dict(metas[0])
-    t_base = None if base is None else base[0]["t"]
-    meta["t"] = int(_add_increments([m["t"] for m in metas], t_base))
-    c_base = None if base is None else base[0]["counters"]
-    meta["counters"] = {k: int(_add_increments([m["counters"][k] for m in metas],
-                                               None if c_base is None else c_base[k]))
-                        for k in metas[0]["counters"]}
-    meta["rows_since_rebuild"] = 0  # no index_Z: every worker rebuilds from the merged anchors
-    meta["ivf_uses"] = 0  # nor IVF centroids: the rebuild trains new lists
-    # an IVF widened by any worker's misses stays widened for all
-    meta["search_nprobe"] = max(int(m.get("search_nprobe", 0)) for m in metas)
-    return meta, merged_arrays
-
-
-def _add_increments(values, base):
-    """base + sum_k (v_k - base); the plain sum when base is None."""
-    if base is None:
-        out = np.array(values[0], dtype=np.result_type(values[0]), copy=True)
-        for v in values[1:]:
-            out = out + v
-        return out
-    base = np.asarray(base)
-    out = np.array(base, copy=True)
-    for v in values:
-        out = out + (np.asarray(v) - base)
-    return out
+    merged = ModelState.merge([ModelState.from_manifest(*s) for s in states], rows,
+                              None if base is None else ModelState.from_manifest(*base))
+    meta, arrays = merged.manifest()
+    return dict(states[0][0], **meta), arrays

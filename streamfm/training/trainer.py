@@ -22,15 +22,13 @@ import pathlib
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from .. import __version__
 from ..errors import InputError
 from ..io.options import ReadOptions
 from ..io.sources import open_source
 from ..io.spool import ParquetSpool
 from ..models.config import Config
-from ..models.core import LLFMModel, initial_bias
+from ..models.init import model_from_scan
 from ..models.trained import TrainedModel, scale_mode
 from ..preprocess.holdout import HoldOut
 from ..preprocess.scan import AllRowsHeldOut, scan
@@ -513,16 +511,7 @@ def _train_new(store, source, valid_source, options, data_options, config, ray_s
                              classes=options.classes, progress=not options.quiet)
         std = Standardizer.from_scan(sc, options.scale or "auto", dense_source=source.dense,
                                      ignore_extra=options.ignore_extra_features)
-        model = LLFMModel(config, sc.n_features, sc.task, max(sc.n_classes, 2) if sc.task == "multiclass" else 2)
-        sample = std.transform(sc.sample)
-        model.init_params(mean_sq_norm=float(np.sum(sample.data ** 2)) / max(sample.n_rows, 1),
-                          bias=_initial_bias(sc, config))
-        model.set_feature_rows(_feature_rows(sc, std, source))
-        if config.method != "fm" and sample.n_rows < config.anchors:
-            raise InputError(f"{config.anchors} anchors need at least {config.anchors} rows; "
-                             f"the data has {sample.n_rows}. Use fewer --anchors.")
-        model.init_anchors(sample)
-        model.set_epoch_rows(sc.n_rows)  # training rows: held-out ones are never trained on
+        model = model_from_scan(config, sc, std, source.dense)
         classes = None if sc.task == "regression" else sc.classes
         trained = TrainedModel(model, std, classes)
         run = RunState(data=_data_record(source, data_options),
@@ -540,22 +529,6 @@ def _train_new(store, source, valid_source, options, data_options, config, ray_s
             return trainer.fit()
     finally:
         validation.close()
-
-
-def _initial_bias(sc, config) -> np.ndarray:
-    """The best constant model of the scanned labels (models/core.py ``initial_bias``)."""
-    if sc.task == "regression":
-        return initial_bias("regression", label_mean=sc.label_mean)
-    counts = dict(zip(sc.labels.tolist(), sc.label_counts.tolist()))
-    return initial_bias(sc.task, config.multiclass, class_counts=[counts.get(c, 0) for c in sc.classes.tolist()])
-
-
-def _feature_rows(sc, std, source) -> np.ndarray:
-    """Training rows in which each feature is stored once scaled (the weights of L2): every row of a
-    dense table holds every feature."""
-    if source.dense:
-        return np.full(std.n_features, sc.n_rows, dtype=np.int64)
-    return std.stored_rows(sc)
 
 
 def _describe_start(sc, config, std, source, early_stopping: str) -> None:

@@ -1,0 +1,97 @@
+"""A new model, ready to train, from a config and what a pass over the data found.
+
+``initialise_model`` is the one set-up of the trainer and the benchmarks
+(through ``model_from_scan``, from the scan pass) and of the estimators (from
+the arrays given to ``fit``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .config import Config
+from .core import LLFMModel
+
+
+def initial_bias(task: str, multiclass: str = "softmax", *, label_mean: float | None = None,
+                 class_counts=None) -> np.ndarray:
+    """The outputs' starting value (C,): the best constant model. The label mean for a
+    regression; the log odds of the positive class (binary) or of each class against the
+    rest (one-vs-rest); the centred log class frequencies (softmax). ``class_counts``: rows
+    per class, in the order of the outputs."""
+    if task == "regression":
+        return np.array([0.0 if label_mean is None else float(label_mean)])
+    counts = np.asarray(class_counts, dtype=np.float64) + 0.5  # no infinite log of an absent class
+    if task == "binary":
+        return np.array([np.log(counts[1] / counts[0])])
+    if multiclass == "ovr":
+        return np.log(counts / (counts.sum() - counts))
+    logf = np.log(counts / counts.sum())
+    return logf - logf.mean()
+
+
+def stored_feature_rows(standardizer, stats, dense: bool) -> np.ndarray:
+    """Training rows in which each feature is stored once scaled (the weights of L2): every row of
+    a dense table holds every feature; otherwise ``standardizer.stored_rows(stats)``."""
+    if dense:
+        return np.full(standardizer.n_features, int(stats.n_rows), dtype=np.int64)
+    return standardizer.stored_rows(stats)
+
+
+def initialise_model(config: Config, n_features: int, task: str, n_classes: int = 2, *, sample,
+                     label_mean: float | None = None, class_counts=None, feature_rows=None,
+                     epoch_rows: int | None = None) -> LLFMModel:
+    """A model ready to train.
+
+    Parameters
+    ----------
+    config : Config
+    n_features : int
+        p, the width of a (scaled) row.
+    task : {"binary", "multiclass", "regression"}
+    n_classes : int
+        C for multiclass (2 otherwise).
+    sample : Chunk
+        Standardised sample rows: the k-means anchors and the coding scale,
+        and the rows' mean squared norm, which scales the initial factors.
+    label_mean : float or None
+        A regression's starting bias (None: 0).
+    class_counts : array-like or None
+        Rows per class in the order of the outputs: a classifier's starting
+        bias (``initial_bias``; None: 0).
+    feature_rows : array-like (p,) or None
+        Training rows that store each feature (``stored_feature_rows``): the
+        weights of L2. None: L2 has no effect.
+    epoch_rows : int or None
+        Training rows in an epoch: with ``config.t0 = 0`` the step decays per
+        epoch. None: ``t0`` stays at its default.
+    """
+    model = LLFMModel(config, n_features, task, n_classes)
+    if config.method != "fm" and sample.n_rows < config.anchors:
+        raise InputError(f"{config.anchors} anchors need at least {config.anchors} rows; "
+                         f"the data has {sample.n_rows}. Use fewer --anchors.")
+    known = task == "regression" or class_counts is not None
+    bias = initial_bias(task, config.multiclass, label_mean=label_mean, class_counts=class_counts) if known else 0.0
+    model.init_params(mean_sq_norm=float(np.sum(sample.data ** 2)) / max(sample.n_rows, 1), bias=bias)
+    if feature_rows is not None:
+        model.set_feature_rows(feature_rows)
+    model.init_anchors(sample)
+    if epoch_rows is not None:
+        model.set_epoch_rows(epoch_rows)
+    return model
+
+
+def model_from_scan(config: Config, scan, standardizer, dense: bool) -> LLFMModel:
+    """``initialise_model`` from the scan pass (``preprocess.scan.ScanResult``) and the scaling
+    chosen from it: the scan's reservoir sample (scaled), its labels and rows per feature;
+    ``dense``: the data are a wide table (every row holds every feature)."""
+    if scan.task == "regression":
+        class_counts = None
+    else:
+        counts = dict(zip(scan.labels.tolist(), scan.label_counts.tolist()))
+        class_counts = [counts.get(c, 0) for c in scan.classes.tolist()]
+    n_classes = max(scan.n_classes, 2) if scan.task == "multiclass" else 2
+    # the epoch is the training rows: held-out ones are never trained on
+    return initialise_model(config, scan.n_features, scan.task, n_classes, sample=standardizer.transform(scan.sample),
+                            label_mean=scan.label_mean, class_counts=class_counts,
+                            feature_rows=stored_feature_rows(standardizer, scan, dense), epoch_rows=scan.n_rows)

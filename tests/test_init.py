@@ -1,0 +1,103 @@
+"""initialise_model: the trainer and the estimators set a model up the same way from the same data."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.utils import check_random_state
+
+from streamfm import FMRegressor, LLFMClassifier
+from streamfm.errors import InputError
+from streamfm.io.chunk import Chunk
+from streamfm.io.sources import open_source
+from streamfm.models.config import Config
+from streamfm.models.init import initial_bias, initialise_model, model_from_scan
+from streamfm.models.state import ModelState
+from streamfm.preprocess.scan import scan
+from streamfm.preprocess.standardize import Standardizer
+from streamfm.training.trainer import TrainOptions, load, train
+
+N = 1200
+
+
+def data(seed=1, regression=False):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, 4)) * [1.0, 3.0, 0.5, 2.0] + [0.0, 1.0, -2.0, 0.5]
+    X[:, 3] = (X[:, 3] > 0.5).astype(float)  # a 0/1 feature: kept as it is by --scale auto
+    score = X[:, 0] * X[:, 1] - X[:, 2]
+    return X, (score if regression else (score > 0.3).astype(float))
+
+
+def write(tmp_path, X, y):
+    cols = {f"f{j}": X[:, j] for j in range(X.shape[1])}
+    cols["label"] = y
+    pq.write_table(pa.table(cols), tmp_path / "d.parquet")
+    return str(tmp_path / "d.parquet")
+
+
+def estimator_seed(random_state=0) -> int:
+    """The Config seed an estimator with ``random_state`` draws (estimators.py ``_initialise``)."""
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+KW = dict(anchors=20, n_candidates=6, rebuild_every=150)
+
+
+def assert_same_model(a, b, rtol=0.0):
+    sa, sb = ModelState.capture(a), ModelState.capture(b)
+    assert sa.config.to_dict() == sb.config.to_dict()
+    assert (sa.n_features, sa.task, sa.n_outputs, sa.t, sa.t0) == (sb.n_features, sb.task, sb.n_outputs, sb.t, sb.t0)
+    assert sa.coding_scale == pytest.approx(sb.coding_scale, rel=rtol)
+    np.testing.assert_array_equal(sa.feature_rows, sb.feature_rows)
+    for name in sa.params:
+        np.testing.assert_allclose(sa.params[name], sb.params[name], rtol=rtol, atol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("method", ["llfm-jo", "fm"])
+def test_the_trainers_set_up_is_the_estimators(tmp_path, method):
+    """The scan pass and its scaling over a file, then model_from_scan (what the trainer runs), give the
+    model an estimator's fit(n_epochs=0) makes from the same rows in memory."""
+    X, y = data()
+    path = write(tmp_path, X, y)
+    est = LLFMClassifier(method=method, n_epochs=0, **KW).fit(X, y)
+    config = Config(method=method, seed=estimator_seed(), **KW)
+    source = open_source(path)
+    sc = scan(source, sample_size=10_000, seed=config.seed, progress=False)
+    std = Standardizer.from_scan(sc, "auto", dense_source=source.dense)
+    model = model_from_scan(config, sc, std, source.dense)
+    np.testing.assert_array_equal(std.shift, est.scaler_.shift)
+    np.testing.assert_array_equal(std.scale, est.scaler_.scale)
+    est.model_.set_epoch_rows(N)  # fit(n_epochs=0) sets the epoch, as the trainer does
+    assert_same_model(model, est.model_)
+    bias = model.params["b"][0, 0]
+    assert bias == pytest.approx(np.log((y.sum() + 0.5) / (N - y.sum() + 0.5)))  # the log odds
+
+
+def test_a_trained_epoch_is_the_estimators_epoch(tmp_path):
+    """One epoch in order through `streamfm train` equals one epoch of the estimator: the same start."""
+    X, y = data(seed=2)
+    path = write(tmp_path, X, y)
+    config = Config(seed=estimator_seed(3), **KW)
+    train(path, tmp_path / "m", config=config,
+          options=TrainOptions(epochs=1, shuffle=False, batch_rows=100, early_stop=0, quiet=True))
+    est = LLFMClassifier(n_epochs=1, shuffle=False, batch_size=100, random_state=3, **KW).fit(X, y)
+    assert_same_model(load(tmp_path / "m").model, est.model_, rtol=1e-9)
+
+
+def test_regression_starts_at_the_label_mean():
+    X, y = data(regression=True)
+    est = FMRegressor(n_epochs=0).fit(X, y)
+    assert est.model_.params["b"][0, 0] == pytest.approx(y.mean())
+    np.testing.assert_array_equal(est.model_.feature_rows, N)  # a dense array's rows hold every feature
+
+
+def test_initialise_model_needs_a_sample_for_the_anchors():
+    sample = Chunk.from_dense(np.random.default_rng(0).normal(size=(10, 3)), np.zeros(10))
+    with pytest.raises(InputError, match="20 anchors need at least 20 rows"):
+        initialise_model(Config(anchors=20), 3, "binary", sample=sample, class_counts=[5, 5])
+    model = initialise_model(Config(method="fm"), 3, "binary", sample=sample)  # no counts: bias 0
+    assert model.params["b"][0, 0] == 0.0 and model.feature_rows is None
+    assert model.t0 == 10_000  # no epoch given: t0's default
+    model = initialise_model(Config(method="fm"), 3, "multiclass", 3, sample=sample, class_counts=[1, 3, 6],
+                             epoch_rows=10)
+    np.testing.assert_allclose(model.params["b"][0], initial_bias("multiclass", class_counts=[1, 3, 6]))
+    assert model.t0 == 10
