@@ -291,7 +291,12 @@ def test_a_killed_worker_leaves_a_loadable_model_and_a_resumable_run(ray_instanc
     assert (model.predict(Xt) == yt).mean() > 0.8
 
 
-def test_stop_and_resume_a_ray_run(ray_instance, data, local_run, tmp_path):
+@pytest.mark.parametrize("layout", ["engine-entry", "before-engine-entries"])
+def test_stop_and_resume_a_ray_run(ray_instance, data, local_run, tmp_path, layout):
+    """A stopped one-worker run resumes to the uninterrupted one, also from a manifest of the layout
+    before engine entries (Ray's options in "options", "worker_positions" beside the run)."""
+    from test_loop import old_layout
+
     r = train(data["train"], tmp_path / "b", config=Config(**CONF), options=TrainOptions(max_rows=700, **EXACT),
               engine=RayOptions(workers=1, sync_rows=100))
     assert r["stopped"] == "max_rows"
@@ -299,11 +304,34 @@ def test_stop_and_resume_a_ray_run(ray_instance, data, local_run, tmp_path):
     assert man["training"]["status"] == "interrupted" \
         and man["training"]["engine"]["state"]["worker_positions"] == [700]
     man["training"]["options"]["max_rows"] = 0
+    if layout == "before-engine-entries":
+        man["training"] = old_layout(man["training"], "ray", [700])
+        assert man["training"]["options"]["sync_rows"] == 100
     ModelDir(tmp_path / "b").save(man, ModelDir(tmp_path / "b").load(mmap_mode=None)[1])
     assert resume(tmp_path / "b")["stopped"] is None
     (a, _), (b, _) = params(local_run), params(tmp_path / "b")
     for name in a:  # one worker, order preserved: the resumed run is the uninterrupted one
         np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
+
+
+def test_callbacks_see_every_round_of_a_ray_run(ray_instance, data, tmp_path):
+    """The loop's callbacks see a Ray run's epochs and rounds: each round, every worker's sync_rows
+    rows merged (the last round of an epoch what is left of each worker's share)."""
+    from test_loop import Recorder
+
+    rec = Recorder()
+    train(data["train"], tmp_path / "m", config=Config(**CONF), options=TrainOptions(**EXACT),
+          engine=RayOptions(workers=2, sync_rows=128), callbacks=[rec])
+    share = 1200 // 2
+    for epoch in (1, 2):
+        rounds = [e["result"] for e in rec.of("round_end", epoch)]
+        assert [r.rows for r in rounds] == [2 * 128] * (share // 128) + [2 * (share % 128)]
+        assert [r.exhausted for r in rounds] == [False] * (share // 128) + [True]
+        rows = rec.of("rows", epoch)
+        assert [e["rows"] for e in rows] == [r.rows for r in rounds] and all(e["losses"] is None for e in rows)
+        assert rec.of("epoch_end", epoch)[0]["record"]["engine"] == "ray"
+    assert [e["epoch"] for e in rec.of("epoch_begin")] == [1, 2]
+    assert rec.of("run_end")[0]["summary"]["epochs_done"] == 2
 
 
 def test_one_worker_applies_the_stored_map_to_sparse_rows_as_the_local_engine(ray_instance, tmp_path):
