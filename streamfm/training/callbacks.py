@@ -12,7 +12,8 @@ point:
 - ``round_end``: a round ended: ``result`` (a ``RoundResult``: rows, loss,
   ``exhausted`` when the epoch's stream ended);
 - ``checkpoint``: a checkpoint was committed: ``checkpoint`` (its name) and
-  ``run.status``;
+  ``run.status`` (a new run's first one, of the initialised model, comes
+  before ``run_begin``; an epoch's last one belongs to that epoch);
 - ``epoch_end``: an epoch ended; ``record`` is its line of ``metrics.jsonl``
   (already written), ``stop`` in it when the run ends there;
 - ``run_end``: this call returns ``summary``.

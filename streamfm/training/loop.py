@@ -83,8 +83,9 @@ class Trainer:
         self.run.engine = self.rounds.record()
         return {"streamfm_version": __version__, "model": model_meta, "training": self.run.to_dict()}
 
-    def save(self, status: str | None = None, *, best: bool = False) -> str:
-        """Checkpoint the model and the run; ``best``: this checkpoint is the best epoch's (kept)."""
+    def save(self, status: str | None = None, *, best: bool = False, epoch: int | None = None) -> str:
+        """Checkpoint the model and the run; ``best``: this checkpoint is the best epoch's (kept);
+        ``epoch``: the epoch it ends, for the callbacks (default: the one in progress)."""
         if status is not None:
             self.run.status = status
         meta, arrays = self.trained.state()
@@ -94,10 +95,10 @@ class Trainer:
         name = self.store.save(self._manifest(meta), arrays, keep=keep)
         if best:
             self._best_ckpt = name
-        self._notify("checkpoint", checkpoint=name)
+        self._notify("checkpoint", epoch=epoch, checkpoint=name)
         return name
 
-    def _commit_best(self) -> None:
+    def _commit_best(self, epoch: int) -> None:
         """End the run with the best epoch's checkpoint as its result (its arrays and model meta exactly)."""
         run = self.run
         meta = run.best["model"]
@@ -108,7 +109,7 @@ class Trainer:
         manifest, arrays = self.store.load(mmap_mode="c")
         self.trained = TrainedModel.from_state(manifest["model"], arrays,
                                                ignore_extra=self.opts.ignore_extra_features)
-        self._notify("checkpoint", checkpoint=manifest["checkpoint"])
+        self._notify("checkpoint", epoch=epoch, checkpoint=manifest["checkpoint"])
 
     # ---------------------------------------------------------- callbacks
     def _notify(self, event: str, epoch: int | None = None, **fields) -> None:
@@ -208,11 +209,11 @@ class Trainer:
         # record (same "epoch" field, the later one wins) but never loses it
         self.store.append_metrics(record)
         if done and run.best is not None and run.kept_epoch != epoch:
-            self._commit_best()
+            self._commit_best(epoch)
         else:
             if done and run.best is not None:
                 run.best = {k: v for k, v in run.best.items() if k != "model"}
-            self.save("complete" if done else "running", best=improved and not done)
+            self.save("complete" if done else "running", best=improved and not done, epoch=epoch)
         summary["last"] = record
         self._notify("epoch_end", epoch=epoch, record=record)
 
