@@ -5,8 +5,9 @@ trains its rows: it drives a round runner (``training/runner.py``) and
 keeps the run's state (``RunState``), so every engine stops, checkpoints,
 validates, stops early and resumes the same way.
 
-- Stops: a signal (``GracefulStop``) or ``--max-rows`` ends the call after
-  the round in progress with an ``interrupted`` checkpoint; ``--resume``
+- Stops: a signal (``GracefulStop``) or ``--max-rows`` ends the call at the
+  end of the round in progress (the local engine ends it before its next
+  chunk; a Ray round runs to its end) with an ``interrupted`` checkpoint; ``--resume``
   continues from it exactly (every random choice derives from (seed,
   epoch), so a checkpoint's (epoch, position) is the whole stream state).
 - Checkpoints: between rounds when the cadence (``CheckpointCadence``:

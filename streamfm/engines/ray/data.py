@@ -79,11 +79,11 @@ class data_context:
     - streamfm's progress bar instead of Ray's, and no log line per epoch (newer Ray);
     - the V1 Parquet datasource where Ray has both: the V2 one (Ray 2.60's
       default) hands a worker its first block only when the whole read has
-      ended, so training could not overlap reading.
+      ended, so training cannot overlap reading.
 
     Ray's block size is left at its default (128 MiB): with smaller blocks
-    the first rows come sooner, but a long first epoch was seen never to end
-    (Ray 2.60: the split coordinator busy, the worker idle; docs/scaling.md).
+    the first rows come sooner, but a long first epoch can then stall for
+    good (Ray 2.60: the split coordinator busy, the worker idle; docs/scaling.md).
 
     Settings a Ray version does not have are left alone.
     """
@@ -123,8 +123,8 @@ class data_context:
 def split_per_run(ray) -> bool:
     """True: the run reads one split every epoch (see make_datasets); False: a dataset per epoch.
 
-    Only from ``SPLIT_PER_RUN_FROM`` on, shuffled or not (below it, the
-    path the suite was run with at the lowest Ray: docs/dependencies.md).
+    Only from ``SPLIT_PER_RUN_FROM`` on, shuffled or not (below it, a
+    dataset per epoch, the path tested at the lowest Ray: docs/dependencies.md).
     """
     try:
         version = tuple(int(v) for v in ray.__version__.split(".")[:2])
