@@ -12,10 +12,11 @@ _LAZY = {
     "FMRegressor": "streamfm.estimators",
     "LLFMClassifier": "streamfm.estimators",
     "LLFMRegressor": "streamfm.estimators",
-    "TrainOptions": "streamfm.training.trainer",
-    "train": "streamfm.training.trainer",
-    "resume": "streamfm.training.trainer",
-    "load": "streamfm.training.trainer",
+    "RayOptions": "streamfm.engines.ray.options",
+    "TrainOptions": "streamfm.training.options",
+    "train": "streamfm.run",
+    "resume": "streamfm.run",
+    "load": "streamfm.run",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

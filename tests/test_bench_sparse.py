@@ -132,7 +132,7 @@ def test_optional_peers(tiny_movielens, peer):
 def test_streamfm_runner_scores_as_streamfm_evaluate(tiny_movielens):
     from streamfm import load
     from streamfm.io.sources import open_source
-    from streamfm.train.metrics import evaluate_source
+    from streamfm.inference.metrics import evaluate_source
 
     args = _args(tiny_movielens)
     rating, _ = bs.movielens(args)

@@ -181,7 +181,7 @@ def test_kill_9_at_random_moments_never_corrupts_and_resume_is_exact(tmp_path):
     checkpoint at or past a random point of the run, then dies after a random fraction of
     one checkpoint interval (while it trains, writes arrays, renames or replaces the manifest).
     """
-    from streamfm.training.trainer import load
+    from streamfm.run import load
 
     rows, epochs = 3000, 12
     data, _, _ = write_svm(tmp_path / "d.svm", rows, seed=4)

@@ -12,8 +12,10 @@ from streamfm import cli
 from streamfm.models.config import Config
 from streamfm.preprocess.holdout import HoldOut
 from streamfm.store.modeldir import ModelDir
-from streamfm.training import trainer as trainer_module
-from streamfm.training.trainer import SPOOL, TrainOptions, load, resume, train
+from streamfm.training import loop as loop_module
+from streamfm.training import validation as validation_module
+from streamfm.run import load, resume, train
+from streamfm.training.options import SPOOL, TrainOptions
 from test_trainer import local_rules, write_parquet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +31,7 @@ def data(tmp_path_factory):
     return {"train": write_parquet(root / "train", X, y, shards=3), "valid": write_parquet(root / "valid", Xv, yv)}
 
 
-EVALUATE = trainer_module.evaluate_source
+EVALUATE = loop_module.evaluate_source
 
 
 class Script:
@@ -45,7 +47,7 @@ class Script:
             self.calls += 1
             return out
 
-        monkeypatch.setattr(trainer_module, "evaluate_source", evaluate)
+        monkeypatch.setattr(loop_module, "evaluate_source", evaluate)
 
 
 #: best epoch 4; epochs 5 and 6 do not improve: with patience 2 the run stops after epoch 6 (of 9)
@@ -277,7 +279,7 @@ def test_a_failed_scan_leaves_no_spool_and_no_directory(monkeypatch, tmp_path):
             opened.append(super()._open())
             return opened[-1]
 
-    monkeypatch.setattr(trainer_module, "ParquetSpool", functools.partial(Spool, row_group_rows=500))
+    monkeypatch.setattr(validation_module, "ParquetSpool", functools.partial(Spool, row_group_rows=500))
     bad = tmp_path / "bad"
     X, y = local_rules(20_000, seed=5)
     write_parquet(bad, X, y, shards=2)

@@ -14,7 +14,8 @@ from streamfm.models.init import initial_bias, initialise_model, model_from_scan
 from streamfm.models.state import ModelState
 from streamfm.preprocess.scan import scan
 from streamfm.preprocess.standardize import Standardizer
-from streamfm.training.trainer import TrainOptions, load, train
+from streamfm.run import load, train
+from streamfm.training.options import TrainOptions
 
 N = 1200
 

@@ -10,7 +10,8 @@ import pytest
 from streamfm.errors import InputError
 from streamfm.io import Chunk, ReadOptions, open_source
 from streamfm.store.modeldir import ModelDir
-from streamfm.training.trainer import TrainOptions, resume, train
+from streamfm.run import resume, train
+from streamfm.training.options import TrainOptions
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamfm import cli
+from streamfm.engines.ray.options import RayOptions
 from streamfm.io.sources import open_source
 from streamfm.models.config import Config
 from streamfm.preprocess.shuffle import epoch_file_order
 from streamfm.store.modeldir import ModelDir
-from streamfm.training.trainer import TrainOptions, load, resume, train
+from streamfm.run import load, resume, train
+from streamfm.training.options import TrainOptions
 from test_trainer import local_rules, write_parquet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,9 +43,9 @@ def ray_instance():
 
 def _needs_split_per_run(ray):
     """Skip where this Ray reads a dataset per epoch (older than SPLIT_PER_RUN_FROM)."""
-    from streamfm.engines import ray_engine
+    from streamfm.engines.ray import data
 
-    if not ray_engine.split_per_run(ray):
+    if not data.split_per_run(ray):
         pytest.skip(f"Ray {ray.__version__} has no per-execution file shuffle: a dataset per epoch")
 
 
@@ -76,7 +78,7 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
     """One Ray worker reads the local engine's stream (shard order, shuffle buffer): same parameters,
     whether the run reads one split every epoch or (a Ray older than SPLIT_PER_RUN_FROM) a dataset
     per epoch."""
-    from streamfm.engines import ray_engine
+    from streamfm.engines.ray import start
 
     if per_run:
         _needs_split_per_run(ray_instance)
@@ -84,7 +86,7 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
     # which paused read tasks can hold: a deadlock on 5.8M rows, see make_datasets); with a split
     # per run, one dataset, split once: both epochs are read from it, in the local shard orders
     events = []
-    read_parquet, attach = ray_instance.data.read_parquet, ray_engine.attach_streams
+    read_parquet, attach = ray_instance.data.read_parquet, start.attach_streams
 
     @functools.wraps(read_parquet)  # keeps its signature (the engine looks at it)
     def made(*a, **k):
@@ -92,10 +94,10 @@ def test_one_worker_synced_every_chunk_equals_the_local_engine(ray_instance, dat
         return read_parquet(*a, **k)
 
     monkeypatch.setattr(ray_instance.data, "read_parquet", made)
-    monkeypatch.setattr(ray_engine, "attach_streams", lambda *a: events.append("read") or attach(*a))
-    monkeypatch.setattr(ray_engine, "split_per_run", lambda ray: per_run)
+    monkeypatch.setattr(start, "attach_streams", lambda *a: events.append("read") or attach(*a))
+    monkeypatch.setattr(start, "split_per_run", lambda ray: per_run)
     train(data["train"], tmp_path / "ray", config=Config(**CONF),
-          options=TrainOptions(engine="ray", workers=1, sync_rows=64, **EXACT))
+          options=TrainOptions(**EXACT), engine=RayOptions(workers=1, sync_rows=64))
     assert events == (["make", "read"] if per_run else ["make", "make", "read", "read"])
     files = open_source(data["train"]).files  # the second epoch was read in a new order
     seed = Config(**CONF).seed
@@ -116,15 +118,15 @@ def test_one_split_reads_every_epoch_in_the_local_trainers_shard_order(ray_insta
     goes through the shards in ``epoch_file_order`` of each epoch, whole and in order."""
     from types import SimpleNamespace
 
-    from streamfm.engines import ray_engine
+    from streamfm.engines.ray import data
 
     _needs_split_per_run(ray_instance)
     n = 6 * 50
     path = write_parquet(tmp_path / "shards", np.arange(n, dtype=float)[:, None], np.zeros(n), shards=6)
     source = open_source(path)
     opts = SimpleNamespace(shuffle=True, workers=1)
-    with ray_engine._data_context(ray_instance, per_run=True):
-        datasets = ray_engine.make_datasets(ray_instance, source, opts, 7, range(2, 5), per_run=True)
+    with data.data_context(ray_instance, per_run=True):
+        datasets = data.make_datasets(ray_instance, source, opts, 7, range(2, 5), per_run=True)
         split = datasets[2].streaming_split(1, equal=True)[0]
         for epoch in (2, 3, 4):
             rows = np.concatenate([t.column("f0").to_numpy() for t in split.iter_batches(
@@ -141,16 +143,16 @@ def test_read_ahead_is_bounded_only_when_epochs_have_datasets_of_their_own():
     split per run keeps Ray Data's own budget; either way the caller's settings come back."""
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
-    from streamfm.engines import ray_engine
+    from streamfm.engines.ray import data
 
     limits = ray.data.DataContext.get_current().execution_options
     before = limits.resource_limits
-    assert before.object_store_memory != ray_engine.READ_AHEAD_BYTES  # else the check below proves nothing
-    with ray_engine._data_context(ray, per_run=False):
-        assert limits.resource_limits.object_store_memory == ray_engine.READ_AHEAD_BYTES
+    assert before.object_store_memory != data.READ_AHEAD_BYTES  # else the check below proves nothing
+    with data.data_context(ray, per_run=False):
+        assert limits.resource_limits.object_store_memory == data.READ_AHEAD_BYTES
         assert limits.preserve_order
     assert limits.resource_limits == before
-    with ray_engine._data_context(ray, per_run=True):
+    with data.data_context(ray, per_run=True):
         assert limits.resource_limits == before
         assert limits.preserve_order
 
@@ -161,7 +163,7 @@ def test_the_shard_order_reaches_a_process_that_cannot_import_streamfm(ray_insta
     import subprocess
 
     _needs_split_per_run(ray_instance)
-    from streamfm.engines.ray_shards import epoch_shard_order
+    from streamfm.engines.ray.shards import epoch_shard_order
     from streamfm.preprocess.shuffle import shard_order_seed
 
     blob = ray_instance.cloudpickle.dumps(epoch_shard_order(ray_instance, 7, range(2, 5)))
@@ -176,21 +178,21 @@ def test_workers_read_while_the_driver_scans_and_stop_if_the_scan_fails(ray_inst
                                                                           monkeypatch):
     """A new Ray run starts its workers' streams before the scan pass (their start-up overlaps it);
     input the scan rejects then stops the workers and leaves no model."""
-    from streamfm.engines import ray_engine
+    from streamfm.engines.ray import start
     from streamfm.errors import InputError
-    from streamfm.training import trainer
+    from streamfm.training import validation
 
-    events, attach = [], ray_engine.attach_streams
+    events, attach = [], start.attach_streams
 
     def bad_scan(*a, **k):
         events.append("scan")
         raise InputError("the scan found bad input")
 
-    monkeypatch.setattr(ray_engine, "attach_streams", lambda *a: events.append("read") or attach(*a))
-    monkeypatch.setattr(trainer, "scan", bad_scan)
+    monkeypatch.setattr(start, "attach_streams", lambda *a: events.append("read") or attach(*a))
+    monkeypatch.setattr(validation, "scan", bad_scan)
     with pytest.raises(InputError, match="bad input"):
         train(data["train"], tmp_path / "m", config=Config(**CONF),
-              options=TrainOptions(engine="ray", workers=2, **EXACT))
+              options=TrainOptions(**EXACT), engine=RayOptions(workers=2))
     assert events == ["read", "scan"]
     assert not ModelDir(tmp_path / "m").exists()
     assert not _worker_actors(ray_instance)
@@ -227,7 +229,8 @@ def test_two_workers_reach_the_accuracy_of_one(ray_instance, tmp_path, dataset):
     for n, engine in ((1, "local"), (2, "ray")):
         model = tmp_path / f"m{n}"
         train(train_path, model, valid=test_path, config=Config(method="llfm-jo"),
-              options=TrainOptions(epochs=3, engine=engine, workers=n, sync_rows=1024, quiet=True))
+              options=TrainOptions(epochs=3, quiet=True),
+              engine=RayOptions(workers=n, sync_rows=1024) if engine == "ray" else engine)
         acc[n] = ModelDir(model).read_metrics()[-1]["valid"]["accuracy"]
     assert acc[1] > (0.85 if dataset == "banana" else 0.8)
     assert abs(acc[2] - acc[1]) <= 0.01, acc
@@ -235,7 +238,7 @@ def test_two_workers_reach_the_accuracy_of_one(ray_instance, tmp_path, dataset):
 
 def _worker_actors(ray) -> list:
     """Names of the streamfm worker actors alive in this Ray instance."""
-    from streamfm.engines.ray_engine import ACTOR_PREFIX
+    from streamfm.engines.ray.worker import ACTOR_PREFIX
 
     names = [a["name"] if isinstance(a, dict) else a for a in ray.util.list_named_actors()]
     return [n for n in names if n.startswith(ACTOR_PREFIX)]
@@ -259,21 +262,21 @@ def test_a_killed_worker_leaves_a_loadable_model_and_a_resumable_run(ray_instanc
     done = threading.Event()
     killer = threading.Thread(target=_kill_a_worker_once_training, args=(ray_instance, store, done))
     killer.start()
-    opts = TrainOptions(epochs=2, engine="ray", workers=2, sync_rows=500, checkpoint_rows=1000,
-                        worker_retries=retries, quiet=True)
+    opts = TrainOptions(epochs=2, checkpoint_rows=1000, quiet=True)
+    ray_opts = RayOptions(workers=2, sync_rows=500, worker_retries=retries)
     try:
         if retries == 0:
-            from streamfm.engines.ray_engine import WorkerLostError
+            from streamfm.engines.ray import WorkerLostError
 
             with pytest.raises(WorkerLostError, match="--resume"):
-                train(path, store.path, config=Config(**CONF), options=opts)
+                train(path, store.path, config=Config(**CONF), options=opts, engine=ray_opts)
             man = store.read_manifest()
             assert man["training"]["status"] == "interrupted"
             load(store.path)  # loadable
             r = resume(store.path)
             assert r["stopped"] is None
         else:
-            r = train(path, store.path, config=Config(**CONF), options=opts)  # restarted on new actors
+            r = train(path, store.path, config=Config(**CONF), options=opts, engine=ray_opts)  # restarted on new actors
             assert r["stopped"] is None
     finally:
         done.set()
@@ -288,18 +291,47 @@ def test_a_killed_worker_leaves_a_loadable_model_and_a_resumable_run(ray_instanc
     assert (model.predict(Xt) == yt).mean() > 0.8
 
 
-def test_stop_and_resume_a_ray_run(ray_instance, data, local_run, tmp_path):
-    opts = dict(engine="ray", workers=1, sync_rows=100, **EXACT)
-    r = train(data["train"], tmp_path / "b", config=Config(**CONF), options=TrainOptions(max_rows=700, **opts))
+@pytest.mark.parametrize("layout", ["engine-entry", "before-engine-entries"])
+def test_stop_and_resume_a_ray_run(ray_instance, data, local_run, tmp_path, layout):
+    """A stopped one-worker run resumes to the uninterrupted one, also from a manifest of the layout
+    before engine entries (Ray's options in "options", "worker_positions" beside the run)."""
+    from test_loop import old_layout
+
+    r = train(data["train"], tmp_path / "b", config=Config(**CONF), options=TrainOptions(max_rows=700, **EXACT),
+              engine=RayOptions(workers=1, sync_rows=100))
     assert r["stopped"] == "max_rows"
     man = ModelDir(tmp_path / "b").read_manifest()
-    assert man["training"]["status"] == "interrupted" and man["training"]["worker_positions"] == [700]
+    assert man["training"]["status"] == "interrupted" \
+        and man["training"]["engine"]["state"]["worker_positions"] == [700]
     man["training"]["options"]["max_rows"] = 0
+    if layout == "before-engine-entries":
+        man["training"] = old_layout(man["training"], "ray", [700])
+        assert man["training"]["options"]["sync_rows"] == 100
     ModelDir(tmp_path / "b").save(man, ModelDir(tmp_path / "b").load(mmap_mode=None)[1])
     assert resume(tmp_path / "b")["stopped"] is None
     (a, _), (b, _) = params(local_run), params(tmp_path / "b")
     for name in a:  # one worker, order preserved: the resumed run is the uninterrupted one
         np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
+
+
+def test_callbacks_see_every_round_of_a_ray_run(ray_instance, data, tmp_path):
+    """The loop's callbacks see a Ray run's epochs and rounds: each round, every worker's sync_rows
+    rows merged (the last round of an epoch what is left of each worker's share)."""
+    from test_loop import Recorder
+
+    rec = Recorder()
+    train(data["train"], tmp_path / "m", config=Config(**CONF), options=TrainOptions(**EXACT),
+          engine=RayOptions(workers=2, sync_rows=128), callbacks=[rec])
+    share = 1200 // 2
+    for epoch in (1, 2):
+        rounds = [e["result"] for e in rec.of("round_end", epoch)]
+        assert [r.rows for r in rounds] == [2 * 128] * (share // 128) + [2 * (share % 128)]
+        assert [r.exhausted for r in rounds] == [False] * (share // 128) + [True]
+        rows = rec.of("rows", epoch)
+        assert [e["rows"] for e in rows] == [r.rows for r in rounds] and all(e["losses"] is None for e in rows)
+        assert rec.of("epoch_end", epoch)[0]["record"]["engine"] == "ray"
+    assert [e["epoch"] for e in rec.of("epoch_begin")] == [1, 2]
+    assert rec.of("run_end")[0]["summary"]["epochs_done"] == 2
 
 
 def test_one_worker_applies_the_stored_map_to_sparse_rows_as_the_local_engine(ray_instance, tmp_path):
@@ -314,7 +346,7 @@ def test_one_worker_applies_the_stored_map_to_sparse_rows_as_the_local_engine(ra
     conf = Config(method="llfm-jo", **CONF)
     train(str(tmp_path / "shards"), tmp_path / "local", config=conf, options=TrainOptions(**EXACT))
     train(str(tmp_path / "shards"), tmp_path / "ray", config=conf,
-          options=TrainOptions(engine="ray", workers=1, sync_rows=64, **EXACT))
+          options=TrainOptions(**EXACT), engine=RayOptions(workers=1, sync_rows=64))
     std = load(tmp_path / "ray").standardizer
     assert std.mode == "auto" and 0 < std.n_centred < std.n_features
     (a, _), (b, _) = params(tmp_path / "local"), params(tmp_path / "ray")
@@ -355,7 +387,8 @@ def test_bad_address_and_non_parquet_input(capsys, data, tmp_path):
 def test_actors_leave_the_cpus_to_reading():
     """The stall on two cores: actors holding every CPU leave Ray Data's read tasks none; holding
     all but one left one read task at a time (3x slower streams, measured). Actors reserve a token."""
-    from streamfm.engines.ray_engine import read_blocks, worker_cpus
+    from streamfm.engines.ray.cluster import worker_cpus
+    from streamfm.engines.ray.data import read_blocks
 
     for cpus, workers in [(2, 1), (2, 2), (1, 1), (64, 8), (4, 8), (0.5, 3)]:
         share = worker_cpus(cpus, workers)
@@ -371,14 +404,15 @@ def test_early_stopping_on_ray_keeps_the_best_epoch_with_valid_and_is_off_withou
     the same model); without --valid, Ray holds no rows out: early stopping is off, and says so."""
     from test_early_stopping import HISTORY, Script
 
-    opts = dict(engine="ray", workers=1, sync_rows=64, epochs=9, early_stop=2, batch_rows=64, shuffle_buffer=300)
+    opts = dict(epochs=9, early_stop=2, batch_rows=64, shuffle_buffer=300)
+    ray_opts = RayOptions(workers=1, sync_rows=64)
     Script(monkeypatch, HISTORY)  # best epoch 4, stop after 6
     r = train(data["train"], tmp_path / "ray", valid=data["valid"], config=Config(**CONF),
-              options=TrainOptions(quiet=True, **opts))
+              options=TrainOptions(quiet=True, **opts), engine=ray_opts)
     assert (r["epochs_done"], r["kept_epoch"]) == (6, 4)
     Script(monkeypatch, HISTORY)
     train(data["train"], tmp_path / "local", valid=data["valid"], config=Config(**CONF),
-          options=TrainOptions(quiet=True, **dict(opts, engine="local")))
+          options=TrainOptions(quiet=True, **opts), engine="local")
     (a, ta), (b, tb) = params(tmp_path / "local"), params(tmp_path / "ray")
     assert ta == tb == 4 * 1200
     for name in a:
@@ -386,7 +420,8 @@ def test_early_stopping_on_ray_keeps_the_best_epoch_with_valid_and_is_off_withou
     run = ModelDir(tmp_path / "ray").read_manifest()["training"]
     assert run["kept_epoch"] == 4 and run["stop_reason"] == "early stop after epoch 6, best epoch 4"
     monkeypatch.undo()
-    train(data["train"], tmp_path / "off", config=Config(**CONF), options=TrainOptions(quiet=False, **dict(opts, epochs=1)))
+    train(data["train"], tmp_path / "off", config=Config(**CONF), options=TrainOptions(quiet=False, **dict(opts, epochs=1)),
+          engine=ray_opts)
     assert "early stopping: off (--engine ray validates only on --valid)" in capsys.readouterr().out
     run = ModelDir(tmp_path / "off").read_manifest()["training"]
     assert run["early_stopping"] is None and run["holdout"] is None

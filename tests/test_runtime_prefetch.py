@@ -6,7 +6,8 @@ import pytest
 
 from streamfm.models.config import Config
 from streamfm.runtime.prefetch import Prefetch
-from streamfm.training.trainer import TrainOptions, train
+from streamfm.run import train
+from streamfm.training.options import TrainOptions
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])
@@ -59,7 +60,7 @@ def test_training_is_the_same_with_and_without_prefetch(tmp_path):
         out = tmp_path / f"m{depth}"
         train(str(path), str(out), config=Config(method="llfm-jo", anchors=8, rebuild_every=500),
               options=TrainOptions(epochs=2, batch_rows=256, shuffle_buffer=1000, quiet=True, prefetch=depth))
-        from streamfm.training.trainer import load
+        from streamfm.run import load
         params[depth] = load(str(out)).model.params
     for name in ("b", "W", "V", "Z"):
         np.testing.assert_array_equal(np.asarray(params[0][name]), np.asarray(params[2][name]))
@@ -70,7 +71,7 @@ def test_hogwild_threads_train_every_row(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from streamfm.training.trainer import load
+    from streamfm.run import load
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(4000, 5))

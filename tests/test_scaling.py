@@ -13,7 +13,8 @@ from streamfm.models.config import Config
 from streamfm.preprocess.scan import scan
 from streamfm.preprocess.standardize import Standardizer
 from streamfm.store.modeldir import ModelDir
-from streamfm.training.trainer import TrainOptions, load, train
+from streamfm.run import load, train
+from streamfm.training.options import TrainOptions
 from test_cli_model import fails, run
 from test_trainer import local_rules, write_parquet
 

@@ -9,7 +9,8 @@ import pytest
 from streamfm.errors import InputError
 from streamfm.models.config import Config
 from streamfm.store.modeldir import ModelDir
-from streamfm.training.trainer import TrainOptions, load, resume, train
+from streamfm.run import load, resume, train
+from streamfm.training.options import TrainOptions
 
 
 def local_rules(n, p=3, seed=0, shift=0.0):

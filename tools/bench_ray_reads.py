@@ -70,7 +70,7 @@ def process_cpu() -> dict:
 def run(mode: str, files, epochs: int, consumers: int, pace: float) -> dict:
     import ray
 
-    from streamfm.engines import ray_engine
+    from streamfm.engines.ray import data as ray_data
     from streamfm.io.sources import open_source
 
     @ray.remote(num_cpus=0.01)
@@ -87,7 +87,7 @@ def run(mode: str, files, epochs: int, consumers: int, pace: float) -> dict:
     opts = argparse.Namespace(shuffle=True, workers=consumers)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        with ray_engine._data_context(ray, per_run=mode == "per-run"):
+        with ray_data.data_context(ray, per_run=mode == "per-run"):
             eaters = [Consumer.remote() for _ in range(consumers)]
             ray.get([e.__ray_ready__.remote() for e in eaters])
             time.sleep(2)
@@ -95,11 +95,11 @@ def run(mode: str, files, epochs: int, consumers: int, pace: float) -> dict:
             b0, t0, seen = busy_cpu_seconds(), time.monotonic(), {}
             rows = 0
             if mode == "per-run":
-                ds = ray_engine.make_datasets(ray, source, opts, 0, range(epochs), per_run=True)[0]
+                ds = ray_data.make_datasets(ray, source, opts, 0, range(epochs), per_run=True)[0]
                 splits = ds.streaming_split(consumers, equal=True)
             for epoch in range(epochs):
                 if mode == "per-epoch":
-                    ds = ray_engine.make_datasets(ray, source, opts, 0, range(epoch, epoch + 1), per_run=False)[epoch]
+                    ds = ray_data.make_datasets(ray, source, opts, 0, range(epoch, epoch + 1), per_run=False)[epoch]
                     splits = ds.streaming_split(consumers, equal=True)
                 refs = [e.eat.remote(s) for e, s in zip(eaters, splits)]
                 while True:  # coordinators end with their epoch (per-epoch): sample them while alive

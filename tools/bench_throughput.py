@@ -201,7 +201,7 @@ def run_streamfm(spec):
     from streamfm.cli import main
     from streamfm.io.sources import open_source
     from streamfm.inference.metrics import evaluate_source
-    from streamfm.training.trainer import load
+    from streamfm.run import load
 
     model = spec["model"]
     shutil.rmtree(model, ignore_errors=True)
@@ -523,7 +523,7 @@ def _every_row_trains() -> list[str]:
     """``--early-stop 0``: the benchmark measures training, every row of the file trained on and no
     validation pass (without it, on more than 10,000 rows 10% would be held out); a streamfm from
     before early stopping (an A/B's old side) has no such option and holds nothing out."""
-    from streamfm.training.trainer import TrainOptions
+    from streamfm.training.options import TrainOptions
 
     return ["--early-stop", "0"] if "early_stop" in TrainOptions.__dataclass_fields__ else []
 

@@ -151,7 +151,7 @@ def evaluate(plan: Plan, ds: str, s: int, repeats: int = 5) -> dict:
     """Metrics of every final model of one split (as `streamfm evaluate` computes them) and test times."""
     from streamfm.io.sources import open_source
     from streamfm.inference.metrics import evaluate_source
-    from streamfm.training.trainer import load
+    from streamfm.run import load
 
     train_src, test_src = open_source(plan.split(ds, s, "train")), open_source(plan.split(ds, s, "test"))
     test_chunks = _chunks(plan.split(ds, s, "test"))

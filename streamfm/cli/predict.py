@@ -32,7 +32,7 @@ def _progress(args, desc: str):
 
 def run_predict(args: argparse.Namespace) -> int:
     from streamfm.inference.predict import predict_to_file
-    from streamfm.training.trainer import load
+    from streamfm.run import load
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
     source = source_from_args(args)
@@ -68,7 +68,7 @@ def add_evaluate_parser(subparsers) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from streamfm.inference.metrics import evaluate_source
-    from streamfm.training.trainer import load
+    from streamfm.run import load
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
     source = source_from_args(args)

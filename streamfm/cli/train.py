@@ -134,14 +134,15 @@ def _embedded(name: str) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from streamfm.models.config import Config
-    from streamfm.training.trainer import TrainOptions, resume, train
+    from streamfm.run import resume, train
+    from streamfm.training.options import TrainOptions
 
     if args.resume:
         if args.data or args.model:
             raise InputError("--resume DIR continues a run as it was started: give no DATA and no --model")
         if args.scale is not None:
             from streamfm.store.modeldir import ModelDir
-            from streamfm.training.trainer import check_scale
+            from streamfm.training.setup import check_scale
 
             check_scale(ModelDir(args.resume).read_manifest()["model"], args.scale, args.resume)
         summary = resume(args.resume, quiet=args.quiet or None)
@@ -165,12 +166,16 @@ def run_train(args: argparse.Namespace) -> int:
         shuffle=not args.no_shuffle, sample_size=args.sample_size, checkpoint_rows=args.checkpoint_rows,
         checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task, scale=args.scale,
         ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
-        quiet=args.quiet, threads=args.threads, engine=args.engine, workers=args.workers,
-        address=args.address, sync_rows=args.sync_rows, worker_retries=args.worker_retries,
-        scale_steps=not args.no_scale_steps, early_stop=args.early_stop,
+        quiet=args.quiet, threads=args.threads, early_stop=args.early_stop,
         validation_fraction=args.validation_fraction)
+    engine = args.engine
+    if engine == "ray":
+        from streamfm.engines.ray.options import RayOptions
+
+        engine = RayOptions(workers=args.workers, address=args.address, sync_rows=args.sync_rows,
+                            worker_retries=args.worker_retries, scale_steps=not args.no_scale_steps)
     summary = train(data, args.model, config=config, options=options, data_options=read_options(args),
-                    valid=valid)
+                    valid=valid, engine=engine)
     return _report_run(summary, args.model)
 
 

@@ -1,6 +1,6 @@
-"""Engines that drive the engine-free rounds API (:mod:`streamfm.training.rounds`) on other machinery.
+"""Engines that run the training loop's rounds on other machinery (:mod:`streamfm.training.runner`).
 
-- ``ray_engine``: data-parallel training on Ray (Ray Data over Parquet shards).
+- ``ray``: data-parallel training on Ray (Ray Data over Parquet shards).
   Ray is an optional extra (``pip install "streamfm[ray]"``), imported only
   when this engine is used.
 """

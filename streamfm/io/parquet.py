@@ -194,7 +194,7 @@ class ParquetReader(TableReader):
         ``where`` and ``row0`` name the batch in error messages (a file, or a
         stream such as a Ray worker's, and its first row's number). Used for
         the batches this reader reads, and for batches another engine streams
-        (``engines.ray_engine``).
+        (``engines/ray/worker.py``).
         """
         if self.sparse:
             return self._sparse_chunk(batch, where, row0)

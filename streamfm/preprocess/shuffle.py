@@ -92,7 +92,7 @@ def shard_order_seed(seed: int, epoch: int) -> int:
     Spelled this way (one integer, then a shuffle of the list) because it is
     exactly how Ray Data's ``FileShuffleConfig`` orders files from the seed its
     ``get_seed(execution_idx)`` gives: the Ray engine hands this function to
-    Ray Data (``engines.ray_shards``), so one split re-read every epoch goes
+    Ray Data (``engines/ray/shards.py``), so one split re-read every epoch goes
     through the shards in the local trainer's order (tested).
     """
     return int(_rng((seed, epoch), _FILES_STREAM).integers(2**32))

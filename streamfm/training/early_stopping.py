@@ -1,7 +1,7 @@
 """Early stopping on a validation metric, remembering the best epoch: :class:`EarlyStopping`.
 
 One small object that every training loop drives the same way -- the file
-trainer (``training/trainer.py``, also under Ray) and the scikit-learn
+training loop (``training/loop.py``, whatever the engine) and the scikit-learn
 estimators -- by calling ``update(epoch, metrics)`` after each epoch's
 validation. It decides; the loop acts (keeps the best epoch's parameters or
 checkpoint, stops). Its state is plain JSON (``state()`` / ``from_state()``),

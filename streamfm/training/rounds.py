@@ -2,9 +2,9 @@
 
 A *round* trains one model on the next rows of one stream of chunks; a
 *merge* turns the states of several workers that started a round from the
-same state into one. The local trainer is this API with one worker (its
+same state into one. The local engine (``training/local.py``) is this API with one worker (its
 rounds end at checkpoints, stops and epoch ends, and a merge of one state is
-that state); the Ray engine (``streamfm.engines.ray_engine``) runs one round
+that state); the Ray engine (``streamfm.engines.ray``) runs one round
 per worker in parallel, merges, and broadcasts. Nothing here imports an
 engine.
 

@@ -1,11 +1,11 @@
-"""The shards' order per epoch on Ray: Ray Data's own file shuffle, seeded as the local trainer's.
+"""The shards' order per epoch on Ray: Ray Data's own file shuffle, seeded as the local engine's.
 
 Imported only by the Ray engine (it needs ``ray.data``). A Ray run reads its
 shards through one ``streaming_split`` that every epoch iterates again (one
-split coordinator for the whole run; see ``engines/ray_engine.py``). Ray Data
+split coordinator for the whole run; see ``data.py``). Ray Data
 re-plans the read at every such execution and orders the files with
 ``np.random.default_rng(get_seed(execution_idx)).shuffle``; this config's
-``get_seed`` gives the seed of the local trainer's order for the epoch that
+``get_seed`` gives the seed of the local engine's order for the epoch that
 execution is (``preprocess.shuffle.shard_order_seed``), so every epoch goes
 through the shards in the same order on both engines.
 
@@ -21,7 +21,7 @@ import sys
 
 from ray.data import FileShuffleConfig
 
-from ..preprocess.shuffle import shard_order_seed
+from ...preprocess.shuffle import shard_order_seed
 
 
 @dataclasses.dataclass

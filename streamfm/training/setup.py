@@ -1,0 +1,122 @@
+"""A run's set-up before its epochs: a new model from a scan pass, or a stored model on new data.
+
+New run: scan pass (rows, width, labels, statistics, a reservoir sample;
+held-out rows spooled, ``training/validation.py``) -> per-feature scaling
+(``Standardizer.from_scan``) -> parameters and k-means anchors -> the
+epochs. Continued model (``streamfm train DATA --model DIR`` on a finished
+run): its scaling, classes, anchors and optimiser state are kept; the scan
+checks the new data against them. Either way the caller gives the round
+runner (the engine) and the callbacks; the loop is ``training/loop.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from ..errors import InputError
+from ..io.options import ReadOptions
+from ..models.config import Config
+from ..models.init import model_from_scan
+from ..models.trained import TrainedModel, scale_mode
+from ..preprocess.standardize import Standardizer
+from ..store.modeldir import ModelDir
+from .loop import Trainer
+from .options import RunState, TrainOptions
+from .runner import RoundRunner
+from .validation import Validation
+
+
+def data_record(source, data_options: ReadOptions) -> dict:
+    """How a run's data is found and read again (``RunState.data``; a Ray worker's ``data``)."""
+    return {"files": source.files, "options": data_options.to_dict()}
+
+
+def new_run(store: ModelDir, source, valid_source, options: TrainOptions, data_options: ReadOptions, config: Config,
+            rounds: RoundRunner, callbacks=()) -> dict:
+    """Train a new model on ``source`` into ``store`` (which must not exist); returns the loop's summary."""
+    validation = Validation(store, options, valid_source, config.seed, rounds.name, rounds.holds_out)
+    try:
+        sc = validation.scan(source, sample_size=options.sample_size, seed=config.seed, task=options.task,
+                             progress=not options.quiet)
+        std = Standardizer.from_scan(sc, options.scale or "auto", dense_source=source.dense,
+                                     ignore_extra=options.ignore_extra_features)
+        model = model_from_scan(config, sc, std, source.dense)
+        classes = None if sc.task == "regression" else sc.classes
+        trained = TrainedModel(model, std, classes)
+        run = RunState(data=data_record(source, data_options),
+                       valid={"files": valid_source.files} if valid_source else None,
+                       options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
+                       mean_row_entries=_row_entries(sc, std), engine=rounds.record(),
+                       **validation.run_fields(sc.task))
+        if not options.quiet:
+            _describe_start(sc, config, std, source, validation.note)
+        with store.lock():
+            if store.exists():  # another process created it while this one scanned
+                raise InputError(f"{store.path} was created by another trainer meanwhile; use another --model")
+            validation.install()
+            trainer = Trainer(store, trained, run, rounds, valid_source, callbacks)
+            trainer.save("running")  # epoch 0: the initialised model, so a crash loses nothing
+            return trainer.fit()
+    finally:
+        validation.close()
+
+
+def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, data_options: ReadOptions,
+                 config: Config | None, rounds: RoundRunner, callbacks=()) -> dict:
+    """Incremental training of the finished run in ``store`` (its lock held): keep standardisation,
+    classes, anchors and optimiser state."""
+    manifest, arrays = store.load(mmap_mode="c")
+    run_old = manifest["training"]
+    if run_old["status"] != "complete":
+        raise InputError(f"{store.path} holds an interrupted run (epoch {run_old['epoch'] + 1} of "
+                         f"{run_old['epochs']}); finish it with: streamfm train --resume {store.path}")
+    if config is not None and config.to_dict() != Config.from_dict(manifest["model"]["config"]).to_dict():
+        raise InputError(f"{store.path} already holds a model; its hyper-parameters cannot change. "
+                         "Leave out the model options, or train into a new --model directory.")
+    check_scale(manifest["model"], options.scale, store.path)
+    trained = TrainedModel.from_state(manifest["model"], arrays, ignore_extra=options.ignore_extra_features)
+    classes = None if (trained.task == "regression" or options.ignore_unknown_labels) else trained.classes
+    validation = Validation(store, options, valid_source, trained.model.config.seed, rounds.name, rounds.holds_out)
+    try:
+        sc = validation.scan(source, sample_size=1,
+                             task=trained.task if trained.task != "binary" or classes is not None else None,
+                             classes=classes, progress=not options.quiet)
+        if sc.n_features > trained.model.p and not options.ignore_extra_features:
+            raise InputError(f"the new data has {sc.n_features:,} features, beyond the model's "
+                             f"{trained.model.p:,}; pass --ignore-extra-features to drop the extra ones")
+        history = run_old.get("history", []) + [{k: run_old[k] for k in ("data", "epochs", "rows_per_epoch")}]
+        run = RunState(data=data_record(source, data_options),
+                       valid={"files": valid_source.files} if valid_source else None,
+                       options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
+                       mean_row_entries=_row_entries(sc, trained.standardizer), history=history,
+                       engine=rounds.record(), **validation.run_fields(trained.task))
+        if not options.quiet:
+            print(f"early stopping: {validation.note}", flush=True)
+        validation.install()
+        return Trainer(store, trained, run, rounds, valid_source, callbacks).fit()
+    finally:
+        validation.close()
+
+
+def check_scale(model_meta: dict, scale: str | None, path) -> None:
+    """``--scale`` for a model that exists must be the mode it was trained with: its map is kept."""
+    if scale is not None and scale != scale_mode(model_meta):
+        raise InputError(f"{path} holds a model trained with --scale {scale_mode(model_meta)}; its scaling "
+                         f"cannot change to {scale}. Leave out --scale, or train into a new --model directory.")
+
+
+def _describe_start(sc, config, std, source, early_stopping: str) -> None:
+    task = sc.task + (f" ({len(sc.classes)} classes)" if sc.task == "multiclass" else "")
+    labels = f", labels {sc.binary_labels_kind}" if sc.task == "binary" else ""
+    print(f"data: {sc.n_rows + sc.n_held:,} rows, {sc.n_features:,} features, density {sc.density:.3f}, "
+          f"{len(source.files)} file(s); task {task}{labels}", flush=True)
+    print(f"scaling {std.describe()}", flush=True)
+    print(f"model: {config.method}, rank {config.rank}"
+          + (f", {config.anchors} anchors" if config.method != "fm" else ""), flush=True)
+    print(f"early stopping: {early_stopping}", flush=True)
+
+
+def _row_entries(sc, std) -> float:
+    """Stored values per row after scaling (sizes the shuffle buffer): a centred feature is in every row."""
+    k = min(std.n_features, sc.n_features)
+    held = int(sc.nnz_per_feature[:k][std.centred[:k]].sum())  # of those, already stored
+    return (sc.nnz - held) / max(sc.n_rows, 1) + std.n_centred
