@@ -22,7 +22,7 @@ the offending token's byte range; Python only builds the message.
 
 The module is longer than most: the kernel's state slots (``_S_*``), the
 kernel that fills them and the reader that turns them into chunks and
-messages are one parser's states, kept in one place.
+messages are one parser's states, kept in one module.
 """
 from __future__ import annotations
 

@@ -175,9 +175,26 @@ def _vsqrt(builder, value, vec):
     return builder.call(fn, [value])
 
 
-def _check_scratch(inv):
-    return isinstance(inv, types.NoneType) or (
-        isinstance(inv, types.Array) and inv.layout == "C" and inv.dtype == types.float64)
+def _check_ada(V, A, data, indices, s, reg, inv):
+    """The AdaGrad sweeps' arrays, read by raw pointer: as ``_check`` for V and A, C-contiguous float64
+    s and reg, and the scratch ``inv`` C-contiguous float64 or None."""
+    if not (_check(V, data, indices) and _check(A, data, indices)):
+        return False
+    if not (isinstance(inv, types.NoneType) or (
+            isinstance(inv, types.Array) and inv.layout == "C" and inv.dtype == types.float64)):
+        return False
+    return all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float64 for a in (s, reg))
+
+
+def _ada_arrays(context, builder, sig, args, reg_at, inv_at):
+    """(V, A, data, indices or None, s, reg, inv or None) of an AdaGrad sweep's arguments, as LLVM arrays:
+    V, A, data, indices and s at positions 0, 1, 4, 7, 8 of both sweeps; reg and inv where each sweep has them."""
+    def arr(k):
+        if isinstance(sig.args[k], types.NoneType):
+            return None
+        return context.make_array(sig.args[k])(context, builder, args[k])
+
+    return tuple(arr(k) for k in (0, 1, 4, 7, 8, reg_at, inv_at))
 
 
 def _make_ada_accumulate(width):
@@ -190,24 +207,14 @@ def _make_ada_accumulate(width):
         (df/dV_jf) and g_jf = g d + (l2 reg_j) V_jf, A_jf += g_jf^2, and 1 / sqrt(A_jf + eps) is kept
         in ``inv`` at ``inv_off + (t - lo) * inv_stride`` (``inv`` None: not kept); returns the
         block's sums over the row of d^2 / sqrt(A_jf + eps), ``width`` values."""
-        if not (_check(V, data, indices) and _check(A, data, indices) and _check_scratch(inv)):
+        if not _check_ada(V, A, data, indices, s, reg, inv):
             return None
-        for a in (s, reg):
-            if not (isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float64):
-                return None
         sig = types.UniTuple(types.float64, width)(V, A, base, stride, data, lo, hi, indices, s, s_off, g, l2,
                                                     reg, eps, inv, inv_off, inv_stride)
-        dense = isinstance(indices, types.NoneType)
         keep = not isinstance(inv, types.NoneType)
 
         def codegen(context, builder, sig, args):
-            Va = context.make_array(sig.args[0])(context, builder, args[0])
-            Aa = context.make_array(sig.args[1])(context, builder, args[1])
-            Da = context.make_array(sig.args[4])(context, builder, args[4])
-            Ia = None if dense else context.make_array(sig.args[7])(context, builder, args[7])
-            Sa = context.make_array(sig.args[8])(context, builder, args[8])
-            Ra = context.make_array(sig.args[12])(context, builder, args[12])
-            Ka = context.make_array(sig.args[14])(context, builder, args[14]) if keep else None
+            Va, Aa, Da, Ia, Sa, Ra, Ka = _ada_arrays(context, builder, sig, args, 12, 14)
             base_, stride_, lo_, hi_, soff, koff, kstride = (
                 context.cast(builder, args[k], sig.args[k], types.int64) for k in (2, 3, 5, 6, 9, 15, 16))
             g_, l2_, eps_ = (context.cast(builder, args[k], sig.args[k], types.float64) for k in (10, 11, 13))
@@ -253,24 +260,14 @@ def _make_ada_step(width):
         """AdaGrad's step for the block's factors, every feature of the row:
         V_jf <- V_jf - eta (g x_j (s_f - V_jf x_j) + (l2 reg_j) V_jf) i_jf, with i_jf = 1 / sqrt(A_jf + eps)
         read from ``inv`` as ``ada_accumulate_block`` kept it, or (``inv`` None) computed again."""
-        if not (_check(V, data, indices) and _check(A, data, indices) and _check_scratch(inv)):
+        if not _check_ada(V, A, data, indices, s, reg, inv):
             return None
-        for a in (s, reg):
-            if not (isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float64):
-                return None
         sig = types.void(V, A, base, stride, data, lo, hi, indices, s, s_off, g, eta, l2, reg, eps, inv, inv_off,
                          inv_stride)
-        dense = isinstance(indices, types.NoneType)
         keep = not isinstance(inv, types.NoneType)
 
         def codegen(context, builder, sig, args):
-            Va = context.make_array(sig.args[0])(context, builder, args[0])
-            Aa = context.make_array(sig.args[1])(context, builder, args[1])
-            Da = context.make_array(sig.args[4])(context, builder, args[4])
-            Ia = None if dense else context.make_array(sig.args[7])(context, builder, args[7])
-            Sa = context.make_array(sig.args[8])(context, builder, args[8])
-            Ra = context.make_array(sig.args[13])(context, builder, args[13])
-            Ka = context.make_array(sig.args[15])(context, builder, args[15]) if keep else None
+            Va, Aa, Da, Ia, Sa, Ra, Ka = _ada_arrays(context, builder, sig, args, 13, 15)
             base_, stride_, lo_, hi_, soff, koff, kstride = (
                 context.cast(builder, args[k], sig.args[k], types.int64) for k in (2, 3, 5, 6, 9, 16, 17))
             g_, eta_, l2_, eps_ = (context.cast(builder, args[k], sig.args[k], types.float64)

@@ -10,6 +10,11 @@ the row is ``data[lo + j]``), compiled as a specialisation of its own that
 loads no index and sweeps the anchor's W and V blocks in order (measured on
 dense 54-feature rows, rank 10: 15-25% less time per neighbour for
 ``fm_eval`` + ``fm_update``).
+
+The module is longer than most: the general evaluate / update pair and the
+one-FM fast paths (plain, normalised and AdaGrad steps over CSR and
+full-width rows) are deliberate specialisations of one arithmetic, each
+tested against the general loop, kept in one module so they change together.
 """
 import numpy as np
 from numba import njit
@@ -389,6 +394,8 @@ def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v
 @njit(cache=True, nogil=True)
 def fm_rows_dense(task, X, y, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_start, losses):
     """``fm_rows_single`` for full-width rows: row i is X[i] (n, p), feature j its column j.
+
+    A deliberate kernel specialisation of ``fm_rows_single`` (their row sweeps are the same lines).
 
     The same arithmetic in the same order (equal to it bit for bit, tested);
     without the index array the feature loop sweeps W and V contiguously and
