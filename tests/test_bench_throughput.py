@@ -137,3 +137,10 @@ def test_every_section_and_the_page(monkeypatch, tmp_path):
     assert "python -m streamfm train bench-data/throughput/dense-train.parquet" in page
     assert not HISTORY.search(page), HISTORY.search(page)
 
+
+
+def test_the_committed_pages_narrate_no_history():
+    for page in ("performance.md", "scaling.md", "dependencies.md"):
+        with open(os.path.join(ROOT, "docs", page)) as fh:
+            text = fh.read()
+        assert not re.search(r"session [0-9]|tried and not kept|sessions? ago", text, re.I), page
