@@ -5,7 +5,9 @@
   directory, optionally under an address-space limit, and returns a
   :class:`Record`: exit code, output, wall time, CPU time (user + sys of the
   process and the children it waited for, from ``os.wait4``), peak RSS
-  (``ru_maxrss``), the whole machine's busy CPU seconds over the run
+  (``ru_maxrss``; Linux keeps the spawning process's resident set at the
+  spawn as its floor, so a child's own high-water mark is read in the child
+  with :func:`peak_rss_mb` where the spawner is large), the whole machine's busy CPU seconds over the run
   (``/proc/stat``) and the load average before and after.
 - :func:`alternate` runs several jobs in rounds, one after the other in every
   round (optionally turning their order round by round), and returns every
@@ -54,7 +56,7 @@ class Record:
     started: float  # time.time() just before the spawn
     wall: float  # seconds from the spawn to the exit
     cpu: float  # user + sys seconds of the process (and the children it waited for)
-    peak_rss_mb: float  # its peak resident set (ru_maxrss), MiB
+    peak_rss_mb: float  # its peak resident set (ru_maxrss), MiB: at least the spawner's at the spawn
     machine_busy: float  # busy CPU seconds of every core of the machine over the run
     load_before: tuple = (float("nan"),) * 3  # 1-, 5- and 15-minute load averages
     load_after: tuple = (float("nan"),) * 3
