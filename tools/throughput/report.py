@@ -120,8 +120,8 @@ def _head(R, cmdline):
               f"command at the end, in one run ({_commits_sentence(R)}). ")
            + "Each system was run in rounds (two, or as the command's `--rounds` says), alternating with the "
            "others, and its fastest round is shown; the ratios between systems of one run are the figures to read.\n"]
-    loads = R.get("loads") or [float("nan")]
-    median = float(np.median(loads))
+    loads = R.get("loads") or []
+    median = float(np.median(loads)) if loads else float("nan")
     busy = ("other jobs shared the machine throughout, so absolute rates are far below what an idle machine "
             "gives; the rows per CPU second and the ratios within one round are the steadier figures."
             if median >= 2.5 else
@@ -129,9 +129,10 @@ def _head(R, cmdline):
             "the same run's speed varied by up to a third from round to round, so the ratios within one round "
             "are the figures to read.")
     out.append(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-               f"{platform.system()}; page written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The "
-               f"1-minute load average before the {len(loads)} measurements ranged from {min(loads):.1f} to "
-               f"{max(loads):.1f} (median {median:.1f}) on {os.cpu_count()} cores: {busy}\n")
+               f"{platform.system()}; page written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+               + (f" The 1-minute load average before the {len(loads)} measurements ranged from {min(loads):.1f} "
+                  f"to {max(loads):.1f} (median {median:.1f}) on {os.cpu_count()} cores: {busy}" if loads else "")
+               + "\n")
     from importlib.metadata import version
 
     vers = []

@@ -141,6 +141,7 @@ def startup(log, warm_runs=5):
         shutil.rmtree(model, ignore_errors=True)
         rec = harness.run([sys.executable, "-m", "tools.throughput.first_chunk", small, model],
                           env={"NUMBA_CACHE_DIR": cache}, check=True, what="start-up run")
+        measure.LOADS.append(rec.load_before[0])
         stamps = rec.stderr_values("")
         out[name] = {"training_begins": float(stamps["EPOCH_BEGIN"]) - rec.started,
                      "first_chunk": float(stamps["FIRST_ROWS"]) - rec.started, "wall": rec.wall, "cpu": rec.cpu}
