@@ -58,8 +58,9 @@ def rounds(specs, n_rounds, log):
         return one
 
     def show(rnd, name, res):
-        log(f"  round {rnd + 1} {name}: {res['rows_per_s']:,.0f} rows/s "
-            f"({res['seconds']:.2f} s, RSS {res['train_peak_rss_mb']:.0f} MB"
+        log(f"  round {rnd + 1} {name}: {res['rows_per_s']:,.0f} rows/s"
+            + (f", epoch {res['epoch_rows_per_s']:,.0f} rows/s" if "epoch_rows_per_s" in res else "")
+            + f" ({res['seconds']:.2f} s, RSS {res['train_peak_rss_mb']:.0f} MB"
             + (f", log loss {res['log_loss']:.4f}" if "log_loss" in res else "") + ")")
 
     runs = harness.alternate([(name, job(spec)) for name, spec in specs], n_rounds, on_result=show)
