@@ -78,6 +78,26 @@ def test_predict_keeps_row_count_and_order(capsys, trained, ext):
     assert ((p1 > 0.5) == (pred == 1)).all()
 
 
+def test_a_prediction_failing_midway_leaves_the_old_file_and_no_temporary(trained, tmp_path):
+    from streamfm.inference.predict import predict_to_file
+    from streamfm.io.sources import open_source
+    from streamfm.run import load
+
+    class BreaksAfterOneChunk:
+        def iter_chunks(self, chunk_rows=None):
+            yield next(iter(open_source(trained["test"]).iter_chunks(chunk_rows=50)))
+            raise InputError("line 51: not a number")
+
+    out = tmp_path / "preds.parquet"
+    out.write_bytes(b"the previous predictions")
+    with pytest.raises(InputError, match="line 51"):
+        predict_to_file(load(trained["model"]), BreaksAfterOneChunk(), out)
+    assert out.read_bytes() == b"the previous predictions"
+    assert os.listdir(tmp_path) == ["preds.parquet"]
+    assert predict_to_file(load(trained["model"]), open_source(trained["test"]), out) == 300
+    assert pq.read_table(out).num_rows == 300 and os.listdir(tmp_path) == ["preds.parquet"]
+
+
 def test_evaluate_prints_metrics(capsys, trained):
     code, out, _ = run(capsys, "evaluate", trained["test"], "--model", trained["model"], "--json", "-q")
     assert code == 0

@@ -17,10 +17,11 @@ hashed into 2^16 features (about 30 non-zeros a row, value 1), CSR; llfm on
 these rows is some 15x slower than on the dense ones, so it trains on fewer
 rows. Rank 10, AdaGrad (the defaults).
 
-Each commit is extracted once under bench-data/throughput-work (``code_at``
-of tools/bench_throughput.py: a fresh copy with its own numba cache); every
-measurement runs in a fresh process, and every round runs each case for
-every commit one after the other, the commits' order turning round by round.
+Each commit is extracted once under bench-data/throughput-work
+(``tools/harness.py``'s ``code_at``: a fresh copy with its own numba cache);
+every measurement runs in a fresh process (``harness.run``), and every round
+runs each case for every commit one after the other, the commits' order
+turning round by round (``harness.alternate``).
 Printed: every measurement, then per case the fastest and the median rows/s
 of each commit and the round-by-round ratio to the first commit, by wall time
 and by CPU time (the process's, the search's helper thread included; on a
@@ -32,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -110,25 +110,27 @@ def main(argv=None) -> int:
     if len(args.commits) < 2:
         ap.error("give at least two commits")
     sys.path.insert(0, REPO)
-    from tools.bench_throughput import code_at
+    from tools import harness
 
     cases = args.cases.split(",")
-    codes = [(c, code_at(c)) for c in args.commits]
-    got = {(c, case): [] for c, _ in codes for case in cases}
-    for rnd in range(args.rounds):
-        order = codes[rnd % len(codes):] + codes[:rnd % len(codes)]
-        for case in cases:
-            for commit, code in order:
-                rows = args.llfm_sparse_rows if case == "llfm-sparse" else args.rows
-                spec = json.dumps({"case": case, "rows": rows, "code": code})
-                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--run", spec], cwd=code,
-                                     capture_output=True, text=True)
-                if out.returncode:
-                    sys.exit(f"{commit} {case} failed:\n{out.stderr[-3000:]}")
-                res = json.loads(out.stdout.strip().splitlines()[-1])
-                got[commit, case].append(res)
-                print(f"round {rnd + 1} {case:12s} {commit}: {res['rows_per_s']:,.0f} rows/s, "
-                      f"{res['rows_per_cpu_s']:,.0f} rows per CPU s", flush=True)
+    codes = [(c, harness.code_at(c)) for c in args.commits]
+
+    def job(case, commit, code):
+        def one():
+            rows = args.llfm_sparse_rows if case == "llfm-sparse" else args.rows
+            spec = json.dumps({"case": case, "rows": rows, "code": code})
+            rec = harness.run([sys.executable, os.path.abspath(__file__), "--run", spec], cwd=code)
+            return rec.check(f"{commit} {case}").last_json()
+        return one
+
+    def show(rnd, name, res):
+        commit, case = name
+        print(f"round {rnd + 1} {case:12s} {commit}: {res['rows_per_s']:,.0f} rows/s, "
+              f"{res['rows_per_cpu_s']:,.0f} rows per CPU s", flush=True)
+
+    # every round runs each case for every commit, the commits' order turning round by round
+    got = harness.alternate([[((commit, case), job(case, commit, code)) for commit, code in codes]
+                             for case in cases], args.rounds, rotate=True, on_result=show)
     first = codes[0][0]
     for key, what in (("rows_per_s", "rows/s"), ("rows_per_cpu_s", "rows per CPU second")):
         print(f"\n{what}\n\n| case | {' | '.join(f'{c} fastest | {c} median' for c, _ in codes)} "

@@ -2,8 +2,8 @@
 
 Covtype-shaped data (tools/datagen.py: 54 features, locally different rules)
 in Parquet shards; LLFM-JO with m = 50 anchors (the defaults); every
-configuration runs in a fresh `python -m streamfm train` process (the Ray
-ones start their own local Ray instance sized to the machine). rows/s is
+configuration runs in a fresh `streamfm train` process (``tools/harness.py``;
+the Ray ones start their own local Ray instance sized to the machine). rows/s is
 the training rows of an epoch over its seconds (validation excluded), taken
 over all epochs, and apart for epoch 1 (which also pays Ray Data's start-up) and
 the later ones. Writes docs/scaling.md.measured (the table docs/scaling.md shows).
@@ -14,28 +14,19 @@ the later ones. Writes docs/scaling.md.measured (the table docs/scaling.md shows
 import argparse
 import json
 import os
-import subprocess
+import shutil
 import sys
-import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+from tools import harness  # noqa: E402
 from tools.datagen import covtype_blocks  # noqa: E402
 
-# a child that runs the command line and prints its own peak RSS (the driver's)
+# a child that runs the command line and prints its own peak RSS: the driver's alone (the process's
+# rusage would also count the Ray processes it started and reaped)
 CHILD = ("import resource, sys; from streamfm import cli; code = cli.main(sys.argv[1:]); "
          "print('PEAK_MIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr); "
          "sys.exit(code)")
-LOAD = "/proc/loadavg"
-
-
-def busy_cpu_seconds() -> float:
-    """CPU seconds all cores of the machine have spent busy since boot (/proc/stat: not idle, not iowait)."""
-    with open("/proc/stat") as fh:
-        ticks = [int(x) for x in fh.readline().split()[1:]]
-    idle, iowait = ticks[3], ticks[4]
-    # fields 9-10 (guest time) are already counted in user and nice
-    return (sum(ticks[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def _write_shard(path: str, X, y) -> None:
@@ -74,22 +65,17 @@ def run(name: str, train_dir: str, test_dir: str, model: str, epochs: int, extra
     # --early-stop 0: every epoch runs (the validation set is the test set)
     cmd = [sys.executable, "-c", CHILD, "train", train_dir, "--model", model, "--valid", test_dir,
            "--epochs", str(epochs), "--early-stop", "0", "-q", *extra]
-    t, busy0 = time.perf_counter(), busy_cpu_seconds()
     # Ray starts its workers at nice 15; on a machine shared with other work that starves
     # them against the local engine's process (nice 0): compare at equal priority
-    env = dict(os.environ, RAY_worker_niceness="0")
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t
-    cores_busy = (busy_cpu_seconds() - busy0) / wall  # the whole machine: driver, workers, Ray, the rest
-    if p.returncode != 0:
-        raise SystemExit(f"{name} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    driver_peak = float([ln for ln in p.stderr.splitlines() if ln.startswith("PEAK_MIB")][-1].split()[1])
+    rec = harness.run(cmd, cwd=ROOT, env={"RAY_worker_niceness": "0"}, check=True, what=name)
+    wall = rec.wall
+    cores_busy = rec.machine_busy / wall  # the whole machine: driver, workers, Ray, the rest
+    driver_peak = float(rec.stderr_values("PEAK_MIB")["PEAK_MIB"])
     with open(os.path.join(model, "metrics.jsonl")) as fh:
         recs = [json.loads(ln) for ln in fh if ln.strip()]
     steady = recs[1:] or recs
-    with open(LOAD) as fh:
-        load = float(fh.read().split()[1])  # 5-minute load average, after the run
-    out = {"name": name, "load5": load, "rows_per_s": sum(r["rows"] for r in recs) / sum(r["seconds"] for r in recs),
+    out = {"name": name, "load5": rec.load_after[1],  # the 5-minute load average after the run
+           "rows_per_s": sum(r["rows"] for r in recs) / sum(r["seconds"] for r in recs),
            "steady_rows_per_s": sum(r["rows"] for r in steady) / sum(r["seconds"] for r in steady),
            "first_epoch_rows_per_s": recs[0]["rows_per_second"],
            "log_loss": recs[-1]["valid"]["log_loss"], "accuracy": recs[-1]["valid"]["accuracy"],
@@ -133,7 +119,7 @@ def main():
     results = []
     for i, (name, extra) in enumerate(configs):
         model = os.path.join(args.work, f"model-{i}")
-        subprocess.run(["rm", "-rf", model], check=True)
+        shutil.rmtree(model, ignore_errors=True)
         results.append(run(name, train_dir, test_dir, model, args.epochs, extra))
     if args.only:
         return

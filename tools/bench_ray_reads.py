@@ -5,17 +5,18 @@ training-like pace) read the shards of ``bench_ray.py`` for several epochs
 through ``streaming_split``, as the Ray engine does:
 
 - ``per-epoch``: a new ``read_parquet`` dataset and split every epoch (the
-  engine before session 6; still its way on Ray < 2.54);
+  engine's way on Ray < 2.54);
 - ``per-run``: one dataset with the engine's per-epoch shard order
-  (``EpochShardOrder``) and one split, read again every epoch (the engine now).
+  (``EpochShardOrder``) and one split, read again every epoch (the engine's
+  way on Ray >= 2.54).
 
-Each mode runs with the engine's Ray Data settings for it (``_data_context``),
+Each mode runs with the engine's Ray Data settings for it (``data_context``),
 so they differ in the read-ahead budget too: 1 GiB (``READ_AHEAD_BYTES``) per
 epoch's dataset, Ray Data's own budget for the split per run.
 
 It prints, per mode, the wall time, the whole machine's busy CPU seconds
-(``/proc/stat``) and those of the split coordinator processes, then every
-Ray process's CPU seconds by its role (Ray Data's stats and autoscaling
+(``/proc/stat``, read by ``tools/harness.py``) and those of the split
+coordinator processes, then every Ray process's CPU seconds by its role (Ray Data's stats and autoscaling
 actors, the read tasks' worker processes, ...), and writes the tables to
 docs/scaling-reads.md.measured.
 
@@ -35,7 +36,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from tools.bench_ray import busy_cpu_seconds, write_measured  # noqa: E402  (shared with bench_ray)
+from tools.bench_ray import write_measured  # noqa: E402  (shared with bench_ray)
+from tools.harness import machine_busy_seconds  # noqa: E402
 
 
 #: the processes' roles, by what their command lines contain (Ray names a worker process after
@@ -92,7 +94,7 @@ def run(mode: str, files, epochs: int, consumers: int, pace: float) -> dict:
             ray.get([e.__ray_ready__.remote() for e in eaters])
             time.sleep(2)
             before = process_cpu()
-            b0, t0, seen = busy_cpu_seconds(), time.monotonic(), {}
+            b0, t0, seen = machine_busy_seconds(), time.monotonic(), {}
             rows = 0
             if mode == "per-run":
                 ds = ray_data.make_datasets(ray, source, opts, 0, range(epochs), per_run=True)[0]
@@ -110,7 +112,7 @@ def run(mode: str, files, epochs: int, consumers: int, pace: float) -> dict:
                 rows += sum(ray.get(refs))
             wall = time.monotonic() - t0
             seen.update(process_cpu())
-            busy = busy_cpu_seconds() - b0
+            busy = machine_busy_seconds() - b0
     finally:
         ray.shutdown()
     by_role = {}

@@ -10,8 +10,8 @@ when the file grows.  This tool
    wide Parquet file (label + 54 float64 columns), each of 4N rows, and their
    first N rows as the small files;
 2. streams each file with ``open_source(...).iter_chunks()`` in a fresh Python
-   process per measurement, and reads that process's peak RSS (VmHWM in
-   /proc/self/status) before and after the pass;
+   process per measurement (``tools/harness.py``), and reads that process's
+   peak RSS (VmHWM in /proc/self/status) before and after the pass;
 3. prints a table and writes it, with the command, to docs/memory.md.
 
 Usage::
@@ -24,13 +24,14 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from tools import harness  # noqa: E402
 DATA_DIR = os.path.join(REPO, "bench-data")
 DOC = os.path.join(REPO, "docs", "memory.md")
 GEN_BLOCK = 100_000
@@ -138,21 +139,9 @@ def ensure_data(rows: int) -> dict[tuple[str, int], str]:
 # ---------------------------------------------------------------------------
 
 
-def _vm_hwm_mb() -> float:
-    """Peak resident set size of this process so far, MB (Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure(path: str, chunk_rows: int, passes: int = 1) -> dict:
     """Stream one file ``passes`` times; peak RSS before (imports, compiled
     kernels) and after."""
-    sys.path.insert(0, REPO)
     from streamfm.io import ReadOptions, open_source
 
     # Load the numba kernels from the cache (or compile them) on a tiny file so
@@ -161,7 +150,7 @@ def measure(path: str, chunk_rows: int, passes: int = 1) -> dict:
     with open(warm, "w") as f:
         f.write("1 1:0.5 3:1\n")
     sum(c.n_rows for c in open_source(warm).iter_chunks())
-    before = _vm_hwm_mb()
+    before = harness.peak_rss_mb()
     src = open_source(path, ReadOptions(chunk_rows=chunk_rows))
     t0 = time.perf_counter()
     rows = nnz = 0
@@ -170,7 +159,7 @@ def measure(path: str, chunk_rows: int, passes: int = 1) -> dict:
             rows += chunk.n_rows
             nnz += chunk.nnz
     secs = time.perf_counter() - t0
-    return {"rows": rows, "nnz": nnz, "seconds": secs, "rss_before_mb": before, "peak_rss_mb": _vm_hwm_mb()}
+    return {"rows": rows, "nnz": nnz, "seconds": secs, "rss_before_mb": before, "peak_rss_mb": harness.peak_rss_mb()}
 
 
 # ---------------------------------------------------------------------------
@@ -187,8 +176,7 @@ def run_all(rows: int, chunk_rows: int) -> list[dict]:
         path = files[(fmt, n)]
         cmd = [sys.executable, os.path.abspath(__file__), "--measure", path, "--chunk-rows", str(chunk_rows),
                "--passes", str(passes)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
+        r = harness.run(cmd, check=True, what=f"reading {path}").last_json()
         r.update(format=fmt, file=os.path.basename(path), file_mb=os.path.getsize(path) / 1e6, passes=passes)
         results.append(r)
         print(_row(r), flush=True)
@@ -257,8 +245,8 @@ What a pass adds over the imports does not depend on the number of rows:
   more, whatever its row count (`streamfm convert` writes row groups of at
   most `chunk_rows` rows).  The reader opens files with `pre_buffer=False`: with
   pyarrow's default pre-buffering, the compressed column chunks of every row
-  group read stayed cached and peak RSS grew with the file (measured before the
-  fix: 458 MB for 500,000 rows, 602 MB for 2,000,000).
+  group read stay cached and peak RSS grows with the file (measured with
+  pre-buffering: 458 MB for 500,000 rows, 602 MB for 2,000,000).
 
 Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}.
 Command (from the repository root):

@@ -1,11 +1,12 @@
-"""Training memory does not grow with the data (issue 4's evidence).
+"""Training memory does not grow with the data: peak RSS of `streamfm train` on N and 10N rows.
 
 Generates Covtype-shaped libsvm files (tools/datagen.py, seeded; every one of
 the 54 features written, as a dense export would) of 600,000 rows (about the
 size of Covtype) and 6,000,000 rows (10x), then runs `streamfm train` on each
-in a fresh process whose address space is capped (RLIMIT_AS) *below the size
-of the larger file*, and records peak RSS (VmHWM), peak address space
-(VmPeak), wall time and rows/s. Writes docs/train-memory.md.
+in a fresh process whose address space is capped (RLIMIT_AS, set by
+``tools/harness.py``) *below the size of the larger file*, and records peak
+RSS (VmHWM), peak address space (VmPeak), wall time and rows/s. Writes
+docs/train-memory.md.
 
     python tools/bench_train_memory.py [--rows 600000 6000000] [--limit-mb 1800] [--method llfm-jo]
 """
@@ -14,29 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
+import shutil
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from tools import harness  # noqa: E402
+
 DATA = os.path.join(ROOT, "bench-data")
 
 
 def _status(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) // 1024
-    return -1
+    """A /proc/self/status size in whole MiB (-1 if absent)."""
+    mb = harness.status_mb(key)
+    return int(mb) if mb == mb else -1
 
 
 def child(args) -> None:
-    """Runs in a fresh process: cap the address space, train, report."""
-    import resource
-
-    limit = args.limit_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    sys.path.insert(0, ROOT)
+    """Runs in a fresh process, its address space capped by the parent: train, report."""
     from streamfm.cli import main
 
     t = time.perf_counter()
@@ -48,7 +45,6 @@ def child(args) -> None:
 
 
 def ensure_file(rows: int) -> str:
-    sys.path.insert(0, ROOT)
     from tools.datagen import write_covtype_libsvm
 
     os.makedirs(DATA, exist_ok=True)
@@ -77,14 +73,14 @@ def main():
     for rows in args.rows:
         path = ensure_file(rows)
         model = os.path.join(DATA, f"model-{rows}")
-        subprocess.run(["rm", "-rf", model], check=True)
-        cmd = [sys.executable, __file__, "--child", "--data", path, "--model", model, "--limit-mb",
-               str(args.limit_mb), "--method", args.method, "--epochs", str(args.epochs)]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        shutil.rmtree(model, ignore_errors=True)
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--data", path, "--model", model,
+               "--limit-mb", str(args.limit_mb), "--method", args.method, "--epochs", str(args.epochs)]
+        out = harness.run(cmd, limit_as_mb=args.limit_mb)
         if out.returncode != 0 or not out.stdout.strip():
             print(out.stdout, out.stderr, file=sys.stderr)
             raise SystemExit(f"training on {rows} rows failed under the {args.limit_mb} MB limit")
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = out.last_json()
         r.update(rows=rows, file_mb=os.path.getsize(path) / 2**20)
         r["rows_per_s"] = rows * args.epochs / r["seconds"]
         results.append(r)

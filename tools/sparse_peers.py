@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -261,9 +259,7 @@ def run_vw(data: Data, args: str, workdir: str):
 
 
 def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+    return {"PYTHONPATH": REPO + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
 
 
 def streamfm_argv(data: Data, model_dir: str, method: str, extra=()) -> list:
@@ -271,13 +267,13 @@ def streamfm_argv(data: Data, model_dir: str, method: str, extra=()) -> list:
 
 
 def run_cli(argv: list) -> float:
-    """``python -m streamfm ARGV`` with this checkout's streamfm; wall seconds."""
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "streamfm", *argv], env=_env(), cwd=REPO,
-                         capture_output=True, text=True)
+    """``python -m streamfm ARGV`` with this checkout's streamfm, in a fresh process; wall seconds."""
+    from tools import harness
+
+    res = harness.run(harness.streamfm_argv(*argv), env=_env(), cwd=REPO)
     if res.returncode != 0:
         raise RuntimeError(f"streamfm {shlex.join(argv)} failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
-    return time.perf_counter() - t0
+    return res.wall
 
 
 def streamfm_predictions(model_dir: str, test: str):

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import pyarrow as pa
 
 from ..errors import InputError
+from ..io.atomic import atomic_output
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -32,47 +32,43 @@ def _table(trained, chunk) -> pa.Table:
 def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress=None) -> int:
     """Write one prediction row per input row, in order; returns the row count.
 
-    The file appears only when complete: it is written beside its final name
-    and renamed, so an error midway leaves no partial output.
+    The file appears only when complete (``io.atomic.atomic_output``): it is
+    written beside its final name and renamed, so an error midway leaves no
+    partial output.
     """
     out_path = os.fspath(out_path)
     fmt = _output_format(out_path)
     directory = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(directory):
         raise InputError(f"the output directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=fmt, dir=directory)
-    os.close(fd)
-    writer = None
     rows = 0
-    try:
-        for chunk in source.iter_chunks(chunk_rows=chunk_rows):
-            table = _table(trained, chunk)
-            if writer is None:
-                if fmt == ".parquet":
-                    import pyarrow.parquet as pq
-
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                else:
-                    import pyarrow.csv as pcsv
-
-                    writer = pcsv.CSVWriter(tmp, table.schema)
-            writer.write_table(table)
-            rows += table.num_rows
-            if progress is not None:
-                progress.update(table.num_rows)
-        if writer is None:  # no rows: still a valid, empty file with the right columns
-            raise InputError("the data to predict on has no rows")
-        writer.close()
+    with atomic_output(out_path) as tmp:
         writer = None
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_path)
-    finally:
-        if writer is not None:
-            writer.close()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        try:
+            for chunk in source.iter_chunks(chunk_rows=chunk_rows):
+                table = _table(trained, chunk)
+                if writer is None:
+                    writer = _writer(fmt, str(tmp), table.schema)
+                writer.write_table(table)
+                rows += table.num_rows
+                if progress is not None:
+                    progress.update(table.num_rows)
+            if writer is None:
+                raise InputError("the data to predict on has no rows")
+        finally:
+            if writer is not None:
+                writer.close()
     return rows
+
+
+def _writer(fmt: str, path: str, schema: pa.Schema):
+    if fmt == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(path, schema)
+    import pyarrow.csv as pcsv
+
+    return pcsv.CSVWriter(path, schema)
 
 
 __all__ = ["predict_to_file"]

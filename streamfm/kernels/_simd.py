@@ -5,14 +5,9 @@
 LLVM IR with the block's factors in one vector register (<4 x double> for 4
 factors). Numba compiles the same loops written in Python to scalar code:
 the accumulators of the evaluation live in memory or in scalar registers,
-and LLVM's vectoriser does not pack them. Tried in session 9, in a bare
-loop: scalar accumulators per factor, the anchor's block swept flat (it
-vectorised, but its accumulators stayed in memory) and two features at a
-time came within 8% of the plain loop; ``fastmath`` (reassociation and
-contraction) was 10-14% faster, with results that then differ between the
-full-width and CSR specialisations.
-Measured in a bare loop, dense 54-feature rows, rank 10, one output: the
-evaluation takes half the time (0.45 against 0.89-0.93 us in cache).
+and LLVM's vectoriser does not pack them, however the loop is written.
+``fastmath`` is not used: its reassociation would make the full-width and
+CSR specialisations' results differ.
 
 Layout: ``V`` is C-contiguous (m, p, C, r); the block of factors f0..f0+w of
 output c of anchor i for feature j starts at the flat offset
