@@ -26,9 +26,11 @@ How blocks are chosen (nothing is skipped silently):
 Besides running the blocks, the tests below check what the reference pages
 list against the code: every command-line option (command-line.md), every
 estimator parameter and its default (python-api.md), every manifest field,
-array and metrics key of a model directory (model-directory.md); that the
-README's set-up commands are the ones ``.ci/run`` and the brief require; that
-links resolve; and that the pages keep no diary of the work.
+array and metrics key of a model directory (model-directory.md), and that its
+NumPy reader computes streamfm's outputs beyond its own example (wide data,
+three classes, soft assignment); that every ``--option`` a page names exists;
+that the README's set-up commands are the ones ``.ci/run`` runs; that links
+resolve; and that the pages keep no diary of the work.
 """
 from __future__ import annotations
 
@@ -360,6 +362,55 @@ def test_model_directory_page_names_every_field(tmp_path):
     text = (DOCS / "model-directory.md").read_text()
     missing = sorted(n for n in names if f"`{n}`" not in text)
     assert not missing, f"model-directory.md does not name {missing}"
+
+
+def _page_block(page: str, needle: str) -> Block:
+    return next(b for b in blocks_of(DOCS / page) if b.lang == "python" and needle in b.code)
+
+
+@pytest.mark.parametrize("method, p, classes", [("llfm-jo", 1200, 2), ("llfm-do", 6, 3), ("llfm-apl", 6, 2)])
+def test_model_directory_reader_computes_streamfm_outputs(tmp_path, method, p, classes):
+    """model-directory.md's NumPy reader on cases its own example does not reach: the count sketch of
+    data wider than 1,000 features, a softmax over three classes, soft assignment with learned anchors."""
+    from streamfm import TrainOptions, load, train
+    from streamfm.models.config import Config
+
+    namespace: dict = {}
+    exec(compile(_page_block("model-directory.md", "def read_model").code, "model-directory.md", "exec"), namespace)
+    rng = np.random.default_rng(2)
+    n = 400
+    if p > 1000:  # sparse rows: 8 of the p features each
+        X = np.zeros((n, p))
+        for i in range(n):
+            X[i, rng.choice(p, 8, replace=False)] = rng.normal(size=8)
+    else:
+        X = rng.normal(size=(n, p))
+    y = np.digitize(X[:, 0] + X.sum(1) * 0.1, np.quantile(X[:, 0], np.linspace(0, 1, classes + 1)[1:-1]))
+    _write_svm(tmp_path / "d.svm", X, y)
+    model = tmp_path / "m"
+    # as many candidates as anchors: the index returns every anchor, so the reader's exact search agrees
+    train(str(tmp_path / "d.svm"), model, options=TrainOptions(epochs=1, quiet=True),
+          config=Config(method=method, anchors=6, n_candidates=6, n_neighbors=3))
+    manifest, arrays = namespace["read_model"](model)
+    f = namespace["outputs"](manifest, arrays, X)
+    trained = load(model)
+    assert trained.model.q == (64 if p > 1000 else p)
+    decision = trained.decision_function(X)
+    np.testing.assert_allclose(f if classes > 2 else f[:, 0], decision, atol=1e-9)
+    np.testing.assert_allclose(namespace["probabilities"](manifest, f), trained.predict_proba(X), atol=1e-9)
+
+
+def test_pages_name_only_options_that_exist():
+    """Every ``--option`` the README and the docs pages name is an option of the command line."""
+    from streamfm.cli import build_parser
+
+    parser = build_parser()
+    known = {"--help", "--version"}
+    for sub in next(a for a in parser._actions if a.dest == "command").choices.values():
+        known |= {s for a in sub._actions for s in a.option_strings}
+    for path in runnable_pages():
+        named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", path.read_text()))
+        assert named <= known, f"{page_name(path)} names options that do not exist: {sorted(named - known)}"
 
 
 # --------------------------------------------------------------------------- links and wording
