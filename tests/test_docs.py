@@ -427,14 +427,8 @@ def test_links_resolve_inside_the_repository():
             assert (path.parent / file).exists(), f"{page_name(path)}: link to {target} is broken"
 
 
-#: pages other engineers own while the restructure is merged (their wording is theirs to fix)
-NOT_OURS = ("performance.md", "scaling.md", "dependencies.md")
-
-
 def test_pages_keep_no_diary():
     diary = re.compile(r"session [0-9]|tried and not kept|sessions? ago", re.I)
     for path in doc_pages():
-        if path.name in NOT_OURS:
-            continue
         hits = [line for line in path.read_text().splitlines() if diary.search(line)]
         assert not hits, f"{page_name(path)}: {hits}"

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 
@@ -38,6 +37,8 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
+
+from tools import harness  # noqa: E402
 
 #: the RBF-SVM's grid: C, and gamma as a multiple of scikit-learn's "scale" (1 / (n_features * Var X))
 GRID = {"C": (1.0, 10.0, 100.0), "gamma_factor": (0.25, 1.0, 4.0, 16.0)}
@@ -139,12 +140,9 @@ def run_streamfm(train, test, model, argv) -> dict:
     import shutil
 
     shutil.rmtree(model, ignore_errors=True)
-    cmd = [sys.executable, "-m", "streamfm", "train", train, "--model", model, *argv, "--quiet"]
-    t = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if p.returncode != 0:
-        raise SystemExit(f"{shlex.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    rec = harness.run(harness.streamfm_argv("train", train, "--model", model, *argv, "--quiet"), cwd=ROOT,
+                      check=True, what=f"streamfm train {model}")
+    wall = rec.wall
     trained = load(model)
     test_m = evaluate_source(trained, open_source(test))
     with open(os.path.join(model, "metrics.jsonl")) as fh:
