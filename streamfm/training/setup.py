@@ -39,7 +39,8 @@ def new_run(store: ModelDir, source, valid_source, options: TrainOptions, data_o
                              progress=not options.quiet)
         std = Standardizer.from_scan(sc, options.scale or "auto", dense_source=source.dense,
                                      ignore_extra=options.ignore_extra_features)
-        model = model_from_scan(config, sc, std, source.dense)
+        model = model_from_scan(config, sc, std, source.dense, bits=options.bits,
+                                memory_budget=options.memory_budget)
         classes = None if sc.task == "regression" else sc.classes
         trained = TrainedModel(model, std, classes)
         run = RunState(data=data_record(source, data_options),
