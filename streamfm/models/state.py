@@ -151,6 +151,7 @@ class ModelState:
                 model.table = self.table
             elif model.table is not None and all(model.table.arrays.get(n) is a for n, a in arrays.items()):
                 model.table.dirty[:] = 0 if self.table is None else self.table.dirty
+                model.table.origin = None  # new values: the next checkpoint writes the table whole
             else:
                 model.table = HashedTable(arrays, self.store.bits,
                                           None if self.table is None else self.table.dirty.copy())

@@ -9,11 +9,11 @@ The biases and the anchors stay exact (``LLFMModel.params``).
 
 ``dirty`` (S,) uint8 marks the slots training changed since the last
 checkpoint (bit 1) and since the last merge of an engine's round (bit 2).
-A checkpoint writes the blocks of ``BLOCK`` slots holding a dirty slot
-(store/blocks.py: the model directory names, per block, the checkpoint
-that holds its current version); ``origin`` is the (directory, checkpoint)
-the table's clean blocks are stored in, so a save elsewhere writes every
-touched block.
+A checkpoint may write only the blocks (``block`` slots: 1/64 of the
+table, at most ``BLOCK``) holding a dirty slot (store/blocks.py: a chain of
+a whole base and deltas); ``origin`` is the (directory, checkpoint) whose
+values the clean slots hold (None: unknown, so the next checkpoint writes
+the table whole).
 
 How slot rows merge (``merge_rows``): as the exact store's parameters,
 ``start + sum_k n_k / N (P_k - start_k)``, where a worker's start is the
@@ -27,8 +27,9 @@ import numpy as np
 
 from ..kernels.hashing import DIRTY_CHECKPOINT, DIRTY_ROUND, initial_rows, seed_key
 
-#: slots per block of a checkpoint (store/blocks.py)
+#: slots per block of a checkpoint (store/blocks.py), at most; a table has at least BLOCKS_MIN blocks
 BLOCK = 4096
+BLOCKS_MIN = 64
 #: the table's arrays, beside the tags: parameters (averaged by a merge) and accumulators (increments add)
 TABLE_PARAMS = ("W", "V")
 TABLE_ACCUMS = ("AW", "AV")
@@ -49,12 +50,11 @@ class HashedTable:
         The model directory and checkpoint whose blocks hold the clean slots' values.
     """
 
-    block = BLOCK
-
     def __init__(self, arrays: dict, bits: int, dirty: np.ndarray | None = None, origin=None):
         self.arrays = arrays
         self.bits = int(bits)
         self.slots = 1 << self.bits
+        self.block = max(16, min(BLOCK, self.slots // BLOCKS_MIN))
         self.dirty = np.zeros(self.slots, np.uint8) if dirty is None else dirty
         self.origin = origin
 
@@ -97,7 +97,7 @@ class HashedTable:
         return np.flatnonzero(_pad(self.tags != 0, self.block).reshape(-1, self.block).any(1))
 
     def committed(self, origin) -> None:
-        """The table is written in full to ``origin`` = (directory, checkpoint): every slot clean."""
+        """The table's values are those of ``origin`` = (directory, checkpoint): every slot clean."""
         np.bitwise_and(self.dirty, np.uint8(~DIRTY_CHECKPOINT & 0xFF), out=self.dirty)
         self.origin = origin
 

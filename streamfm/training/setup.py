@@ -19,7 +19,7 @@ from ..models.init import model_from_scan
 from ..models.trained import TrainedModel, scale_mode
 from ..preprocess.standardize import Standardizer
 from ..store.modeldir import ModelDir
-from .loop import Trainer
+from .loop import Trainer, stored_at
 from .options import RunState, TrainOptions
 from .runner import RoundRunner
 from .validation import Validation
@@ -75,6 +75,7 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
                          "Leave out the model options, or train into a new --model directory.")
     check_scale(manifest["model"], options.scale, store.path)
     trained = TrainedModel.from_state(manifest["model"], arrays, ignore_extra=options.ignore_extra_features)
+    stored_at(trained, store, manifest["checkpoint"])
     classes = None if (trained.task == "regression" or options.ignore_unknown_labels) else trained.classes
     validation = Validation(store, options, valid_source, trained.model.config.seed, rounds.name, rounds.holds_out)
     try:
