@@ -31,7 +31,8 @@ def expected(step):
 
 
 def fresh():
-    return {"T": np.zeros((ROWS, 3), np.float32), "tags": np.zeros(ROWS, np.uint32), "x": np.zeros(10)}
+    return {"T": np.zeros((ROWS, 3), np.float32), "tags": np.zeros(ROWS, np.uint32), "x": np.zeros(10),
+            "fixed": np.arange(50.0)}
 
 
 def step_arrays(arrays, step):
@@ -46,6 +47,7 @@ def check(arrays, step):
     np.testing.assert_array_equal(arrays["T"], np.repeat(want[:, None], 3, 1))
     np.testing.assert_array_equal(arrays["tags"], want)
     np.testing.assert_array_equal(arrays["x"], step)
+    np.testing.assert_array_equal(arrays["fixed"], np.arange(50.0))
 
 
 def test_deltas_hold_only_changed_blocks_and_load_as_the_whole(tmp_path):
@@ -55,7 +57,7 @@ def test_deltas_hold_only_changed_blocks_and_load_as_the_whole(tmp_path):
     steps = {}
     for step in range(1, 13):
         step_arrays(arrays, step)
-        spec = Blocks(("T", "tags"), ROWS, BLOCK, changed_at(step), since)
+        spec = Blocks(("T", "tags"), ROWS, BLOCK, changed_at(step), since, static=("fixed",))
         keep = {"best": None} if step == 3 else ({"best": steps_best} if step > 3 else None)
         since = model.save({"step": step}, arrays, blocks=spec, keep=keep)
         if step == 3:

@@ -9,9 +9,8 @@ The biases and the anchors stay exact (``LLFMModel.params``).
 
 ``dirty`` (S,) uint8 marks the slots training changed since the last
 checkpoint (bit 1) and since the last merge of an engine's round (bit 2).
-A checkpoint may write only the blocks (``block`` slots: 1/64 of the
-table, at most ``BLOCK``) holding a dirty slot (store/blocks.py: a chain of
-a whole base and deltas); ``origin`` is the (directory, checkpoint) whose
+A checkpoint may write only the dirty slots (store/blocks.py: a chain of a
+whole base and deltas of the changed slots, their ids and rows); ``origin`` is the (directory, checkpoint) whose
 values the clean slots hold (None: unknown, so the next checkpoint writes
 the table whole).
 
@@ -27,9 +26,9 @@ import numpy as np
 
 from ..kernels.hashing import DIRTY_CHECKPOINT, DIRTY_ROUND, initial_rows, seed_key
 
-#: slots per block of a checkpoint (store/blocks.py), at most; a table has at least BLOCKS_MIN blocks
-BLOCK = 4096
-BLOCKS_MIN = 64
+#: slots per block of a checkpoint's delta (store/blocks.py): one, since hashing spreads the slots a
+#: stretch of training changes evenly over the table (any larger block would hold one of them)
+BLOCK = 1
 #: the table's arrays, beside the tags: parameters (averaged by a merge) and accumulators (increments add)
 TABLE_PARAMS = ("W", "V")
 TABLE_ACCUMS = ("AW", "AV")
@@ -54,7 +53,7 @@ class HashedTable:
         self.arrays = arrays
         self.bits = int(bits)
         self.slots = 1 << self.bits
-        self.block = max(16, min(BLOCK, self.slots // BLOCKS_MIN))
+        self.block = BLOCK
         self.dirty = np.zeros(self.slots, np.uint8) if dirty is None else dirty
         self.origin = origin
 
@@ -79,22 +78,9 @@ class HashedTable:
         return int(np.count_nonzero(self.tags))
 
     # ------------------------------------------------------------ checkpoints (store/blocks.py)
-    def n_blocks(self) -> int:
-        return -(-self.slots // self.block)
-
-    def rows(self, name: str) -> np.ndarray:
-        """Array ``name`` as (S, values per slot), a view."""
-        a = self.arrays[name]
-        return a.reshape(self.slots, -1)
-
-    def changed_blocks(self) -> np.ndarray:
-        """Blocks holding a slot changed since the last checkpoint (sorted ids)."""
-        flags = (self.dirty & DIRTY_CHECKPOINT).astype(bool)
-        return np.flatnonzero(_pad(flags, self.block).reshape(-1, self.block).any(1))
-
-    def touched_blocks(self) -> np.ndarray:
-        """Blocks holding a touched slot (sorted ids)."""
-        return np.flatnonzero(_pad(self.tags != 0, self.block).reshape(-1, self.block).any(1))
+    def changed_slots(self) -> np.ndarray:
+        """Slots changed since the last checkpoint (sorted ids): a delta's blocks of one slot."""
+        return np.flatnonzero(self.dirty & DIRTY_CHECKPOINT)
 
     def committed(self, origin) -> None:
         """The table's values are those of ``origin`` = (directory, checkpoint): every slot clean."""
@@ -118,11 +104,6 @@ class HashedTable:
             self.rows(name)[slots] = v.reshape(len(slots), -1)
         if dirty:
             self.dirty[slots] |= np.uint8(DIRTY_CHECKPOINT)
-
-
-def _pad(flags: np.ndarray, block: int) -> np.ndarray:
-    extra = (-len(flags)) % block
-    return flags if not extra else np.concatenate([flags, np.zeros(extra, flags.dtype)])
 
 
 def merge_rows(base: dict | None, workers: list[dict | None], weights, C: int, r: int, sigma: float,

@@ -3,12 +3,14 @@
 A caller tracks some arrays by blocks (``Blocks``): arrays of the same
 number of rows (the hashed table's W, V, accumulators and tags, each seen
 as (rows, values per row)), cut into blocks of ``block`` rows, and the ids
-of the blocks changed since the committed checkpoint ``since``. A
+of the blocks changed since the committed checkpoint ``since``; and
+``static`` arrays, unchanged since then (the caller's promise). A
 checkpoint then holds the tracked arrays either whole (a *base*) or as a
 *delta*: ``<name>.delta.npy``, the changed blocks' rows one after another,
-and ``delta_blocks.npy``, their ids. The manifest's ``chain`` entry
-(``{"names", "rows", "block", "base", "deltas"}``) names the base and the
-deltas to apply in order; every checkpoint of a chain is named by the
+and ``delta_blocks.npy``, their ids; a delta holds no static array (the
+base does). The manifest's ``chain`` entry (``{"names", "static", "rows",
+"block", "base", "deltas"}``) names the base and the deltas to apply in
+order; every checkpoint of a chain is named by the
 manifest, so none is deleted while it is needed (kept checkpoints carry
 their own chain). Loading opens the base's files and writes the deltas over
 them (copy-on-write maps: the files stay as written).
@@ -46,9 +48,11 @@ class Blocks:
     block: int
     changed: np.ndarray
     since: str | None
+    static: tuple = ()
 
     def layout(self) -> dict:
-        return {"names": list(self.names), "rows": int(self.rows), "block": int(self.block)}
+        return {"names": list(self.names), "static": list(self.static), "rows": int(self.rows),
+                "block": int(self.block)}
 
 
 def plan(blocks: Blocks | None, current: dict | None) -> dict | None:
@@ -56,7 +60,7 @@ def plan(blocks: Blocks | None, current: dict | None) -> dict | None:
     if blocks is None or current is None or blocks.since != current["checkpoint"]:
         return None
     chain = current.get("chain")
-    if not chain or {k: chain[k] for k in ("names", "rows", "block")} != blocks.layout():
+    if not chain or {k: chain.get(k, []) for k in ("names", "static", "rows", "block")} != blocks.layout():
         return None
     n_blocks = -(-blocks.rows // blocks.block)
     if len(chain["deltas"]) >= MAX_DELTAS or len(blocks.changed) > MAX_SHARE * n_blocks:
@@ -77,6 +81,8 @@ def _row_ranges(ids: np.ndarray, block: int, rows: int) -> np.ndarray:
     """The rows of blocks ``ids``, in order."""
     if len(ids) == 0:
         return np.zeros(0, np.int64)
+    if block == 1:
+        return np.asarray(ids, np.int64)
     starts = np.asarray(ids, np.int64) * block
     idx = (starts[:, None] + np.arange(block)).ravel()
     return idx[idx < rows]
@@ -96,13 +102,14 @@ def split(blocks: Blocks | None, extends: dict | None, arrays: dict) -> tuple[di
     """(arrays written whole, a delta's files) of a save: all whole unless it ``extends`` a chain."""
     if extends is None:
         return arrays, None
-    return {k: v for k, v in arrays.items() if k not in blocks.names}, delta_files(blocks, arrays)
+    skip = set(blocks.names) | set(blocks.static)
+    return {k: v for k, v in arrays.items() if k not in skip}, delta_files(blocks, arrays)
 
 
 def folder_of(manifest: dict, name: str) -> str:
     """The checkpoint directory whose ``<name>.npy`` holds array ``name`` (a chain's base for tracked ones)."""
     chain = manifest.get("chain")
-    if chain and name in chain["names"]:
+    if chain and (name in chain["names"] or name in chain.get("static", ())):
         return chain["base"]
     return manifest["checkpoint"]
 

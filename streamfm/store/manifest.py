@@ -81,7 +81,8 @@ def valid_chain(chain: Any) -> bool:
     if chain is None:
         return True
     return (isinstance(chain, dict) and isinstance(chain.get("names"), list)
-            and all(isinstance(n, str) and ARRAY_NAME_RE.match(n) for n in chain["names"])
+            and isinstance(chain.get("static", []), list)
+            and all(isinstance(n, str) and ARRAY_NAME_RE.match(n) for n in chain["names"] + chain.get("static", []))
             and all(isinstance(chain.get(k), int) and chain[k] > 0 for k in ("rows", "block"))
             and isinstance(chain.get("base"), str) and bool(CKPT_RE.match(chain["base"]))
             and isinstance(chain.get("deltas"), list)

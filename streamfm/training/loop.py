@@ -32,6 +32,9 @@ from ..io.sources import open_source
 from ..models.trained import TrainedModel
 from ..runtime.signals import GracefulStop
 from ..store.blocks import Blocks
+
+#: arrays fixed for a run (the scaling, L2's rows per feature: O(features)), written by a chain's base alone
+STATIC = ("feature_rows", "std_shift", "std_scale", "std_centred")
 from ..store.modeldir import ModelDir
 from .callbacks import CallbackEnv
 from .early_stopping import EarlyStopping
@@ -96,9 +99,10 @@ class Trainer:
             keep = {"best": None} if best else ({"best": self._best_ckpt} if self._best_ckpt else None)
         table = self.trained.model.table
         blocks = None
-        if table is not None:  # the hashed store: only the blocks changed since its checkpoint
+        if table is not None:  # the hashed store: only the slots changed since its checkpoint
             since = table.origin[1] if table.origin and table.origin[0] == str(self.store.path) else None
-            blocks = Blocks(tuple(table.arrays), table.slots, table.block, table.changed_blocks(), since)
+            blocks = Blocks(tuple(table.arrays), table.slots, table.block, table.changed_slots(), since,
+                            tuple(n for n in STATIC if n in arrays))
         name = self.store.save(self._manifest(meta), arrays, keep=keep, blocks=blocks)
         stored_at(self.trained, self.store, name)
         if best:
