@@ -132,13 +132,16 @@ class ModelState:
         the same one.
         """
         rows = self.feature_rows
-        if rows is not None and (model.feature_rows is None or not np.array_equal(model.feature_rows, rows)):
+        if rows is not None and rows is not model.feature_rows and (
+                model.feature_rows is None or not np.array_equal(model.feature_rows, rows)):
             model.feature_rows = np.array(rows) if copy else rows
         for name in trained_names(model.config, self.store):
             src = self.params[name]
             dst = model.params.get(name)
             if not copy:
                 model.params[name] = src
+            elif src is dst:  # the model's own (a sparse Ray round: models/table.py)
+                continue
             elif isinstance(dst, np.ndarray) and dst.shape == np.shape(src) and dst.flags.writeable:
                 np.copyto(dst, src)
             else:
@@ -203,7 +206,7 @@ class ModelState:
     # --------------------------------------------------------------- merge
     @classmethod
     def merge(cls, states: Sequence["ModelState"], rows: Sequence[int],
-              base: "ModelState | None" = None) -> "ModelState":
+              base: "ModelState | None" = None, *, table: bool = True) -> "ModelState":
         """One state from the states of workers that trained ``rows`` rows each from ``base``.
 
         ``base``: the state every worker started the round from; additive
@@ -211,6 +214,8 @@ class ModelState:
         sum of increments``. None: they simply add up (states trained
         independently from zero). Parameters are the row-weighted average
         (equal weights if no worker trained a row). See the module notes.
+        ``table=False``: the hashed table is merged elsewhere (engines/ray/sparse.py);
+        the result holds the first state's.
         """
         if len(states) != len(rows) or not states:
             raise ValueError(f"need one row count per state, got {len(states)} states and {len(rows)} counts")
@@ -237,17 +242,20 @@ class ModelState:
         counters = {k: int(_add_increments([s.counters.get(k, 0) for s in states],
                                             None if base is None else base.counters.get(k, 0)))
                     for k in first.counters}
-        table = None
-        if table_names:
+        merged_table = None
+        if table_names and not table:
+            params.update({n: first.params[n] for n in table_names})
+            merged_table = first.table
+        elif table_names:
             rows = merge_rows(None if base is None else {n: base.table.rows(n) for n in table_names},
                               [{n: s.table.rows(n) for n in table_names} for s in states], weights,
                               first.n_outputs, first.config.rank, first.init_sigma, first.config.seed)
             for n in table_names:
                 params[n] = rows[n].reshape(first.params[n].shape)
-            table = HashedTable({n: params[n] for n in table_names}, first.store.bits)
+            merged_table = HashedTable({n: params[n] for n in table_names}, first.store.bits)
         return replace(first, t=int(_add_increments([s.t for s in states], None if base is None else base.t)),
                        counters=counters, params=params, search=SearchState.merged([s.search for s in states]),
-                       table=table)
+                       table=merged_table)
 
 
 def _add_increments(values, base):

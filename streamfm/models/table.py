@@ -77,6 +77,11 @@ class HashedTable:
         """Slots touched."""
         return int(np.count_nonzero(self.tags))
 
+    def rows(self, name: str) -> np.ndarray:
+        """Array ``name`` as (S, values per slot), a view; the tags as (S,)."""
+        a = self.arrays[name]
+        return a if name == TAGS else a.reshape(self.slots, -1)
+
     # ------------------------------------------------------------ checkpoints (store/blocks.py)
     def changed_slots(self) -> np.ndarray:
         """Slots changed since the last checkpoint (sorted ids): a delta's blocks of one slot."""
@@ -101,7 +106,8 @@ class HashedTable:
     def write_rows(self, slots: np.ndarray, values: dict, *, dirty: bool) -> None:
         """Set the table's rows at ``slots``; ``dirty``: mark them changed for the next checkpoint."""
         for name, v in values.items():
-            self.rows(name)[slots] = v.reshape(len(slots), -1)
+            target = self.rows(name)
+            target[slots] = np.asarray(v).reshape((len(slots),) + target.shape[1:])
         if dirty:
             self.dirty[slots] |= np.uint8(DIRTY_CHECKPOINT)
 
