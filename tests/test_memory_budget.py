@@ -132,3 +132,20 @@ def test_estimators_take_bits_and_a_budget():
     assert clf.predict_proba(X).shape == (300, 2)
     with pytest.raises(ValueError, match="--bits"):
         LLFMClassifier(anchors=8, n_epochs=1, memory_budget=1000).fit(X, y)
+
+
+def test_a_finished_model_keeps_its_store(tmp_path):
+    from test_trainer import local_rules, write_parquet
+
+    from streamfm.models.config import Config
+    from streamfm.run import load, train
+    from streamfm.training.options import TrainOptions
+
+    X, y = local_rules(300, seed=1)
+    data = write_parquet(tmp_path / "data", X, y)
+    opts = dict(epochs=1, batch_rows=64, quiet=True)
+    train(data, tmp_path / "m", config=Config(anchors=8), options=TrainOptions(bits=12, **opts))
+    with pytest.raises(InputError, match="hashed store: 2\\^12.*cannot change"):
+        train(data, tmp_path / "m", options=TrainOptions(bits=14, **opts))
+    train(data, tmp_path / "m", options=TrainOptions(bits=12, **opts))  # the same store: continues
+    assert load(tmp_path / "m").model.store == hashed_spec(12) and load(tmp_path / "m").model.t == 600

@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..io.options import ReadOptions
 from ..models.config import Config
 from ..models.init import model_from_scan
+from ..models.memory import StoreSpec
 from ..models.trained import TrainedModel, scale_mode
 from ..preprocess.standardize import Standardizer
 from ..store.modeldir import ModelDir
@@ -74,6 +75,10 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
         raise InputError(f"{store.path} already holds a model; its hyper-parameters cannot change. "
                          "Leave out the model options, or train into a new --model directory.")
     check_scale(manifest["model"], options.scale, store.path)
+    stored = StoreSpec.from_dict(manifest["model"].get("store"))
+    if options.bits is not None and (not stored.hashed or stored.bits != options.bits):
+        raise InputError(f"{store.path} holds a model in the {stored.describe()}; its store cannot change. "
+                         "Leave out --bits, or train into a new --model directory.")
     trained = TrainedModel.from_state(manifest["model"], arrays, ignore_extra=options.ignore_extra_features)
     stored_at(trained, store, manifest["checkpoint"])
     classes = None if (trained.task == "regression" or options.ignore_unknown_labels) else trained.classes
