@@ -87,7 +87,8 @@ class _Base(BaseEstimator):
         self.model_ = initialise_model(
             config, p, task, n_classes, sample=sample, label_mean=float(np.mean(y_enc)) if regression else None,
             class_counts=None if regression else np.bincount(y_enc.astype(np.int64), minlength=n_classes),
-            feature_rows=stored_feature_rows(self.scaler_, stats, dense=not sp.issparse(X)), epoch_rows=epoch_rows)
+            feature_rows=stored_feature_rows(self.scaler_, stats, dense=not sp.issparse(X)), epoch_rows=epoch_rows,
+            bits=self.bits, memory_budget=self.memory_budget)
 
     def _prepare(self, X) -> Chunk:
         return self.scaler_.transform(_to_chunk(X))
@@ -276,6 +277,8 @@ class _Fit:
     early_stopping: str = "auto"
     validation_fraction: float = 0.1
     n_iter_no_change: int = 3
+    bits: int | None = None
+    memory_budget: int | None = None
 
 
 _FIT = _Fit()
@@ -299,6 +302,12 @@ _FIT_DOCS = {
                        "parameters. \"auto\": on when there are more than 10,000 rows."),
     "validation_fraction": ("float", "The share of rows set aside for early stopping."),
     "n_iter_no_change": ("int", "Epochs without improvement before stopping."),
+    "bits": ("int or None", "Hash each (FM, feature) pair into a float32 table of 2^bits rows, whatever the "
+                            "features and anchors (None: the exact layout when it fits ``memory_budget``, "
+                            "else the largest table that does)."),
+    "memory_budget": ("int or None", "Bytes the model's parameters may take; a larger model raises a "
+                                     "ValueError before anything is allocated (None: half of the memory "
+                                     "available)."),
 }
 _ATTRIBUTES_DOC = """
     Attributes
@@ -348,7 +357,8 @@ class FMClassifier(_ClassifierBase):
                  l2_w=Config.l2_w, l2_v=Config.l2_v, init_std=Config.init_std, multiclass=Config.multiclass,
                  n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle, sample_size=_FIT.sample_size,
                  batch_size=_FIT.batch_size, random_state=_FIT.random_state, early_stopping=_FIT.early_stopping,
-                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change):
+                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change,
+                 bits=_FIT.bits, memory_budget=_FIT.memory_budget):
         _keep(self, locals())
 
 
@@ -360,7 +370,8 @@ class FMRegressor(_RegressorBase):
                  l2_w=Config.l2_w, l2_v=Config.l2_v, init_std=Config.init_std, n_epochs=_FIT.n_epochs,
                  scale=_FIT.scale, shuffle=_FIT.shuffle, sample_size=_FIT.sample_size, batch_size=_FIT.batch_size,
                  random_state=_FIT.random_state, early_stopping=_FIT.early_stopping,
-                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change):
+                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change,
+                 bits=_FIT.bits, memory_budget=_FIT.memory_budget):
         _keep(self, locals())
 
 
@@ -379,7 +390,7 @@ class LLFMClassifier(_ClassifierBase):
                  jo_exact=Config.jo_exact, n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle,
                  sample_size=_FIT.sample_size, batch_size=_FIT.batch_size, random_state=_FIT.random_state,
                  early_stopping=_FIT.early_stopping, validation_fraction=_FIT.validation_fraction,
-                 n_iter_no_change=_FIT.n_iter_no_change):
+                 n_iter_no_change=_FIT.n_iter_no_change, bits=_FIT.bits, memory_budget=_FIT.memory_budget):
         _keep(self, locals())
 
 
@@ -396,5 +407,6 @@ class LLFMRegressor(_RegressorBase):
                  init_std=Config.init_std, global_fm=Config.global_fm, jo_exact=Config.jo_exact,
                  n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle, sample_size=_FIT.sample_size,
                  batch_size=_FIT.batch_size, random_state=_FIT.random_state, early_stopping=_FIT.early_stopping,
-                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change):
+                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change,
+                 bits=_FIT.bits, memory_budget=_FIT.memory_budget):
         _keep(self, locals())

@@ -23,7 +23,7 @@ from .models.trained import TrainedModel
 from .store.modeldir import ModelDir
 from .training.callbacks import reporting
 from .training.local import LocalRounds
-from .training.loop import Trainer
+from .training.loop import Trainer, stored_at
 from .training.options import RunState, TrainOptions, local_engine
 from .training.runner import RoundRunner
 from .training.setup import continue_run, data_record, new_run
@@ -97,6 +97,7 @@ def resume(model_dir, *, quiet: bool | None = None, callbacks=()) -> dict:
             rounds.check()
             trained = TrainedModel.from_state(manifest["model"], arrays,
                                               ignore_extra=run.options.get("ignore_extra_features", False))
+            stored_at(trained, store, manifest["checkpoint"])
             valid = open_source(run.valid["files"], ReadOptions.from_dict(run.data["options"])) if run.valid else None
             callbacks = reporting(run.train_options().quiet) + list(callbacks)
             return Trainer(store, trained, run, rounds, valid, callbacks).fit()

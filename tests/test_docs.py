@@ -61,6 +61,9 @@ RESULTS_PAGES = {
     "train-memory.md": "tools/bench_train_memory.py",
     "performance.md": "tools/bench_throughput.py",
     "scaling.md": "tools/bench_ray.py",
+    "clicklog.md": "tools/bench_clicklog.py",
+    "hashed-quality.md": "tools/bench_hashed_quality.py",
+    "scaling-merge.md": "tools/bench_ray_merge.py",
     "dependencies.md": "the whole test suite, per dependency version",
 }
 

@@ -128,7 +128,9 @@ def test_resume_after_the_best_epoch_and_before_the_stop_is_exact(monkeypatch, d
     assert_same_model(arrays_of(tmp_path / "a"), arrays_of(tmp_path / "b"))
     assert_same_model(epoch4, arrays_of(tmp_path / "b"))
     ra, rb = ModelDir(tmp_path / "a").read_metrics(), store.read_metrics()
-    assert [(m["epoch"], m["best"], m["train_loss"]) for m in ra] == [(m["epoch"], m["best"], m["train_loss"]) for m in rb]
+    assert [(m["epoch"], m["best"]) for m in ra] == [(m["epoch"], m["best"]) for m in rb]
+    # the epoch cut by the stop sums its rows' losses in two parts: equal to the last bits
+    assert [m["train_loss"] for m in rb] == pytest.approx([m["train_loss"] for m in ra], rel=1e-12)
 
 
 def test_early_stop_0_trains_every_epoch_and_keeps_the_last(monkeypatch, data, tmp_path):

@@ -58,7 +58,7 @@ def test_fm_update_matches_reference_gradient(r):
     eta, l2w, l2v = 0.05, 0.01, 0.02
     reg = rng.uniform(0.5, 2.0, size=p)  # per-feature L2 weights
     b, W, V = (P[n].copy() for n in "bWV")
-    fm_update(0, 0, indptr[1], indices, data, b, W, V, s, G, eta, l2w, l2v, reg)
+    fm_update(0, 0, indptr[1], indices, data, b, W, V, s, G, eta, l2w, l2v, reg[indices])  # aligned with data
     touched = x != 0
     for c in range(C):
         gb = G[c]
@@ -93,8 +93,9 @@ def test_adagrad_halves_match_reference(r, C):
     A0 = [rng.uniform(0.1, 1.0, size=P[n].shape) for n in "bWV"]  # accumulators from earlier rows
     A = [a.copy() for a in A0]
     b, W, V = (P[n].copy() for n in "bWV")
-    norm = ada_accumulate(i, 0, indptr[1], indices, data, b, W, V, s, G, l2w, l2v, reg, *A, np.zeros(r))
-    ada_step(i, 0, indptr[1], indices, data, b, W, V, s, G, eta, l2w, l2v, reg, *A)
+    reg_data = reg[indices]  # the kernels' weights are aligned with data
+    norm = ada_accumulate(i, 0, indptr[1], indices, data, b, W, V, s, G, l2w, l2v, reg_data, *A, np.zeros(r))
+    ada_step(i, 0, indptr[1], indices, data, b, W, V, s, G, eta, l2w, l2v, reg_data, *A)
     norms = []
     for c in range(C):
         dW = x  # df/dw_j
@@ -155,7 +156,7 @@ def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, 
     tc = TASK_CODES[task]
     train_rows(METHOD_CODES[method], tc, (indptr, indices, data, y), phi, cand,
                (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (k_soft, beta, rho, zscale, 1e9),
-               (eta, 1e18, eta_z, 0.0, 0.0, np.zeros(P["W"].shape[1]), SGD, 1.0, glob, exact), 0, (losses, ks, stats))
+               (eta, 1e18, eta_z, 0.0, 0.0, np.zeros(len(data)), SGD, 1.0, glob, exact), 0, (losses, ks, stats), None)
     return Q, losses, ks
 
 
@@ -224,7 +225,7 @@ def test_fm_fast_path_equals_the_general_loop(task, opt, density):
         A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
         kernel(METHOD_CODES["fm"], TASK_CODES[task], (indptr, idx, data, y), np.zeros((n, 0)),
                np.zeros((n, 0), np.int64), (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 1.0, 0.3, 1.0, 0.1),
-               (0.3, 40.0, 0.05, 1e-3, 2e-3, reg, opt, 0.5, False, True), 5, (losses, ks, stats))
+               (0.3, 40.0, 0.05, 1e-3, 2e-3, reg[indices], opt, 0.5, False, True), 5, (losses, ks, stats), None)
         out.append((Q, losses, ks, stats))
     (Qa, la, ka, sa), (Qb, lb, kb, sb) = out[:2]
     for name in "bWV":
@@ -268,10 +269,11 @@ def test_full_width_specialisation_equals_the_csr_loop(method, task, C, opt, glo
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
         train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, idx, data, y), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 0.7, 0.4, 1.3, 0.1),
-                   (0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(p, 0.5), opt, 1.0, glob, True), 3, (losses, ks, stats))
+                   (0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(len(data), 0.5), opt, 1.0, glob, True), 3, (losses, ks, stats),
+                   None)
         f, kp = np.zeros((n, C)), np.zeros(n, np.int64)
         predict_rows(METHOD_CODES[method], (indptr, idx, data), phi, cand, (Q["b"], Q["W"], Q["V"], Q["Z"]),
-                     (3, 0.7, 0.4), glob, (f, kp))
+                     (3, 0.7, 0.4), glob, (f, kp), None)
         out.append((Q, losses, ks, stats, f, kp))
     (Qa, *rest_a), (Qb, *rest_b) = out
     for name in "bWVZ":
@@ -364,17 +366,17 @@ def test_normalised_step_bounds_change_in_output():
         phi = np.zeros((1, 0))
         cand = np.zeros((1, 0), np.int64)
         predict_rows(0, (indptr, indices, x), phi, cand, (P["b"], P["W"], P["V"], P["Z"]), (1, 1.0, 1.0), False,
-                     (f0, ks))
+                     (f0, ks), None)
         Q = {k: v.copy() for k, v in P.items()}
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
         losses, stats = np.zeros(1), np.zeros(N_STATS, np.int64)
         eta = 1e-3
         train_rows(0, 3, (indptr, indices, x, np.array([f0[0, 0] + 1.0])), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (1, 1.0, 1.0, 1.0, 1.0),
-                   (eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True), 0, (losses, ks, stats))
+                   (eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True), 0, (losses, ks, stats), None)
         f1 = np.zeros((1, 1))
         predict_rows(0, (indptr, indices, x), phi, cand, (Q["b"], Q["W"], Q["V"], Q["Z"]), (1, 1.0, 1.0), False,
-                     (f1, ks))
+                     (f1, ks), None)
         # squared loss, g = f - y = -1: the step raises f by eta (first order)
         assert f1[0, 0] - f0[0, 0] == pytest.approx(eta, rel=1e-2)
 

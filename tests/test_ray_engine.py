@@ -425,3 +425,22 @@ def test_early_stopping_on_ray_keeps_the_best_epoch_with_valid_and_is_off_withou
     assert "early stopping: off (--engine ray validates only on --valid)" in capsys.readouterr().out
     run = ModelDir(tmp_path / "off").read_manifest()["training"]
     assert run["early_stopping"] is None and run["holdout"] is None
+
+
+def test_hashed_store_one_worker_equals_the_local_engine_and_two_send_changed_slots(ray_instance, data, tmp_path):
+    """The hashed store on Ray: a worker returns the slots its round changed, not the table. One
+    worker synced every chunk trains the local engine's model; two move far fewer bytes a round
+    than the table holds, and their run resumes to the same model."""
+    hashed = dict(EXACT, bits=16)
+    train(data["train"], tmp_path / "local", config=Config(**CONF), options=TrainOptions(**hashed))
+    train(data["train"], tmp_path / "one", config=Config(**CONF), options=TrainOptions(**hashed),
+          engine=RayOptions(workers=1, sync_rows=64))
+    a, b = load(tmp_path / "local").model, load(tmp_path / "one").model
+    assert a.store == b.store and a.store.hashed
+    for name in a.params:
+        np.testing.assert_allclose(b.params[name], a.params[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    train(data["train"], tmp_path / "two", config=Config(**CONF), options=TrainOptions(**hashed),
+          engine=RayOptions(workers=2, sync_rows=64))
+    rec = ModelDir(tmp_path / "two").read_metrics()[-1]
+    table_mb = sum(np.asarray(v).nbytes for k, v in load(tmp_path / "two").model.table.arrays.items()) / 2**20
+    assert 0 < rec["merge_mb_up_per_round"] < table_mb / 10 and 0 < rec["merge_mb_down_per_round"] < table_mb / 10

@@ -58,8 +58,9 @@ def assert_same_state(a: ModelState, b: ModelState):
 def test_the_manifest_form_keeps_the_on_disk_names():
     """A model directory written before ModelState existed holds these names; they must not change."""
     meta, arrays = train(make_model(), 120).state()
-    assert list(meta) == ["config", "n_features", "task", "n_outputs", "coding_scale", "t", "t0",
-                          "rows_since_rebuild", "search_nprobe", "ivf_uses", "counters"]
+    assert list(meta) == ["config", "n_features", "task", "n_outputs", "coding_scale", "t", "t0", "init_sigma",
+                          "rows_since_rebuild", "search_nprobe", "ivf_uses", "counters", "store"]
+    assert meta["store"] == {"kind": "exact", "bits": 0, "dtype": "float64"}
     assert set(arrays) == {"b", "W", "V", "Z", "Ab", "AW", "AV", "feature_rows", "index_Z"}
     meta, arrays = make_model(adagrad=False, method="fm").state()
     assert set(arrays) == {"b", "W", "V", "Z", "feature_rows"}

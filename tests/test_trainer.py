@@ -45,12 +45,14 @@ def data(tmp_path_factory):
             "valid": write_parquet(root / "valid", Xv, yv)}
 
 
-@pytest.mark.parametrize("method", ["llfm-jo", "fm"])
-def test_stop_and_resume_equals_uninterrupted(tmp_path, data, method):
+@pytest.mark.parametrize("method,bits", [("llfm-jo", None), ("fm", None), ("llfm-jo", 10)])
+def test_stop_and_resume_equals_uninterrupted(tmp_path, data, method, bits):
+    """``bits``: the hashed store (a table of 2^bits slots, lazily initialised, with collisions)."""
     conf = Config(method=method, **CONF)
-    train(data["train"], tmp_path / "a", config=conf, options=TrainOptions(epochs=3, **OPTS))
+    train(data["train"], tmp_path / "a", config=conf, options=TrainOptions(epochs=3, bits=bits, **OPTS))
     # stop mid-epoch (as a signal would), twice, at awkward row counts, then resume to the end
-    r = train(data["train"], tmp_path / "b", config=conf, options=TrainOptions(epochs=3, max_rows=1000, **OPTS))
+    r = train(data["train"], tmp_path / "b", config=conf,
+              options=TrainOptions(epochs=3, max_rows=1000, bits=bits, **OPTS))
     assert r["stopped"] == "max_rows" and r["epoch"] == 0
     assert ModelDir(tmp_path / "b").read_manifest()["training"]["status"] == "interrupted"
     man = ModelDir(tmp_path / "b").read_manifest()
@@ -65,8 +67,11 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, data, method):
     r = resume(tmp_path / "b")
     assert r["stopped"] is None and r["epochs_done"] == 3
     a, b = load(tmp_path / "a"), load(tmp_path / "b")
-    for name in ("b", "W", "V", "Z"):
+    assert a.model.store == b.model.store and a.model.store.hashed == (bits is not None)
+    for name in ("b", "W", "V", "Z") + (("tags",) if bits else ()):
         np.testing.assert_allclose(b.model.params[name], a.model.params[name], rtol=1e-12, atol=1e-14)
+    if bits:
+        assert a.model.counters["collisions"] > 0 and a.model.counters == b.model.counters
     assert a.model.t == b.model.t == 3 * 1200
     ma, mb = ModelDir(tmp_path / "a").read_metrics(), ModelDir(tmp_path / "b").read_metrics()
     assert [m["train_loss"] for m in ma] == pytest.approx([m["train_loss"] for m in mb])

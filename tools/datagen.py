@@ -76,8 +76,9 @@ CTR_VOCAB = 50_000
 CTR_P = 1 << 20
 
 
-def ctr_blocks(rows: int, seed: int = 0, block: int = 100_000, latent: int = 4, sort: bool = True):
-    """Yield (indices int32 (b, 30), y int (b,)): one hashed feature id per field, value 1.
+def ctr_blocks(rows: int, seed: int = 0, block: int = 100_000, latent: int = 4, sort: bool = True,
+               p: int = CTR_P):
+    """Yield (indices int32 (b, 30), y int (b,)): one hashed feature id per field (of ``p``), value 1.
 
     ``sort=False`` keeps the ids in field order (column f is field f), for
     writers that group fields (e.g. Vowpal Wabbit namespaces).
@@ -97,7 +98,7 @@ def ctr_blocks(rows: int, seed: int = 0, block: int = 100_000, latent: int = 4, 
         s = np.einsum("bfl,bgl->b", e[:, :10], e[:, 10:20]) / 5 + bias[f, key].sum(1) / 3 - 1.0
         y = (rng.random(b) < 1 / (1 + np.exp(-s))).astype(np.int64)
         ids = ((vals.astype(np.uint64) * np.uint64(2654435761) + f.astype(np.uint64) * np.uint64(40503))
-               % np.uint64(CTR_P)).astype(np.int32)
+               % np.uint64(p)).astype(np.int32)
         yield (np.sort(ids, axis=1) if sort else ids), y
 
 

@@ -10,7 +10,7 @@ Data commands share the flags of :mod:`streamfm.cli.data`
 
 Every :class:`~streamfm.errors.StreamFMError` reaches the user as one line,
 ``streamfm: error: <message>``, and its ``exit_code`` (2 for bad input);
-Ctrl-C exits with 130.
+Ctrl-C exits with 130; running out of memory is one line too, exit 2.
 """
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamFMError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except MemoryError:
+        print(f"{PROG}: error: out of memory. Give a smaller --memory-budget (the model is then hashed "
+              f"into a table that fits), a smaller --bits, fewer --anchors, a lower --rank or --method fm; "
+              f"or smaller --batch-rows", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # `streamfm info ... | head`: the reader left; say nothing more.
         devnull = os.open(os.devnull, os.O_WRONLY)

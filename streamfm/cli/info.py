@@ -64,6 +64,7 @@ def _info_model(path: str, as_json: bool = False) -> int:
     if c["method"] != "fm":
         shape += f", {c['anchors']} anchors, coding scale {m['coding_scale']:.4g}"
     rows.append(("model", shape))
+    rows.append(("store", _store_text(m)))
     cfg = Config.from_dict(c)
     rows.append(("steps", f"{cfg.optimizer}, eta0 {cfg.step:g}, t0 {m['t0']:g}, anchor step {c['eta_anchor']}, "
                           f"L2 {cfg.l2_w:g} (w) {cfg.l2_v:g} (V)"))
@@ -183,3 +184,16 @@ def _print_summary(s: dict) -> None:
     width = max(len(k) for k, _ in rows) + 1
     for k, v in rows:
         print(f"{k + ':':<{width}} {v}")
+
+
+def _store_text(m: dict) -> str:
+    """The parameter store of a model's manifest: its kind, table size and fill."""
+    from streamfm.models.memory import StoreSpec
+
+    spec = StoreSpec.from_dict(m.get("store"))
+    if not spec.hashed:
+        return spec.describe()
+    fill = int(m.get("table_fill", 0))
+    collisions = int(m.get("counters", {}).get("collisions", 0))
+    return (f"{spec.describe()}, {fill:,} touched ({fill / (1 << spec.bits):.1%}), "
+            f"{collisions:,} collisions (touches of a slot another pair holds)")

@@ -78,6 +78,13 @@ def add_train_parser(subparsers) -> None:
                    help="llfm-*: the paper's model, the local mixture alone (default: a global FM beside it)")
     g.add_argument("--paper-anchor-gradient", dest="cfg_jo_exact", action="store_const", const=False,
                    default=None, help="llfm-jo: the paper's approximate anchor gradient (drops the lambda term)")
+    g.add_argument("--bits", type=int, default=None, metavar="B",
+                   help="hash each (anchor, feature) pair into a table of 2^B rows (float32), whatever the "
+                        "features and anchors (default: the exact layout when it fits --memory-budget, else "
+                        "the largest table that does)")
+    g.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="the most the model's parameters may take, e.g. 800M or 2G; a larger model stops at "
+                        "once (default: half of the memory available, under a cgroup limit if any)")
     r = p.add_argument_group("the run")
     r.add_argument("--epochs", type=int, default=10, help="passes over the data, at most (default: 10)")
     r.add_argument("--early-stop", type=int, default=3, metavar="N",
@@ -134,6 +141,7 @@ def _embedded(name: str) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from streamfm.models.config import Config
+    from streamfm.models.memory import parse_bytes
     from streamfm.run import resume, train
     from streamfm.training.options import TrainOptions
 
@@ -167,7 +175,8 @@ def run_train(args: argparse.Namespace) -> int:
         checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task, scale=args.scale,
         ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
         quiet=args.quiet, threads=args.threads, early_stop=args.early_stop,
-        validation_fraction=args.validation_fraction)
+        validation_fraction=args.validation_fraction, bits=args.bits,
+        memory_budget=None if args.memory_budget is None else parse_bytes(args.memory_budget))
     engine = args.engine
     if engine == "ray":
         from streamfm.engines.ray.options import RayOptions

@@ -13,7 +13,14 @@ Layout: ``V`` is C-contiguous (m, p, C, r); the block of factors f0..f0+w of
 output c of anchor i for feature j starts at the flat offset
 ``base + j * stride`` with base = ((i p) C + c) r + f0 and stride = C r.
 A row is ``data[lo:hi]`` with its features ``indices[lo:hi]``, or
-``indices`` None for a full-width row (feature j is ``data[lo + j]``).
+``indices`` None for a full-width row (feature j is ``data[lo + j]``); the
+L2 weights ``reg`` are aligned with ``data`` (``reg[t]`` belongs to the
+value ``data[t]``), so they need no feature index.
+
+``V`` and the AdaGrad accumulators ``A`` may be float64 or float32 (the
+hashed store's table, models/table.py): a float32 block is loaded as
+``<w x float>``, widened to double, computed in double and narrowed when
+stored, so the arithmetic is the float64 one on the stored values.
 
 Arithmetic: the update computes, per factor, exactly the expression of the
 scalar loop it replaces (``v - eta * (g x (s - v x) + (l2 reg_j) v)``): every lane is
@@ -28,11 +35,34 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._prefetch import _LINE, emit_prefetch
+from ._prefetch import emit_prefetch
 
 _F64 = ir.DoubleType()
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
+
+
+def _is_real(dtype) -> bool:
+    return dtype in (types.float64, types.float32)
+
+
+def _load_vec(builder, arr, off, vec, dtype):
+    """The ``vec.count`` values of ``arr`` from flat offset ``off``, as doubles."""
+    if dtype == types.float64:
+        return builder.load(builder.bitcast(builder.gep(arr.data, [off]), vec.as_pointer()), align=8)
+    narrow = ir.VectorType(ir.FloatType(), vec.count)
+    v = builder.load(builder.bitcast(builder.gep(arr.data, [off]), narrow.as_pointer()), align=4)
+    return builder.fpext(v, vec)
+
+
+def _store_vec(builder, value, arr, off, vec, dtype):
+    """Store the doubles ``value`` into ``arr`` at flat offset ``off`` (narrowed for float32)."""
+    if dtype == types.float64:
+        builder.store(value, builder.bitcast(builder.gep(arr.data, [off]), vec.as_pointer()), align=8)
+        return
+    narrow = ir.VectorType(ir.FloatType(), vec.count)
+    builder.store(builder.fptrunc(value, narrow), builder.bitcast(builder.gep(arr.data, [off]), narrow.as_pointer()),
+                  align=4)
 
 
 def _row_feature(context, builder, sig_indices, idx_ary, t, lo):
@@ -51,9 +81,10 @@ def _splat(builder, value, vec):
 
 
 def _check(V, data, indices):
-    """The arrays the intrinsics read by raw pointer, element by element: C-contiguous float64 V and
-    data, C-contiguous integer indices (anything else fails to compile rather than read astray)."""
-    if not (isinstance(V, types.Array) and V.layout == "C" and V.dtype == types.float64):
+    """The arrays the intrinsics read by raw pointer, element by element: C-contiguous float64 or
+    float32 V, C-contiguous float64 data, C-contiguous integer indices (anything else fails to
+    compile rather than read astray)."""
+    if not (isinstance(V, types.Array) and V.layout == "C" and _is_real(V.dtype)):
         return False
     if not (isinstance(data, types.Array) and data.layout == "C" and data.dtype == types.float64
             and data.ndim == 1):
@@ -85,6 +116,8 @@ def _make_eval(width):
             Ia = None if dense else context.make_array(sig.args[6])(context, builder, args[6])
             base_, stride_, lo_, hi_, ahead_ = (context.cast(builder, args[k], sig.args[k], types.int64)
                                                 for k in (1, 2, 4, 5, 7))
+            vdt = sig.args[0].dtype
+            line = 64 // context.get_abi_sizeof(context.get_data_type(vdt))  # values per cache line
             zero = ir.Constant(vec, [0.0] * width)
             acc = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]  # promoted to registers by LLVM
             with cgutils.for_range_slice(builder, lo_, hi_, ir.Constant(_I64, 1), inc=True) as (t, _):
@@ -94,11 +127,11 @@ def _make_eval(width):
                 with builder.if_then(builder.icmp_signed(">=", ahead_, ir.Constant(_I64, 0)), likely=False):
                     first = builder.add(ahead_, builder.mul(j, stride_))
                     last = builder.sub(builder.add(first, stride_), ir.Constant(_I64, 1))
-                    with cgutils.for_range_slice(builder, first, last, ir.Constant(_I64, _LINE), inc=True) as (u, _):
+                    with cgutils.for_range_slice(builder, first, last, ir.Constant(_I64, line), inc=True) as (u, _):
                         emit_prefetch(builder, builder.gep(Va.data, [u]))
                     emit_prefetch(builder, builder.gep(Va.data, [last]))
                 off = builder.add(base_, builder.mul(j, stride_))
-                vj = builder.load(builder.bitcast(builder.gep(Va.data, [off]), vec.as_pointer()), align=8)
+                vj = _load_vec(builder, Va, off, vec, vdt)
                 x2v = _splat(builder, x2, vec)
                 v = builder.fmul(vj, _splat(builder, x, vec))
                 vv = builder.fmul(v, v)
@@ -121,7 +154,7 @@ def _make_update(width):
     @intrinsic
     def update_block(typingctx, V, base, stride, data, lo, hi, indices, s, s_off, g, eta, l2, reg):
         """V_jf <- V_jf - eta (g x_j (s_f - V_jf x_j) + (l2 reg_j) V_jf) for the block's factors, every
-        feature of the row; s_f = ``s.ravel()[s_off + f]``, ``reg`` (p,) float64 the per-feature L2 weights."""
+        feature of the row; s_f = ``s.ravel()[s_off + f]``, ``reg`` float64 the L2 weights, aligned with ``data``."""
         if not _check(V, data, indices):
             return None
         for a in (s, reg):
@@ -145,14 +178,13 @@ def _make_update(width):
                 x = builder.load(builder.gep(Da.data, [t]))
                 gx = builder.fmul(g_, x)
                 j = _row_feature(context, builder, sig.args[6], Ia, t, lo_)
-                l2v = _splat(builder, builder.fmul(l2_, builder.load(builder.gep(Ra.data, [j]))), vec)
+                l2v = _splat(builder, builder.fmul(l2_, builder.load(builder.gep(Ra.data, [t]))), vec)
                 off = builder.add(base_, builder.mul(j, stride_))
-                ptr = builder.bitcast(builder.gep(Va.data, [off]), vec.as_pointer())
-                v = builder.load(ptr, align=8)
+                v = _load_vec(builder, Va, off, vec, sig.args[0].dtype)
                 # v - eta * (gx * (s - v * x) + (l2 * reg_j) * v), in the scalar loop's order
                 resid = builder.fsub(sv, builder.fmul(v, _splat(builder, x, vec)))
                 step = builder.fadd(builder.fmul(_splat(builder, gx, vec), resid), builder.fmul(l2v, v))
-                builder.store(builder.fsub(v, builder.fmul(etav, step)), ptr, align=8)
+                _store_vec(builder, builder.fsub(v, builder.fmul(etav, step)), Va, off, vec, sig.args[0].dtype)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -222,16 +254,17 @@ def _make_ada_accumulate(width):
                 x = builder.load(builder.gep(Da.data, [t]))
                 xv = _splat(builder, x, vec)
                 j = _row_feature(context, builder, sig.args[7], Ia, t, lo_)
-                l2v = _splat(builder, builder.fmul(l2_, builder.load(builder.gep(Ra.data, [j]))), vec)
+                l2v = _splat(builder, builder.fmul(l2_, builder.load(builder.gep(Ra.data, [t]))), vec)
                 off = builder.add(base_, builder.mul(j, stride_))
-                vptr = builder.bitcast(builder.gep(Va.data, [off]), vec.as_pointer())
-                aptr = builder.bitcast(builder.gep(Aa.data, [off]), vec.as_pointer())
-                v = builder.load(vptr, align=8)
+                v = _load_vec(builder, Va, off, vec, sig.args[0].dtype)
                 # d = x * (s - v * x); gv = g * d + l2 * v; a = A + gv * gv, in the scalar loop's order
                 d = builder.fmul(xv, builder.fsub(sv, builder.fmul(v, xv)))
                 grad = builder.fadd(builder.fmul(gv_, d), builder.fmul(l2v, v))
-                a = builder.fadd(builder.load(aptr, align=8), builder.fmul(grad, grad))
-                builder.store(a, aptr, align=8)
+                adt = sig.args[1].dtype
+                a = builder.fadd(_load_vec(builder, Aa, off, vec, adt), builder.fmul(grad, grad))
+                _store_vec(builder, a, Aa, off, vec, adt)
+                if adt != types.float64:  # the step divides by the stored (narrowed) value, as a second sweep would
+                    a = _load_vec(builder, Aa, off, vec, adt)
                 iv = builder.fdiv(one, _vsqrt(builder, builder.fadd(a, epsv), vec))
                 if keep:
                     koffset = builder.add(koff, builder.mul(builder.sub(t, lo_), kstride))
@@ -276,19 +309,19 @@ def _make_ada_step(width):
                 xv = _splat(builder, x, vec)
                 gx = _splat(builder, builder.fmul(g_, x), vec)
                 j = _row_feature(context, builder, sig.args[7], Ia, t, lo_)
-                l2v = _splat(builder, builder.fmul(l2_, builder.load(builder.gep(Ra.data, [j]))), vec)
+                l2v = _splat(builder, builder.fmul(l2_, builder.load(builder.gep(Ra.data, [t]))), vec)
                 off = builder.add(base_, builder.mul(j, stride_))
-                vptr = builder.bitcast(builder.gep(Va.data, [off]), vec.as_pointer())
-                v = builder.load(vptr, align=8)
+                v = _load_vec(builder, Va, off, vec, sig.args[0].dtype)
                 if keep:
                     koffset = builder.add(koff, builder.mul(builder.sub(t, lo_), kstride))
                     iv = builder.load(builder.bitcast(builder.gep(Ka.data, [koffset]), vec.as_pointer()), align=8)
                 else:
-                    aptr = builder.bitcast(builder.gep(Aa.data, [off]), vec.as_pointer())
-                    iv = builder.fdiv(one, _vsqrt(builder, builder.fadd(builder.load(aptr, align=8), epsv), vec))
+                    a = _load_vec(builder, Aa, off, vec, sig.args[1].dtype)
+                    iv = builder.fdiv(one, _vsqrt(builder, builder.fadd(a, epsv), vec))
                 # v - eta * (gx * (s - v * x) + l2 * v) * iv, in the scalar loop's order
                 step = builder.fadd(builder.fmul(gx, builder.fsub(sv, builder.fmul(v, xv))), builder.fmul(l2v, v))
-                builder.store(builder.fsub(v, builder.fmul(builder.fmul(etav, step), iv)), vptr, align=8)
+                _store_vec(builder, builder.fsub(v, builder.fmul(builder.fmul(etav, step), iv)), Va, off, vec,
+                           sig.args[0].dtype)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -105,8 +105,9 @@ def fm_update(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v, reg):
 
     ``s`` (C, r) holds the factor sums from ``fm_eval`` at the current
     parameters. L2 is applied only to the features present in the row, with
-    weight ``l2 * reg[j]`` for feature j, so a sparse row costs O(nnz), never
-    O(p) (see ``train_rows_general`` in kernels/llfm.py for what ``reg`` is).
+    weight ``l2 * reg[t]`` for the value ``data[t]`` (``reg`` is aligned with
+    ``data``), so a sparse row costs O(nnz), never O(p) (see
+    ``train_rows_general`` in kernels/llfm.py for what ``reg`` is).
     One sweep of the row for W and one per block of 4, 2 or 1 factors, in
     vector registers (kernels/_simd.py; the same arithmetic as a scalar
     loop, bit for bit).
@@ -121,7 +122,7 @@ def fm_update(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v, reg):
         b[i, c] -= eta * gc
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
-            W[i, j, c] -= eta * (gc * data[t] + (l2_w * reg[j]) * W[i, j, c])
+            W[i, j, c] -= eta * (gc * data[t] + (l2_w * reg[t]) * W[i, j, c])
         base = (i * p * C + c) * r
         f = 0
         while f + 4 <= r:
@@ -207,7 +208,7 @@ def ada_accumulate(i, lo, hi, indices, data, b, W, V, s, G, l2_w, l2_v, reg, Ab,
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
             x = data[t]
-            gw = gc * x + (l2_w * reg[j]) * W[i, j, c]
+            gw = gc * x + (l2_w * reg[t]) * W[i, j, c]
             AW[i, j, c] += gw * gw
             sc += x * x * (1.0 / np.sqrt(AW[i, j, c] + ADA_EPS))
         _ada_factors(i, c, lo, hi, indices, data, V, AV, s, gc, l2_v, reg, None, part)
@@ -228,7 +229,7 @@ def ada_step(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v, reg, Ab, 
         b[i, c] -= eta * gc * (1.0 / np.sqrt(Ab[i, c] + ADA_EPS))
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
-            W[i, j, c] -= eta * (gc * data[t] + (l2_w * reg[j]) * W[i, j, c]) * (1.0 / np.sqrt(AW[i, j, c] + ADA_EPS))
+            W[i, j, c] -= eta * (gc * data[t] + (l2_w * reg[t]) * W[i, j, c]) * (1.0 / np.sqrt(AW[i, j, c] + ADA_EPS))
         _ada_factor_steps(i, c, lo, hi, indices, data, V, AV, s, gc, eta, l2_v, reg, None)
 
 
@@ -288,7 +289,7 @@ def fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, b
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
             x = data[t]
-            gw = gc * x + (l2_w * reg[j]) * W1[j]
+            gw = gc * x + (l2_w * reg[t]) * W1[j]
             AW1[j] += gw * gw
             iw = 1.0 / np.sqrt(AW1[j] + ADA_EPS)
             inv_w[t - lo] = iw
@@ -302,7 +303,7 @@ def fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, b
         b1[0] -= eta * gc * ib
         for t in range(lo, hi):
             j = t - lo if indices is None else indices[t]
-            W1[j] -= eta * (gc * data[t] + (l2_w * reg[j]) * W1[j]) * inv_w[t - lo]
+            W1[j] -= eta * (gc * data[t] + (l2_w * reg[t]) * W1[j]) * inv_w[t - lo]
         _ada_factor_steps(0, 0, lo, hi, indices, data, V, AV, s, gc, eta, l2_v, reg, inv_v)
 
 
@@ -382,9 +383,9 @@ def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v
         for t in range(lo, hi):
             j = indices[t]
             x = data[t]
-            W1[j] -= eta * (gc * x + (l2_w * reg[j]) * W1[j])
+            W1[j] -= eta * (gc * x + (l2_w * reg[t]) * W1[j])
             gx = gc * x
-            lv = l2_v * reg[j]
+            lv = l2_v * reg[t]
             Vj = V2[j]
             for q in range(r):
                 v = Vj[q]
@@ -393,7 +394,8 @@ def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v
 
 @njit(cache=True, nogil=True)
 def fm_rows_dense(task, X, y, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_start, losses):
-    """``fm_rows_single`` for full-width rows: row i is X[i] (n, p), feature j its column j.
+    """``fm_rows_single`` for full-width rows: row i is X[i] (n, p), feature j its column j, and its
+    L2 weight ``reg[i * p + j]`` (aligned with X's values).
 
     A deliberate kernel specialisation of ``fm_rows_single`` (their row sweeps are the same lines).
 
@@ -440,9 +442,9 @@ def fm_rows_dense(task, X, y, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_s
         b1[0] -= eta * gc
         for j in range(p):
             x = X[row, j]
-            W1[j] -= eta * (gc * x + (l2_w * reg[j]) * W1[j])
+            W1[j] -= eta * (gc * x + (l2_w * reg[row * p + j]) * W1[j])
             gx = gc * x
-            lv = l2_v * reg[j]
+            lv = l2_v * reg[row * p + j]
             for q in range(r):
                 v = V2[j, q]
                 V2[j, q] = v - eta * (gx * (s[q] - v * x) + lv * v)

@@ -16,6 +16,18 @@ global one, which every row trains with weight 1. Each local FM then sees
 only the rows near its anchor, and on data whose coding carries no locality
 (one-hot users and items, say) the global FM learns what they cannot; the
 paper's model is ``glob`` False.
+
+``table``: None for the exact store (FM i's feature j at W[i, j], V[i, j]),
+or the hashed store's ``(shift, tags, dirty, sigma, skey)``
+(kernels/hashing.py): W (1, S, C) and V (1, S, C, r) are a table of S =
+2^bits slots shared by every FM. Each row's slots are computed per
+neighbour before its evaluation (``slots[a, :nnz]``, touching and
+initialising new ones), and the FM functions of kernels/fm.py run
+unchanged with FM index 0, ``indices`` = the neighbour's slots, the row's
+values and L2 weights as views, and the bias as the view ``b[i:i + 1]``.
+The ``fm`` method never needs it: one FM hashes feature j alone, so its
+chunks are remapped to slots before the kernel (models/core.py).
+The L2 weights ``reg`` are aligned with ``data`` (see ``train_rows_general``).
 """
 import numpy as np
 from numba import njit
@@ -23,6 +35,7 @@ from numba import njit
 from ..coding.local import adaptive_coding, soft_assignment
 from ._prefetch import prefetch_anchor
 from .fm import ada_accumulate, ada_step, fm_eval, fm_rows_adagrad, fm_rows_dense, fm_rows_single, fm_update
+from .hashing import fm_args, row_slots, slot_buffer, touch_row
 from .losses import BINARY, SQUARED, loss_grad
 
 FM, DO, APL, JO = 0, 1, 2, 3
@@ -33,7 +46,8 @@ OPTIMIZER_CODES = {"sgd": SGD, "normalized": NORMALIZED, "adagrad": ADAGRAD}
 # stats slots returned by the kernels
 ST_WANTED_MORE = 0  # Algorithm 1 used every candidate: it may have wanted more
 ST_K_SUM = 1  # sum of neighbours used, for the mean k
-N_STATS = 2
+ST_COLLISIONS = 2  # hashed store: touches of a slot first touched by another (FM, feature) pair
+N_STATS = 3
 
 # neighbours whose parameters are requested ahead of their evaluation: one, since
 # the evaluations run in vector registers (kernels/_simd.py); two or more were slower
@@ -99,20 +113,24 @@ def row_buffers(Kmax, C, r):
 
 
 @njit(cache=True, nogil=True)
-def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work):
-    """Each neighbour's FM outputs F[a], factor sums Sb[a], mixture f; returns sum gamma^2 ||grad||^2."""
+def _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work, table, slots):
+    """Each neighbour's FM outputs F[a], factor sums Sb[a], mixture f; returns sum gamma^2 ||grad||^2.
+    ``table`` not None: the hashed store, the row's slots in ``slots`` (``touch_row``)."""
     C = fbuf.shape[0]
     for c in range(C):
         fbuf[c] = 0.0
     D = 0.0
     # with many anchors or features the parameters outgrow the caches: the
     # first neighbours' blocks are asked for at once, each later one's during
-    # the evaluation PREFETCH_AHEAD neighbours before it (see kernels/_prefetch.py)
-    for a in range(min(k, PREFETCH_AHEAD)):
-        prefetch_anchor(ids[a], lo, hi, indices, W, V)
+    # the evaluation PREFETCH_AHEAD neighbours before it (see kernels/_prefetch.py);
+    # the hashed store's slots were requested as they were computed (touch_row)
+    if table is None:
+        for a in range(min(k, PREFETCH_AHEAD)):
+            prefetch_anchor(ids[a], lo, hi, indices, W, V)
     for a in range(k):
-        ahead = ids[a + PREFETCH_AHEAD] if a + PREFETCH_AHEAD < k else -1
-        gn[a] = fm_eval(ids[a], lo, hi, indices, data, b, W, V, F[a], Sb[a], work, ahead)
+        ahead = ids[a + PREFETCH_AHEAD] if a + PREFETCH_AHEAD < k and table is None else -1
+        fi, flo, fhi, fidx, fdata, fb, _, _ = fm_args(table, a, ids[a], lo, hi, indices, data, b, b, data, slots)
+        gn[a] = fm_eval(fi, flo, fhi, fidx, fdata, fb, W, V, F[a], Sb[a], work, ahead)
         D += gamma[a] * gamma[a] * gn[a]
         for c in range(C):
             fbuf[c] += gamma[a] * F[a, c]
@@ -162,7 +180,7 @@ def anchor_steps(method, row, k, S, ids, gamma, F, fbuf, g, phi, Z, beta, rho, z
 
 
 @njit(cache=True, nogil=True)
-def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_start, out):
+def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_start, out, table):
     """One SGD step per row, in order (see ``train_rows_general``).
 
     The arguments, grouped (numba unpacks the tuples at compile time):
@@ -173,7 +191,9 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
       right dimensions when another optimiser steps);
     - ``coding`` = (k_soft, beta, rho, zscale, zclip);
     - ``steps`` = (eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact);
-    - ``out`` = (losses, ks, stats): written (losses, ks) and added to (stats).
+    - ``out`` = (losses, ks, stats): written (losses, ks) and added to (stats);
+    - ``table``: None (the exact store) or the hashed store's addressing
+      (see the module notes).
 
     ``indices`` None means full-width rows (every row holds all p features:
     data is the rows of an (n, p) array); numba compiles that case as a
@@ -184,7 +204,7 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
     """
     indptr, indices, data, y = rows
     b = params[0]
-    if method == FM and b.shape[1] == 1 and (task == BINARY or task == SQUARED):
+    if method == FM and b.shape[1] == 1 and (task == BINARY or task == SQUARED) and table is None:
         eta0, t0, _, l2_w, l2_v, reg, opt, bound, _, _ = steps
         losses, ks, stats = out
         _fm_fast_path(task, indptr, indices, data, y, params, accums, eta0, t0, l2_w, l2_v, reg, opt, bound,
@@ -194,7 +214,7 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
             ks[row] = 1
         stats[ST_K_SUM] += n
         return
-    train_rows_general(method, task, rows, phi, cand, params, accums, coding, steps, t_start, out)
+    train_rows_general(method, task, rows, phi, cand, params, accums, coding, steps, t_start, out, table)
 
 
 @njit(cache=True, nogil=True)
@@ -216,7 +236,7 @@ def _fm_fast_path(task, indptr, indices, data, y, params, accums, eta0, t0, l2_w
 
 
 @njit(cache=True, nogil=True)
-def train_rows_general(method, task, rows, phi, cand, params, accums, coding, steps, t_start, out):
+def train_rows_general(method, task, rows, phi, cand, params, accums, coding, steps, t_start, out, table):
     """One SGD step per row, in order. Parameters are updated in place.
 
     The FM step (``opt``):
@@ -236,11 +256,13 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
     - SGD: eta_t = eta0 * t0 / (t0 + t).
 
     L2: the penalty (l2_w ||w||^2 + l2_v ||V||^2) / 2 over the whole data is
-    applied lazily to the features a row touches: feature j's weight in each
-    of its rows is ``l2 * reg[j]``, with ``reg[j]`` = 1 / (training rows in
-    which j is stored), so that one epoch applies the penalty once, whatever
-    the feature's frequency (a Gaussian prior of precision l2 on every
-    parameter), at O(nnz) per row.
+    applied lazily to the features a row touches: the weight of the value
+    ``data[t]`` of feature j is ``l2 * reg[t]``, with ``reg[t]`` = 1 /
+    (training rows in which j is stored), so that one epoch applies the
+    penalty once, whatever the feature's frequency (a Gaussian prior of
+    precision l2 on every parameter), at O(nnz) per row. ``reg`` is aligned
+    with ``data`` (not indexed by feature) so that the hashed store, whose
+    ``indices`` are slots, weighs each value as the exact store does.
 
     ``glob``: the global FM (index m) joins the row's neighbours with weight
     1 (see the module notes); the coding and the anchor steps see only the
@@ -273,6 +295,7 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
     sumF = np.zeros(C)
     flocal = np.zeros(C)
     ada_part = np.zeros(r)  # ada_accumulate's scratch
+    slots = slot_buffer(table, indptr, Kmax)
     for row in range(n):
         lo = indptr[row]
         hi = indptr[row + 1]
@@ -286,7 +309,9 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
             ids[k] = m  # the global FM, weight 1 beside the local mixture
             gamma[k] = 1.0
             k += 1
-        D = _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
+        if table is not None:
+            stats[ST_COLLISIONS] += touch_row(k, ids, lo, hi, indices, table, W, V, slots)
+        D = _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work, table, slots)
         losses[row] = loss_grad(task, fbuf, y[row], g)
         tt = t_start + row
         sched = t0 / (t0 + tt)
@@ -301,15 +326,19 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
             for a in range(k):
                 for c in range(C):
                     G[c] = g[c] * gamma[a]
-                norm += gamma[a] * gamma[a] * ada_accumulate(ids[a], lo, hi, indices, data, b, W, V, Sb[a], G,
-                                                             l2_w, l2_v, reg, Ab, AW, AV, ada_part)
+                fi, flo, fhi, fidx, fdata, fb, fAb, freg = fm_args(table, a, ids[a], lo, hi, indices, data, b, Ab,
+                                                                   reg, slots)
+                norm += gamma[a] * gamma[a] * ada_accumulate(fi, flo, fhi, fidx, fdata, fb, W, V, Sb[a], G,
+                                                             l2_w, l2_v, freg, fAb, AW, AV, ada_part)
             eta = eta0
             if eta * norm > bound:
                 eta = bound / norm
             for a in range(k):
                 for c in range(C):
                     G[c] = g[c] * gamma[a]
-                ada_step(ids[a], lo, hi, indices, data, b, W, V, Sb[a], G, eta, l2_w, l2_v, reg, Ab, AW, AV)
+                fi, flo, fhi, fidx, fdata, fb, fAb, freg = fm_args(table, a, ids[a], lo, hi, indices, data, b, Ab,
+                                                                   reg, slots)
+                ada_step(fi, flo, fhi, fidx, fdata, fb, W, V, Sb[a], G, eta, l2_w, l2_v, freg, fAb, AW, AV)
             continue
         eta = eta0 * sched
         if opt == NORMALIZED:
@@ -317,16 +346,19 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
         for a in range(k):
             for c in range(C):
                 G[c] = g[c] * gamma[a]
-            fm_update(ids[a], lo, hi, indices, data, b, W, V, Sb[a], G, eta, l2_w, l2_v, reg)
+            fi, flo, fhi, fidx, fdata, fb, _, freg = fm_args(table, a, ids[a], lo, hi, indices, data, b, b, reg,
+                                                             slots)
+            fm_update(fi, flo, fhi, fidx, fdata, fb, W, V, Sb[a], G, eta, l2_w, l2_v, freg)
 
 
 @njit(cache=True, nogil=True)
-def predict_rows(method, rows, phi, cand, params, coding, glob, out):
+def predict_rows(method, rows, phi, cand, params, coding, glob, out, table):
     """Raw outputs f (n, C) and local neighbours used, into ``out`` = (f, ks); no update.
 
     ``rows`` = (indptr, indices, data), ``params`` = (b, W, V, Z), ``coding`` =
-    (k_soft, beta, rho); ``indices`` None: full-width rows and ``glob`` the
-    global FM, as in ``train_rows``.
+    (k_soft, beta, rho); ``indices`` None: full-width rows, ``glob`` the
+    global FM and ``table`` the store, as in ``train_rows`` (the hashed
+    store's untouched slots read as zero, and stay untouched).
     """
     indptr, indices, data = rows
     b, W, V, Z = params
@@ -337,6 +369,7 @@ def predict_rows(method, rows, phi, cand, params, coding, glob, out):
     r = V.shape[3]
     Kmax = max(cand.shape[1], 1) + 1
     ids, order_buf, dist, gamma, F, Sb, gn, work, fbuf = row_buffers(Kmax, C, r)
+    slots = slot_buffer(table, indptr, Kmax)
     for row in range(n):
         lo = indptr[row]
         hi = indptr[row + 1]
@@ -346,6 +379,8 @@ def predict_rows(method, rows, phi, cand, params, coding, glob, out):
             ids[k] = Z.shape[0]
             gamma[k] = 1.0
             k += 1
-        _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
+        if table is not None:
+            row_slots(k, ids, lo, hi, indices, table[0], W, V, slots)
+        _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work, table, slots)
         for c in range(C):
             f_out[row, c] = fbuf[c]

@@ -20,12 +20,15 @@ from ..coding.anchors import coding_scale, kmeans_anchors
 from ..coding.search import AnchorSearch
 from ..coding.space import coding_dim, coding_vectors
 from ..errors import DivergenceError
-from ..kernels.llfm import (METHOD_CODES, N_STATS, OPTIMIZER_CODES, ST_K_SUM, ST_WANTED_MORE, FM, DO,
-                            predict_rows, train_rows)
+from ..kernels.hashing import feature_slots, fill_initial_factors, seed_key, touch_features
+from ..kernels.llfm import (METHOD_CODES, N_STATS, OPTIMIZER_CODES, ST_COLLISIONS, ST_K_SUM, ST_WANTED_MORE, FM,
+                            DO, predict_rows, train_rows)
 from ..kernels.losses import BINARY, OVR, SOFTMAX, SQUARED
 from .config import Config
+from .memory import StoreSpec
 from .schedule import Schedule
 from .state import ADAGRAD_NAMES, PARAM_NAMES, ModelState
+from .table import HashedTable
 
 DEFAULT_T0 = 10_000
 
@@ -64,6 +67,9 @@ class LLFMModel:
     task : {"binary", "multiclass", "regression"}
     n_classes : int
         C for multiclass; ignored otherwise (one output).
+    store : StoreSpec or None
+        Where W and V live (models/memory.py): the exact layout (default) or
+        the hashed table (``table``).
 
     Attributes
     ----------
@@ -81,7 +87,8 @@ class LLFMModel:
         kernel. Under Hogwild it is called from the training threads.
     """
 
-    def __init__(self, config: Config, n_features: int, task: str, n_classes: int = 2):
+    def __init__(self, config: Config, n_features: int, task: str, n_classes: int = 2,
+                 store: StoreSpec | None = None):
         self.config = config.validate()
         self.p = int(n_features)
         self.task = task
@@ -95,7 +102,11 @@ class LLFMModel:
         self.coding_scale = 1.0
         self.t = 0  # optimiser step = rows trained on
         self.t0 = float(config.t0) if config.t0 > 0 else float(DEFAULT_T0)
-        self.counters = {"rows": 0, "k_sum": 0, "wanted_more": 0, "miss_checks": 0, "misses": 0}
+        self.counters = {"rows": 0, "k_sum": 0, "wanted_more": 0, "miss_checks": 0, "misses": 0,
+                         "collisions": 0}
+        self.store = store or StoreSpec()
+        self.table: HashedTable | None = None  # the hashed store's (models/table.py)
+        self.init_sigma = float(config.init_std)  # the initial factors' scale (kernels/hashing.py)
         self.params: dict[str, np.ndarray] = {}
         self.feature_rows: np.ndarray | None = None
         self.step_scale = 1.0
@@ -103,10 +114,15 @@ class LLFMModel:
         self.schedule = Schedule()
         self.on_block: Callable[[tuple, float], None] | None = None
         self._reg_cache = None
+        self._tile_cache = None
 
     # ---------------------------------------------------------------- set-up
     def init_params(self, mean_sq_norm: float | None = None, bias=0.0) -> None:
-        """b = ``bias``, w = 0, V ~ N(0, sigma^2), seeded; anchors zero until ``init_anchors``.
+        """b = ``bias``, w = 0, V ~ N(0, sigma^2); anchors zero until ``init_anchors``.
+
+        V's initial values are a function of (seed, FM, feature, output,
+        factor) (kernels/hashing.py): the exact store fills them now, the
+        hashed store when a slot is first touched.
 
         ``bias``: the outputs' starting value, a scalar or (C,) (see
         ``models/init.py``: a regression starts at the label mean and a
@@ -119,23 +135,26 @@ class LLFMModel:
         fixed 0.1 it is ~22 for 1,000 standardised features, which saturates
         the loss before the first step; scaled, it stays ~0.2.
         """
-        rng = np.random.default_rng(self.config.seed)
         m, p, C, r = self.n_fms, self.p, self.n_outputs, self.config.rank
         sigma = self.config.init_std
         if mean_sq_norm is not None and mean_sq_norm > 10:
             sigma *= np.sqrt(10.0 / mean_sq_norm)
+        self.init_sigma = float(sigma)
+        adagrad = self.config.optimizer == "adagrad"
         b = np.zeros((m, C))
         b[:] = np.broadcast_to(np.asarray(bias, dtype=np.float64), (C,))
-        self.params = {
-            "b": b,
-            "W": np.zeros((m, p, C)),
-            "V": rng.normal(0.0, sigma, size=(m, p, C, r)),
-            "Z": np.zeros((self.m, self.q)),
-        }
-        if self.config.optimizer == "adagrad":
-            self.params.update(
-                Ab=np.zeros((m, C)), AW=np.zeros((m, p, C)), AV=np.zeros((m, p, C, r))
-            )
+        self.params = {"b": b, "Z": np.zeros((self.m, self.q))}
+        if self.store.hashed:
+            self.table = HashedTable.new(self.store.bits, C, r, adagrad, self.store.dtype)
+            self.params.update(self.table.arrays)
+        else:
+            V = np.empty((m, p, C, r))
+            fill_initial_factors(V, self.init_sigma, seed_key(self.config.seed), 0)
+            self.params.update(W=np.zeros((m, p, C)), V=V)
+            if adagrad:
+                self.params.update(AW=np.zeros((m, p, C)), AV=np.zeros((m, p, C, r)))
+        if adagrad:
+            self.params["Ab"] = np.zeros((m, C))
 
     def set_feature_rows(self, rows) -> None:
         """Training rows in which each feature is stored (after scaling): L2 weighs a feature's
@@ -174,13 +193,44 @@ class LLFMModel:
         A = [P.get(n, d) for n, d in zip(ADAGRAD_NAMES, dummy)]
         return tuple(np.asarray(P[n]) for n in PARAM_NAMES), tuple(np.asarray(a) for a in A)
 
-    def _reg_weights(self) -> np.ndarray:
-        """L2's weight of a touch, 1 / rows per feature (0 before ``set_feature_rows``); computed
-        once per ``feature_rows`` array."""
-        if self._reg_cache is None or self._reg_cache[0] is not self.feature_rows:
-            rows = np.zeros(self.p) if self.feature_rows is None else np.asarray(self.feature_rows)
-            self._reg_cache = (self.feature_rows, np.where(rows > 0, 1.0 / np.maximum(rows, 1), 0.0))
-        return self._reg_cache[1]
+    def _reg_weights(self, features=None) -> np.ndarray:
+        """L2's weight of a touch, 1 / rows per feature (0 before ``set_feature_rows``): of every
+        feature, or of the features ``features`` (a chunk's indices, O(nnz))."""
+        if self.feature_rows is None:
+            return np.zeros(self.p if features is None else len(features))
+        rows = np.asarray(self.feature_rows if features is None else self.feature_rows[features])
+        return np.where(rows > 0, 1.0 / np.maximum(rows, 1), 0.0)
+
+    def _reg_data(self, chunk, full_width: bool) -> np.ndarray:
+        """L2's weights aligned with the chunk's values (the kernels' ``reg``, kernels/llfm.py):
+        full-width chunks repeat the per-feature weights row after row (cached per shape)."""
+        if not full_width:
+            return self._reg_weights(chunk.indices)
+        key = (self.feature_rows, chunk.n_rows)
+        if self._tile_cache is None or self._tile_cache[0][0] is not key[0] or self._tile_cache[0][1] != key[1]:
+            if self._reg_cache is None or self._reg_cache[0] is not self.feature_rows:
+                self._reg_cache = (self.feature_rows, self._reg_weights())
+            self._tile_cache = (key, np.tile(self._reg_cache[1], chunk.n_rows))
+        return self._tile_cache[1]
+
+    def _addressing(self, chunk, full_width: bool, train: bool, stats=None):
+        """(indices, table) for the kernels: the chunk's indices (None: full width) and None for the
+        exact store; for the hashed one the kernels' table arguments, or with ``fm`` (one FM, so
+        feature j alone is hashed) the chunk's indices remapped to slots and no table."""
+        indices = None if full_width else chunk.indices
+        if not self.store.hashed:
+            return indices, None
+        args = self.table.kernel_args(self.init_sigma, self.config.seed)
+        if self.method != FM:
+            return indices, args
+        shift, tags, dirty, sigma, skey = args
+        slots = np.empty(len(chunk.data), np.int64)
+        if train:
+            stats[ST_COLLISIONS] += touch_features(0, indices, max(self.p, 1), shift, tags, dirty, self.params["V"],
+                                                   sigma, skey, slots)
+        else:
+            feature_slots(0, indices, max(self.p, 1), shift, slots)
+        return slots, None
 
     def _coding_consts(self):
         # distances enter the coding divided by the coding scale (see anchors.py)
@@ -212,12 +262,13 @@ class LLFMModel:
         targets = np.ascontiguousarray(targets, dtype=np.float64)
         phi_all = self.coding_vectors(chunk)
         stats = np.zeros(N_STATS, dtype=np.int64)
-        indices = None if self._full_width(chunk) else chunk.indices
-        reg = self._reg_weights()
+        full = self._full_width(chunk)
+        indices, table = self._addressing(chunk, full, True, stats)
+        reg = self._reg_data(chunk, full)
         scale = self.step_scale
         consts = (params, accums, self._coding_consts() + (self.coding_scale, c.anchor_clip),
                   (c.step * scale, self.t0, c.eta_anchor * scale, c.l2_w, c.l2_v, reg, OPTIMIZER_CODES[c.optimizer],
-                   float(scale) * adagrad_bound(task), self.glob, c.jo_exact))
+                   float(scale) * adagrad_bound(task), self.glob, c.jo_exact), table)
         lo = 0
         while lo < n:
             hi = lo + self.search.block_rows(n - lo)
@@ -239,6 +290,7 @@ class LLFMModel:
         self.counters["rows"] += n
         self.counters["k_sum"] += int(stats[ST_K_SUM])
         self.counters["wanted_more"] += int(stats[ST_WANTED_MORE])
+        self.counters["collisions"] = self.counters.get("collisions", 0) + int(stats[ST_COLLISIONS])
         if not np.all(np.isfinite(losses)):
             raise DivergenceError(
                 "training diverged (non-finite loss). Lower the step size (--eta0) or use the "
@@ -253,7 +305,10 @@ class LLFMModel:
         ip = chunk.indptr[a:e + 1]
         u, v = ip[0], ip[-1]
         rows = (ip - u, None if indices is None else indices[u:v], chunk.data[u:v], targets[a:e])
-        args = (self.method, task, rows, phi[a:e], cand, *consts, t_block + s, (losses[a:e], ks[a:e], stats))
+        params, accums, coding, steps, table = consts
+        steps = steps[:5] + (steps[5][u:v],) + steps[6:]  # the L2 weights of these rows' values
+        args = (self.method, task, rows, phi[a:e], cand, params, accums, coding, steps, t_block + s,
+                (losses[a:e], ks[a:e], stats), table)
         if self.on_block is None:
             train_rows(*args)
         else:
@@ -276,12 +331,12 @@ class LLFMModel:
             # a fresh index over the anchors as they are now; the training
             # index keeps its own rebuild schedule
             parts = self.schedule.parts(self.search.index_of(Z), phi)
-        indices = None if self._full_width(chunk) else chunk.indices
+        indices, table = self._addressing(chunk, self._full_width(chunk), False)
         for s, t, cand in parts:
             ip = chunk.indptr[s:t + 1]
             a, e = ip[0], ip[-1]
             rows = (ip - a, None if indices is None else indices[a:e], chunk.data[a:e])
-            predict_rows(self.method, rows, phi[s:t], cand, params, coding, self.glob, (out[s:t], ks[s:t]))
+            predict_rows(self.method, rows, phi[s:t], cand, params, coding, self.glob, (out[s:t], ks[s:t]), table)
         return (out, ks) if return_k else out
 
     def proba_from_scores(self, f: np.ndarray) -> np.ndarray:
@@ -309,7 +364,7 @@ class LLFMModel:
     @classmethod
     def from_model_state(cls, state: ModelState) -> "LLFMModel":
         """A new model holding ``state``'s arrays as they are."""
-        model = cls(state.config, state.n_features, state.task, max(state.n_outputs, 2))
+        model = cls(state.config, state.n_features, state.task, max(state.n_outputs, 2), store=state.store)
         state.restore(model, copy=False)
         return model
 

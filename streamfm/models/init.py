@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import InputError
 from .config import Config
 from .core import LLFMModel
+from .memory import StoreSpec, choose_store
 
 
 def initial_bias(task: str, multiclass: str = "softmax", *, label_mean: float | None = None,
@@ -40,7 +41,8 @@ def stored_feature_rows(standardizer, stats, dense: bool) -> np.ndarray:
 
 def initialise_model(config: Config, n_features: int, task: str, n_classes: int = 2, *, sample,
                      label_mean: float | None = None, class_counts=None, feature_rows=None,
-                     epoch_rows: int | None = None) -> LLFMModel:
+                     epoch_rows: int | None = None, bits: int | None = None,
+                     memory_budget: int | None = None) -> LLFMModel:
     """A model ready to train.
 
     Parameters
@@ -65,8 +67,15 @@ def initialise_model(config: Config, n_features: int, task: str, n_classes: int 
     epoch_rows : int or None
         Training rows in an epoch: with ``config.t0 = 0`` the step decays per
         epoch. None: ``t0`` stays at its default.
+    bits, memory_budget : int or None
+        The parameter store (``models.memory.choose_store``): ``bits`` forces
+        the hashed store with 2^bits slots; otherwise the exact store if it
+        fits ``memory_budget`` bytes (None: a share of the available
+        memory), else the largest hashed table that does. Raises InputError
+        when nothing fits, before anything is allocated.
     """
-    model = LLFMModel(config, n_features, task, n_classes)
+    model = LLFMModel(config, n_features, task, n_classes,
+                      store=model_store(config, n_features, task, n_classes, bits=bits, memory_budget=memory_budget))
     if config.method != "fm" and sample.n_rows < config.anchors:
         raise InputError(f"{config.anchors} anchors need at least {config.anchors} rows; "
                          f"the data has {sample.n_rows}. Use fewer --anchors.")
@@ -81,7 +90,16 @@ def initialise_model(config: Config, n_features: int, task: str, n_classes: int 
     return model
 
 
-def model_from_scan(config: Config, scan, standardizer, dense: bool) -> LLFMModel:
+def model_store(config: Config, n_features: int, task: str, n_classes: int = 2, *, bits: int | None = None,
+                memory_budget: int | None = None) -> StoreSpec:
+    """The parameter store of a new model of this shape (``models.memory.choose_store``)."""
+    probe = LLFMModel(config, n_features, task, n_classes)  # its sizes; no parameter is allocated
+    return choose_store(probe.n_fms, probe.p, probe.n_outputs, config.rank, config.optimizer == "adagrad",
+                        m=0 if probe.method == 0 else probe.m, q=probe.q, bits=bits, budget=memory_budget)
+
+
+def model_from_scan(config: Config, scan, standardizer, dense: bool, *, bits: int | None = None,
+                    memory_budget: int | None = None) -> LLFMModel:
     """``initialise_model`` from the scan pass (``preprocess.scan.ScanResult``) and the scaling
     chosen from it: the scan's reservoir sample (scaled), its labels and rows per feature;
     ``dense``: the data are a wide table (every row holds every feature)."""
@@ -94,4 +112,5 @@ def model_from_scan(config: Config, scan, standardizer, dense: bool) -> LLFMMode
     # the epoch is the training rows: held-out ones are never trained on
     return initialise_model(config, scan.n_features, scan.task, n_classes, sample=standardizer.transform(scan.sample),
                             label_mean=scan.label_mean, class_counts=class_counts,
-                            feature_rows=stored_feature_rows(standardizer, scan, dense), epoch_rows=scan.n_rows)
+                            feature_rows=stored_feature_rows(standardizer, scan, dense), epoch_rows=scan.n_rows,
+                            bits=bits, memory_budget=memory_budget)

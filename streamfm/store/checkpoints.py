@@ -44,6 +44,7 @@ import numpy as np
 
 from streamfm.errors import InputError
 from streamfm.io.atomic import fsync_dir
+from streamfm.store import blocks
 from streamfm.store.arrays import NPY_MAGIC, write_npy
 from streamfm.store.manifest import CKPT_RE, MANIFEST, damaged, serial
 
@@ -86,12 +87,14 @@ def next_number(path: pathlib.Path, current: dict | None) -> int:
     return max(numbers, default=0) + 1
 
 
-def write_checkpoint(path: pathlib.Path, name: str, number: int, arrays: dict[str, np.ndarray]) -> None:
-    """``path/name/<array>.npy``, every file and both directories fsynced, or nothing."""
+def write_checkpoint(path: pathlib.Path, name: str, number: int, arrays: dict[str, np.ndarray],
+                     files: dict[str, np.ndarray] | None = None) -> None:
+    """``path/name/<array>.npy`` (and ``<stem>.npy`` of ``files``: a delta's, store/blocks.py), every
+    file and both directories fsynced, or nothing."""
     tmp = path / f"{TMP_CKPT_PREFIX}{os.getpid()}-{number:06d}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
-        for key, arr in arrays.items():
+        for key, arr in {**arrays, **(files or {})}.items():
             write_npy(tmp / f"{key}.npy", arr)
         fsync_dir(tmp)
         os.rename(tmp, path / name)
@@ -107,18 +110,22 @@ def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None) -> di
 
     Raises FileNotFoundError for a file that is not there (a concurrent
     trainer may have deleted the checkpoint: the caller decides), and the
-    directory's "damaged" InputError for anything else.
+    directory's "damaged" InputError for anything else. Arrays a chain
+    tracks (store/blocks.py) come from its base with its deltas written over
+    them: copy-on-write maps for ``"r"``, so the files stay as written.
     """
-    folder = path / manifest["checkpoint"]
+    chain = manifest.get("chain")
     arrays = {}
     for name, meta in manifest["arrays"].items():
-        file = folder / f"{name}.npy"
-        shown = f"{manifest['checkpoint']}/{file.name}"
+        folder = blocks.folder_of(manifest, name)
+        file = path / folder / f"{name}.npy"
+        shown = f"{folder}/{file.name}"
+        mode = "c" if mmap_mode == "r" and chain and chain["deltas"] and name in chain["names"] else mmap_mode
         with open(file, "rb") as f:  # FileNotFoundError: the caller's
             if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
                 raise damaged(path, f"{shown} is not a .npy file")
         try:
-            arr = np.load(file, mmap_mode=mmap_mode, allow_pickle=False)
+            arr = np.load(file, mmap_mode=mode, allow_pickle=False)
         except FileNotFoundError:
             raise  # deleted meanwhile: the caller's
         except (OSError, ValueError, EOFError) as exc:
@@ -131,6 +138,8 @@ def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None) -> di
                 f"says {expected_dtype} {expected_shape}",
             )
         arrays[name] = arr
+    if chain and chain["deltas"]:
+        blocks.apply_deltas(path, chain, arrays, damaged)
     return arrays
 
 

@@ -6,7 +6,8 @@ The manifest is the caller's JSON object plus the fields the store owns:
 (ISO 8601, UTC), ``checkpoint_serial`` (the highest checkpoint number the
 directory has written, so numbers are never reused) and, when the caller
 keeps other checkpoints, ``kept`` (``{role: {"checkpoint": name, "arrays":
-{...}}}``).
+{...}}}``) and, when the caller tracks arrays by blocks, ``chain`` (the
+checkpoints that hold them: store/blocks.py; kept entries carry their own).
 """
 from __future__ import annotations
 
@@ -75,6 +76,19 @@ def refuse_newer_format(path: pathlib.Path) -> None:
         raise newer(path, version)
 
 
+def valid_chain(chain: Any) -> bool:
+    """Whether ``chain`` is absent or a well-formed chain entry (store/blocks.py)."""
+    if chain is None:
+        return True
+    return (isinstance(chain, dict) and isinstance(chain.get("names"), list)
+            and isinstance(chain.get("static", []), list)
+            and all(isinstance(n, str) and ARRAY_NAME_RE.match(n) for n in chain["names"] + chain.get("static", []))
+            and all(isinstance(chain.get(k), int) and chain[k] > 0 for k in ("rows", "block"))
+            and isinstance(chain.get("base"), str) and bool(CKPT_RE.match(chain["base"]))
+            and isinstance(chain.get("deltas"), list)
+            and all(isinstance(d, str) and CKPT_RE.match(d) for d in chain["deltas"]))
+
+
 def check_manifest(path: pathlib.Path, manifest: Any) -> None:
     if not isinstance(manifest, dict):
         raise damaged(path, f"{MANIFEST} is not a JSON object")
@@ -96,13 +110,20 @@ def check_manifest(path: pathlib.Path, manifest: Any) -> None:
     if not isinstance(kept, dict) or not all(
             isinstance(e, dict) and isinstance(e.get("checkpoint"), str) and CKPT_RE.match(e["checkpoint"])
             and isinstance(e.get("arrays"), dict) and all(valid_array_meta(m) for m in e["arrays"].values())
-            for e in kept.values()):
+            and valid_chain(e.get("chain")) for e in kept.values()):
         raise damaged(path, f"{MANIFEST} has an invalid 'kept' table")
+    if not valid_chain(manifest.get("chain")):
+        raise damaged(path, f"{MANIFEST} has an invalid 'chain' entry")
 
 
 def named(manifest: dict) -> set[str]:
-    """The checkpoints a manifest names: its own and those it keeps."""
-    return {manifest["checkpoint"]} | {e["checkpoint"] for e in (manifest.get("kept") or {}).values()}
+    """The checkpoints a manifest names: its own and those it keeps, and their chains' (store/blocks.py)."""
+    entries = [manifest, *(manifest.get("kept") or {}).values()]
+    out = set()
+    for e in entries:
+        chain = e.get("chain")
+        out |= {e["checkpoint"]} | (set() if not chain else {chain["base"], *chain["deltas"]})
+    return out
 
 
 def serial(manifest: dict) -> int:
@@ -115,11 +136,13 @@ def serial(manifest: dict) -> int:
     return max(numbers)
 
 
-def make_record(manifest: Mapping[str, Any], name: str, metas: dict, serial: int, kept: dict) -> dict:
+def make_record(manifest: Mapping[str, Any], name: str, metas: dict, serial: int, kept: dict,
+                chain: dict | None = None) -> dict:
     """The manifest to commit: the caller's fields and the store's (a caller's values of the
     store's fields are replaced, so a manifest returned by ``load()`` can be saved again as it is)."""
     record = dict(manifest)
     record.pop("kept", None)
+    record.pop("chain", None)
     record.update(
         format_version=FORMAT_VERSION,
         checkpoint=name,
@@ -129,24 +152,28 @@ def make_record(manifest: Mapping[str, Any], name: str, metas: dict, serial: int
     )
     if kept:
         record["kept"] = kept
+    if chain:
+        record["chain"] = chain
     return record
 
 
 def resolve_keep(path: pathlib.Path, keep: Mapping[str, str | None], current: dict | None, name: str,
-                 metas: dict) -> dict:
-    """``{role: {"checkpoint", "arrays"}}`` for ``save(keep=...)``; fails before any write."""
+                 metas: dict, chain: dict | None = None) -> dict:
+    """``{role: {"checkpoint", "arrays"[, "chain"]}}`` for ``save(keep=...)``; fails before any write."""
     known = {}
     if current is not None:
-        known = {entry["checkpoint"]: entry["arrays"] for entry in (current.get("kept") or {}).values()}
-        known[current["checkpoint"]] = current["arrays"]
+        known = {entry["checkpoint"]: entry for entry in (current.get("kept") or {}).values()}
+        known[current["checkpoint"]] = current
     kept = {}
     for role, ckpt in keep.items():
         if not isinstance(role, str) or not role:
             raise ValueError(f"a kept checkpoint's role must be a non-empty string, not {role!r}")
         if ckpt is None:
-            kept[role] = {"checkpoint": name, "arrays": metas}
+            kept[role] = {"checkpoint": name, "arrays": metas, **({"chain": chain} if chain else {})}
         elif ckpt in known and (path / ckpt).is_dir():
-            kept[role] = {"checkpoint": ckpt, "arrays": known[ckpt]}
+            entry = known[ckpt]
+            kept[role] = {"checkpoint": ckpt, "arrays": entry["arrays"],
+                          **({"chain": entry["chain"]} if entry.get("chain") else {})}
         else:
             raise ValueError(f"cannot keep {ckpt!r} as {role!r}: not a checkpoint {path} holds "
                              "committed or kept")

@@ -43,8 +43,9 @@ import numpy as np
 
 from streamfm.errors import InputError
 from streamfm.io.atomic import atomic_write_bytes, dumps_json, fsync_dir, fsync_path, temporary_path
-from streamfm.store import checkpoints, manifest as manifests
+from streamfm.store import blocks as block_files, checkpoints, manifest as manifests
 from streamfm.store.arrays import ARRAY_NAME_RE, array_meta, prepare_array
+from streamfm.store.blocks import Blocks
 from streamfm.store.lock import LOCK, exclusive_lock
 from streamfm.store.manifest import CKPT_RE, FORMAT_VERSION, MANIFEST
 from streamfm.store.metrics_log import METRICS, append_record, read_records
@@ -154,7 +155,7 @@ class ModelDir:
     # ------------------------------------------------------------------ save
 
     def save(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
-             keep: Mapping[str, str | None] | None = None) -> str:
+             keep: Mapping[str, str | None] | None = None, blocks: Blocks | None = None) -> str:
         """Write a new checkpoint and commit it atomically.
 
         At every instant, a crash leaves either the previous committed
@@ -180,6 +181,8 @@ class ModelDir:
             the committed manifest keeps; None is the checkpoint this call
             writes.  Kept checkpoints are not deleted while a committed
             manifest names them; a checkpoint no longer named is.
+        blocks : store.blocks.Blocks, optional
+            Arrays of which only the changed blocks may be written (:mod:`streamfm.store.blocks`).
 
         Returns
         -------
@@ -209,11 +212,13 @@ class ModelDir:
             number = checkpoints.next_number(self.path, current)
             name = manifests.checkpoint_name(number)
             metas = {key: array_meta(arr) for key, arr in prepared.items()}
-            kept = manifests.resolve_keep(self.path, keep or {}, current, name, metas)
-            record = manifests.make_record(manifest, name, metas, number, kept)
+            extends = block_files.plan(blocks, current)
+            chain = block_files.new_chain(blocks, extends, name)
+            kept = manifests.resolve_keep(self.path, keep or {}, current, name, metas, chain)
+            record = manifests.make_record(manifest, name, metas, number, kept, chain)
             # Serialise first: a manifest JSON cannot hold fails before any write.
             text = dumps_json(record) + "\n"
-            checkpoints.write_checkpoint(self.path, name, number, prepared)
+            checkpoints.write_checkpoint(self.path, name, number, *block_files.split(blocks, extends, prepared))
             atomic_write_bytes(self.path / MANIFEST, text.encode("utf-8"))
             # Committed.  Only now may the previous checkpoint go.
             self._remove_leftovers(manifests.named(record))
@@ -256,7 +261,8 @@ class ModelDir:
             name = entry["checkpoint"]
             if not (self.path / name).is_dir():
                 raise manifests.damaged(self.path, f"checkpoint directory {name} kept as {role!r} is missing")
-            record = manifests.make_record(manifest, name, entry["arrays"], manifests.serial(current), {})
+            record = manifests.make_record(manifest, name, entry["arrays"], manifests.serial(current), {},
+                                           entry.get("chain"))
             text = dumps_json(record) + "\n"
             atomic_write_bytes(self.path / MANIFEST, text.encode("utf-8"))
             self._remove_leftovers(manifests.named(record))
@@ -302,7 +308,8 @@ class ModelDir:
                 entry = (manifest.get("kept") or {}).get(kept)
                 if entry is None:
                     raise InputError(f"model directory {self.path} keeps no checkpoint as {kept!r}")
-                manifest = dict(manifest, checkpoint=entry["checkpoint"], arrays=entry["arrays"])
+                manifest = dict(manifest, checkpoint=entry["checkpoint"], arrays=entry["arrays"],
+                                chain=entry.get("chain"))
             try:
                 return manifest, checkpoints.open_arrays(self.path, manifest, mmap_mode)
             except FileNotFoundError as exc:

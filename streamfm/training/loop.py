@@ -31,6 +31,10 @@ from ..inference.metrics import evaluate_source
 from ..io.sources import open_source
 from ..models.trained import TrainedModel
 from ..runtime.signals import GracefulStop
+from ..store.blocks import Blocks
+
+#: arrays fixed for a run (the scaling, L2's rows per feature: O(features)), written by a chain's base alone
+STATIC = ("feature_rows", "std_shift", "std_scale", "std_centred")
 from ..store.modeldir import ModelDir
 from .callbacks import CallbackEnv
 from .early_stopping import EarlyStopping
@@ -93,7 +97,14 @@ class Trainer:
         keep = None
         if self.run.status != "complete":
             keep = {"best": None} if best else ({"best": self._best_ckpt} if self._best_ckpt else None)
-        name = self.store.save(self._manifest(meta), arrays, keep=keep)
+        table = self.trained.model.table
+        blocks = None
+        if table is not None:  # the hashed store: only the slots changed since its checkpoint
+            since = table.origin[1] if table.origin and table.origin[0] == str(self.store.path) else None
+            blocks = Blocks(tuple(table.arrays), table.slots, table.block, table.changed_slots(), since,
+                            tuple(n for n in STATIC if n in arrays))
+        name = self.store.save(self._manifest(meta), arrays, keep=keep, blocks=blocks)
+        stored_at(self.trained, self.store, name)
         if best:
             self._best_ckpt = name
         self._notify("checkpoint", epoch=epoch, checkpoint=name)
@@ -110,6 +121,7 @@ class Trainer:
         manifest, arrays = self.store.load(mmap_mode="c")
         self.trained = TrainedModel.from_state(manifest["model"], arrays,
                                                ignore_extra=self.opts.ignore_extra_features)
+        stored_at(self.trained, self.store, manifest["checkpoint"])
         self._notify("checkpoint", epoch=epoch, checkpoint=manifest["checkpoint"])
 
     # ---------------------------------------------------------- callbacks
@@ -238,3 +250,11 @@ class Trainer:
                                               skip_unknown_labels=self.opts.ignore_unknown_labels)
         record.update(engine)
         return record
+
+
+def stored_at(trained: TrainedModel, store: ModelDir, checkpoint: str) -> None:
+    """The model holds the values of ``checkpoint`` in ``store`` (just saved or loaded): the hashed
+    store's next checkpoint may write only the blocks changed from now on."""
+    table = trained.model.table
+    if table is not None:
+        table.committed((str(store.path), checkpoint))

@@ -50,6 +50,10 @@ class TrainOptions:
     early_stop: int = 3
     # without --valid, on more than AUTO_MIN_ROWS rows: the share of training rows held out to validate
     validation_fraction: float = 0.1
+    # the parameter store (models/memory.py): bits forces the hashed store with 2^bits slots; the budget
+    # (bytes; None: a share of the available memory) picks the exact store or the largest table that fits
+    bits: int | None = None
+    memory_budget: int | None = None
 
     def validate(self) -> "TrainOptions":
         for name in ("epochs", "batch_rows", "sample_size", "threads"):

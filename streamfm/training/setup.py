@@ -16,10 +16,11 @@ from ..errors import InputError
 from ..io.options import ReadOptions
 from ..models.config import Config
 from ..models.init import model_from_scan
+from ..models.memory import StoreSpec
 from ..models.trained import TrainedModel, scale_mode
 from ..preprocess.standardize import Standardizer
 from ..store.modeldir import ModelDir
-from .loop import Trainer
+from .loop import Trainer, stored_at
 from .options import RunState, TrainOptions
 from .runner import RoundRunner
 from .validation import Validation
@@ -39,7 +40,8 @@ def new_run(store: ModelDir, source, valid_source, options: TrainOptions, data_o
                              progress=not options.quiet)
         std = Standardizer.from_scan(sc, options.scale or "auto", dense_source=source.dense,
                                      ignore_extra=options.ignore_extra_features)
-        model = model_from_scan(config, sc, std, source.dense)
+        model = model_from_scan(config, sc, std, source.dense, bits=options.bits,
+                                memory_budget=options.memory_budget)
         classes = None if sc.task == "regression" else sc.classes
         trained = TrainedModel(model, std, classes)
         run = RunState(data=data_record(source, data_options),
@@ -73,7 +75,12 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
         raise InputError(f"{store.path} already holds a model; its hyper-parameters cannot change. "
                          "Leave out the model options, or train into a new --model directory.")
     check_scale(manifest["model"], options.scale, store.path)
+    stored = StoreSpec.from_dict(manifest["model"].get("store"))
+    if options.bits is not None and (not stored.hashed or stored.bits != options.bits):
+        raise InputError(f"{store.path} holds a model in the {stored.describe()}; its store cannot change. "
+                         "Leave out --bits, or train into a new --model directory.")
     trained = TrainedModel.from_state(manifest["model"], arrays, ignore_extra=options.ignore_extra_features)
+    stored_at(trained, store, manifest["checkpoint"])
     classes = None if (trained.task == "regression" or options.ignore_unknown_labels) else trained.classes
     validation = Validation(store, options, valid_source, trained.model.config.seed, rounds.name, rounds.holds_out)
     try:

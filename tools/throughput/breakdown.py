@@ -49,9 +49,9 @@ def staged_rows(stage, method, task, indptr, indices, data, y, phi, cand, b, W, 
         if glob and method != 0:  # the global FM, as train_rows adds it (its anchor steps see the
             ids[k] = Z.shape[0]   # local mixture: the same work, so it is timed on fbuf)
             gamma[k] = 1.0
-            _forward(k + 1, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
+            _forward(k + 1, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work, None, None)
         else:
-            _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work)
+            _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work, None, None)
         acc += loss_grad(task, fbuf, y[row], g)
         if stage < 3 or not (method == APL or method == JO):
             continue
@@ -79,7 +79,7 @@ def split_kernel(args, reps=25):
 
     ``args`` are train_rows' arguments as the trainer passed them (copied, ``first_block``).
     """
-    method, task, rows, phi, cand, params, accums, coding, steps, t_start, out = args
+    method, task, rows, phi, cand, params, accums, coding, steps, t_start, out, table = args
     indptr, indices, data, y = rows
     b, W, V, Z = params
     k_soft, beta, rho, zscale, zclip = coding
@@ -96,7 +96,7 @@ def split_kernel(args, reps=25):
                             k_soft, beta, rho, zscale, zclip, eta0, t0, eta_z0, glob, t_start)
             else:
                 train_rows(method, task, rows, phi, cand, (bb, WW, VV, ZZ), AA, coding, steps, t_start,
-                           tuple(o.copy() for o in out))
+                           tuple(o.copy() for o in out), table)
             best = min(best, time.perf_counter() - t)
         times[stage] = best
     parts = {"coding": times[1], "forward": max(times[2] - times[1], 0.0),

@@ -216,10 +216,10 @@ def _sparse_llfm(R):
     r = R["sparse_llfm"]
     return ["## llfm-jo on the sparse data, and what it costs\n",
             "Every anchor owns a full FM over all p features: for p = 2^20, m = 50, C = 1, r = 10 the "
-            "parameters are 50 x 2^20 x (1 + 10) float64 = 4.6 GB, allocated and initialised (V ~ normal) "
-            "before the first row, and written whole by every checkpoint (one at the start, one at the "
-            "end of every epoch). streamfm does this as specified, with no hidden shortcut; measured, one "
-            "epoch over the sparse training rows" + (f" ({r['note']})" if r.get("note") else "") + ":\n",
+            "parameters are 50 x 2^20 x (1 + 10) float64 = 4.6 GB in the exact store, allocated and "
+            "initialised before the first row, and written whole by every checkpoint (one at the start, one "
+            "at the end of every epoch); measured with a budget it fits in, one epoch over the sparse "
+            "training rows" + (f" ({r['note']})" if r.get("note") else "") + ":\n",
             "| rows/s (whole train) | epoch rows/s | peak RSS MB | model directory MB | test log loss | test accuracy "
             "| mean k |",
             "|---:|---:|---:|---:|---:|---:|---:|",

@@ -113,7 +113,8 @@ def sparse_llfm(sparse, log):
     log("sparse llfm-jo m=50 (once): parameters (m, 2^20, 1, 10) float64")
     ck = os.path.join(WORK, "m-sparse-jo")
     spec = sf_spec(sparse["train"] + ".parquet", sparse["test"] + ".parquet", ck,
-                   ["--method", "llfm-jo", "--anchors", "50", "--rank", "10", "--epochs", "1"], cleanup=False)
+                   ["--method", "llfm-jo", "--anchors", "50", "--rank", "10", "--epochs", "1",
+                    "--memory-budget", "64G"], cleanup=False)  # the exact store, measured as such
     res = measure.measure(spec)
     res["rows_per_s"] = res["rows"] / res["seconds"]
     res["epoch_rows_per_s"] = res["rows"] / res["epoch_seconds"]

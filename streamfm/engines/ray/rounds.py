@@ -32,16 +32,19 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 
 from ...errors import InputError, StreamFMError
 from ...io.options import ReadOptions
 from ...io.sources import open_source
+from ...models.config import Config
 from ...models.core import LLFMModel
 from ...training.options import buffer_rows, reader_rows
 from ...training.rounds import RoundResult, merge_states
 from ...training.runner import RoundRunner
 from .cluster import preflight
 from .data import stream_rows
+from . import sparse
 from .options import RayOptions
 from .start import RayStart
 
@@ -120,6 +123,8 @@ class RayRounds(RoundRunner):
         if len(self.positions) != n:
             self.positions = [0] * n
         self.round_seconds, self.worker_seconds, self.worker_wait = 0.0, [0.0] * n, [0.0] * n
+        # the arrays' bytes the epoch's rounds moved: workers' states up, the merge down to each worker
+        self.bytes_up = self.bytes_down = self.rounds_done = 0
         self._call(self._begin_epoch)
 
     def train_round(self, until, on_rows) -> RoundResult:
@@ -139,7 +144,9 @@ class RayRounds(RoundRunner):
                   "worker_peak_rss_mib": [round(m, 1) for m in self.peak_mib],
                   "round_seconds": round(self.round_seconds, 3),
                   "worker_round_seconds": [round(s, 3) for s in self.worker_seconds],
-                  "worker_input_wait_seconds": [round(s, 3) for s in self.worker_wait]}
+                  "worker_input_wait_seconds": [round(s, 3) for s in self.worker_wait],
+                  "merge_mb_up_per_round": round(self.bytes_up / max(self.rounds_done, 1) / 2**20, 3),
+                  "merge_mb_down_per_round": round(self.bytes_down / max(self.rounds_done, 1) / 2**20, 3)}
         if self.worker_bad_rows:
             fields["bad_rows_skipped"] = self.worker_bad_rows
         return fields
@@ -194,11 +201,23 @@ class RayRounds(RoundRunner):
         self.worker_seconds = [a + r.seconds for a, r in zip(self.worker_seconds, results)]
         self.worker_wait = [a + r.wait_seconds for a, r in zip(self.worker_wait, results)]
         rows = [r.rows for r in results]
-        self.state = merge_states([o[0] for o in outs], rows, base=self.state)
+        model = self.loop.trained.model
+        self.bytes_up += sum(sparse.payload_bytes(o[0]) for o in outs)
+        if model.table is not None:  # the hashed store: the slots the round changed (engines/ray/sparse.py)
+            merged, send = sparse.merge([o[0] for o in outs], rows, self.state, model)
+            merged = replace(merged, config=Config.from_dict(self.config))
+            self.state = merged.manifest()
+            self.loop.trained.model = LLFMModel.from_model_state(merged)
+        else:
+            self.state = send = merge_states([o[0] for o in outs], rows, base=self.state)
         self.state[0]["config"] = self.config
+        send[0]["config"] = self.config
         # one worker keeps its own state (the merge is the identity); more get the merge
-        self.broadcast = self.ray.put(self.state) if n > 1 else None
-        self.loop.trained.model = LLFMModel.from_state(*self.state)
+        self.broadcast = self.ray.put(send) if n > 1 else None
+        self.bytes_down += sparse.payload_bytes(send) * n if n > 1 else 0
+        self.rounds_done += 1
+        if model.table is None:
+            self.loop.trained.model = LLFMModel.from_state(*self.state)
         self.worker_bad_rows = sum(o[1]["bad_rows"] for o in outs)
         self.peak_mib = [max(a, o[2]) for a, o in zip(self.peak_mib, outs)]
         self.positions = [p + r for p, r in zip(self.positions, rows)]

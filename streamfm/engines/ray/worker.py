@@ -23,6 +23,7 @@ from ...models.trained import TrainedModel
 from ...preprocess.shuffle import read_ahead_chunks, shuffled_chunks
 from ...runtime.prefetch import Prefetch
 from ...training.rounds import RowStream, train_for_rows
+from . import sparse
 
 #: name prefix of the worker actors (tests and operators find them by it)
 ACTOR_PREFIX = "streamfm-worker"
@@ -150,12 +151,15 @@ class Worker:
 
         Returns (model state, RoundResult as a dict, peak RSS in MiB).
         """
-        if state is not None:
-            self.trained.model.load_state(*state)
+        model = self.trained.model
+        if state is not None and model.table is not None:
+            sparse.unpack(model, state)
+        elif state is not None:
+            model.load_state(*state)
         result = train_for_rows(self.trained, self.stream, max_rows,
                                 ignore_unknown_labels=self.settings["ignore_unknown_labels"], standardized=True)
         out = asdict(result)
         out["bad_rows"] = self.bad_rows
         out["dropped"] = self.trained.standardizer.dropped
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-        return self.trained.model.state(), out, peak_mib
+        return (model.state() if model.table is None else sparse.pack(model)), out, peak_mib
