@@ -19,7 +19,34 @@ class InputError(StreamFMError, ValueError):
     exit_code = 2
 
 
+class RowError(InputError):
+    """Bad input found in one row of a batch, after it was read (a label the model does not know,
+    a feature index beyond the model's).
+
+    ``row`` is the row's place in the batch and ``reason`` the message without
+    a place; whoever knows where the batch came from says where the row is
+    (:meth:`at`), else the message names the row of the batch.
+    """
+
+    def __init__(self, row: int, reason: str):
+        self.row = int(row)
+        self.reason = reason
+        super().__init__(f"row {self.row} of this batch: {reason}")
+
+    def at(self, where: str) -> InputError:
+        """The same error, placed: ``where`` is e.g. ``data.svm:17`` or ``data.csv: row 16``."""
+        return InputError(f"{where}: {self.reason}")
+
+
 class DivergenceError(StreamFMError):
-    """Training produced a non-finite loss; the last good checkpoint is kept."""
+    """Training diverged (a non-finite or exploding loss, non-finite parameters); the last good
+    checkpoint is kept."""
 
     exit_code = 3
+
+
+class DiskFullError(StreamFMError, OSError):
+    """No space left on the device while writing a file; what was committed before is intact.
+    (An ``OSError`` too, as the ENOSPC it reports.)"""
+
+    exit_code = 1

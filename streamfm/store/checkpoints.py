@@ -34,6 +34,7 @@ effort and retried at the next save.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import re
@@ -42,9 +43,9 @@ import shutil
 
 import numpy as np
 
-from streamfm.errors import InputError
+from streamfm.errors import DiskFullError, InputError
 from streamfm.io.atomic import fsync_dir
-from streamfm.store.arrays import NPY_MAGIC, write_npy
+from streamfm.store.arrays import CHEAP_VERIFY_BYTES, NPY_MAGIC, verify, write_npy
 from streamfm.store.manifest import CKPT_RE, MANIFEST, damaged, serial
 
 # Leftovers a crashed save can leave: "<prefix><pid>-...".  The pid says
@@ -86,13 +87,29 @@ def next_number(path: pathlib.Path, current: dict | None) -> int:
     return max(numbers, default=0) + 1
 
 
-def write_checkpoint(path: pathlib.Path, name: str, number: int, arrays: dict[str, np.ndarray]) -> None:
-    """``path/name/<array>.npy``, every file and both directories fsynced, or nothing."""
+def write_checkpoint(path: pathlib.Path, name: str, number: int, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """``path/name/<array>.npy``, every file and both directories fsynced, or nothing; returns
+    each array's CRC-32.
+
+    A full disk raises :class:`~streamfm.errors.DiskFullError` naming the
+    file and the space the checkpoint needs (the previous checkpoint stays
+    committed).
+    """
     tmp = path / f"{TMP_CKPT_PREFIX}{os.getpid()}-{number:06d}-{secrets.token_hex(4)}"
     tmp.mkdir()
+    crcs = {}
     try:
         for key, arr in arrays.items():
-            write_npy(tmp / f"{key}.npy", arr)
+            file = tmp / f"{key}.npy"
+            try:
+                crcs[key] = write_npy(file, arr)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    need = sum(a.nbytes for a in arrays.values())
+                    raise DiskFullError(f"no space left on device while writing {path / name / file.name}: "
+                                        f"the checkpoint needs {need / 1e6:,.1f} MB; the previous checkpoint "
+                                        "is kept") from None
+                raise
         fsync_dir(tmp)
         os.rename(tmp, path / name)
     except BaseException:
@@ -100,10 +117,13 @@ def write_checkpoint(path: pathlib.Path, name: str, number: int, arrays: dict[st
         raise
     # The new name must be on disk before a manifest can point at it.
     fsync_dir(path)
+    return crcs
 
 
-def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None) -> dict[str, np.ndarray]:
-    """The arrays of the checkpoint ``manifest`` names, checked against its table.
+def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None,
+                verify_up_to: float = CHEAP_VERIFY_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of the checkpoint ``manifest`` names, checked against its table: shape, dtype,
+    and the checksum of every array of at most ``verify_up_to`` bytes (0: none; inf: all).
 
     Raises FileNotFoundError for a file that is not there (a concurrent
     trainer may have deleted the checkpoint: the caller decides), and the
@@ -130,6 +150,10 @@ def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None) -> di
                 f"{shown} holds a {arr.dtype} array of shape {arr.shape} but {MANIFEST} "
                 f"says {expected_dtype} {expected_shape}",
             )
+        if arr.nbytes <= verify_up_to:
+            wrong = verify(name, arr, meta)
+            if wrong is not None:
+                raise damaged(path, f"{manifest['checkpoint']}/{wrong}")
         arrays[name] = arr
     return arrays
 

@@ -44,7 +44,7 @@ import numpy as np
 from streamfm.errors import InputError
 from streamfm.io.atomic import atomic_write_bytes, dumps_json, fsync_dir, fsync_path, temporary_path
 from streamfm.store import checkpoints, manifest as manifests
-from streamfm.store.arrays import ARRAY_NAME_RE, array_meta, prepare_array
+from streamfm.store.arrays import ARRAY_NAME_RE, CHEAP_VERIFY_BYTES, array_meta, prepare_array
 from streamfm.store.lock import LOCK, exclusive_lock
 from streamfm.store.manifest import CKPT_RE, FORMAT_VERSION, MANIFEST
 from streamfm.store.metrics_log import METRICS, append_record, read_records
@@ -52,6 +52,8 @@ from streamfm.store.metrics_log import METRICS, append_record, read_records
 __all__ = ["FORMAT_VERSION", "ModelDir"]
 
 MMAP_MODES = ("r", "r+", "c", None)
+#: load(verify=...): the largest array checked against its checksum
+VERIFY = {"cheap": CHEAP_VERIFY_BYTES, "all": float("inf"), "none": 0}
 
 # Attempts at opening a checkpoint that a concurrent trainer keeps replacing.
 _LOAD_ATTEMPTS = 5
@@ -209,11 +211,14 @@ class ModelDir:
             number = checkpoints.next_number(self.path, current)
             name = manifests.checkpoint_name(number)
             metas = {key: array_meta(arr) for key, arr in prepared.items()}
+            # Serialise first: a manifest JSON cannot hold (or a bad keep) fails before any write.
+            dumps_json(manifests.make_record(manifest, name, metas, number,
+                                             manifests.resolve_keep(self.path, keep or {}, current, name, metas)))
+            crcs = checkpoints.write_checkpoint(self.path, name, number, prepared)
+            metas = {key: array_meta(arr, crcs[key]) for key, arr in prepared.items()}
             kept = manifests.resolve_keep(self.path, keep or {}, current, name, metas)
             record = manifests.make_record(manifest, name, metas, number, kept)
-            # Serialise first: a manifest JSON cannot hold fails before any write.
             text = dumps_json(record) + "\n"
-            checkpoints.write_checkpoint(self.path, name, number, prepared)
             atomic_write_bytes(self.path / MANIFEST, text.encode("utf-8"))
             # Committed.  Only now may the previous checkpoint go.
             self._remove_leftovers(manifests.named(record))
@@ -264,7 +269,8 @@ class ModelDir:
 
     # ------------------------------------------------------------------ load
 
-    def load(self, mmap_mode: str | None = "r", *, kept: str | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    def load(self, mmap_mode: str | None = "r", *, kept: str | None = None,
+             verify: str = "cheap") -> tuple[dict, dict[str, np.ndarray]]:
         """Open the committed checkpoint (or one it keeps).
 
         Parameters
@@ -280,6 +286,10 @@ class ModelDir:
             Open the checkpoint the manifest keeps as this role instead
             (``save(keep=...)``); the manifest returned then has that
             checkpoint's ``checkpoint`` and ``arrays``.
+        verify : {"cheap", "all", "none"}, default "cheap"
+            Which arrays are checked against the checksums the manifest
+            records: those of at most ``CHEAP_VERIFY_BYTES`` (16 MiB), every
+            one (reads the whole checkpoint), or none.
 
         Returns
         -------
@@ -292,10 +302,13 @@ class ModelDir:
         InputError
             Not a model directory, a newer format, or a damaged directory
             (a missing or corrupt file, a shape or dtype that disagrees with
-            the manifest); the message names the file.
+            the manifest, an array that does not match its checksum); the
+            message names the file.
         """
         if mmap_mode not in MMAP_MODES:
             raise ValueError(f"mmap_mode must be one of {MMAP_MODES}, not {mmap_mode!r}")
+        if verify not in VERIFY:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY)}, not {verify!r}")
         for _ in range(_LOAD_ATTEMPTS):
             manifest = self.read_manifest()
             if kept is not None:
@@ -304,7 +317,7 @@ class ModelDir:
                     raise InputError(f"model directory {self.path} keeps no checkpoint as {kept!r}")
                 manifest = dict(manifest, checkpoint=entry["checkpoint"], arrays=entry["arrays"])
             try:
-                return manifest, checkpoints.open_arrays(self.path, manifest, mmap_mode)
+                return manifest, checkpoints.open_arrays(self.path, manifest, mmap_mode, VERIFY[verify])
             except FileNotFoundError as exc:
                 missing = exc
                 # A trainer may have committed a newer checkpoint, and deleted
