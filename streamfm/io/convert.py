@@ -8,7 +8,9 @@ reads back through :func:`~streamfm.io.sources.open_source` as the same rows.
 
 The shards are written into a temporary directory beside ``out_dir`` and
 renamed into place only when every shard is complete, so a failure (a bad
-line, a full disk, Ctrl-C) leaves nothing half-written behind.
+line, a full disk, Ctrl-C) leaves nothing half-written behind.  Every data
+page carries a CRC-32 (``write_page_checksum``), which the reader verifies:
+a damaged shard is an error, never changed values.
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ def _schema(source: DataSource, wide: bool, p: int, text_labels: bool) -> pa.Sch
         meta["streamfm.n_features"] = str(source.n_features_hint)  # read back as the declared width
     if source.feature_names and wide:
         meta["streamfm.feature_names"] = ",".join(source.feature_names)
+    if source.label_column is not None and source.label_column != "label":
+        meta["streamfm.label_column"] = str(source.label_column)  # a model's input contract finds it by name
     return pa.schema(fields, metadata=meta)
 
 
@@ -174,7 +178,8 @@ def convert(
                 while start < chunk.n_rows:
                     if writer is None:
                         names.append(SHARD_NAME.format(len(names)))
-                        writer = pq.ParquetWriter(os.path.join(tmp, names[-1]), schema, compression=compression)
+                        writer = pq.ParquetWriter(os.path.join(tmp, names[-1]), schema, compression=compression,
+                                                 write_page_checksum=True)
                         in_shard = 0
                     take = min(rows_per_shard - in_shard, chunk.n_rows - start)
                     part = chunk if take == chunk.n_rows else chunk.slice(start, start + take)
@@ -188,7 +193,8 @@ def convert(
         if schema is None:  # no rows at all: one empty, readable shard
             schema = _schema(source, wide, source.n_features_hint or 0, False)
             names.append(SHARD_NAME.format(0))
-            pq.write_table(schema.empty_table(), os.path.join(tmp, names[0]), compression=compression)
+            pq.write_table(schema.empty_table(), os.path.join(tmp, names[0]), compression=compression,
+                           write_page_checksum=True)
         if writer is not None:
             writer.close()
             writer = None
