@@ -48,6 +48,8 @@ from streamfm.io.options import ReadOptions
 from streamfm.io.table import TableReader, is_numeric_type, is_text_type
 
 _SNIFF_BYTES = 1 << 16
+# Column types are inferred from the first MiB of the first file, whatever the chunk size.
+_INFER_BLOCK = 1 << 20
 _MIN_BLOCK = 1 << 18
 _MAX_BLOCK = 64 << 20
 _NULLS = [""]
@@ -146,45 +148,101 @@ class CsvReader(TableReader):
         value) and ``chunk_rows``.
     """
 
-    def __init__(self, files: list[str], options: ReadOptions):
-        super().__init__(files, options)
+    def __init__(self, files: list[str], options: ReadOptions, contract=None, require_label: bool = True):
+        super().__init__(files, options, contract, require_label)
         self.header = options.header
         first = self.files[0]
         rows, per_line, delim = _first_rows(first)
         if not rows:
             raise InputError(f"{first}: the CSV file is empty")
-        has_header = detect_header(rows) if self.header == "auto" else bool(self.header)
+        has_header = self._has_header(rows)
         self.n_columns = len(rows[0])
-        self.names = [v.strip() for v in rows[0]] if has_header else [f"c{i}" for i in range(self.n_columns)]
+        self.names = [v.strip() for v in rows[0]] if has_header else self._positional_names(first, self.n_columns)
         self.block_size = int(min(max(per_line * self.chunk_rows, _MIN_BLOCK), _MAX_BLOCK))
         inferred = self._infer_types(first, has_header, delim)
         # A feature column is read as float64 or as text (column_types below): any other type
         # pyarrow infers (null for a column empty in the first block, a date) is read as numbers.
         self.types = {c: t if is_text_type(t) else pa.float64() for c, t in inferred.items()}
+        # text columns hashed because no hash columns were given: the scan pass decides (check_kinds)
+        self.tentative: dict[str, _ColumnKind] = {}
         self.layout = self.make_layout()
-        label_type = inferred[self.layout.label]
+        label = self.layout.label
+        label_type = inferred[label] if label is not None else pa.float64()
         self.label_numeric = is_numeric_type(label_type) or pa.types.is_null(label_type)
-        self.column_types = {self.layout.label: pa.float64() if self.label_numeric else pa.string()}
+        self.column_types = {} if label is None else {label: pa.float64() if self.label_numeric else pa.string()}
         self.column_types.update({c: pa.float64() for c in self.layout.numeric})
         self.column_types.update({c: pa.string() for c in self.layout.hashed})
+
+    def _has_header(self, rows: list[list[str]]) -> bool:
+        """The header option, or the ``"auto"`` rule; a first row that names the model's feature
+        columns (a contract) is a header whatever its values."""
+        if self.header != "auto":
+            return bool(self.header)
+        c = self.contract
+        if c is not None and set(c.numeric + c.hashed) <= {v.strip() for v in rows[0]}:
+            return True
+        return detect_header(rows)
+
+    def _positional_names(self, path: str, n: int) -> list[str]:
+        """Names of the columns of a file without a header: ``c0, c1, ...``, or with a contract the
+        training columns' names by position (all of them, or all but the label)."""
+        c = self.contract
+        if c is not None:
+            if n == len(c.columns):
+                return list(c.columns)
+            if n == len(c.columns) - 1 and c.label in c.columns and not self.require_label:
+                return [name for name in c.columns if name != c.label]
+            raise InputError(f"{path} has no header and {n} columns, but the model's data had "
+                             f"{len(c.columns)} ({', '.join(c.columns)}): give the columns a header row, "
+                             "or the model's columns in its order")
+        return [f"c{i}" for i in range(n)]
+
+    def text_columns(self, features: list[str]) -> list[str]:
+        hashed = super().text_columns(features)
+        self.tentative = {c: _ColumnKind(c) for c in hashed}
+        return hashed
+
+    def check_numeric(self, column: str, path: str) -> None:
+        """Nothing to refuse here: numeric columns are read as float64, and a cell that is not a
+        number is an error naming its row (or a bad row)."""
+
+    def check_kinds(self) -> None:
+        """After a pass over every file: a column hashed because its first block held text must
+        hold mostly text.  A column of numbers with a few cells that are not (``1,5``, ``hello``) is
+        bad input naming the first such cell, not a categorical column (unless ``--hash-columns``
+        names it).  The kinds are decided from then on."""
+        for kind in self.tentative.values():
+            kind.check()
+        self.tentative = {}
 
     # -- set-up ----------------------------------------------------------------
 
     def _infer_types(self, path: str, has_header: bool, delim: str) -> dict[str, pa.DataType]:
-        """pyarrow's inferred type of every column, from the first block."""
+        """The type of every column, from the first MiB of the first file: pyarrow's inference,
+        except that a text column whose values there are mostly numbers is numbers (with a few bad
+        cells, which the reading pass reports by row)."""
         # Bad rows are the reading pass's business: ignore them here.
-        reader = self._open(path, has_header, delim, column_types=None, include=None, on_invalid=lambda row: "skip")
+        reader = self._open(path, has_header, delim, column_types=None, include=None, on_invalid=lambda row: "skip",
+                            block_size=_INFER_BLOCK)
         try:
             batch = reader.read_next_batch()
-            schema = batch.schema
         except StopIteration:
-            schema = reader.schema
+            return {f.name: f.type for f in reader.schema}
         except _READ_ERRORS as exc:
-            raise self._translate(path, exc, has_header, delim, 0) from None
-        return {f.name: f.type for f in schema}
+            raise self._translate(path, exc, has_header, delim, 0, self.names) from None
+        types = {}
+        for f in batch.schema:
+            types[f.name] = f.type
+            if is_text_type(f.type):
+                kind = _ColumnKind(f.name)
+                kind.add(batch.column(f.name), path, 0)
+                if kind.numbers > kind.texts:
+                    types[f.name] = pa.float64()
+        return types
 
-    def _open(self, path: str, has_header: bool, delim: str, *, column_types, include, on_invalid=None):
-        """A pyarrow streaming reader over one file."""
+    def _open(self, path: str, has_header: bool, delim: str, *, column_types, include, on_invalid=None,
+              block_size: int | None = None, names: list[str] | None = None):
+        """A pyarrow streaming reader over one file (``names``: its columns, default the first file's)."""
         kind = compression_of(path)
         if kind == "xz":
             source = open_binary(path)  # pyarrow has no xz codec
@@ -193,8 +251,8 @@ class CsvReader(TableReader):
         else:
             source = path
         read_opts = pacsv.ReadOptions(
-            block_size=self.block_size,
-            column_names=self.names,
+            block_size=block_size or self.block_size,
+            column_names=names or self.names,
             skip_rows=1 if has_header else 0,
         )
         parse_opts = pacsv.ParseOptions(delimiter=delim, invalid_row_handler=on_invalid)
@@ -208,19 +266,32 @@ class CsvReader(TableReader):
         try:
             return pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
         except _READ_ERRORS as exc:
-            raise self._translate(path, exc, has_header, delim, 0) from None
+            raise self._translate(path, exc, has_header, delim, 0, names or self.names) from None
 
-    def _file_format(self, path: str) -> tuple[bool, str]:
-        """(has a header, delimiter) of one file; its width must match the first file's."""
+    def _file_format(self, path: str) -> tuple[bool, str, list[str]]:
+        """(has a header, delimiter, column names) of one file.
+
+        A file with a header is read by its own column names (in any order:
+        columns are matched by name); one without must have the first file's
+        width, and takes its names by position.
+        """
         rows, _, delim = _first_rows(path)
         if not rows:
-            return False, delim
+            return False, delim, self.names
+        has_header = self._has_header(rows)
+        if has_header:
+            names = [v.strip() for v in rows[0]]
+            missing = [c for c in self.layout.columns if c not in names]
+            if missing:
+                raise InputError(f"{path}: no column '{self.source_name(missing[0])}' (the data set's first file "
+                                 f"has it); the columns are: {', '.join(names)}")
+            return True, delim, names
         if len(rows[0]) != self.n_columns:
             raise InputError(
                 f"{path}: has {len(rows[0])} columns but {self.files[0]} has {self.n_columns}; "
                 "all files of a data set must have the same columns"
             )
-        return (detect_header(rows) if self.header == "auto" else bool(self.header)), delim
+        return False, delim, self.names
 
     # -- reading -----------------------------------------------------------------
 
@@ -229,7 +300,7 @@ class CsvReader(TableReader):
         return rebatch(self._pieces(path), int(chunk_rows or self.chunk_rows))
 
     def _pieces(self, path: str) -> Iterator[Chunk]:
-        has_header, delim = self._file_format(path)
+        has_header, delim, names = self._file_format(path)
         skipped: list[str] = []
 
         def on_invalid(row) -> str:
@@ -244,7 +315,8 @@ class CsvReader(TableReader):
         if self.skip_bad_rows:
             types = {c: pa.string() for c in self.layout.columns}
         self.bad_rows_by_file[path] = 0
-        reader = self._open(path, has_header, delim, column_types=types, include=self.layout.columns, on_invalid=on_invalid)
+        reader = self._open(path, has_header, delim, column_types=types, include=self.layout.columns,
+                            on_invalid=on_invalid, names=names)
         rows_done = 0  # data rows of the file before the current batch
         n_bad = 0
         while True:
@@ -253,9 +325,11 @@ class CsvReader(TableReader):
             except StopIteration:
                 break
             except _READ_ERRORS as exc:
-                raise self._translate(path, exc, has_header, delim, rows_done) from None
+                raise self._translate(path, exc, has_header, delim, rows_done, names) from None
             if self.skip_bad_rows:
                 batch = self._parse_numbers(batch)
+            for kind in self.tentative.values():
+                kind.add(batch.column(kind.name), path, rows_done)
             chunk, bad = batch_to_chunk(batch, self.layout, path, rows_done, self.skip_bad_rows)
             rows_done += batch.num_rows
             n_bad += bad
@@ -277,25 +351,42 @@ class CsvReader(TableReader):
 
     # -- errors ------------------------------------------------------------------
 
-    def _translate(self, path: str, exc: BaseException, has_header: bool, delim: str, rows_done: int) -> InputError:
+    def _translate(self, path: str, exc: BaseException, has_header: bool, delim: str, rows_done: int,
+                   names: list[str]) -> InputError:
         """One clear InputError for whatever pyarrow / the decompressor raised."""
         msg = str(exc)
         conversion = "conversion error" in msg
+        if "invalid UTF8" in msg or "invalid utf8" in msg.lower():
+            found = self._locate_utf8(path, rows_done, has_header)
+            if found is not None:
+                line, text = found
+                return InputError(f"{path}: line {line}: not UTF-8 text ('{format_token(text)}'); "
+                                  "save the file as UTF-8")
+            return InputError(f"{path}: not UTF-8 text; save the file as UTF-8")
         if conversion or "parse error" in msg or ("Expected" in msg and "columns" in msg):
             m = re.search(r"column #(\d+)", msg) if conversion else None
-            found = self._locate(path, has_header, delim, rows_done, int(m.group(1)) if m else None)
+            found = self._locate(path, has_header, delim, rows_done, int(m.group(1)) if m else None, names)
             if found is None:
                 return InputError(f"{path}: {msg}")
             row, what, text = found  # what: the column's name, or the row's field count
             shown = format_token(text)
             if conversion:
-                return InputError(f"{path}: row {row}, column '{what}': cannot parse '{shown}' as a number")
-            return InputError(f"{path}: row {row}: expected {self.n_columns} fields, got {what} ('{shown}')")
+                return InputError(f"{path}: row {row}, column '{self.source_name(what)}': cannot parse "
+                                  f"'{shown}' as a number{self._numeric_advice(what)}")
+            return InputError(f"{path}: row {row}: expected {len(names)} fields, got {what} ('{shown}')")
         if compression_of(path) is not None:
             return corrupt_error(path, exc)
         return InputError(f"{path}: cannot read as CSV ({msg})")
 
-    def _locate(self, path: str, has_header: bool, delim: str, rows_done: int, col: int | None):
+    def _numeric_advice(self, column: str) -> str:
+        if self.contract is not None:
+            return " (the model reads this column as numbers)"
+        if column == self.layout.label:
+            return ""
+        return f" (the column is numeric: fix the cell, or pass --hash-columns {column} to hash it as categories)"
+
+    def _locate(self, path: str, has_header: bool, delim: str, rows_done: int, col: int | None,
+                names: list[str]):
         """Slow path: find the first bad row after the first ``rows_done`` data rows.
 
         With ``col``, a field of that column that is not a number; without, a
@@ -317,13 +408,68 @@ class CsvReader(TableReader):
                     if row <= rows_done:
                         continue
                     if col is None:
-                        if len(fields) != self.n_columns:
+                        if len(fields) != len(names):
                             return row, len(fields), delim.join(fields)
                     elif col < len(fields) and fields[col].strip() and not _is_number(fields[col]):
-                        return row, self.names[col], fields[col]
+                        return row, names[col], fields[col]
         except (OSError, EOFError, UnicodeError, _pycsv.Error):
             return None
         return None
+
+    @staticmethod
+    def _locate_utf8(path: str, rows_done: int, has_header: bool):
+        """Slow path: the first line (1-based, header included) that is not valid UTF-8, and its text."""
+        try:
+            with open_binary(path) as f:
+                for number, line in enumerate(f, start=1):
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return number, line.decode("utf-8", errors="replace").rstrip("\r\n")
+        except (OSError, EOFError):
+            return None
+        return None
+
+
+class _ColumnKind:
+    """A text column hashed by default, watched until the scan pass decides its kind.
+
+    Counts its values that are numbers and those that are not, and where the
+    first of each is.  :meth:`check`: mostly numbers is a numeric column with
+    bad cells (an error naming the first); mostly text, a categorical column.
+    """
+
+    _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+    def __init__(self, name: str):
+        self.name = name
+        self.numbers = 0
+        self.texts = 0
+        self.first_text: tuple | None = None
+
+    def add(self, arr, path: str, row0: int) -> None:
+        import pyarrow.compute as pc  # ~65 ms to import: only for data with text columns
+
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        is_number = pc.match_substring_regex(arr, self._NUMBER).fill_null(True)
+        n_numbers = pc.sum(is_number).as_py() or 0
+        n_values = len(arr) - arr.null_count
+        n_texts = n_values - (n_numbers - arr.null_count)
+        if n_texts and self.first_text is None:
+            text_mask = pc.and_(pc.invert(is_number), pc.is_valid(arr))
+            i = int(pc.index(text_mask, True).as_py())
+            self.first_text = (path, row0 + i + 1, arr[i].as_py())
+        self.numbers += n_numbers - arr.null_count
+        self.texts += n_texts
+
+    def check(self) -> None:
+        if self.numbers > self.texts and self.first_text is not None:
+            path, row, value = self.first_text
+            raise InputError(
+                f"{path}: row {row}, column '{self.name}': cannot parse '{format_token(str(value))}' as a number; "
+                f"{self.numbers:,} of the column's {self.numbers + self.texts:,} values are numbers: fix the "
+                f"cell, or pass --hash-columns {self.name} to hash the column as categories")
 
 
 def _to_float(arr: pa.Array) -> pa.Array:
