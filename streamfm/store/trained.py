@@ -15,8 +15,10 @@ import pathlib
 import numpy as np
 
 from streamfm.errors import InputError
+from streamfm.io.contract import InputContract
 from streamfm.models.state import ADAGRAD_NAMES, FEATURE_ROWS
 from streamfm.models.trained import TrainedModel
+from streamfm.store.arrays import CHEAP_VERIFY_BYTES
 from streamfm.store.manifest import MANIFEST, damaged
 
 #: what reading a malformed entry can raise (a missing key, a value of the wrong type)
@@ -42,10 +44,32 @@ def trained_from_manifest(path: pathlib.Path, manifest: dict, arrays: dict, *,
         raise damaged(path, f"{MANIFEST}'s model entry: {exc}") from None
     except MALFORMED as exc:
         raise damaged(path, f"{MANIFEST}'s model entry cannot be read ({_what(exc)})") from None
-    wrong = shape_problem(trained, arrays)
+    wrong = shape_problem(trained, arrays) or nonfinite_problem(arrays)
     if wrong is not None:
         raise damaged(path, wrong)
     return trained
+
+
+def nonfinite_problem(arrays: dict, up_to: int = CHEAP_VERIFY_BYTES) -> str | None:
+    """The first floating array (of at most ``up_to`` bytes: larger ones are memory-mapped and
+    read only as used) holding a NaN or an infinity; training never commits one."""
+    for name, arr in arrays.items():
+        a = np.asarray(arr)
+        if a.dtype.kind == "f" and a.nbytes <= up_to and not np.isfinite(a).all():
+            return f"{name}.npy holds NaN or infinite values"
+    return None
+
+
+def stored_contract(store):
+    """The input contract of the model in ``store`` (None: a model saved without one)."""
+    meta = store.read_manifest().get("model")
+    contract = meta.get("input") if isinstance(meta, dict) else None
+    if contract is None:
+        return None
+    try:
+        return InputContract.from_dict(contract)
+    except MALFORMED as exc:
+        raise damaged(store.path, f"{MANIFEST}'s model.input cannot be read ({_what(exc)})") from None
 
 
 def shape_problem(trained: TrainedModel, arrays: dict) -> str | None:
