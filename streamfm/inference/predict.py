@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import pyarrow as pa
 
-from ..errors import InputError
+from ..errors import InputError, RowError
+from ..io.atomic import remove_dead_temporaries, temporary_path
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -40,13 +40,20 @@ def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress
     directory = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(directory):
         raise InputError(f"the output directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=fmt, dir=directory)
-    os.close(fd)
+    for f in source.files:
+        if os.path.exists(out_path) and os.path.samefile(f, out_path):
+            raise InputError(f"the output {out_path} is one of the input files: it would be overwritten; "
+                             "write the predictions to another file (-o)")
+    remove_dead_temporaries(directory)  # what killed runs left
+    tmp = os.fspath(temporary_path(out_path))
     writer = None
     rows = 0
     try:
-        for chunk in source.iter_chunks(chunk_rows=chunk_rows):
-            table = _table(trained, chunk)
+        for chunk, path, row0 in source.iter_placed(chunk_rows=chunk_rows):
+            try:
+                table = _table(trained, chunk)
+            except RowError as exc:
+                raise source.placed(exc, path, row0) from None
             if writer is None:
                 if fmt == ".parquet":
                     import pyarrow.parquet as pq

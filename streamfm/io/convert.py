@@ -27,7 +27,7 @@ from streamfm.io.chunk import Chunk
 from streamfm.io.options import ReadOptions
 from streamfm.io.sources import DataSource, open_source
 from streamfm.progress import progress_bar
-from streamfm.io.atomic import fsync_dir, fsync_path
+from streamfm.io.atomic import fsync_dir, fsync_path, remove_dead_temporaries, temporary_path
 
 SHARD_NAME = "part-{:05d}.parquet"
 
@@ -82,9 +82,14 @@ def chunk_to_table(chunk: Chunk, schema: pa.Schema, wide: bool) -> pa.Table:
 
 
 def _temp_dir_beside(out_dir: str) -> str:
+    """A hidden directory beside ``out_dir`` named with this pid (``io/atomic.py``), created with the
+    user's umask; leftovers of dead converts there are removed first."""
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.tmp-", dir=parent)
+    remove_dead_temporaries(parent)
+    tmp = os.fspath(temporary_path(os.path.abspath(out_dir)))
+    os.mkdir(tmp)
+    return tmp
 
 
 def _check_out_dir(out_dir: str, overwrite: bool) -> None:
