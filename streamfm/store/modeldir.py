@@ -47,7 +47,7 @@ from streamfm.store import checkpoints, manifest as manifests
 from streamfm.store.arrays import ARRAY_NAME_RE, CHEAP_VERIFY_BYTES, array_meta, prepare_array
 from streamfm.store.lock import LOCK, exclusive_lock
 from streamfm.store.manifest import CKPT_RE, FORMAT_VERSION, MANIFEST
-from streamfm.store.metrics_log import METRICS, append_record, read_records
+from streamfm.store.metrics_log import METRICS, append_record, drop_records_after, read_records
 
 __all__ = ["FORMAT_VERSION", "ModelDir"]
 
@@ -400,6 +400,11 @@ class ModelDir:
             A complete line that is not a JSON object.
         """
         return read_records(self.path)
+
+    def drop_metrics_after(self, t: int) -> int:
+        """Remove the metrics records of a model trained beyond step ``t`` (the committed
+        checkpoint's): records no checkpoint holds.  Returns how many there were."""
+        return drop_records_after(self.path, t)
 
     # ------------------------------------------------------------------ helpers
 

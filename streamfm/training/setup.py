@@ -10,6 +10,7 @@ runner (the engine) and the callbacks; the loop is ``training/loop.py``.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 
 import numpy as np
@@ -51,6 +52,7 @@ def new_run(store: ModelDir, source, valid_source, options: TrainOptions, data_o
     try:
         sc = validation.scan(source, sample_size=options.sample_size, seed=config.seed, task=options.task,
                              progress=not options.quiet)
+        report_skipped(source)
         std = Standardizer.from_scan(sc, options.scale or "auto", dense_source=source.dense,
                                      ignore_extra=options.ignore_extra_features)
         check_coding_range(sc, std, config)
@@ -97,6 +99,7 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
         sc = validation.scan(source, sample_size=1,
                              task=trained.task if trained.task != "binary" or classes is not None else None,
                              classes=classes, progress=not options.quiet)
+        report_skipped(source)
         if sc.n_features > trained.model.p and not options.ignore_extra_features:
             raise InputError(f"the new data has {sc.n_features:,} features, beyond the model's "
                              f"{trained.model.p:,}; pass --ignore-extra-features to drop the extra ones")
@@ -113,6 +116,13 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
         return Trainer(store, trained, run, rounds, valid_source, callbacks).fit()
     finally:
         validation.close()
+
+
+def report_skipped(source) -> None:
+    """Say how many rows ``--skip-bad-rows`` left out of the scan pass (every epoch skips the same)."""
+    if source.bad_rows:
+        print(f"skipped {source.bad_rows:,} bad row(s) of the training data (--skip-bad-rows)", file=sys.stderr,
+              flush=True)
 
 
 def check_valid(trained: TrainedModel, valid_source, ignore_unknown_labels: bool) -> None:
