@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv as _pycsv
 import io
 import re
+import sys
 from typing import Iterator
 
 import pyarrow as pa
@@ -255,6 +256,8 @@ class CsvReader(TableReader):
             column_names=names or self.names,
             skip_rows=1 if has_header else 0,
         )
+        if on_invalid is not None:
+            _quiet_undecodable_rows()
         parse_opts = pacsv.ParseOptions(delimiter=delim, invalid_row_handler=on_invalid)
         conv_opts = pacsv.ConvertOptions(
             column_types=column_types,
@@ -429,6 +432,28 @@ class CsvReader(TableReader):
         except (OSError, EOFError):
             return None
         return None
+
+
+def _quiet_undecodable_rows() -> None:
+    """Keep pyarrow's failure to decode a malformed row that is not UTF-8 (before it calls the
+    invalid-row handler) off the user's screen: pyarrow reports it as an "exception ignored"
+    traceback and then raises its own error, which the reader turns into a message naming the
+    line.  Installed once; every other unraisable exception goes to the previous hook."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_streamfm_csv", False):
+        return
+
+    def hook(unraisable):
+        tb = unraisable.exc_traceback
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if isinstance(unraisable.exc_value, UnicodeDecodeError) and tb is not None \
+                and "pyarrow" in tb.tb_frame.f_code.co_filename:
+            return
+        previous(unraisable)
+
+    hook._streamfm_csv = True
+    sys.unraisablehook = hook
 
 
 class _ColumnKind:
