@@ -40,6 +40,7 @@ import pathlib
 import re
 import secrets
 import shutil
+import tokenize
 
 import numpy as np
 
@@ -141,8 +142,9 @@ def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None,
             arr = np.load(file, mmap_mode=mmap_mode, allow_pickle=False)
         except FileNotFoundError:
             raise  # deleted meanwhile: the caller's
-        except (OSError, ValueError, EOFError) as exc:
-            raise damaged(path, f"{shown} cannot be read ({exc})") from None
+        except (OSError, ValueError, EOFError, SyntaxError, TypeError, MemoryError, tokenize.TokenError) as exc:
+            # numpy parses the header as a Python literal: a damaged one fails in many ways
+            raise damaged(path, f"{shown} cannot be read ({type(exc).__name__}: {exc})") from None
         expected_shape, expected_dtype = tuple(meta["shape"]), np.dtype(meta["dtype"])
         if arr.shape != expected_shape or arr.dtype != expected_dtype:
             raise damaged(
