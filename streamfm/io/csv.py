@@ -9,17 +9,29 @@ some field of it is not a number while the same field of the second row is
 none of its fields is a number.  A file whose columns are all text cannot be
 told apart: pass ``header=True`` or ``False``.
 
-Column types are decided once, from pyarrow's inference on the first block of
-the first file, and then forced for every block of every file, so a later
-block cannot change a column's type: numeric columns are read as float64,
-text feature columns are hashed (see :mod:`streamfm.io.hashing`), and the
-label keeps its raw type (float64, or str).  Only the empty field is a null;
-"nan", "inf" are read as numbers and then rejected, so the message shows what
-the file says.
+Column types are decided once, from the first MiB of the first file, and
+then forced for every block of every file, so a later block cannot change a
+column's type: numeric columns are read as float64, text feature columns are
+hashed (see :mod:`streamfm.io.hashing`), and the label keeps its raw type
+(float64, or str).  A column pyarrow infers as text whose values there are
+mostly numbers is numbers (its other cells are errors naming their row).  A
+column hashed because it held text is only tentatively so: the scan pass
+counts its numbers and texts over the whole column (:meth:`CsvReader.check_kinds`),
+and a column of mostly numbers is an error naming its first bad cell, so
+whether a column is hashed never depends on the chunk size.  Only the empty
+field is a null; "nan", "inf" are read as numbers and then rejected, so the
+message shows what the file says.
+
+Files with a header are read by column name (the columns in any order);
+with a model's input contract (``io/contract.py``) the columns and their
+kinds are the model's, and a file without a header takes the model's column
+names by position.
 
 Errors name the file, the 1-based data row (the header is not counted) and the
 column.  pyarrow reports a bad field without its row, so on that (rare) path
-the file is re-read with Python's ``csv`` module to find the row.
+the file is re-read with Python's ``csv`` module to find the row.  Those
+slow paths for messages (a bad field, a ragged row, text that is not UTF-8)
+and the column-kind watch are why this module is longer than most.
 """
 from __future__ import annotations
 
