@@ -526,3 +526,14 @@ def test_10_outputs_respect_the_umask(capsys, csv_model, tmp_path, umask, mode):
         os.umask(old)
     assert (tmp_path / "p.csv").stat().st_mode & 0o777 == mode
     assert (tmp_path / "shards" / "part-00000.parquet").stat().st_mode & 0o777 == mode
+
+
+def test_4_convert_does_not_hash_a_numeric_column_with_one_bad_cell(capsys, tmp_path):
+    X, y = table(3000, seed=20)
+    path = write_csv(tmp_path / "d.csv", X, y)
+    lines = open(path).read().splitlines()
+    lines[1] = lines[1].replace(",", ",hello", 1).split(",hello")[0] + ",hello," + ",".join(lines[1].split(",")[2:])
+    open(path, "w").write("\n".join(lines) + "\n")
+    fails(capsys, r"d\.csv: row 1, column 'b': cannot parse 'hello' as a number", "convert", path, "-o",
+          tmp_path / "shards", "-q")
+    assert not (tmp_path / "shards").exists()

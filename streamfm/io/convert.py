@@ -203,6 +203,9 @@ def convert(
         if writer is not None:
             writer.close()
             writer = None
+        # a CSV column hashed because it began with text must be text throughout: checked before
+        # anything is published
+        source.check_kinds()
         for name in names:
             fsync_path(os.path.join(tmp, name))  # pyarrow closes without fsync
         _publish(tmp, out_dir)
