@@ -82,6 +82,10 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
         source = open_source(data, data_options, contract=contract)
         rounds.check(source)
         valid_source = open_source(valid, data_options, contract=contract) if valid else None
+        if contract is not None:
+            for opened in (source, valid_source):
+                if opened is not None:
+                    contract.check_extra_columns(opened, options.ignore_extra_features)
         callbacks = reporting(options.quiet) + list(callbacks)
         if store.exists():
             with store.lock():

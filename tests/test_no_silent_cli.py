@@ -537,3 +537,14 @@ def test_4_convert_does_not_hash_a_numeric_column_with_one_bad_cell(capsys, tmp_
     fails(capsys, r"d\.csv: row 1, column 'b': cannot parse 'hello' as a number", "convert", path, "-o",
           tmp_path / "shards", "-q")
     assert not (tmp_path / "shards").exists()
+
+
+def test_2_a_column_the_model_has_no_feature_for_is_refused_unless_ignored(capsys, csv_model, tmp_path):
+    lines = open(csv_model["test"]).read().splitlines()
+    path = tmp_path / "extra.csv"
+    path.write_text("\n".join(["id," + lines[0]] + [f"{i}," + line for i, line in enumerate(lines[1:])]) + "\n")
+    m = csv_model["model"]
+    fails(capsys, r"extra\.csv has column\(s\) the model has no feature for: id .*--ignore-extra-features",
+          "evaluate", path, "--model", m, "-q")
+    assert metrics(capsys, path, "--model", m, "--ignore-extra-features") == metrics(capsys, csv_model["test"],
+                                                                                     "--model", m)

@@ -37,6 +37,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
     source = source_from_args(args, contract=trained.input, require_label=False)
+    if trained.input is not None:
+        trained.input.check_extra_columns(source, args.ignore_extra_features)
     with _progress(args, "predict") as bar:
         rows = predict_to_file(trained, source, args.output, progress=bar)
     print(f"{rows:,} predictions written to {args.output}", file=sys.stderr)
@@ -73,6 +75,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
     source = source_from_args(args, contract=trained.input)
+    if trained.input is not None:
+        trained.input.check_extra_columns(source, args.ignore_extra_features)
     with _progress(args, "evaluate") as bar:
         result = evaluate_source(trained, source, progress=bar)
     if result["rows"] == 0:

@@ -171,6 +171,15 @@ class InputContract:
                 "(features by index): give it data in that form (streamfm convert writes libsvm as index "
                 "lists)")
 
+    def check_extra_columns(self, source, ignore: bool) -> None:
+        """Refuse table columns the model has no feature for (columns by name: a new column is
+        more features than the model has), unless ``ignore`` (``--ignore-extra-features``)."""
+        extra = getattr(source.reader, "extra_columns", None)
+        if extra and not ignore:
+            raise InputError(f"{source.files[0]} has column(s) the model has no feature for: "
+                             f"{', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''} (features beyond the "
+                             f"model's {self.n_features:,}); pass --ignore-extra-features to leave them out")
+
     def describe(self) -> str:
         """One line for ``streamfm info``."""
         if self.format == "libsvm":

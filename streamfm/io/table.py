@@ -88,6 +88,9 @@ class TableReader:
         Rows per chunk unless a read asks for another size.
     bad_rows_by_file : dict of str to int
         Rows skipped in each file's latest read.
+    extra_columns : list of str
+        With a contract: the first file's columns that the model does not
+        read (neither its label nor one of its features).
     aliases : dict of str to str
         Other names of columns (``streamfm convert`` records a table's own
         column names in its shards): name -> column.
@@ -109,6 +112,8 @@ class TableReader:
         self.names: list[str] = []
         self.types: dict[str, pa.DataType] = {}
         self.aliases: dict[str, str] = {}
+        # with a contract: the first file's columns that are neither the label nor a model feature
+        self.extra_columns: list[str] = []
 
     def source_name(self, column: str | None) -> str | None:
         """The name a column had in the data it was made from (its alias), else its own."""
@@ -223,6 +228,8 @@ class TableReader:
             self.check_model_numeric(name, self.files[0])
         if label in numeric or label in hashed:
             raise InputError(f"column '{label}' is both the label and one of the model's features")
+        self.extra_columns = [n for n in self.names if n not in numeric and n not in hashed and n != label
+                              and n != (c.label if c.label in self.names else None)]
         return TableLayout(label, numeric, hashed, c.n_hash_features or 1)
 
     def _missing_feature(self, name: str) -> str:
