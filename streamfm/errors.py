@@ -5,6 +5,7 @@ column, a label that does not fit the task, a feature index beyond the
 model) raises :class:`InputError`.  The command line catches it, prints the
 message alone (no traceback) and exits with ``InputError.exit_code``.
 """
+import errno
 
 
 class StreamFMError(Exception):
@@ -50,3 +51,15 @@ class DiskFullError(StreamFMError, OSError):
     (An ``OSError`` too, as the ENOSPC it reports.)"""
 
     exit_code = 1
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full disk: ENOSPC, or pyarrow's error carrying its text."""
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)
+
+
+def disk_full(path, written: int) -> DiskFullError:
+    """"No space left on device while writing PATH" with what the output needs at least."""
+    return DiskFullError(f"no space left on device while writing {path}: it needs more than "
+                         f"{written / 1e6:,.1f} MB (what was written before the disk filled); nothing was "
+                         "replaced, the partial output is removed")

@@ -548,3 +548,17 @@ def test_2_a_column_the_model_has_no_feature_for_is_refused_unless_ignored(capsy
           "evaluate", path, "--model", m, "-q")
     assert metrics(capsys, path, "--model", m, "--ignore-extra-features") == metrics(capsys, csv_model["test"],
                                                                                      "--model", m)
+
+
+def test_9_a_full_disk_while_predicting_or_converting_names_the_output(capsys, monkeypatch, csv_model, tmp_path):
+    import pyarrow.parquet as pq
+
+    def full(self, *args, **kwargs):
+        raise OSError("IOError: No space left on device. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
+    fails(capsys, r"no space left on device while writing .*p\.parquet: it needs more than [\d.]+ MB", "predict",
+          csv_model["test"], "--model", csv_model["model"], "-o", tmp_path / "p.parquet", "-q", code=1)
+    fails(capsys, r"no space left on device while writing .*shards: it needs more than", "convert",
+          csv_model["test"], "-o", tmp_path / "shards", "-q", code=1)
+    assert os.listdir(tmp_path) == []

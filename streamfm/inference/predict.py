@@ -5,7 +5,7 @@ import os
 
 import pyarrow as pa
 
-from ..errors import InputError, RowError
+from ..errors import InputError, RowError, disk_full, is_disk_full
 from ..io.atomic import remove_dead_temporaries, temporary_path
 
 OUTPUT_FORMATS = (".parquet", ".csv")
@@ -74,6 +74,10 @@ def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, out_path)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(out_path, os.path.getsize(tmp) if os.path.exists(tmp) else 0) from None
+        raise
     finally:
         if writer is not None:
             writer.close()

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from streamfm.errors import InputError
+from streamfm.errors import InputError, disk_full, is_disk_full
 from streamfm.io.chunk import Chunk
 from streamfm.io.options import ReadOptions
 from streamfm.io.sources import DataSource, open_source
@@ -209,13 +209,16 @@ def convert(
         for name in names:
             fsync_path(os.path.join(tmp, name))  # pyarrow closes without fsync
         _publish(tmp, out_dir)
-    except BaseException:
+    except BaseException as exc:
         if writer is not None:
             try:
                 writer.close()
             except Exception:  # already failing; the directory goes anyway
                 pass
+        written = sum(e.stat().st_size for e in os.scandir(tmp)) if os.path.isdir(tmp) else 0
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise disk_full(out_dir, written) from None
         raise
     return [os.path.join(out_dir, name) for name in names]
 
