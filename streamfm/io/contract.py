@@ -120,6 +120,13 @@ class InputContract:
 
     # -- reading later data ---------------------------------------------------------
 
+    @classmethod
+    def of_data(cls, data: dict) -> "InputContract | None":
+        """The contract a run's data record carries (``RunState.data["input"]``: a continued
+        model's new files), else None."""
+        d = data.get("input")
+        return None if d is None else cls.from_dict(d)
+
     def read_options(self, given: ReadOptions, format: str) -> ReadOptions:
         """``given`` with what the contract fixes for data of ``format`` (see the module notes).
 

@@ -106,7 +106,10 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
         if valid_source is not None:
             check_valid(trained, valid_source, options.ignore_unknown_labels)
         history = run_old.get("history", []) + [{k: run_old[k] for k in ("data", "epochs", "rows_per_epoch")}]
-        run = RunState(data=data_record(source, data_options), valid=valid_record(valid_source),
+        data = data_record(source, data_options)
+        if trained.input is not None:  # the new files are read as the model reads data (Ray workers too)
+            data["input"] = trained.input.to_dict()
+        run = RunState(data=data, valid=valid_record(valid_source),
                        options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
                        mean_row_entries=_row_entries(sc, trained.standardizer), history=history,
                        engine=rounds.record(), **validation.run_fields(trained.task))
