@@ -15,12 +15,20 @@ it again.
 """
 from __future__ import annotations
 
+import os
+import pathlib
+import re
+import shutil
+
 from .errors import InputError
+from .io.identity import changes, identify_all
 from .io.options import ReadOptions
 from .io.sources import open_source
 from .models.config import Config
 from .models.trained import TrainedModel
+from .store.manifest import MANIFEST, damaged
 from .store.modeldir import ModelDir
+from .store.trained import MALFORMED, load_trained, stored_contract, trained_from_manifest
 from .training.callbacks import reporting
 from .training.local import LocalRounds
 from .training.loop import Trainer, stored_at
@@ -66,10 +74,18 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
     data_options = ReadOptions.coerce(data_options)
     rounds = _rounds(_engine_record(engine))
     store = ModelDir(model_dir)
+    check_model_path(store.path)
+    made = not store.path.exists()
     try:
-        source = open_source(data, data_options)
+        # a model that exists reads new data the way it read its own (its input contract)
+        contract = stored_contract(store) if store.exists() else None
+        source = open_source(data, data_options, contract=contract)
         rounds.check(source)
-        valid_source = open_source(valid, data_options) if valid else None
+        valid_source = open_source(valid, data_options, contract=contract) if valid else None
+        if contract is not None:
+            for opened in (source, valid_source):
+                if opened is not None:
+                    contract.check_extra_columns(opened, options.ignore_extra_features)
         callbacks = reporting(options.quiet) + list(callbacks)
         if store.exists():
             with store.lock():
@@ -78,27 +94,61 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
         # what the engine can start before the scan pass starts now (Ray: the workers' first streams)
         rounds.prepare(source, data_record(source, data_options), options, config.seed)
         return new_run(store, source, valid_source, options, data_options, config, rounds, callbacks)
+    except BaseException:
+        if made and not store.exists():  # a run that never trained leaves no model directory
+            shutil.rmtree(store.path, ignore_errors=True)
+        raise
     finally:
         rounds.close()  # after the loop, a no-op; after a failed scan, stops what prepare started
 
 
-def resume(model_dir, *, quiet: bool | None = None, callbacks=()) -> dict:
-    """Continue an interrupted run from its last checkpoint, exactly where it stood, on its engine."""
+#: names a model directory holds (besides hidden ones: the lock, temporary files)
+_MODEL_DIR_NAMES = re.compile(r"(ckpt-\d+|manifest\.json|metrics\.jsonl|holdout\.parquet)\Z")
+
+
+def check_model_path(path: pathlib.Path) -> None:
+    """A model directory to create must be new or empty: refuse a file, or a directory that holds
+    other files (data shards, say) and no model, before the model is written among them."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--model {path} is a file, not a directory")
+    if not path.is_dir() or (path / MANIFEST).exists():
+        return
+    other = sorted(n for n in os.listdir(path) if not n.startswith(".") and not _MODEL_DIR_NAMES.match(n))
+    if other:
+        shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+        raise InputError(f"--model {path} is a directory of other files ({shown}) with no model in it: the "
+                         "model would be written among them; name a new or empty directory")
+
+
+def resume(model_dir, *, quiet: bool | None = None, callbacks=(), allow_changed_data: bool = False) -> dict:
+    """Continue an interrupted run from its last checkpoint, exactly where it stood, on its engine.
+
+    The run's data files must be what they were when it started (size,
+    modification time, fingerprint: ``io/identity.py``), unless
+    ``allow_changed_data``.
+    """
     store = ModelDir(model_dir)
     with store.lock():
-        manifest, arrays = store.load(mmap_mode="c")
-        run = RunState.from_dict(manifest["training"])
+        manifest, arrays = store.load(mmap_mode="c", verify="all")
+        try:
+            run = RunState.from_dict(manifest["training"])
+            run.train_options().validate()
+        except MALFORMED as exc:
+            raise damaged(store.path, f"its training entry cannot be read ({type(exc).__name__}: {exc})") from None
         if run.status == "complete":
             return {"stopped": None, "epochs_done": run.epoch, "already_complete": True, "last": None}
+        check_data_unchanged(run, store.path, allow_changed_data)
         if quiet is not None:
             run.options["quiet"] = quiet
         rounds = _rounds(run.engine)
         try:
             rounds.check()
-            trained = TrainedModel.from_state(manifest["model"], arrays,
-                                              ignore_extra=run.options.get("ignore_extra_features", False))
+            trained = trained_from_manifest(store.path, manifest, arrays,
+                                            ignore_extra=run.options.get("ignore_extra_features", False))
             stored_at(trained, store, manifest["checkpoint"])
-            valid = open_source(run.valid["files"], ReadOptions.from_dict(run.data["options"])) if run.valid else None
+            valid = open_source(run.valid["files"], ReadOptions.from_dict(run.data["options"]),
+                                contract=trained.input) if run.valid else None
+            store.drop_metrics_after(trained.model.t)  # records a crash left beyond the checkpoint
             callbacks = reporting(run.train_options().quiet) + list(callbacks)
             return Trainer(store, trained, run, rounds, valid, callbacks).fit()
         finally:
@@ -106,9 +156,25 @@ def resume(model_dir, *, quiet: bool | None = None, callbacks=()) -> dict:
 
 
 def load(model_dir, *, ignore_extra: bool = False) -> TrainedModel:
-    """A trained model from its directory, arrays memory-mapped read-only."""
-    manifest, arrays = ModelDir(model_dir).load(mmap_mode="r")
-    return TrainedModel.from_state(manifest["model"], arrays, ignore_extra=ignore_extra)
+    """A trained model from its directory, arrays memory-mapped read-only, its manifest checked."""
+    return load_trained(ModelDir(model_dir), "r", ignore_extra=ignore_extra)[1]
+
+
+def check_data_unchanged(run: RunState, path, allow_changed: bool) -> None:
+    """Refuse to resume on data files that changed since the run started (unless ``allow_changed``,
+    which records the files as they are now)."""
+    found = changes(run.data.get("identity", []))
+    if run.valid:
+        found += changes(run.valid.get("identity", []))
+    if not found:
+        return
+    if not allow_changed:
+        raise InputError(f"the data of the run in {path} changed since it started: {'; '.join(found)}. "
+                         "Resuming would train on other data; restore the files, or pass --allow-changed-data "
+                         "to continue on them as they are")
+    run.data["identity"] = identify_all(run.data["files"])
+    if run.valid:
+        run.valid["identity"] = identify_all(run.valid["files"])
 
 
 def _engine_record(engine) -> dict:

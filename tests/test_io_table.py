@@ -60,7 +60,8 @@ def test_hash_columns_join_the_features(table):
         ({"label_column": "y", "feature_columns": ["a", "y"]}, r"column 'y' is both the label and a feature"),
         ({"label_column": "y", "hash_columns": ["y"]}, r"column 'y' is both the label and a feature"),
         ({"label_column": "y", "hash_columns": ["a"]},
-         r"t\.\w+: feature column 'colour' is not numeric; add it to the hash columns \(--hash-columns\)"),
+         r"t\.\w+: (feature column 'colour' is not numeric; add it to the hash columns \(--hash-columns\)"
+         r"|row 1, column 'colour': cannot parse 'red' as a number.*--hash-columns colour)"),
         ({"label_column": "y", "feature_columns": []}, r"no feature columns"),
         ({"label_column": "y", "n_hash_features": 2**31 - 2}, r"n_hash_features must be between 1 and 2\*\*31 - 1"),
     ],

@@ -352,7 +352,7 @@ def test_encode_multiclass_and_unknown_labels():
     np.testing.assert_array_equal(encode_labels([7, 1, 3], [1, 3, 7], "multiclass"), [2, 0, 1])
     np.testing.assert_array_equal(encode_labels([7, 1, 3], [7, 3, 1], "multiclass"), [0, 2, 1])
     np.testing.assert_array_equal(encode_labels(["b", "a"], np.array(["a", "b", "c"]), "multiclass"), [1, 0])
-    with pytest.raises(InputError, match=r"label 4 \(row 1 of this batch\) is not one of the model's classes: 1, 3, 7"):
+    with pytest.raises(InputError, match=r"row 1 of this batch: label 4 is not one of the model's classes: 1, 3, 7"):
         encode_labels([1, 4, 5], [1, 3, 7], "multiclass")
     targets, known = encode_labels([1, 4, 7], [1, 3, 7], "multiclass", unknown="ignore")
     np.testing.assert_array_equal(known, [True, False, True])

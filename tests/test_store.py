@@ -11,6 +11,7 @@ import pytest
 
 from streamfm.errors import InputError
 from streamfm.store import FORMAT_VERSION, ModelDir, atomic_output, atomic_write_bytes, atomic_write_json
+from streamfm.store.arrays import checksum
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -66,8 +67,8 @@ def test_round_trip_opens_memory_maps(model):
     assert loaded["format_version"] == FORMAT_VERSION
     assert loaded["checkpoint"] == name
     assert loaded["config"] == {"rank": 10} and loaded["classes"] == [0, 1]
-    assert loaded["arrays"]["V"] == {"shape": [300, 4], "dtype": "float32"}
-    assert loaded["arrays"]["t"] == {"shape": [], "dtype": "int64"}
+    assert loaded["arrays"]["V"] == {"shape": [300, 4], "dtype": "float32", "crc32": checksum(arrays["V"])}
+    assert loaded["arrays"]["t"] == {"shape": [], "dtype": "int64", "crc32": checksum(arrays["t"])}
     assert "T" in loaded["saved_at"]
     assert all(isinstance(a, np.memmap) for a in arrays.values())
     assert_state(model, 3)
@@ -146,17 +147,18 @@ def test_bad_save_arguments_fail_before_anything_is_written(model, manifest, arr
 
 
 def fail_on_second_np_save(monkeypatch, exc):
-    real = np.save
+    """The second array's file fails after its header (a full disk, Ctrl-C)."""
+    real = np.lib.format.write_array_header_1_0
     calls = []
 
-    def save(file, arr, **kwargs):
+    def header(file, d):
         calls.append(1)
         if len(calls) == 2:
             file.write(b"\x93NUMPY half a file")
             raise exc
-        real(file, arr, **kwargs)
+        real(file, d)
 
-    monkeypatch.setattr(np, "save", save)
+    monkeypatch.setattr(np.lib.format, "write_array_header_1_0", header)
 
 
 def fail_os(name):

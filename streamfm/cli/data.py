@@ -56,11 +56,14 @@ def read_options(args: argparse.Namespace) -> ReadOptions:
     return ReadOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ReadOptions)})
 
 
-def source_from_args(args: argparse.Namespace, paths: Sequence[str] | None = None):
-    """Open the data named on the command line (``args.data`` unless ``paths``)."""
+def source_from_args(args: argparse.Namespace, paths: Sequence[str] | None = None, *, contract=None,
+                     require_label: bool = True):
+    """Open the data named on the command line (``args.data`` unless ``paths``); with a model's
+    ``contract``, read as the model reads its data (``io/contract.py``)."""
     from streamfm.io.sources import open_source
 
-    return open_source(list(paths if paths is not None else args.data), read_options(args))
+    return open_source(list(paths if paths is not None else args.data), read_options(args), contract=contract,
+                       require_label=require_label)
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:

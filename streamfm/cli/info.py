@@ -17,6 +17,9 @@ def add_info_parser(subparsers) -> None:
     )
     p.add_argument("data", nargs="+", metavar="DATA", help="files, globs or directories, or a model directory")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--verify", action="store_true",
+                   help="model directory: check every array of the checkpoint against its checksum (reads "
+                        "it whole; by default only arrays up to 16 MiB are)")
     add_data_options(p)
     add_quiet(p)
     p.set_defaults(func=run_info)
@@ -29,7 +32,7 @@ def run_info(args: argparse.Namespace) -> int:
     if models:
         if len(args.data) > 1:
             raise InputError(f"{models[0]} is a model directory: give it alone to `streamfm info`")
-        return _info_model(models[0], args.json)
+        return _info_model(models[0], args.json, args.verify)
     source = source_from_args(args)
     summary = _summarise(source, progress=not args.quiet)
     if args.json:
@@ -40,16 +43,45 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _info_model(path: str, as_json: bool = False) -> int:
-    """A model directory's manifest in words (or as JSON)."""
-    from streamfm.models.config import Config
+def _info_model(path: str, as_json: bool = False, verify: bool = False) -> int:
+    """A model directory's manifest in words (or as JSON), and whether its checkpoint is sound:
+    a damaged one (a missing or truncated array, a checksum that does not match, a manifest
+    that disagrees with its arrays) is reported, with exit code 2."""
+    import sys
+
+    from streamfm.store.manifest import damaged
     from streamfm.store.modeldir import ModelDir
+    from streamfm.store.trained import MALFORMED, load_trained
 
     store = ModelDir(path)
     manifest = store.read_manifest()
+    problem = None
+    try:
+        load_trained(store, "r", verify="all" if verify else "cheap")
+    except InputError as exc:
+        problem = str(exc)
     if as_json:
         print(json.dumps(manifest, indent=2))
-        return 0
+    else:
+        try:
+            rows = _model_rows(path, store, manifest)
+        except MALFORMED as exc:
+            raise damaged(store.path, f"its manifest cannot be read ({type(exc).__name__}: {exc})") from None
+        rows.append(("checkpoint", "DAMAGED (see below)" if problem else
+                     "every array matches its checksum" if verify else "readable"))
+        width = max(len(k) for k, _ in rows) + 1
+        for k, v in rows:
+            print(f"{k + ':':<{width}} {v}")
+    if problem:
+        print(f"streamfm: error: {problem}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _model_rows(path: str, store, manifest: dict) -> list[tuple[str, str]]:
+    from streamfm.io.contract import InputContract
+    from streamfm.models.config import Config
+
     m, t = manifest["model"], manifest["training"]
     c = m["config"]
     rows = [("model directory", path), ("method", c["method"]),
@@ -59,6 +91,8 @@ def _info_model(path: str, as_json: bool = False) -> int:
     from streamfm.preprocess.standardize import describe_scaling
 
     rows.append(("features", f"{m['n_features']:,}"))
+    if m.get("input") is not None:
+        rows.append(("input", InputContract.from_dict(m["input"]).describe()))
     rows.append(("scaling", describe_scaling(m["standardizer"], m["n_features"])))
     shape = f"rank {c['rank']}"
     if c["method"] != "fm":
@@ -92,10 +126,7 @@ def _info_model(path: str, as_json: bool = False) -> int:
         if "mean_k" in last:
             text += f", mean k {last['mean_k']:.2f}, candidate misses {100 * last['candidate_miss_rate']:.2f}%"
         rows.append(("last epoch", text))
-    width = max(len(k) for k, _ in rows) + 1
-    for k, v in rows:
-        print(f"{k + ':':<{width}} {v}")
-    return 0
+    return rows
 
 
 def _early_stopping_text(t: dict) -> str:

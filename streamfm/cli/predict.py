@@ -6,6 +6,7 @@ import json
 import sys
 
 from streamfm.cli.data import add_data_options, add_quiet, report_bad_rows, source_from_args
+from streamfm.errors import InputError
 
 
 def add_predict_parser(subparsers) -> None:
@@ -35,7 +36,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from streamfm.run import load
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
-    source = source_from_args(args)
+    source = source_from_args(args, contract=trained.input, require_label=False)
+    if trained.input is not None:
+        trained.input.check_extra_columns(source, args.ignore_extra_features)
     with _progress(args, "predict") as bar:
         rows = predict_to_file(trained, source, args.output, progress=bar)
     print(f"{rows:,} predictions written to {args.output}", file=sys.stderr)
@@ -71,9 +74,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from streamfm.run import load
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
-    source = source_from_args(args)
+    source = source_from_args(args, contract=trained.input)
+    if trained.input is not None:
+        trained.input.check_extra_columns(source, args.ignore_extra_features)
     with _progress(args, "evaluate") as bar:
         result = evaluate_source(trained, source, progress=bar)
+    if result["rows"] == 0:
+        skipped = f" ({source.bad_rows:,} bad row(s) skipped)" if source.bad_rows else ""
+        raise InputError(f"no rows to evaluate in {', '.join(source.files)}{skipped}: no metrics")
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -53,6 +53,9 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("data", nargs="*", metavar="DATA", help="files, globs or directories")
     p.add_argument("--model", metavar="DIR", help="model directory (created if missing)")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: continue even though the run's data files changed since it started "
+                        "(by default such a run is refused)")
     p.add_argument("--valid", nargs="+", metavar="DATA",
                    help="data evaluated after every epoch (and watched by --early-stop)")
     p.add_argument("--task", choices=("binary", "multiclass", "regression"),
@@ -130,7 +133,27 @@ def add_train_parser(subparsers) -> None:
                    help="ray: workers take the model's steps, not steps times --workers (see docs/scaling.md)")
     add_data_options(p)
     add_quiet(p)
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, train_parser=p)
+
+
+#: flags --resume accepts: they do not change the run (--scale is checked against the model's)
+_RESUME_FLAGS = {"resume", "allow_changed_data", "quiet", "scale", "help", "data", "model"}
+
+
+def _flags_changing_the_run(args: argparse.Namespace) -> list[str]:
+    """The flags given besides --resume that would change an interrupted run (it goes on as it
+    was started, so they would be ignored)."""
+    given = []
+    for action in args.train_parser._actions:
+        if action.dest in _RESUME_FLAGS or not action.option_strings:
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default:
+            continue
+        if action.const is not None and value != action.const:
+            continue  # the value of another flag of the same destination (--one-based for --zero-based)
+        given.append(action.option_strings[-1])
+    return list(dict.fromkeys(given))
 
 
 def _embedded(name: str) -> str:
@@ -148,12 +171,17 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.data or args.model:
             raise InputError("--resume DIR continues a run as it was started: give no DATA and no --model")
+        changing = _flags_changing_the_run(args)
+        if changing:
+            raise InputError(f"--resume DIR continues a run as it was started, so {', '.join(changing)} would be "
+                             f"ignored: leave {'it' if len(changing) == 1 else 'them'} out (a finished model trains "
+                             "further with: streamfm train DATA --model DIR)")
         if args.scale is not None:
             from streamfm.store.modeldir import ModelDir
             from streamfm.training.setup import check_scale
 
             check_scale(ModelDir(args.resume).read_manifest()["model"], args.scale, args.resume)
-        summary = resume(args.resume, quiet=args.quiet or None)
+        summary = resume(args.resume, quiet=args.quiet or None, allow_changed_data=args.allow_changed_data)
         if summary.get("already_complete"):
             print(f"the run in {args.resume} is complete; to train more, give data: "
                   f"streamfm train DATA... --model {args.resume}")
@@ -161,6 +189,8 @@ def run_train(args: argparse.Namespace) -> int:
         return _report_run(summary, args.resume)
     if not args.model:
         raise InputError("name the model directory with --model DIR (or continue a run with --resume DIR)")
+    if args.allow_changed_data:
+        raise InputError("--allow-changed-data goes with --resume DIR")
     data, valid = args.data, args.valid
     if not data:
         data, valid = [_embedded("banana-train")], valid or [_embedded("banana-test")]

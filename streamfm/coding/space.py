@@ -10,6 +10,9 @@ import numpy as np
 
 MAX_IDENTITY = 1000
 SKETCH_DIM = 64
+#: The largest |coordinate| of phi(x) the FAISS search (float32) computes with: squared distances
+#: of larger coordinates overflow float32 (3.4e38), and a row then finds no anchor.
+MAX_CODING_VALUE = 1e18
 
 
 def coding_dim(p: int) -> int:

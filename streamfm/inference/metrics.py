@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import RowError
+
 
 class StreamingMetrics:
     """Accumulates per-chunk results; ``result()`` gives the metrics of all rows seen.
@@ -58,15 +60,23 @@ def evaluate_source(trained, source, *, chunk_rows=None, progress=None, skip_unk
     know (as training with ``--ignore-unknown-labels`` does) instead of failing.
     """
     acc = StreamingMetrics(trained.task)
-    for chunk in source.iter_chunks(chunk_rows=chunk_rows):
-        if skip_unknown_labels:
-            t, known = trained.targets(chunk.y, unknown="ignore")
-            if not known.all():
-                chunk, t = chunk.take(np.flatnonzero(known)), t[known]
-        else:
-            t = trained.targets(chunk.y)
-        f = trained.decision_chunk(chunk)
+    for chunk, path, row0 in source.iter_placed(chunk_rows=chunk_rows):
+        try:
+            t, f = _scored(trained, chunk, skip_unknown_labels)
+        except RowError as exc:  # an unknown label, a feature beyond the model: say where
+            raise source.placed(exc, path, row0) from None
         acc.add(t, f[:, 0] if trained.task == "regression" else trained.model.proba_from_scores(f))
         if progress is not None:
             progress.update(chunk.n_rows)
     return acc.result()
+
+
+def _scored(trained, chunk, skip_unknown_labels: bool):
+    """(targets, raw outputs) of a chunk's rows (those of known labels, with ``skip_unknown_labels``)."""
+    if skip_unknown_labels:
+        t, known = trained.targets(chunk.y, unknown="ignore")
+        if not known.all():
+            chunk, t = chunk.take(np.flatnonzero(known)), t[known]
+    else:
+        t = trained.targets(chunk.y)
+    return t, trained.decision_chunk(chunk)

@@ -5,8 +5,8 @@ import os
 
 import pyarrow as pa
 
-from ..errors import InputError
-from ..io.atomic import atomic_output
+from ..errors import InputError, RowError, disk_full, is_disk_full
+from ..io.atomic import atomic_output, remove_dead_temporaries
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -41,24 +41,47 @@ def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress
     directory = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(directory):
         raise InputError(f"the output directory {directory} does not exist")
+    for f in source.files:
+        if os.path.exists(out_path) and os.path.samefile(f, out_path):
+            raise InputError(f"the output {out_path} is one of the input files: it would be overwritten; "
+                             "write the predictions to another file (-o)")
+    remove_dead_temporaries(directory)  # what killed runs left
     rows = 0
-    with atomic_output(out_path) as tmp:
-        writer = None
-        try:
-            for chunk in source.iter_chunks(chunk_rows=chunk_rows):
-                table = _table(trained, chunk)
+    written = 0
+    try:
+        with atomic_output(out_path) as tmp:
+            writer = None
+            try:
+                for chunk, path, row0 in source.iter_placed(chunk_rows=chunk_rows):
+                    try:
+                        table = _table(trained, chunk)
+                    except RowError as exc:
+                        raise source.placed(exc, path, row0) from None
+                    if writer is None:
+                        writer = _writer(fmt, str(tmp), table.schema)
+                    writer.write_table(table)
+                    rows += table.num_rows
+                    if progress is not None:
+                        progress.update(table.num_rows)
                 if writer is None:
-                    writer = _writer(fmt, str(tmp), table.schema)
-                writer.write_table(table)
-                rows += table.num_rows
-                if progress is not None:
-                    progress.update(table.num_rows)
-            if writer is None:
-                raise InputError("the data to predict on has no rows")
-        finally:
-            if writer is not None:
-                writer.close()
+                    raise InputError("the data to predict on has no rows")
+            finally:
+                written = _written(tmp)  # before a failure removes it: what a full disk message reports
+                if writer is not None:
+                    writer.close()
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(out_path, written) from None
+        raise
     return rows
+
+
+def _written(path) -> int:
+    """Bytes of the temporary output so far."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _writer(fmt: str, path: str, schema: pa.Schema):

@@ -2,8 +2,9 @@
 
 The columns of a :class:`~streamfm.io.table.TableLayout` become CSR rows:
 every numeric column (zeros included), then the row's hashed categorical
-ids.  Values are checked here: a null, NaN or infinite value is an error
-naming the file, the 1-based data row and the column, or, with
+ids.  Values are checked here: a null, NaN or infinite value, or one of
+magnitude above ``MAX_ABS_VALUE`` (1e154, whose square overflows), is an
+error naming the file, the 1-based data row and the column, or, with
 ``skip_bad_rows``, a dropped row.
 """
 from __future__ import annotations
@@ -13,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from streamfm.errors import InputError
-from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, MAX_ABS_VALUE, VALUE_DTYPE, Chunk
 from streamfm.io.hashing import hashed_ids
-from streamfm.io.table import TableLayout, is_numeric_type
+from streamfm.io.table import TableLayout, is_numeric_type, is_text_type
 
 
 def where(path: str, row: int, column: str) -> str:
@@ -52,32 +53,58 @@ def _first(mask: np.ndarray) -> int:
 
 
 def numeric_column(arr, name: str, path: str, row0: int, bad: np.ndarray | None, what: str = "value") -> np.ndarray:
-    """A feature column as float64; nulls/NaN/inf raise, or mark rows in ``bad``.
+    """A feature column as float64; nulls, NaN, inf and values beyond ``MAX_ABS_VALUE`` raise, or
+    mark rows in ``bad``.
 
     ``row0`` is the number of data rows of the file before this batch;
     ``what`` ("value" or "label") is what the message calls the field.
+    A text column (a Parquet file whose column the model reads as numbers)
+    is parsed, and a value that is not a number raises naming it.
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    if is_text_type(arr.type):
+        arr = _parse_text(arr, name, path, row0, bad)
     if pa.types.is_decimal(arr.type) or pa.types.is_boolean(arr.type):
         import pyarrow.compute as pc  # ~65 ms to import: only for these column types
 
         arr = pc.cast(arr, pa.float64())
     nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
     x = np.asarray(to_numpy(arr), dtype=VALUE_DTYPE)
-    nonfinite = ~np.isfinite(x)
+    with np.errstate(invalid="ignore"):
+        nonfinite = ~(np.abs(x) <= MAX_ABS_VALUE)
     if nulls is not None:
         nonfinite |= nulls
     if nonfinite.any():
         if bad is None:
             i = _first(nonfinite)
             state = "is empty (missing)" if nulls is not None and nulls[i] else f"is {x[i]}"
+            limit = "" if nulls is not None and nulls[i] or not np.isfinite(x[i]) else \
+                f" of magnitude at most {MAX_ABS_VALUE:g} (their squares must fit a float64)"
             raise InputError(
-                f"{where(path, row0 + i + 1, name)}: the {what} {state}; {what}s must be finite numbers"
+                f"{where(path, row0 + i + 1, name)}: the {what} {state}; {what}s must be finite numbers{limit}"
             )
         bad |= nonfinite
         x = np.where(nonfinite, 0.0, x)
     return x
+
+
+def _parse_text(arr, name: str, path: str, row0: int, bad: np.ndarray | None):
+    """Text that should be numbers, as float64: a value that is not a number raises (or is NaN,
+    a bad row, with ``bad``)."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    values = arr.to_pylist()
+    out = np.empty(len(values), dtype=VALUE_DTYPE)
+    for i, v in enumerate(values):
+        try:
+            out[i] = np.nan if v is None else float(v)
+        except (TypeError, ValueError):
+            if bad is None:
+                raise InputError(f"{where(path, row0 + i + 1, name)}: '{v}' is not a number, but the model "
+                                 "reads this column as numbers") from None
+            out[i] = np.nan
+    return pa.array(out, mask=arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None)
 
 
 def label_column(arr, name: str, path: str, row0: int, bad: np.ndarray | None) -> np.ndarray:
@@ -144,28 +171,31 @@ def _assemble(X, H, indptr, indices, data):
 
 
 @numba.njit(cache=True, nogil=True)
-def _columns_to_rows(S, X):
+def _columns_to_rows(S, X, limit):
     """X[i, j] = S[j, i], in blocks of 64 rows (NumPy's strided ``X[:] = S.T`` was ~1.8x slower,
-    measured); returns whether every value is finite.
+    measured); returns whether every value is finite and of magnitude at most ``limit``.
 
     Finiteness is summed, not tested per value (v * 0 is 0 for finite v, NaN
-    otherwise): a branch in the loop made it ~1.5x slower.
+    otherwise), and the magnitude is a running maximum: a branch in the loop
+    made it ~1.5x slower.
     """
     p, n = S.shape
     acc = 0.0
+    top = 0.0
     for i0 in range(0, n, 64):
         i1 = min(i0 + 64, n)
         for j in range(p):
             for i in range(i0, i1):
                 v = S[j, i]
                 acc += v * 0.0
+                top = max(top, abs(v))
                 X[i, j] = v
-    return np.isfinite(acc)
+    return np.isfinite(acc) and top <= limit
 
 
 def _plain_rows(batch, names: list[str]) -> np.ndarray | None:
     """The numeric columns as (n, p) float64 rows when all are plain numbers (fixed-width
-    integers or floats without nulls, all finite); None otherwise.
+    integers or floats without nulls, all finite and at most ``MAX_ABS_VALUE``); None otherwise.
 
     The common case of a wide table: the columns are stacked (a sequential copy,
     casting to float64) and turned into rows and checked in one numba pass.
@@ -181,7 +211,7 @@ def _plain_rows(batch, names: list[str]) -> np.ndarray | None:
             return None
         S[j] = to_numpy(arr)
     X = np.empty((batch.num_rows, len(cols)), dtype=VALUE_DTYPE)
-    return X if _columns_to_rows(S, X) else None
+    return X if _columns_to_rows(S, X, MAX_ABS_VALUE) else None
 
 
 def batch_to_chunk(batch, layout: TableLayout, path: str, row0: int, skip_bad: bool) -> tuple[Chunk, int]:
@@ -192,7 +222,10 @@ def batch_to_chunk(batch, layout: TableLayout, path: str, row0: int, skip_bad: b
     """
     n = batch.num_rows
     bad = np.zeros(n, dtype=bool) if skip_bad else None
-    y = label_column(batch.column(layout.label), layout.label, path, row0, bad)
+    if layout.label is None:  # read without its label (predictions): no labels
+        y = np.zeros(n, dtype=VALUE_DTYPE)
+    else:
+        y = label_column(batch.column(layout.label), layout.label, path, row0, bad)
     p = len(layout.numeric)
     X = _plain_rows(batch, layout.numeric)
     if X is None:  # nulls, unusual types or a non-finite value: column by column, naming the culprit

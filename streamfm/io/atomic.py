@@ -14,7 +14,10 @@ read as "every file in this directory" skips hidden files, so a leftover of
 a crash is never mistaken for data.  They keep the target's suffix, for
 writers that pick a format from it.  Each temporary name is unique, so two
 writers of the same path cannot write into one temporary file; the last
-``os.replace`` wins.
+``os.replace`` wins.  The pid in the name says whose it is: a writer about to
+write beside a target removes the leftovers of writers that are dead
+(:func:`remove_dead_temporaries`).  Temporary files are created like any
+file (the user's umask applies), so the output they become does too.
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import secrets
+import shutil
 from typing import Any, Iterator
 
 import numpy as np
@@ -34,6 +39,7 @@ __all__ = [
     "dumps_json",
     "fsync_dir",
     "fsync_path",
+    "remove_dead_temporaries",
     "temporary_path",
     "write_and_fsync",
 ]
@@ -145,6 +151,47 @@ def temporary_path(target: str | os.PathLike) -> pathlib.Path:
     target = pathlib.Path(target)
     token = f"tmp-{os.getpid()}-{secrets.token_hex(4)}"
     return target.with_name(f".{target.stem}.{token}{target.suffix}")
+
+
+#: a temporary name of :func:`temporary_path` (files) or of ``convert`` (directories): its pid
+_TEMP_RE = re.compile(r"\A\..*\.tmp-(\d+)-[0-9a-f]{8}(\.[^/]*)?\Z")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id runs on this machine (one of another user counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_temporaries(directory: str | os.PathLike) -> list[str]:
+    """Remove the temporary files and directories in ``directory`` whose writer (the pid in the
+    name) is dead: what a killed ``predict -o`` or ``convert`` left.  Returns their names."""
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TEMP_RE.match(name)
+        if m is None or pid_alive(int(m.group(1))):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            removed.append(name)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    return removed
 
 
 @contextlib.contextmanager

@@ -15,6 +15,11 @@ INDPTR_DTYPE = np.int64
 INDEX_DTYPE = np.int32
 VALUE_DTYPE = np.float64
 
+#: The largest magnitude a value (feature or numeric label) may have: its square must be a finite
+#: float64 (sqrt(max float64) is 1.34e154), or the scan pass's variance overflows. The readers
+#: refuse larger values as bad input.
+MAX_ABS_VALUE = 1e154
+
 # Full-width rows all carry the indices 0..p-1: chunks of such rows share one
 # index array (per width and row-count class) instead of each tiling its own.
 # Sharing halves the index memory the kernel streams through (its copy stays

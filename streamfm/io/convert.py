@@ -8,7 +8,9 @@ reads back through :func:`~streamfm.io.sources.open_source` as the same rows.
 
 The shards are written into a temporary directory beside ``out_dir`` and
 renamed into place only when every shard is complete, so a failure (a bad
-line, a full disk, Ctrl-C) leaves nothing half-written behind.
+line, a full disk, Ctrl-C) leaves nothing half-written behind.  Every data
+page carries a CRC-32 (``write_page_checksum``), which the reader verifies:
+a damaged shard is an error, never changed values.
 """
 from __future__ import annotations
 
@@ -20,12 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from streamfm.errors import InputError
+from streamfm.errors import InputError, disk_full, is_disk_full
 from streamfm.io.chunk import Chunk
 from streamfm.io.options import ReadOptions
 from streamfm.io.sources import DataSource, open_source
 from streamfm.progress import progress_bar
-from streamfm.io.atomic import fsync_dir, fsync_path
+from streamfm.io.atomic import fsync_dir, fsync_path, remove_dead_temporaries, temporary_path
 
 SHARD_NAME = "part-{:05d}.parquet"
 
@@ -51,6 +53,8 @@ def _schema(source: DataSource, wide: bool, p: int, text_labels: bool) -> pa.Sch
         meta["streamfm.n_features"] = str(source.n_features_hint)  # read back as the declared width
     if source.feature_names and wide:
         meta["streamfm.feature_names"] = ",".join(source.feature_names)
+    if source.label_column is not None and source.label_column != "label":
+        meta["streamfm.label_column"] = str(source.label_column)  # a model's input contract finds it by name
     return pa.schema(fields, metadata=meta)
 
 
@@ -78,9 +82,14 @@ def chunk_to_table(chunk: Chunk, schema: pa.Schema, wide: bool) -> pa.Table:
 
 
 def _temp_dir_beside(out_dir: str) -> str:
+    """A hidden directory beside ``out_dir`` named with this pid (``io/atomic.py``), created with the
+    user's umask; leftovers of dead converts there are removed first."""
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.tmp-", dir=parent)
+    remove_dead_temporaries(parent)
+    tmp = os.fspath(temporary_path(os.path.abspath(out_dir)))
+    os.mkdir(tmp)
+    return tmp
 
 
 def _check_out_dir(out_dir: str, overwrite: bool) -> None:
@@ -174,7 +183,8 @@ def convert(
                 while start < chunk.n_rows:
                     if writer is None:
                         names.append(SHARD_NAME.format(len(names)))
-                        writer = pq.ParquetWriter(os.path.join(tmp, names[-1]), schema, compression=compression)
+                        writer = pq.ParquetWriter(os.path.join(tmp, names[-1]), schema, compression=compression,
+                                                 write_page_checksum=True)
                         in_shard = 0
                     take = min(rows_per_shard - in_shard, chunk.n_rows - start)
                     part = chunk if take == chunk.n_rows else chunk.slice(start, start + take)
@@ -188,20 +198,27 @@ def convert(
         if schema is None:  # no rows at all: one empty, readable shard
             schema = _schema(source, wide, source.n_features_hint or 0, False)
             names.append(SHARD_NAME.format(0))
-            pq.write_table(schema.empty_table(), os.path.join(tmp, names[0]), compression=compression)
+            pq.write_table(schema.empty_table(), os.path.join(tmp, names[0]), compression=compression,
+                           write_page_checksum=True)
         if writer is not None:
             writer.close()
             writer = None
+        # a CSV column hashed because it began with text must be text throughout: checked before
+        # anything is published
+        source.check_kinds()
         for name in names:
             fsync_path(os.path.join(tmp, name))  # pyarrow closes without fsync
         _publish(tmp, out_dir)
-    except BaseException:
+    except BaseException as exc:
         if writer is not None:
             try:
                 writer.close()
             except Exception:  # already failing; the directory goes anyway
                 pass
+        written = sum(e.stat().st_size for e in os.scandir(tmp)) if os.path.isdir(tmp) else 0
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise disk_full(out_dir, written) from None
         raise
     return [os.path.join(out_dir, name) for name in names]
 

@@ -9,17 +9,30 @@ some field of it is not a number while the same field of the second row is
 none of its fields is a number.  A file whose columns are all text cannot be
 told apart: pass ``header=True`` or ``False``.
 
-Column types are decided once, from pyarrow's inference on the first block of
-the first file, and then forced for every block of every file, so a later
-block cannot change a column's type: numeric columns are read as float64,
-text feature columns are hashed (see :mod:`streamfm.io.hashing`), and the
-label keeps its raw type (float64, or str).  Only the empty field is a null;
-"nan", "inf" are read as numbers and then rejected, so the message shows what
-the file says.
+Column types are decided once, from the first MiB of the first file, and
+then forced for every block of every file, so a later block cannot change a
+column's type: numeric columns are read as float64, text feature columns are
+hashed (see :mod:`streamfm.io.hashing`), and the label keeps its raw type
+(float64, or str).  A column pyarrow infers as text whose values there are
+mostly numbers is numbers (its other cells are errors naming their row).  A
+column hashed because it held text is only tentatively so: the scan pass
+counts its numbers and texts over the whole column (:meth:`CsvReader.check_kinds`),
+and a column of mostly numbers is an error naming its first bad cell, so
+whether a column is hashed never depends on the chunk size.  Only the empty
+field is a null; "nan", "inf" are read as numbers and then rejected, so the
+message shows what the file says.
+
+Files with a header are read by column name (the columns in any order);
+with a model's input contract (``io/contract.py``) the columns and their
+kinds are the model's, and a file without a header takes the model's column
+names by position.
 
 Errors name the file, the 1-based data row (the header is not counted) and the
 column.  pyarrow reports a bad field without its row, so on that (rare) path
-the file is re-read with Python's ``csv`` module to find the row.
+the file is re-read with Python's ``csv`` module to find the row.  Those
+slow paths for messages (a bad field, a ragged row, text that is not UTF-8)
+are why this module is longer than most; the header rules and the column-kind
+watch are in io/csv_sniff.py.
 """
 from __future__ import annotations
 
@@ -38,16 +51,23 @@ from streamfm.io._files import (
     corrupt_error,
     format_token,
     open_binary,
-    read_block,
     rebatch,
-    strip_compression,
 )
 from streamfm.io.arrow import batch_to_chunk
 from streamfm.io.chunk import Chunk
 from streamfm.io.options import ReadOptions
+from streamfm.io.csv_sniff import (
+    ColumnKind,
+    detect_header,
+    first_rows,
+    is_number,
+    quiet_undecodable_rows,
+    to_float,
+)
 from streamfm.io.table import TableReader, is_numeric_type, is_text_type
 
-_SNIFF_BYTES = 1 << 16
+# Column types are inferred from the first MiB of the first file, whatever the chunk size.
+_INFER_BLOCK = 1 << 20
 _MIN_BLOCK = 1 << 18
 _MAX_BLOCK = 64 << 20
 _NULLS = [""]
@@ -55,75 +75,6 @@ _NULLS = [""]
 # is decompressed by Python (see _open), whose errors pass through pyarrow
 # unchanged, so they are caught too.
 _READ_ERRORS = (pa.ArrowInvalid, *DECOMPRESS_ERRORS)
-
-
-# ---------------------------------------------------------------------------
-# Sniffing: delimiter, header, column count
-# ---------------------------------------------------------------------------
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _first_rows(path: str, n: int = 2) -> tuple[list[list[str]], int, str]:
-    """The first ``n`` non-blank rows (as field lists), the bytes per line seen
-    and the delimiter.
-
-    Reads 64 KiB at a time until it holds ``n`` complete lines (wide files can
-    have lines longer than that), the end of the file, or 64 MiB.
-    """
-    blocks: list[bytes] = []
-    size = 0
-    eof = False
-    complete = 0  # non-blank lines read to their newline
-    open_line_has_text = False
-    with open_binary(path) as f:
-        while not eof and complete < n and size < _MAX_BLOCK:
-            more = read_block(f, path, _SNIFF_BYTES)  # a broken .gz fails right here
-            eof = not more
-            blocks.append(more)
-            size += len(more)
-            pieces = more.split(b"\n")
-            for k, piece in enumerate(pieces):
-                open_line_has_text = open_line_has_text or bool(piece.strip())
-                if k < len(pieces) - 1:  # this piece ends at a newline
-                    complete += open_line_has_text
-                    open_line_has_text = False
-    head = b"".join(blocks)
-    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
-    lines = text.splitlines()
-    if not eof and lines and not text.endswith(("\n", "\r")):
-        lines = lines[:-1]  # the last line may be cut
-    lines = [ln for ln in lines if ln.strip()]
-    delim = _delimiter(path, lines[0] if lines else "")
-    rows = list(_pycsv.reader(lines[:n], delimiter=delim))
-    per_line = max(1, len(head) // max(1, len(lines))) if lines else 64
-    return rows, per_line, delim
-
-
-def _delimiter(path: str, first_line: str) -> str:
-    """',' unless the file is .tsv or its first line has tabs and no commas."""
-    if strip_compression(path).lower().endswith(".tsv"):
-        return "\t"
-    if "," not in first_line and "\t" in first_line:
-        return "\t"
-    return ","
-
-
-def detect_header(rows: list[list[str]]) -> bool:
-    """The ``header="auto"`` rule (see the module docstring)."""
-    if not rows:
-        return False
-    first = rows[0]
-    if len(rows) == 1:
-        return not any(_is_number(v) for v in first)
-    second = rows[1]
-    return any(not _is_number(a) and _is_number(b) for a, b in zip(first, second))
 
 
 # ---------------------------------------------------------------------------
@@ -146,45 +97,101 @@ class CsvReader(TableReader):
         value) and ``chunk_rows``.
     """
 
-    def __init__(self, files: list[str], options: ReadOptions):
-        super().__init__(files, options)
+    def __init__(self, files: list[str], options: ReadOptions, contract=None, require_label: bool = True):
+        super().__init__(files, options, contract, require_label)
         self.header = options.header
         first = self.files[0]
-        rows, per_line, delim = _first_rows(first)
+        rows, per_line, delim = first_rows(first)
         if not rows:
             raise InputError(f"{first}: the CSV file is empty")
-        has_header = detect_header(rows) if self.header == "auto" else bool(self.header)
+        has_header = self._has_header(rows)
         self.n_columns = len(rows[0])
-        self.names = [v.strip() for v in rows[0]] if has_header else [f"c{i}" for i in range(self.n_columns)]
+        self.names = [v.strip() for v in rows[0]] if has_header else self._positional_names(first, self.n_columns)
         self.block_size = int(min(max(per_line * self.chunk_rows, _MIN_BLOCK), _MAX_BLOCK))
         inferred = self._infer_types(first, has_header, delim)
         # A feature column is read as float64 or as text (column_types below): any other type
         # pyarrow infers (null for a column empty in the first block, a date) is read as numbers.
         self.types = {c: t if is_text_type(t) else pa.float64() for c, t in inferred.items()}
+        # text columns hashed because no hash columns were given: the scan pass decides (check_kinds)
+        self.tentative: dict[str, ColumnKind] = {}
         self.layout = self.make_layout()
-        label_type = inferred[self.layout.label]
+        label = self.layout.label
+        label_type = inferred[label] if label is not None else pa.float64()
         self.label_numeric = is_numeric_type(label_type) or pa.types.is_null(label_type)
-        self.column_types = {self.layout.label: pa.float64() if self.label_numeric else pa.string()}
+        self.column_types = {} if label is None else {label: pa.float64() if self.label_numeric else pa.string()}
         self.column_types.update({c: pa.float64() for c in self.layout.numeric})
         self.column_types.update({c: pa.string() for c in self.layout.hashed})
+
+    def _has_header(self, rows: list[list[str]]) -> bool:
+        """The header option, or the ``"auto"`` rule; a first row that names the model's feature
+        columns (a contract) is a header whatever its values."""
+        if self.header != "auto":
+            return bool(self.header)
+        c = self.contract
+        if c is not None and set(c.numeric + c.hashed) <= {v.strip() for v in rows[0]}:
+            return True
+        return detect_header(rows)
+
+    def _positional_names(self, path: str, n: int) -> list[str]:
+        """Names of the columns of a file without a header: ``c0, c1, ...``, or with a contract the
+        training columns' names by position (all of them, or all but the label)."""
+        c = self.contract
+        if c is not None:
+            if n == len(c.columns):
+                return list(c.columns)
+            if n == len(c.columns) - 1 and c.label in c.columns and not self.require_label:
+                return [name for name in c.columns if name != c.label]
+            raise InputError(f"{path} has no header and {n} columns, but the model's data had "
+                             f"{len(c.columns)} ({', '.join(c.columns)}): give the columns a header row, "
+                             "or the model's columns in its order")
+        return [f"c{i}" for i in range(n)]
+
+    def text_columns(self, features: list[str]) -> list[str]:
+        hashed = super().text_columns(features)
+        self.tentative = {c: ColumnKind(c) for c in hashed}
+        return hashed
+
+    def check_numeric(self, column: str, path: str) -> None:
+        """Nothing to refuse here: numeric columns are read as float64, and a cell that is not a
+        number is an error naming its row (or a bad row)."""
+
+    def check_kinds(self) -> None:
+        """After a pass over every file: a column hashed because its first block held text must
+        hold mostly text.  A column of numbers with a few cells that are not (``1,5``, ``hello``) is
+        bad input naming the first such cell, not a categorical column (unless ``--hash-columns``
+        names it).  The kinds are decided from then on."""
+        for kind in self.tentative.values():
+            kind.check()
+        self.tentative = {}
 
     # -- set-up ----------------------------------------------------------------
 
     def _infer_types(self, path: str, has_header: bool, delim: str) -> dict[str, pa.DataType]:
-        """pyarrow's inferred type of every column, from the first block."""
+        """The type of every column, from the first MiB of the first file: pyarrow's inference,
+        except that a text column whose values there are mostly numbers is numbers (with a few bad
+        cells, which the reading pass reports by row)."""
         # Bad rows are the reading pass's business: ignore them here.
-        reader = self._open(path, has_header, delim, column_types=None, include=None, on_invalid=lambda row: "skip")
+        reader = self._open(path, has_header, delim, column_types=None, include=None, on_invalid=lambda row: "skip",
+                            block_size=_INFER_BLOCK)
         try:
             batch = reader.read_next_batch()
-            schema = batch.schema
         except StopIteration:
-            schema = reader.schema
+            return {f.name: f.type for f in reader.schema}
         except _READ_ERRORS as exc:
-            raise self._translate(path, exc, has_header, delim, 0) from None
-        return {f.name: f.type for f in schema}
+            raise self._translate(path, exc, has_header, delim, 0, self.names) from None
+        types = {}
+        for f in batch.schema:
+            types[f.name] = f.type
+            if is_text_type(f.type):
+                kind = ColumnKind(f.name)
+                kind.add(batch.column(f.name), path, 0)
+                if kind.numbers > kind.texts:
+                    types[f.name] = pa.float64()
+        return types
 
-    def _open(self, path: str, has_header: bool, delim: str, *, column_types, include, on_invalid=None):
-        """A pyarrow streaming reader over one file."""
+    def _open(self, path: str, has_header: bool, delim: str, *, column_types, include, on_invalid=None,
+              block_size: int | None = None, names: list[str] | None = None):
+        """A pyarrow streaming reader over one file (``names``: its columns, default the first file's)."""
         kind = compression_of(path)
         if kind == "xz":
             source = open_binary(path)  # pyarrow has no xz codec
@@ -193,10 +200,12 @@ class CsvReader(TableReader):
         else:
             source = path
         read_opts = pacsv.ReadOptions(
-            block_size=self.block_size,
-            column_names=self.names,
+            block_size=block_size or self.block_size,
+            column_names=names or self.names,
             skip_rows=1 if has_header else 0,
         )
+        if on_invalid is not None:
+            quiet_undecodable_rows()
         parse_opts = pacsv.ParseOptions(delimiter=delim, invalid_row_handler=on_invalid)
         conv_opts = pacsv.ConvertOptions(
             column_types=column_types,
@@ -208,19 +217,32 @@ class CsvReader(TableReader):
         try:
             return pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
         except _READ_ERRORS as exc:
-            raise self._translate(path, exc, has_header, delim, 0) from None
+            raise self._translate(path, exc, has_header, delim, 0, names or self.names) from None
 
-    def _file_format(self, path: str) -> tuple[bool, str]:
-        """(has a header, delimiter) of one file; its width must match the first file's."""
-        rows, _, delim = _first_rows(path)
+    def _file_format(self, path: str) -> tuple[bool, str, list[str]]:
+        """(has a header, delimiter, column names) of one file.
+
+        A file with a header is read by its own column names (in any order:
+        columns are matched by name); one without must have the first file's
+        width, and takes its names by position.
+        """
+        rows, _, delim = first_rows(path)
         if not rows:
-            return False, delim
+            return False, delim, self.names
+        has_header = self._has_header(rows)
+        if has_header:
+            names = [v.strip() for v in rows[0]]
+            missing = [c for c in self.layout.columns if c not in names]
+            if missing:
+                raise InputError(f"{path}: no column '{self.source_name(missing[0])}' (the data set's first file "
+                                 f"has it); the columns are: {', '.join(names)}")
+            return True, delim, names
         if len(rows[0]) != self.n_columns:
             raise InputError(
                 f"{path}: has {len(rows[0])} columns but {self.files[0]} has {self.n_columns}; "
                 "all files of a data set must have the same columns"
             )
-        return (detect_header(rows) if self.header == "auto" else bool(self.header)), delim
+        return False, delim, self.names
 
     # -- reading -----------------------------------------------------------------
 
@@ -229,7 +251,7 @@ class CsvReader(TableReader):
         return rebatch(self._pieces(path), int(chunk_rows or self.chunk_rows))
 
     def _pieces(self, path: str) -> Iterator[Chunk]:
-        has_header, delim = self._file_format(path)
+        has_header, delim, names = self._file_format(path)
         skipped: list[str] = []
 
         def on_invalid(row) -> str:
@@ -244,7 +266,8 @@ class CsvReader(TableReader):
         if self.skip_bad_rows:
             types = {c: pa.string() for c in self.layout.columns}
         self.bad_rows_by_file[path] = 0
-        reader = self._open(path, has_header, delim, column_types=types, include=self.layout.columns, on_invalid=on_invalid)
+        reader = self._open(path, has_header, delim, column_types=types, include=self.layout.columns,
+                            on_invalid=on_invalid, names=names)
         rows_done = 0  # data rows of the file before the current batch
         n_bad = 0
         while True:
@@ -253,9 +276,11 @@ class CsvReader(TableReader):
             except StopIteration:
                 break
             except _READ_ERRORS as exc:
-                raise self._translate(path, exc, has_header, delim, rows_done) from None
+                raise self._translate(path, exc, has_header, delim, rows_done, names) from None
             if self.skip_bad_rows:
                 batch = self._parse_numbers(batch)
+            for kind in self.tentative.values():
+                kind.add(batch.column(kind.name), path, rows_done)
             chunk, bad = batch_to_chunk(batch, self.layout, path, rows_done, self.skip_bad_rows)
             rows_done += batch.num_rows
             n_bad += bad
@@ -271,31 +296,48 @@ class CsvReader(TableReader):
         for name in batch.schema.names:
             arr = batch.column(name)
             if self.column_types[name] == pa.float64():
-                arr = _to_float(arr)
+                arr = to_float(arr)
             cols.append(arr)
         return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
 
     # -- errors ------------------------------------------------------------------
 
-    def _translate(self, path: str, exc: BaseException, has_header: bool, delim: str, rows_done: int) -> InputError:
+    def _translate(self, path: str, exc: BaseException, has_header: bool, delim: str, rows_done: int,
+                   names: list[str]) -> InputError:
         """One clear InputError for whatever pyarrow / the decompressor raised."""
         msg = str(exc)
         conversion = "conversion error" in msg
+        if "invalid UTF8" in msg or "invalid utf8" in msg.lower():
+            found = self._locate_utf8(path, rows_done, has_header)
+            if found is not None:
+                line, text = found
+                return InputError(f"{path}: line {line}: not UTF-8 text ('{format_token(text)}'); "
+                                  "save the file as UTF-8")
+            return InputError(f"{path}: not UTF-8 text; save the file as UTF-8")
         if conversion or "parse error" in msg or ("Expected" in msg and "columns" in msg):
             m = re.search(r"column #(\d+)", msg) if conversion else None
-            found = self._locate(path, has_header, delim, rows_done, int(m.group(1)) if m else None)
+            found = self._locate(path, has_header, delim, rows_done, int(m.group(1)) if m else None, names)
             if found is None:
                 return InputError(f"{path}: {msg}")
             row, what, text = found  # what: the column's name, or the row's field count
             shown = format_token(text)
             if conversion:
-                return InputError(f"{path}: row {row}, column '{what}': cannot parse '{shown}' as a number")
-            return InputError(f"{path}: row {row}: expected {self.n_columns} fields, got {what} ('{shown}')")
+                return InputError(f"{path}: row {row}, column '{self.source_name(what)}': cannot parse "
+                                  f"'{shown}' as a number{self._numeric_advice(what)}")
+            return InputError(f"{path}: row {row}: expected {len(names)} fields, got {what} ('{shown}')")
         if compression_of(path) is not None:
             return corrupt_error(path, exc)
         return InputError(f"{path}: cannot read as CSV ({msg})")
 
-    def _locate(self, path: str, has_header: bool, delim: str, rows_done: int, col: int | None):
+    def _numeric_advice(self, column: str) -> str:
+        if self.contract is not None:
+            return " (the model reads this column as numbers)"
+        if column == self.layout.label:
+            return ""
+        return f" (the column is numeric: fix the cell, or pass --hash-columns {column} to hash it as categories)"
+
+    def _locate(self, path: str, has_header: bool, delim: str, rows_done: int, col: int | None,
+                names: list[str]):
         """Slow path: find the first bad row after the first ``rows_done`` data rows.
 
         With ``col``, a field of that column that is not a number; without, a
@@ -317,27 +359,24 @@ class CsvReader(TableReader):
                     if row <= rows_done:
                         continue
                     if col is None:
-                        if len(fields) != self.n_columns:
+                        if len(fields) != len(names):
                             return row, len(fields), delim.join(fields)
-                    elif col < len(fields) and fields[col].strip() and not _is_number(fields[col]):
-                        return row, self.names[col], fields[col]
+                    elif col < len(fields) and fields[col].strip() and not is_number(fields[col]):
+                        return row, names[col], fields[col]
         except (OSError, EOFError, UnicodeError, _pycsv.Error):
             return None
         return None
 
-
-def _to_float(arr: pa.Array) -> pa.Array:
-    """Strings -> float64; empty stays null, unparsable becomes NaN."""
-    try:
-        return arr.cast(pa.float64())
-    except pa.ArrowInvalid:
-        out = []
-        for v in arr.to_pylist():
-            if v is None:
-                out.append(None)
-                continue
-            try:
-                out.append(float(v))
-            except ValueError:
-                out.append(float("nan"))
-        return pa.array(out, type=pa.float64())
+    @staticmethod
+    def _locate_utf8(path: str, rows_done: int, has_header: bool):
+        """Slow path: the first line (1-based, header included) that is not valid UTF-8, and its text."""
+        try:
+            with open_binary(path) as f:
+                for number, line in enumerate(f, start=1):
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return number, line.decode("utf-8", errors="replace").rstrip("\r\n")
+        except (OSError, EOFError):
+            return None
+        return None

@@ -16,6 +16,8 @@ at most 2**53 and a power of ten of at most 1e22 make a single correctly
 rounded IEEE operation); the rare value outside it (more than ~16 significant
 digits, a huge exponent) is recorded as a "fix-up" and parsed by Python's
 ``float`` afterwards, so every value is exactly what ``float(token)`` gives.
+Only values on that path can exceed ``MAX_ABS_VALUE`` (1e154, whose square
+overflows): they are checked there.
 
 Errors are found by the kernel, which reports the error kind, the line and
 the offending token's byte range; Python only builds the message.
@@ -33,7 +35,7 @@ import numpy as np
 
 from streamfm.errors import InputError
 from streamfm.io._files import format_token, open_binary, readinto_block
-from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, MAX_ABS_VALUE, VALUE_DTYPE, Chunk
 from streamfm.io.options import ReadOptions
 
 #: Bytes read from the file per block (decompressed bytes for .gz etc.).
@@ -488,7 +490,8 @@ class LibsvmReader:
         Largest 0-based feature index seen so far (-1 before any).
     """
 
-    def __init__(self, files: list[str], options: ReadOptions):
+    def __init__(self, files: list[str], options: ReadOptions, contract=None, require_label: bool = True):
+        # a libsvm line always has its label; the contract's index base comes in ``options``
         self.files = list(files)
         self.options = options
         self.skip_bad_rows = options.skip_bad_rows
@@ -519,7 +522,20 @@ class LibsvmReader:
 
     # -- the loop over blocks -------------------------------------------------
 
-    def _iter(self, path: str, chunk_rows: int, *, offset: int, record: bool) -> Iterator[Chunk]:
+    def line_of(self, path: str, row: int) -> int:
+        """The 1-based line of ``path`` that holds its data row ``row`` (0-based; blank, comment and
+        skipped lines are no rows): a slow path for messages, which reads the file again."""
+        lines: list[np.ndarray] = []
+        seen = 0
+        offset = 0 if self.zero_based else 1
+        for chunk in self._iter(path, self.chunk_rows, offset=offset, record=False, lines_out=lines):
+            if seen + chunk.n_rows > row:
+                return int(lines[-1][row - seen])
+            seen += chunk.n_rows
+        return -1
+
+    def _iter(self, path: str, chunk_rows: int, *, offset: int, record: bool,
+              lines_out: list | None = None) -> Iterator[Chunk]:
         skip = self.skip_bad_rows
         state = np.zeros(_N_STATE, dtype=np.int64)
         state[_S_MAXIDX] = -1
@@ -552,9 +568,9 @@ class LibsvmReader:
                     elif status == _NEED_FIX:
                         cb.grow_fix()
                     elif status == _FULL:
-                        yield self._emit(path, cb, state, dropped, record)
+                        yield self._emit(path, cb, state, dropped, record, lines_out)
             if state[_S_ROWS]:
-                yield self._emit(path, cb, state, dropped, record)
+                yield self._emit(path, cb, state, dropped, record, lines_out)
         if record:
             self.bad_rows_by_file[path] = int(state[_S_BAD])
 
@@ -568,18 +584,19 @@ class LibsvmReader:
                 cb.values[dest] = v
             else:
                 cb.labels[-1 - dest] = v
-            if not np.isfinite(v):  # e.g. 1e999
+            if not abs(v) <= MAX_ABS_VALUE:  # e.g. 1e999, or 1e300 (its square overflows)
                 row = int(cb.fix_row[k])
                 if self.skip_bad_rows:
                     dropped.append(row)
                 else:
                     what = "value" if dest >= 0 else "label"
-                    raise InputError(
-                        f"{path}:{int(cb.lines[row])}: {what} '{format_token(tok)}' is not finite "
-                        "(it overflows to infinity)"
-                    )
+                    why = ("is not finite (it overflows to infinity)" if not np.isfinite(v) else
+                           f"is too large: values must be of magnitude at most {MAX_ABS_VALUE:g} "
+                           "(their squares must fit a float64)")
+                    raise InputError(f"{path}:{int(cb.lines[row])}: {what} '{format_token(tok)}' {why}")
 
-    def _emit(self, path: str, cb: _ChunkBuffer, state: np.ndarray, dropped: list[int], record: bool) -> Chunk:
+    def _emit(self, path: str, cb: _ChunkBuffer, state: np.ndarray, dropped: list[int], record: bool,
+              lines_out: list | None = None) -> Chunk:
         n = int(state[_S_ROWS])
         nnz = int(state[_S_NNZ])
         if record:  # a detection pass reads raw indices: keep them out
@@ -596,6 +613,10 @@ class LibsvmReader:
             state[_S_BAD] += n - len(keep)
             chunk = chunk.take(keep)
             dropped.clear()
+            if lines_out is not None:
+                lines_out.append(cb.lines[:n][keep].copy())
+        elif lines_out is not None:
+            lines_out.append(cb.lines[:n].copy())
         state[_S_ROWS] = 0
         state[_S_NNZ] = 0
         if record:

@@ -9,9 +9,13 @@ Three layouts, decided from the first file's schema:
 - categorical: string (or dictionary) feature columns of a wide table, hashed
   into ``n_hash_features`` extra features (see :mod:`streamfm.io.hashing`).
 
-Every other file of the data set must have the columns the layout reads.
-Null, NaN or infinite values are errors naming the file, the 1-based row of
-the file and the column (or, with ``skip_bad_rows``, dropped rows).
+Every other file of the data set must have the columns the layout reads, of
+the same kinds.  Null, NaN or infinite values, and values of magnitude above
+1e154 (``MAX_ABS_VALUE``), are errors naming the file, the 1-based row of the
+file and the column (or, with ``skip_bad_rows``, dropped rows).  A wide
+table written by ``streamfm convert`` records its source's column names
+(``streamfm.feature_names``, ``streamfm.label_column``): a model's input
+contract finds its columns by those names too.
 """
 from __future__ import annotations
 
@@ -24,9 +28,9 @@ import pyarrow.parquet as pq
 
 from streamfm.errors import InputError
 from streamfm.io.arrow import batch_to_chunk, drop_bad_rows, label_column, to_numpy, where
-from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
+from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, MAX_ABS_VALUE, VALUE_DTYPE, Chunk
 from streamfm.io.options import ReadOptions
-from streamfm.io.table import TableLayout, TableReader
+from streamfm.io.table import TableLayout, TableReader, is_numeric_type, is_text_type
 
 DEFAULT_LABEL = "label"
 DEFAULT_INDICES = "indices"
@@ -40,9 +44,11 @@ def open_parquet(path: str) -> pq.ParquetFile:
     ``pre_buffer=False``: with pre-buffering, pyarrow caches the compressed
     column chunks of every row group it is asked for, so streaming a whole
     file would end up holding all of it (measured: memory grew with the file).
+    Data pages that carry a checksum (``streamfm convert`` writes them) are
+    verified as they are read: a damaged page is an error, not changed values.
     """
     try:
-        return pq.ParquetFile(path, pre_buffer=False)
+        return pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise not_readable(path, exc) from None
 
@@ -86,6 +92,21 @@ def _sort_rows(indptr, indices, data, dup):
                 break
 
 
+def _aliases(metadata: dict, names: list[str]) -> dict[str, str]:
+    """The source's column names ``streamfm convert`` recorded for a wide table: name -> column."""
+    out = {}
+    features = metadata.get(b"streamfm.feature_names")
+    if features is not None:
+        source = features.decode("utf-8").split(",")
+        written = [f"f{j}" for j in range(len(source))]
+        if all(c in names for c in written):
+            out.update({s: c for s, c in zip(source, written) if s not in names})
+    label = metadata.get(b"streamfm.label_column")
+    if label is not None and "label" in names and label.decode("utf-8") not in names:
+        out[label.decode("utf-8")] = "label"
+    return out
+
+
 class ParquetReader(TableReader):
     """Reads the Parquet files of one data set in bounded chunks.
 
@@ -111,14 +132,15 @@ class ParquetReader(TableReader):
     default_label = DEFAULT_LABEL
     suggest_label_option = True
 
-    def __init__(self, files: list[str], options: ReadOptions):
-        super().__init__(files, options)
+    def __init__(self, files: list[str], options: ReadOptions, contract=None, require_label: bool = True):
+        super().__init__(files, options, contract, require_label)
         self.max_index = -1
         first = self.files[0]
         schema = open_parquet(first).schema_arrow
         self.names = list(schema.names)
         self.types = {f.name: f.type for f in schema}
         self.first_metadata = dict(schema.metadata or {})
+        self.aliases = _aliases(self.first_metadata, self.names)
         o = options
         self.sparse = o.indices_column is not None or o.values_column is not None or (
             DEFAULT_INDICES in self.types
@@ -129,7 +151,8 @@ class ParquetReader(TableReader):
         )
         self.layout: TableLayout | None = None
         if self.sparse:
-            self.label = self.label_name()
+            self.contract = None  # index lists: features by number
+            self.label = self._sparse_label()
             if o.feature_columns is not None or o.hash_columns:
                 raise InputError(
                     f"{first}: the sparse layout (index and value list columns) cannot be combined with "
@@ -142,11 +165,45 @@ class ParquetReader(TableReader):
                     raise InputError(f"{first}: column '{c}' must be a list column, it is {self.types[c]}")
             if not pa.types.is_integer(self.types[self.indices_col].value_type):
                 raise InputError(f"{first}: column '{self.indices_col}' must hold integers")
-            self.columns = [self.label, self.indices_col, self.values_col]
+            self.columns = [c for c in (self.label, self.indices_col, self.values_col) if c is not None]
         else:
             self.layout = self.make_layout()
             self.label = self.layout.label
             self.columns = self.layout.columns
+
+    def _sparse_label(self) -> str | None:
+        """The label of index lists: the options', else the table contract's if the file has it,
+        else "label"."""
+        if self.options.label_column is None and self.contract is not None:
+            if self.contract.label in self.names or self.contract.label in self.aliases:
+                return self.column(self.contract.label, "label column")
+        keep, self.contract = self.contract, None
+        try:
+            return self.label_name()
+        finally:
+            self.contract = keep
+
+    def check_model_numeric(self, column: str, path: str, types: dict | None = None) -> None:
+        """A column the model reads as numbers: numbers, or text (parsed, each value checked)."""
+        t = (types or self.types)[column]
+        if not (is_numeric_type(t) or is_text_type(t) or pa.types.is_null(t)):
+            raise InputError(f"{path}: column '{self.source_name(column)}' has type {t}; the model reads it as numbers")
+
+    def _check_kinds(self, path: str, schema: pa.Schema) -> None:
+        """Every file's columns must be of the kinds the layout reads (a hashed column text)."""
+        if self.layout is None:
+            return
+        types = {f.name: f.type for f in schema}
+        for c in self.layout.numeric:
+            if self.contract is not None:
+                self.check_model_numeric(c, path, types)
+            elif not (is_numeric_type(types[c]) or pa.types.is_null(types[c])):
+                raise InputError(f"{path}: feature column '{c}' has type {types[c]}, but it holds numbers in "
+                                 f"{self.files[0]}; all files of a data set must have the same columns")
+        for c in self.layout.hashed:
+            if is_numeric_type(types[c]) and self.contract is not None:
+                raise InputError(f"{path}: column '{self.source_name(c)}' holds numbers ({types[c]}), but the "
+                                 "model hashes it as text categories")
 
     @property
     def n_features_hint(self) -> int | None:
@@ -166,9 +223,10 @@ class ParquetReader(TableReader):
         missing = [c for c in self.columns if c not in names]
         if missing:
             raise InputError(
-                f"{path}: column '{missing[0]}' not found (the data set's first file has it); "
+                f"{path}: column '{self.source_name(missing[0])}' not found (the data set's first file has it); "
                 f"the columns are: {', '.join(names)}"
             )
+        self._check_kinds(path, pf.schema_arrow)
         self.bad_rows_by_file[path] = 0
         rows_done = 0
         batches = self._batches(pf, chunk_rows)
@@ -210,7 +268,10 @@ class ParquetReader(TableReader):
     def _sparse_chunk(self, batch, path: str, row0: int) -> tuple[Chunk, int]:
         n = batch.num_rows
         bad = np.zeros(n, dtype=bool) if self.skip_bad_rows else None
-        y = label_column(batch.column(self.label), self.label, path, row0, bad)
+        if self.label is None:  # read without its label (predictions)
+            y = np.zeros(n, dtype=VALUE_DTYPE)
+        else:
+            y = label_column(batch.column(self.label), self.label, path, row0, bad)
         ind_off, ind = self._list_parts(batch.column(self.indices_col), self.indices_col, path, row0, bad)
         val_off, val = self._list_parts(batch.column(self.values_col), self.values_col, path, row0, bad)
         mismatch = np.diff(ind_off) != np.diff(val_off)
@@ -230,11 +291,16 @@ class ParquetReader(TableReader):
             self._bad_rows(rows, bad, path, row0, self.indices_col,
                            f"feature index {int(ind[k])} is out of range (0 .. {_MAX_INDEX})")
             ind = np.where(out_of_range, 0, ind)
-        nonfinite = ~np.isfinite(data)
+        with np.errstate(invalid="ignore"):
+            nonfinite = ~(np.abs(data) <= MAX_ABS_VALUE)
         if nonfinite.any():
             rows, k = _rows_of_entries(nonfinite, rows_of, n)
+            limit = "" if not np.isfinite(data[k]) else \
+                f" of magnitude at most {MAX_ABS_VALUE:g} (their squares must fit a float64)"
             self._bad_rows(rows, bad, path, row0, self.values_col,
-                           f"the value {data[k]} is not finite; feature values must be finite numbers")
+                           f"the value {data[k]} is not finite; feature values must be finite numbers{limit}"
+                           if not limit else f"the value {data[k]} is too large; feature values must be "
+                           f"finite numbers{limit}")
         indices = ind.astype(INDEX_DTYPE)
         dup = np.zeros(n, dtype=bool)
         _sort_rows(indptr, indices, data, dup)

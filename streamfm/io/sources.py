@@ -11,7 +11,7 @@ import glob
 import os
 from typing import Iterable, Iterator, Sequence
 
-from streamfm.errors import InputError
+from streamfm.errors import InputError, RowError
 from streamfm.io._files import file_size, strip_compression
 from streamfm.io.chunk import Chunk
 from streamfm.io.options import ReadOptions
@@ -178,6 +178,20 @@ class DataSource:
         """Rows skipped (``skip_bad_rows=True``) in the latest read of each file."""
         return sum(self._reader.bad_rows_by_file.values())
 
+    def check_kinds(self) -> None:
+        """After a whole pass: settle the kinds of columns hashed because their first block held
+        text (a CSV column of numbers with a few bad cells is an error naming the first)."""
+        check = getattr(self._reader, "check_kinds", None)
+        if check is not None:
+            check()
+
+    def locate(self, path: str, row: int) -> str:
+        """Where row ``row`` (0-based, counting the file's data rows) of ``path`` is, for a message:
+        ``path:LINE`` for libsvm (blank and comment lines counted), ``path: row N`` for tables."""
+        if self.format == "libsvm":
+            return f"{path}:{self._reader.line_of(path, row)}"
+        return f"{path}: row {row + 1}"
+
     @property
     def n_bytes(self) -> int:
         """Total size of the files on disk."""
@@ -188,6 +202,19 @@ class DataSource:
     def iter_file(self, path: str, chunk_rows: int | None = None) -> Iterator[Chunk]:
         """Chunks of one file, in file order, each at most ``chunk_rows`` rows."""
         return self._reader.iter_file(os.fspath(path), _check_chunk_rows(chunk_rows or self.chunk_rows))
+
+    def iter_placed(self, chunk_rows: int | None = None) -> Iterator[tuple[Chunk, str, int]]:
+        """(chunk, its file, the number of the file's data rows before it), in file order."""
+        for path in self.files:
+            row0 = 0
+            for chunk in self.iter_file(path, chunk_rows):
+                yield chunk, path, row0
+                row0 += chunk.n_rows
+
+    def placed(self, exc: RowError, path: str, row0: int) -> InputError:
+        """``exc`` (about row ``exc.row`` of a chunk of ``path`` that starts at data row ``row0``)
+        with the row's place in the file."""
+        return exc.at(self.locate(path, row0 + exc.row))
 
     def iter_chunks(self, files: Iterable[str] | None = None, chunk_rows: int | None = None) -> Iterator[Chunk]:
         """Chunks of every file, in ``files`` order (default: ``self.files``).
@@ -209,7 +236,7 @@ def _check_chunk_rows(chunk_rows) -> int:
     return n
 
 
-def open_source(paths, options: ReadOptions | None = None) -> DataSource:
+def open_source(paths, options: ReadOptions | None = None, *, contract=None, require_label: bool = True) -> DataSource:
     """Open files, globs or directories as one data set.
 
     Parameters
@@ -221,6 +248,12 @@ def open_source(paths, options: ReadOptions | None = None) -> DataSource:
     options : ReadOptions or None
         How to read the files (format, columns, chunk size, ...); None: the
         defaults, the format from the file suffixes.
+    contract : InputContract or None
+        A model's input contract (``io/contract.py``): the files are read the
+        way the model's training data was (index base, columns by name, each
+        column's kind) and must fit its features.
+    require_label : bool, default True
+        Whether a table must have its label column (False: predictions).
 
     Returns
     -------
@@ -230,8 +263,8 @@ def open_source(paths, options: ReadOptions | None = None) -> DataSource:
     ------
     InputError
         Missing paths, empty globs or directories, mixed formats, table
-        options for libsvm files, a missing label column, and whatever the
-        first file's header reveals.
+        options for libsvm files, a missing label column, data that does not
+        fit the contract, and whatever the first file's header reveals.
 
     Examples
     --------
@@ -250,6 +283,8 @@ def open_source(paths, options: ReadOptions | None = None) -> DataSource:
                 "or pass --format"
             )
         format = kinds.pop()
+    if contract is not None:
+        options = contract.read_options(options, format)
     options.check_format(format)
     if format == "libsvm":
         from streamfm.io.libsvm import LibsvmReader as reader_class
@@ -257,4 +292,7 @@ def open_source(paths, options: ReadOptions | None = None) -> DataSource:
         from streamfm.io.csv import CsvReader as reader_class
     else:
         from streamfm.io.parquet import ParquetReader as reader_class
-    return DataSource(files, format, reader_class(files, options), options)
+    source = DataSource(files, format, reader_class(files, options, contract, require_label), options)
+    if contract is not None:
+        contract.check(source)
+    return source

@@ -103,7 +103,8 @@ class ParquetSpool:
             self._pending, self._n_pending, self._nnz_pending = [rest], rest.n_rows, rest.nnz
             rows = rows.take(np.arange(n))
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._open(), self._schema, compression=self.compression)
+            self._writer = pq.ParquetWriter(self._open(), self._schema, compression=self.compression,
+                                           write_page_checksum=True)
         self._writer.write_table(chunk_to_table(rows, self._schema, wide=False), row_group_size=n)
 
     def close(self) -> int:

@@ -26,7 +26,7 @@ _MAX_INDEX = np.iinfo(np.int32).max
 class TableLayout:
     """Which columns of a table are the label, numeric and hashed features."""
 
-    label: str
+    label: str | None  # None: a table read without its label (predictions)
     numeric: list[str]
     hashed: list[str] = field(default_factory=list)
     n_hash_features: int = 2**20
@@ -48,7 +48,7 @@ class TableLayout:
     @property
     def columns(self) -> list[str]:
         """Columns to read, label first."""
-        return [self.label] + self.numeric + self.hashed
+        return ([self.label] if self.label is not None else []) + self.numeric + self.hashed
 
 
 def is_numeric_type(t: pa.DataType) -> bool:
@@ -79,11 +79,21 @@ class TableReader:
     ----------
     files : list of str
     options : ReadOptions
+    contract : InputContract or None
+        The model's (``io/contract.py``): the layout comes from its columns.
+    require_label : bool
+        Whether the label column must be there (False: ``predict``).
     skip_bad_rows : bool
     chunk_rows : int
         Rows per chunk unless a read asks for another size.
     bad_rows_by_file : dict of str to int
         Rows skipped in each file's latest read.
+    extra_columns : list of str
+        With a contract: the first file's columns that the model does not
+        read (neither its label nor one of its features).
+    aliases : dict of str to str
+        Other names of columns (``streamfm convert`` records a table's own
+        column names in its shards): name -> column.
     """
 
     #: The label column when the options name none, and whether the "not found" message
@@ -91,49 +101,83 @@ class TableReader:
     default_label: str | int = -1
     suggest_label_option = False
 
-    def __init__(self, files: list[str], options: ReadOptions):
+    def __init__(self, files: list[str], options: ReadOptions, contract=None, require_label: bool = True):
         self.files = list(files)
         self.options = options
+        self.contract = contract if contract is not None and contract.is_table else None
+        self.require_label = bool(require_label)
         self.skip_bad_rows = options.skip_bad_rows
         self.chunk_rows = options.chunk_rows
         self.bad_rows_by_file: dict[str, int] = {}
         self.names: list[str] = []
         self.types: dict[str, pa.DataType] = {}
+        self.aliases: dict[str, str] = {}
+        # with a contract: the first file's columns that are neither the label nor a model feature
+        self.extra_columns: list[str] = []
 
-    def column(self, spec, what: str, *, suggest: bool = False) -> str:
+    def source_name(self, column: str | None) -> str | None:
+        """The name a column had in the data it was made from (its alias), else its own."""
+        for alias, name in self.aliases.items():
+            if name == column:
+                return alias
+        return column
+
+    def column(self, spec, what: str, *, suggest: bool = False, path: str | None = None) -> str:
         """The name of the column ``spec`` names: a name, or a position (an int, or a string of
         digits from the command line; negative counts from the end)."""
+        path = path or self.files[0]
         if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
             k = int(spec)
             if not -len(self.names) <= k < len(self.names):
                 raise InputError(
-                    f"{what} {k} is out of range: {self.files[0]} has {len(self.names)} columns "
+                    f"{what} {k} is out of range: {path} has {len(self.names)} columns "
                     f"({self._listed()})"
                 )
             return self.names[k]
         name = str(spec)
         if name in self.names:
             return name
+        if name in self.aliases:
+            return self.aliases[name]
         if re.fullmatch(r"[-+]?\d+", name.strip()):
-            return self.column(int(name), what)
+            return self.column(int(name), what, path=path)
         advice = " (pass --label-column)" if suggest else ""
-        raise InputError(f"{what} '{name}' not found in {self.files[0]}{advice}; the columns are: {self._listed()}")
+        raise InputError(f"{what} '{name}' not found in {path}{advice}; the columns are: {self._listed()}")
 
     def _listed(self) -> str:
         return ", ".join(self.names)
 
-    def label_name(self) -> str:
-        """The label column's name: the options', else ``default_label``."""
-        given = self.options.label_column is not None
-        return self.column(self.options.label_column if given else self.default_label, "label column",
-                           suggest=not given and self.suggest_label_option)
+    def label_name(self) -> str | None:
+        """The label column's name: the options', else the contract's, else ``default_label``;
+        None when it is missing and not required."""
+        o = self.options
+        if o.label_column is not None:
+            spec, given = o.label_column, True
+        elif self.contract is not None:
+            spec, given = self.contract.label, False
+        else:
+            spec, given = self.default_label, False
+        try:
+            return self.column(spec, "label column", suggest=not given and self.suggest_label_option
+                               and self.contract is None)
+        except InputError as exc:
+            if not self.require_label:
+                return None
+            if self.contract is not None and not given:
+                raise InputError(f"label column '{spec}' (the model's) not found in {self.files[0]}; "
+                                 f"the columns are: {self._listed()}") from None
+            raise exc from None
 
     def make_layout(self) -> TableLayout:
         """The options' label, numeric and hashed columns, checked against ``names`` and ``types``.
 
-        Hash columns default to every text feature column; given, they are
-        features even when ``feature_columns`` does not list them.
+        With a contract, its columns and kinds.  Without, hash columns default
+        to every text feature column (``tentative``: see
+        :meth:`text_columns`); given, they are features even when
+        ``feature_columns`` does not list them.
         """
+        if self.contract is not None:
+            return self._contract_layout()
         o = self.options
         label = self.label_name()
         if o.feature_columns is None:
@@ -141,7 +185,7 @@ class TableReader:
         else:
             features = [self.column(c, "feature column") for c in o.feature_columns]
         if o.hash_columns is None:
-            hashed = [c for c in features if is_text_type(self.types[c])]
+            hashed = self.text_columns(features)
         else:
             hashed = [self.column(c, "hash column") for c in o.hash_columns]
             features += [c for c in hashed if c not in features]
@@ -149,14 +193,49 @@ class TableReader:
             raise InputError(f"column '{label}' is both the label and a feature")
         numeric = [c for c in features if c not in hashed]
         for c in numeric:
-            t = self.types[c]
-            if is_text_type(t):
-                raise InputError(f"{self.files[0]}: feature column '{c}' is not numeric; "
-                                 "add it to the hash columns (--hash-columns) to hash its values")
-            if not is_numeric_type(t):
-                raise InputError(f"{self.files[0]}: feature column '{c}' has type {t}, not a number")
+            self.check_numeric(c, self.files[0])
         if len(numeric) + o.n_hash_features > _MAX_INDEX:
             raise InputError(
                 f"n_hash_features must be between 1 and 2**31 - 1 - (numeric columns), got {o.n_hash_features}"
             )
         return TableLayout(label, numeric, hashed, o.n_hash_features)
+
+    def text_columns(self, features: list[str]) -> list[str]:
+        """The feature columns hashed when no hash columns are given: those of text type."""
+        return [c for c in features if is_text_type(self.types[c])]
+
+    def check_numeric(self, column: str, path: str) -> None:
+        """Refuse a numeric feature column whose type is not a number."""
+        t = self.types[column]
+        if is_text_type(t):
+            raise InputError(f"{path}: feature column '{column}' is not numeric; "
+                             "add it to the hash columns (--hash-columns) to hash its values")
+        if not is_numeric_type(t):
+            raise InputError(f"{path}: feature column '{column}' has type {t}, not a number")
+
+    def _contract_layout(self) -> TableLayout:
+        """The contract's columns, by name, each of the kind it had."""
+        c = self.contract
+        label = self.label_name()
+        numeric, hashed = [], []
+        for names, out in ((c.numeric, numeric), (c.hashed, hashed)):
+            for name in names:
+                try:
+                    out.append(self.column(name, "feature column"))
+                except InputError:
+                    raise InputError(self._missing_feature(name)) from None
+        for name in numeric:
+            self.check_model_numeric(name, self.files[0])
+        if label in numeric or label in hashed:
+            raise InputError(f"column '{label}' is both the label and one of the model's features")
+        self.extra_columns = [n for n in self.names if n not in numeric and n not in hashed and n != label
+                              and n != (c.label if c.label in self.names else None)]
+        return TableLayout(label, numeric, hashed, c.n_hash_features or 1)
+
+    def _missing_feature(self, name: str) -> str:
+        c = self.contract
+        return (f"{self.files[0]} has no column '{name}', a feature of the model (its data's columns were "
+                f"{', '.join(c.columns)}; this file's are: {self._listed()})")
+
+    def check_model_numeric(self, column: str, path: str) -> None:
+        """A column the model reads as numbers must be numbers here (a subclass says how)."""

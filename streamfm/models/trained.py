@@ -2,13 +2,19 @@
 
 This is what ``streamfm.load(DIR)`` returns and what ``predict`` and
 ``evaluate`` use: raw rows in, standardised with the training statistics,
-scores and labels out.
+scores and labels out.  A model trained from files also keeps its input
+contract (``io/contract.py``: how its training data mapped onto its
+features), stored as the manifest's ``model.input``; every later read of
+data for it opens the files with it.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..coding.space import MAX_CODING_VALUE
+from ..errors import RowError
 from ..io.chunk import Chunk
+from ..io.contract import InputContract
 from ..preprocess.labels import encode_labels
 from ..preprocess.standardize import Standardizer
 from .core import LLFMModel
@@ -19,12 +25,15 @@ def _json_labels(classes) -> list | None:
 
 
 class TrainedModel:
-    """``model`` (LLFMModel) + ``standardizer`` + ``classes`` (None for regression)."""
+    """``model`` (LLFMModel) + ``standardizer`` + ``classes`` (None for regression) + ``input``
+    (the InputContract of a model trained from files; None for one trained in memory)."""
 
-    def __init__(self, model: LLFMModel, standardizer: Standardizer, classes=None):
+    def __init__(self, model: LLFMModel, standardizer: Standardizer, classes=None,
+                 input: InputContract | None = None):
         self.model = model
         self.standardizer = standardizer
         self.classes = None if classes is None else np.asarray(classes)
+        self.input = input
 
     @property
     def task(self) -> str:
@@ -37,7 +46,31 @@ class TrainedModel:
 
     # --------------------------------------------------------- prediction
     def decision_chunk(self, chunk: Chunk) -> np.ndarray:
-        return self.model.decision_chunk(self.standardizer.transform(chunk))
+        """Raw outputs (n, C) of raw rows.
+
+        Raises
+        ------
+        RowError
+            A row the model cannot score: a feature index beyond it, a value
+            so far outside the training data's range that the anchor search
+            (float32) or the output overflows, or non-finite parameters.
+        """
+        rows = self.standardizer.transform(chunk)
+        if self.model.config.method != "fm" and len(rows.data):  # the anchor search computes in float32
+            big = np.abs(rows.data) > MAX_CODING_VALUE
+            if big.any():
+                e = int(np.flatnonzero(big)[0])
+                row = int(np.searchsorted(rows.indptr, e, side="right")) - 1
+                raise RowError(row, f"feature {int(rows.indices[e])} is {rows.data[e]:.3g} after scaling, far outside "
+                                    "the training data's range: the anchor search cannot place this row")
+        f = self.model.decision_chunk(rows)
+        finite = np.isfinite(f).all(axis=1)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise RowError(row, "the model's output is not finite for this row: its values are far outside the "
+                                "training data's range, or the model's parameters are damaged "
+                                "(check with: streamfm info --verify MODEL_DIR)")
+        return f
 
     def decision_function(self, X) -> np.ndarray:
         """Raw outputs for an array or scipy sparse matrix of raw (unstandardised) rows."""
@@ -63,6 +96,8 @@ class TrainedModel:
         meta["classes"] = _json_labels(self.classes)
         std = self.standardizer
         meta["standardizer"] = std.meta()
+        if self.input is not None:
+            meta["input"] = self.input.to_dict()
         arrays = dict(arrays, std_shift=std.shift, std_scale=std.scale, std_centred=std.centred)
         return meta, arrays
 
@@ -70,8 +105,10 @@ class TrainedModel:
     def from_state(cls, meta: dict, arrays: dict, *, ignore_extra: bool = False) -> "TrainedModel":
         model = LLFMModel.from_state(meta, arrays)
         classes = meta.get("classes")
+        contract = meta.get("input")
         return cls(model, standardizer_from_state(meta["standardizer"], arrays, ignore_extra=ignore_extra),
-                   None if classes is None else np.asarray(classes))
+                   None if classes is None else np.asarray(classes),
+                   None if contract is None else InputContract.from_dict(contract))
 
 
 def scale_mode(meta: dict) -> str:

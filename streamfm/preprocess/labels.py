@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from streamfm.errors import InputError
+from streamfm.errors import InputError, RowError
 from streamfm.preprocess.moments import chan_merge
 
 TASKS = ("binary", "multiclass", "regression")
@@ -161,10 +161,8 @@ def encode_labels(y_raw, scan_or_classes, task: str, *, unknown: str = "error"):
     if not known.all():
         i = int(np.flatnonzero(~known)[0])
         if unknown == "error":
-            raise InputError(
-                f"label {_fmt_label(y[i])} (row {i} of this batch) is not one of the model's "
-                f"classes: {_fmt_labels(classes, limit=20)}"
-            )
+            raise RowError(i, f"label {_fmt_label(y[i])} is not one of the model's classes: "
+                              f"{_fmt_labels(classes, limit=20)} (--ignore-unknown-labels skips such rows)")
     targets = codes.astype(np.float64)
     if task == "binary":
         if len(classes) != 2:

@@ -19,9 +19,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from streamfm.errors import InputError
+from streamfm.errors import InputError, RowError
 from streamfm.io.chunk import Chunk
-from streamfm.preprocess.labels import Labels, as_labels, binary_kind, resolve_task
+from streamfm.preprocess.labels import Labels, as_labels, binary_kind, encode_labels, resolve_task
 from streamfm.preprocess.moments import FeatureAccumulator, check_chunk
 from streamfm.preprocess.reservoir import Reservoir
 from streamfm.progress import progress_bar
@@ -159,8 +159,9 @@ def scan(
     Raises
     ------
     InputError
-        No rows; a NaN/infinite label or value; labels that do not fit the
-        task asked for; a label missing from ``classes``.
+        No rows; a NaN/infinite label or value; moments that overflow; a
+        column of numbers with text cells (``source.check_kinds``); labels
+        that do not fit the task asked for; a label missing from ``classes``.
     """
     if sample_size < 0 or max_classes < 2:
         raise ValueError(f"need sample_size >= 0 and max_classes >= 2, got {sample_size} and {max_classes}")
@@ -170,10 +171,20 @@ def scan(
     n_rows = nnz = n_held = rows_read = 0
     p_seen = 0
     bar = progress_bar(desc="scan", unit="rows", unit_scale=True, disable=not progress, leave=False)
+    classes = None if classes is None else list(classes)
+    # a label outside the given classes is named where it is (the end of the pass says which are missing)
+    known = None if classes is None or task == "regression" or not _placed(source) else np.asarray(classes)
     try:
-        for chunk, file_index, row0 in _chunks_with_place(source, holdout is not None):
+        for chunk, file_index, row0 in _chunks_with_place(source, holdout is not None or _placed(source)):
             check_chunk(chunk, rows_read)
             y = as_labels(chunk.y, row0=rows_read)
+            if known is not None:
+                try:
+                    encode_labels(y, known, "multiclass")
+                except RowError as exc:
+                    raise source.placed(exc, source.files[file_index], row0) from None
+                except InputError:  # labels and classes of different kinds: resolve_task says so
+                    known = None
             rows_read += chunk.n_rows
             if y is not chunk.y:
                 chunk = Chunk(chunk.indptr, chunk.indices, chunk.data, y, chunk.n_features)
@@ -197,6 +208,9 @@ def scan(
             bar.update(chunk.n_rows)
     finally:
         bar.close()
+    check_kinds = getattr(source, "check_kinds", None)
+    if check_kinds is not None:  # the whole pass decides which text columns are categories
+        check_kinds()
 
     if n_rows == 0:
         files = list(getattr(source, "files", []) or [])
@@ -209,6 +223,7 @@ def scan(
     hint = getattr(source, "n_features_hint", None)
     p = max(p_seen, int(hint or 0))
     stats = features.result(p)
+    _check_finite(stats, lab)
     labels, counts = lab.arrays()
     sample = reservoir.sample
     if sample is not None:
@@ -234,6 +249,25 @@ def scan(
         label_var=None if lab.text else m2_lab / n_lab,
         n_held=n_held,
     )
+
+
+def _check_finite(stats, lab: Labels) -> None:
+    """The moments must be finite: values of up to 1e154 pass the readers, but a feature (or
+    label) whose values are that large overflows its variance."""
+    finite = np.isfinite(stats.mean) & np.isfinite(stats.var)
+    if not finite.all():
+        j = int(np.flatnonzero(~finite)[0])
+        raise InputError(f"feature {j}'s variance overflows a float64 (its values reach {stats.max_abs[j]:.3g}): "
+                         "rescale the feature (divide it by a power of ten) before training")
+    if not lab.text:
+        n, mu, m2 = lab.moments
+        if not (np.isfinite(mu) and np.isfinite(m2)):
+            raise InputError("the labels' variance overflows a float64: rescale the labels before training")
+
+
+def _placed(source) -> bool:
+    """Whether ``source`` can say where a row is (a DataSource; not a test's list of chunks)."""
+    return hasattr(source, "placed") and hasattr(source, "iter_file")
 
 
 def _chunks_with_place(source, per_file: bool):

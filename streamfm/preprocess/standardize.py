@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from streamfm.errors import InputError
+from streamfm.errors import InputError, RowError
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, VALUE_DTYPE, Chunk
 
 SCALE_MODES = ("auto", "standard", "maxabs", "none")
@@ -238,7 +238,8 @@ class Standardizer:
 
     @staticmethod
     def _raise_nonfinite(chunk: Chunk, e: int):
-        raise InputError(f"feature {int(chunk.indices[e])} has the value {chunk.data[e]}: values must be finite")
+        row = int(np.searchsorted(chunk.indptr, e, side="right")) - 1
+        raise RowError(row, f"feature {int(chunk.indices[e])} has the value {chunk.data[e]}: values must be finite")
 
     def _center(self, chunk: Chunk) -> Chunk:
         """Rows with implicit zeros, every feature centred: every row becomes all p columns."""
@@ -251,19 +252,35 @@ class Standardizer:
         out.reshape(-1)[flat] = (chunk.data - self.shift[idx]) * self.scale[idx]
         return Chunk.from_dense(out, chunk.y)
 
-    def _drop_extra(self, chunk: Chunk) -> Chunk:
+    def check(self, chunk: Chunk) -> None:
+        """Raise what :meth:`transform` would for a feature index beyond the model (unless
+        ``ignore_extra``), without transforming or counting anything."""
+        if not self.ignore_extra:
+            self._extra(chunk)
+
+    def _extra(self, chunk: Chunk) -> np.ndarray | None:
+        """The mask of entries beyond the model's features (None: none); raises unless ``ignore_extra``."""
         p = self.n_features
         idx = chunk.indices
         if (chunk.n_features <= p and chunk.full_width) or len(idx) == 0 or int(idx.max()) < p:
-            return chunk  # full-width rows hold indices 0..n_features-1 only
+            return None  # full-width rows hold indices 0..n_features-1 only
         extra = idx >= p
         if not self.ignore_extra:
             e = int(np.flatnonzero(extra)[0])
-            raise InputError(
+            row = int(np.searchsorted(chunk.indptr, e, side="right")) - 1
+            raise RowError(row,
                 f"feature index {int(idx[e])} is beyond the model's {p} features "
                 "(the data is wider than the data the model was trained on; "
-                "ignore_extra=True drops such features)"
+                "--ignore-extra-features, or ignore_extra=True in Python, drops such features)"
             )
+        return extra
+
+    def _drop_extra(self, chunk: Chunk) -> Chunk:
+        p = self.n_features
+        idx = chunk.indices
+        extra = self._extra(chunk)
+        if extra is None:
+            return chunk
         rows = np.repeat(np.arange(chunk.n_rows), np.diff(chunk.indptr))
         hit = np.bincount(rows[extra], minlength=chunk.n_rows)
         self.dropped += int(extra.sum())

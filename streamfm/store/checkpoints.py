@@ -34,18 +34,20 @@ effort and retried at the next save.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import re
 import secrets
 import shutil
+import tokenize
 
 import numpy as np
 
-from streamfm.errors import InputError
+from streamfm.errors import DiskFullError, InputError
 from streamfm.io.atomic import fsync_dir
 from streamfm.store import blocks
-from streamfm.store.arrays import NPY_MAGIC, write_npy
+from streamfm.store.arrays import CHEAP_VERIFY_BYTES, NPY_MAGIC, verify, write_npy
 from streamfm.store.manifest import CKPT_RE, MANIFEST, damaged, serial
 
 # Leftovers a crashed save can leave: "<prefix><pid>-...".  The pid says
@@ -88,14 +90,30 @@ def next_number(path: pathlib.Path, current: dict | None) -> int:
 
 
 def write_checkpoint(path: pathlib.Path, name: str, number: int, arrays: dict[str, np.ndarray],
-                     files: dict[str, np.ndarray] | None = None) -> None:
+                     files: dict[str, np.ndarray] | None = None) -> dict[str, int]:
     """``path/name/<array>.npy`` (and ``<stem>.npy`` of ``files``: a delta's, store/blocks.py), every
-    file and both directories fsynced, or nothing."""
+    file and both directories fsynced, or nothing; returns the CRC-32 of each file's data.
+
+    A full disk raises :class:`~streamfm.errors.DiskFullError` naming the
+    file and the space the checkpoint needs (the previous checkpoint stays
+    committed).
+    """
     tmp = path / f"{TMP_CKPT_PREFIX}{os.getpid()}-{number:06d}-{secrets.token_hex(4)}"
     tmp.mkdir()
+    crcs = {}
     try:
-        for key, arr in {**arrays, **(files or {})}.items():
-            write_npy(tmp / f"{key}.npy", arr)
+        everything = {**arrays, **(files or {})}
+        for key, arr in everything.items():
+            file = tmp / f"{key}.npy"
+            try:
+                crcs[key] = write_npy(file, arr)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    need = sum(a.nbytes for a in everything.values())
+                    raise DiskFullError(f"no space left on device while writing {path / name / file.name}: "
+                                        f"the checkpoint needs {need / 1e6:,.1f} MB; the previous checkpoint "
+                                        "is kept") from None
+                raise
         fsync_dir(tmp)
         os.rename(tmp, path / name)
     except BaseException:
@@ -103,10 +121,13 @@ def write_checkpoint(path: pathlib.Path, name: str, number: int, arrays: dict[st
         raise
     # The new name must be on disk before a manifest can point at it.
     fsync_dir(path)
+    return crcs
 
 
-def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None) -> dict[str, np.ndarray]:
-    """The arrays of the checkpoint ``manifest`` names, checked against its table.
+def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None,
+                verify_up_to: float = CHEAP_VERIFY_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of the checkpoint ``manifest`` names, checked against its table: shape, dtype,
+    and the checksum of every array of at most ``verify_up_to`` bytes (0: none; inf: all).
 
     Raises FileNotFoundError for a file that is not there (a concurrent
     trainer may have deleted the checkpoint: the caller decides), and the
@@ -128,8 +149,9 @@ def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None) -> di
             arr = np.load(file, mmap_mode=mode, allow_pickle=False)
         except FileNotFoundError:
             raise  # deleted meanwhile: the caller's
-        except (OSError, ValueError, EOFError) as exc:
-            raise damaged(path, f"{shown} cannot be read ({exc})") from None
+        except (OSError, ValueError, EOFError, SyntaxError, TypeError, MemoryError, tokenize.TokenError) as exc:
+            # numpy parses the header as a Python literal: a damaged one fails in many ways
+            raise damaged(path, f"{shown} cannot be read ({type(exc).__name__}: {exc})") from None
         expected_shape, expected_dtype = tuple(meta["shape"]), np.dtype(meta["dtype"])
         if arr.shape != expected_shape or arr.dtype != expected_dtype:
             raise damaged(
@@ -137,6 +159,10 @@ def open_arrays(path: pathlib.Path, manifest: dict, mmap_mode: str | None) -> di
                 f"{shown} holds a {arr.dtype} array of shape {arr.shape} but {MANIFEST} "
                 f"says {expected_dtype} {expected_shape}",
             )
+        if arr.nbytes <= verify_up_to:
+            wrong = verify(name, arr, meta)
+            if wrong is not None:
+                raise damaged(path, f"{manifest['checkpoint']}/{wrong}")
         arrays[name] = arr
     if chain and chain["deltas"]:
         blocks.apply_deltas(path, chain, arrays, damaged)

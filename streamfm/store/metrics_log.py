@@ -6,7 +6,7 @@ import os
 import pathlib
 from typing import Any, Mapping
 
-from streamfm.io.atomic import dumps_json, fsync_dir, write_and_fsync
+from streamfm.io.atomic import atomic_write_bytes, dumps_json, fsync_dir, write_and_fsync
 from streamfm.store.checkpoints import make_dir
 from streamfm.store.manifest import damaged
 
@@ -56,6 +56,19 @@ def read_records(path: pathlib.Path) -> list[dict]:
             raise damaged(path, f"{METRICS} line {number} is not a JSON object")
         records.append(record)
     return records
+
+
+def drop_records_after(path: pathlib.Path, t: int) -> int:
+    """Remove the records of a model trained beyond step ``t`` (their ``"t"``; the step count
+    only grows, also across continued runs): those a crash or a failed checkpoint left without
+    the checkpoint that holds them.  Returns how many; the file is rewritten atomically."""
+    records = read_records(path)
+    keep = [r for r in records if not (isinstance(r.get("t"), int) and r["t"] > t)]
+    if len(keep) == len(records):
+        return 0
+    text = "".join(dumps_json(r, indent=None) + "\n" for r in keep)
+    atomic_write_bytes(path / METRICS, text.encode("utf-8"))
+    return len(records) - len(keep)
 
 
 def _complete_lines_end(fd: int, size: int) -> int:

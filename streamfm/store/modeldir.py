@@ -30,6 +30,11 @@ One writer at a time: a trainer holds :meth:`ModelDir.lock` for its whole
 run.  Readers (``predict``, ``info``) need no lock: if a trainer commits and
 deletes the checkpoint a reader's manifest named, :meth:`ModelDir.load`
 re-reads the manifest and opens the new one.
+
+``ModelDir`` is the store's one public object, kept in one module: its
+methods' docstrings are the directory's contract for every caller, while
+the mechanics live beside it (``manifest``, ``checkpoints``, ``blocks``,
+``arrays``, ``lock``, ``metrics_log``).
 """
 from __future__ import annotations
 
@@ -44,15 +49,17 @@ import numpy as np
 from streamfm.errors import InputError
 from streamfm.io.atomic import atomic_write_bytes, dumps_json, fsync_dir, fsync_path, temporary_path
 from streamfm.store import blocks as block_files, checkpoints, manifest as manifests
-from streamfm.store.arrays import ARRAY_NAME_RE, array_meta, prepare_array
+from streamfm.store.arrays import ARRAY_NAME_RE, CHEAP_VERIFY_BYTES, array_meta, prepare_array
 from streamfm.store.blocks import Blocks
 from streamfm.store.lock import LOCK, exclusive_lock
 from streamfm.store.manifest import CKPT_RE, FORMAT_VERSION, MANIFEST
-from streamfm.store.metrics_log import METRICS, append_record, read_records
+from streamfm.store.metrics_log import METRICS, append_record, drop_records_after, read_records
 
 __all__ = ["FORMAT_VERSION", "ModelDir"]
 
 MMAP_MODES = ("r", "r+", "c", None)
+#: load(verify=...): the largest array checked against its checksum
+VERIFY = {"cheap": CHEAP_VERIFY_BYTES, "all": float("inf"), "none": 0}
 
 # Attempts at opening a checkpoint that a concurrent trainer keeps replacing.
 _LOAD_ATTEMPTS = 5
@@ -214,11 +221,19 @@ class ModelDir:
             metas = {key: array_meta(arr) for key, arr in prepared.items()}
             extends = block_files.plan(blocks, current)
             chain = block_files.new_chain(blocks, extends, name)
+            # Serialise first: a manifest JSON cannot hold (or a bad keep) fails before any write.
+            dumps_json(manifests.make_record(
+                manifest, name, metas, number,
+                manifests.resolve_keep(self.path, keep or {}, current, name, metas, chain), chain))
+            whole, delta = block_files.split(blocks, extends, prepared)
+            crcs = checkpoints.write_checkpoint(self.path, name, number, whole, delta)
+            # a chain's tracked arrays are read from its base: they keep the base file's checksum
+            base = current["arrays"] if extends is not None else {}
+            metas = {key: array_meta(arr, crcs[key] if key in whole else base.get(key, {}).get("crc32"))
+                     for key, arr in prepared.items()}
             kept = manifests.resolve_keep(self.path, keep or {}, current, name, metas, chain)
             record = manifests.make_record(manifest, name, metas, number, kept, chain)
-            # Serialise first: a manifest JSON cannot hold fails before any write.
             text = dumps_json(record) + "\n"
-            checkpoints.write_checkpoint(self.path, name, number, *block_files.split(blocks, extends, prepared))
             atomic_write_bytes(self.path / MANIFEST, text.encode("utf-8"))
             # Committed.  Only now may the previous checkpoint go.
             self._remove_leftovers(manifests.named(record))
@@ -270,7 +285,8 @@ class ModelDir:
 
     # ------------------------------------------------------------------ load
 
-    def load(self, mmap_mode: str | None = "r", *, kept: str | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    def load(self, mmap_mode: str | None = "r", *, kept: str | None = None,
+             verify: str = "cheap") -> tuple[dict, dict[str, np.ndarray]]:
         """Open the committed checkpoint (or one it keeps).
 
         Parameters
@@ -286,6 +302,10 @@ class ModelDir:
             Open the checkpoint the manifest keeps as this role instead
             (``save(keep=...)``); the manifest returned then has that
             checkpoint's ``checkpoint`` and ``arrays``.
+        verify : {"cheap", "all", "none"}, default "cheap"
+            Which arrays are checked against the checksums the manifest
+            records: those of at most ``CHEAP_VERIFY_BYTES`` (16 MiB), every
+            one (reads the whole checkpoint), or none.
 
         Returns
         -------
@@ -298,10 +318,13 @@ class ModelDir:
         InputError
             Not a model directory, a newer format, or a damaged directory
             (a missing or corrupt file, a shape or dtype that disagrees with
-            the manifest); the message names the file.
+            the manifest, an array that does not match its checksum); the
+            message names the file.
         """
         if mmap_mode not in MMAP_MODES:
             raise ValueError(f"mmap_mode must be one of {MMAP_MODES}, not {mmap_mode!r}")
+        if verify not in VERIFY:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY)}, not {verify!r}")
         for _ in range(_LOAD_ATTEMPTS):
             manifest = self.read_manifest()
             if kept is not None:
@@ -311,7 +334,7 @@ class ModelDir:
                 manifest = dict(manifest, checkpoint=entry["checkpoint"], arrays=entry["arrays"],
                                 chain=entry.get("chain"))
             try:
-                return manifest, checkpoints.open_arrays(self.path, manifest, mmap_mode)
+                return manifest, checkpoints.open_arrays(self.path, manifest, mmap_mode, VERIFY[verify])
             except FileNotFoundError as exc:
                 missing = exc
                 # A trainer may have committed a newer checkpoint, and deleted
@@ -394,6 +417,11 @@ class ModelDir:
             A complete line that is not a JSON object.
         """
         return read_records(self.path)
+
+    def drop_metrics_after(self, t: int) -> int:
+        """Remove the metrics records of a model trained beyond step ``t`` (the committed
+        checkpoint's): records no checkpoint holds.  Returns how many there were."""
+        return drop_records_after(self.path, t)
 
     # ------------------------------------------------------------------ helpers
 

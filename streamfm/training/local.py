@@ -39,7 +39,9 @@ class LocalRounds(RoundRunner):
     def open(self, loop) -> None:
         self.loop = loop
         run = loop.run
-        self.source = open_source(run.data["files"], ReadOptions.from_dict(run.data["options"]))
+        # read as the model reads its data (a continued model's new files: columns by name, kinds)
+        self.source = open_source(run.data["files"], ReadOptions.from_dict(run.data["options"]),
+                                  contract=loop.trained.input)
         self.holdout = HoldOut.from_dict(run.holdout) if run.holdout else None
         self.buffer_rows = buffer_rows(loop.opts, run, loop.trained)
 

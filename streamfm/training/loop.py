@@ -218,15 +218,19 @@ class Trainer:
             else:
                 run.stop_reason, run.kept_epoch = f"last epoch ({epoch}) reached", epoch
             record["stop"], record["kept_epoch"] = run.stop_reason, run.kept_epoch
-        # metrics first: a crash between the two repeats the epoch and its
-        # record (same "epoch" field, the later one wins) but never loses it
+        # metrics first, so the record is never lost; if the checkpoint then fails (a full disk),
+        # the record goes again (a crash between the two leaves it for the next start to drop)
         self.store.append_metrics(record)
-        if done and run.best is not None and run.kept_epoch != epoch:
-            self._commit_best(epoch)
-        else:
-            if done and run.best is not None:
-                run.best = {k: v for k, v in run.best.items() if k != "model"}
-            self.save("complete" if done else "running", best=improved and not done, epoch=epoch)
+        try:
+            if done and run.best is not None and run.kept_epoch != epoch:
+                self._commit_best(epoch)
+            else:
+                if done and run.best is not None:
+                    run.best = {k: v for k, v in run.best.items() if k != "model"}
+                self.save("complete" if done else "running", best=improved and not done, epoch=epoch)
+        except BaseException:
+            self.store.drop_metrics_after(record["t"] - 1)
+            raise
         summary["last"] = record
         self._notify("epoch_end", epoch=epoch, record=record)
 

@@ -10,6 +10,7 @@ fields in ``options`` and ``worker_positions`` beside the run.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InputError
@@ -62,6 +63,10 @@ class TrainOptions:
         for name in ("shuffle_buffer", "checkpoint_rows", "max_rows", "early_stop"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 0")
+        seconds = self.checkpoint_seconds
+        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+            # 0 or less would checkpoint before every round and train nothing
+            raise InputError(f"--checkpoint-seconds must be a positive number of seconds, got {seconds}")
         if self.scale is not None and self.scale not in SCALE_MODES:
             raise InputError(f"--scale must be one of {', '.join(SCALE_MODES)}, got {self.scale!r}")
         if not 0.0 < float(self.validation_fraction) < 1.0:

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..errors import DivergenceError
 from ..io.chunk import Chunk
 from ..models.state import ModelState
 
@@ -187,6 +188,7 @@ def train_for_rows(
         n_in = chunk.n_rows
         rows, targets, skipped = training_rows(trained, chunk, ignore_unknown_labels, standardized)
         losses = model.partial_fit_chunk(rows, targets, threads=threads)
+        check_loss(trained.task, losses, targets)
         result.rows += n_in
         result.loss_sum += float(losses.sum())
         result.unknown_labels += skipped
@@ -194,6 +196,24 @@ def train_for_rows(
             on_chunk(n_in, losses)
     result.seconds = time.perf_counter() - t_round
     return result
+
+
+#: a chunk's mean loss beyond this many times its scale (1 for classification, where a loss of
+#: 1e6 means outputs of magnitude 1e6; 1 + the mean squared target for regression) is divergence
+EXPLODED_LOSS = 1e6
+
+
+def check_loss(task: str, losses: np.ndarray, targets: np.ndarray) -> None:
+    """Raise DivergenceError for a chunk whose losses exploded while staying finite (the model
+    core catches non-finite ones): a step size far too large grows the parameters without bound."""
+    if not len(losses):
+        return
+    scale = 1.0 if task != "regression" else 1.0 + float(np.mean(np.square(targets)))
+    mean = float(np.mean(losses))
+    if mean > EXPLODED_LOSS * scale:
+        raise DivergenceError(f"training diverged (the mean loss of the last rows reached {mean:.3g}). Lower the "
+                              "step size (--eta0) or use the default optimiser (--optimizer adagrad); the last "
+                              "checkpoint is kept.")
 
 
 def merge_states(

@@ -10,10 +10,17 @@ runner (the engine) and the callbacks; the loop is ``training/loop.py``.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 
-from ..errors import InputError
+import numpy as np
+
+from ..coding.space import MAX_CODING_VALUE
+from ..errors import InputError, RowError
+from ..io.contract import InputContract
+from ..io.identity import identify_all
 from ..io.options import ReadOptions
+from ..io.sources import open_source
 from ..models.config import Config
 from ..models.init import model_from_scan
 from ..models.memory import StoreSpec
@@ -27,8 +34,16 @@ from .validation import Validation
 
 
 def data_record(source, data_options: ReadOptions) -> dict:
-    """How a run's data is found and read again (``RunState.data``; a Ray worker's ``data``)."""
-    return {"files": source.files, "options": data_options.to_dict()}
+    """How a run's data is found and read again (``RunState.data``; a Ray worker's ``data``), and
+    what the files were (``io/identity.py``: ``--resume`` refuses changed data)."""
+    return {"files": source.files, "options": data_options.to_dict(), "identity": identify_all(source.files)}
+
+
+def valid_record(valid_source) -> dict | None:
+    """``RunState.valid``: the ``--valid`` files and what they were."""
+    if valid_source is None:
+        return None
+    return {"files": valid_source.files, "identity": identify_all(valid_source.files)}
 
 
 def new_run(store: ModelDir, source, valid_source, options: TrainOptions, data_options: ReadOptions, config: Config,
@@ -38,14 +53,18 @@ def new_run(store: ModelDir, source, valid_source, options: TrainOptions, data_o
     try:
         sc = validation.scan(source, sample_size=options.sample_size, seed=config.seed, task=options.task,
                              progress=not options.quiet)
+        report_skipped(source)
         std = Standardizer.from_scan(sc, options.scale or "auto", dense_source=source.dense,
                                      ignore_extra=options.ignore_extra_features)
+        check_coding_range(sc, std, config)
         model = model_from_scan(config, sc, std, source.dense, bits=options.bits,
                                 memory_budget=options.memory_budget)
         classes = None if sc.task == "regression" else sc.classes
-        trained = TrainedModel(model, std, classes)
-        run = RunState(data=data_record(source, data_options),
-                       valid={"files": valid_source.files} if valid_source else None,
+        trained = TrainedModel(model, std, classes, InputContract.of(source, sc.n_features))
+        if valid_source is not None:  # read as the model reads data, and checked before any training
+            valid_source = open_source(valid_source.files, data_options, contract=trained.input)
+            check_valid(trained, valid_source, options.ignore_unknown_labels)
+        run = RunState(data=data_record(source, data_options), valid=valid_record(valid_source),
                        options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
                        mean_row_entries=_row_entries(sc, std), engine=rounds.record(),
                        **validation.run_fields(sc.task))
@@ -87,12 +106,17 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
         sc = validation.scan(source, sample_size=1,
                              task=trained.task if trained.task != "binary" or classes is not None else None,
                              classes=classes, progress=not options.quiet)
+        report_skipped(source)
         if sc.n_features > trained.model.p and not options.ignore_extra_features:
             raise InputError(f"the new data has {sc.n_features:,} features, beyond the model's "
                              f"{trained.model.p:,}; pass --ignore-extra-features to drop the extra ones")
+        if valid_source is not None:
+            check_valid(trained, valid_source, options.ignore_unknown_labels)
         history = run_old.get("history", []) + [{k: run_old[k] for k in ("data", "epochs", "rows_per_epoch")}]
-        run = RunState(data=data_record(source, data_options),
-                       valid={"files": valid_source.files} if valid_source else None,
+        data = data_record(source, data_options)
+        if trained.input is not None:  # the new files are read as the model reads data (Ray workers too)
+            data["input"] = trained.input.to_dict()
+        run = RunState(data=data, valid=valid_record(valid_source),
                        options=asdict(options), epochs=options.epochs, rows_per_epoch=sc.n_rows,
                        mean_row_entries=_row_entries(sc, trained.standardizer), history=history,
                        engine=rounds.record(), **validation.run_fields(trained.task))
@@ -102,6 +126,39 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
         return Trainer(store, trained, run, rounds, valid_source, callbacks).fit()
     finally:
         validation.close()
+
+
+def report_skipped(source) -> None:
+    """Say how many rows ``--skip-bad-rows`` left out of the scan pass (every epoch skips the same)."""
+    if source.bad_rows:
+        print(f"skipped {source.bad_rows:,} bad row(s) of the training data (--skip-bad-rows)", file=sys.stderr,
+              flush=True)
+
+
+def check_valid(trained: TrainedModel, valid_source, ignore_unknown_labels: bool) -> None:
+    """Read ``--valid`` once before training: a label the model does not know, a feature beyond
+    it or a bad row fails now, naming its place, not after the first epoch."""
+    for chunk, path, row0 in valid_source.iter_placed():
+        try:
+            if not ignore_unknown_labels:
+                trained.targets(chunk.y)
+            trained.standardizer.check(chunk)
+        except RowError as exc:
+            raise valid_source.placed(exc, path, row0) from None
+
+
+def check_coding_range(sc, std: Standardizer, config: Config) -> None:
+    """An LLFM codes rows for a FAISS search in float32: a feature whose scaled values reach
+    beyond ``MAX_CODING_VALUE`` would overflow its distances (``--scale none`` on huge values)."""
+    if config.method == "fm" or not len(sc.max_abs):
+        return
+    k = min(len(sc.max_abs), std.n_features)
+    reach = (sc.max_abs[:k] + np.abs(std.shift[:k])) * std.scale[:k]
+    j = int(np.argmax(reach))
+    if reach[j] > MAX_CODING_VALUE:
+        raise InputError(f"feature {j} reaches {reach[j]:.3g} after scaling ({std.mode}), beyond what the anchor "
+                         f"search computes with ({MAX_CODING_VALUE:g}): scale the features (--scale auto, standard "
+                         "or maxabs) or use --method fm")
 
 
 def check_scale(model_meta: dict, scale: str | None, path) -> None:

@@ -35,6 +35,7 @@ import time
 from dataclasses import replace
 
 from ...errors import InputError, StreamFMError
+from ...io.contract import InputContract
 from ...io.options import ReadOptions
 from ...io.sources import open_source
 from ...models.config import Config
@@ -105,7 +106,8 @@ class RayRounds(RoundRunner):
         self.loop = loop
         run, opts, model = loop.run, loop.opts, loop.trained.model
         if self.up is None:
-            source = open_source(run.data["files"], ReadOptions.from_dict(run.data["options"]))
+            source = open_source(run.data["files"], ReadOptions.from_dict(run.data["options"]),
+                                 contract=InputContract.of_data(run.data))
             self.up = RayStart(source, run.data, self.options,
                                opts.shuffle, opts.quiet, model.config.seed, range(run.epoch, run.epochs),
                                reader_rows(model.p))

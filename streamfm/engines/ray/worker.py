@@ -17,6 +17,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from ...io.contract import InputContract
 from ...io.options import ReadOptions
 from ...io.sources import open_source
 from ...models.trained import TrainedModel
@@ -55,7 +56,8 @@ class Worker:
             pass
         self.rank = rank
         self.chunk_rows = int(chunk_rows)
-        self.source = open_source(data["files"], ReadOptions.from_dict(data["options"]))
+        self.source = open_source(data["files"], ReadOptions.from_dict(data["options"]),
+                                  contract=InputContract.of_data(data))
         self.trained: TrainedModel | None = None
         self.settings: dict = {}
         self.stream: RowStream | None = None
