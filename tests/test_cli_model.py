@@ -70,11 +70,11 @@ def test_predict_keeps_row_count_and_order(capsys, trained, ext):
     assert code == 0 and "300 predictions" in err
     table = pq.read_table(out) if ext == "parquet" else pcsv.read_csv(out)
     assert table.num_rows == 300
-    assert table.column_names == ["prediction", "proba_0.0", "proba_1.0"]
+    assert table.column_names == ["prediction", "proba_0", "proba_1"]
     pred = np.asarray(table.column("prediction").to_pylist(), dtype=float)
     # in order: the predictions line up with the labels row by row
     assert (pred == trained["y"]).mean() > 0.8
-    p1 = np.asarray(table.column("proba_1.0"))
+    p1 = np.asarray(table.column("proba_1"))
     assert ((p1 > 0.5) == (pred == 1)).all()
 
 

@@ -23,10 +23,20 @@ def _table(trained, chunk) -> pa.Table:
     if trained.task == "regression":
         return pa.table({"prediction": f[:, 0]})
     P = trained.model.proba_from_scores(f)
-    cols = {"prediction": pa.array(trained.classes[P.argmax(1)].tolist())}
-    for c, name in enumerate(trained.classes.tolist()):
+    labels = labels_as_written(trained.classes)
+    cols = {"prediction": pa.array([labels[c] for c in P.argmax(1).tolist()])}
+    for c, name in enumerate(labels):
         cols[f"proba_{name}"] = P[:, c]
     return pa.table(cols)
+
+
+def labels_as_written(classes) -> list:
+    """The class labels as a data file writes them: a numeric label read as 1.0 is 1 (so the
+    columns are ``proba_1``, not ``proba_1.0``); text and fractional labels unchanged."""
+    values = list(classes.tolist())
+    if all(isinstance(v, float) and v.is_integer() for v in values):
+        return [int(v) for v in values]
+    return values
 
 
 def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress=None) -> int:
@@ -71,4 +81,4 @@ def _writer(fmt: str, path: str, schema: pa.Schema):
     return pcsv.CSVWriter(path, schema)
 
 
-__all__ = ["predict_to_file"]
+__all__ = ["labels_as_written", "predict_to_file"]
