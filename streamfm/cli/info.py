@@ -79,7 +79,8 @@ def _info_model(path: str, as_json: bool = False) -> int:
         rows.append(("best so far", f"epoch {b['epoch']}, valid {b['metric'].replace('_', ' ')} {b['value']:.4f} "
                                     f"(kept as {manifest.get('kept', {}).get('best', {}).get('checkpoint', '?')})"))
     rows.append(("rows trained", f"{m['t']:,} (runs before this one: {len(t.get('history', []))})"))
-    rows.append(("data", f"{len(t['data']['files'])} file(s), {t['rows_per_epoch']:,} rows per epoch"))
+    source = t["data"].get("source") or f"{len(t['data']['files'])} file(s)"
+    rows.append(("data", f"{source}, {t['rows_per_epoch']:,} rows per epoch"))
     rows.append(("saved", f"{manifest.get('saved_at', '?')} ({manifest.get('checkpoint', '?')})"))
     metrics = store.read_metrics()
     if metrics:
