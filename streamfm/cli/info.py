@@ -17,6 +17,9 @@ def add_info_parser(subparsers) -> None:
     )
     p.add_argument("data", nargs="+", metavar="DATA", help="files, globs or directories, or a model directory")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--features", type=int, metavar="N", default=0,
+                   help="model directory: also the N features of largest |w| and of largest ||V|| "
+                        "(LLFM: the global FM's plus the mean over the anchors' FMs, and per anchor)")
     add_data_options(p)
     add_quiet(p)
     p.set_defaults(func=run_info)
@@ -29,7 +32,9 @@ def run_info(args: argparse.Namespace) -> int:
     if models:
         if len(args.data) > 1:
             raise InputError(f"{models[0]} is a model directory: give it alone to `streamfm info`")
-        return _info_model(models[0], args.json)
+        return _info_model(models[0], args.json, args.features)
+    if args.features:
+        raise InputError("--features N describes the features of a model: give a model directory")
     source = source_from_args(args)
     summary = _summarise(source, progress=not args.quiet)
     if args.json:
@@ -40,22 +45,36 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _info_model(path: str, as_json: bool = False) -> int:
-    """A model directory's manifest in words (or as JSON)."""
+def _info_model(path: str, as_json: bool = False, features: int = 0) -> int:
+    """A model directory's manifest in words (or as JSON), and with ``features`` its top features."""
     from streamfm.models.config import Config
+    from streamfm.models.importance import feature_importance, importance_lines
     from streamfm.store.modeldir import ModelDir
 
     store = ModelDir(path)
-    manifest = store.read_manifest()
+    if features < 0:
+        raise InputError(f"--features must be >= 0, got {features}")
+    importance = None
+    if features:
+        manifest, arrays = store.load(mmap_mode="r")
+        importance = feature_importance(manifest["model"], arrays, features)
+    else:
+        manifest = store.read_manifest()
     if as_json:
-        print(json.dumps(manifest, indent=2))
+        print(json.dumps(manifest if importance is None else dict(manifest, feature_importance=importance),
+                         indent=2))
         return 0
     m, t = manifest["model"], manifest["training"]
     c = m["config"]
     rows = [("model directory", path), ("method", c["method"]),
             ("task", m["task"] + (f", {m['n_outputs']} classes ({c['multiclass']})" if m["task"] == "multiclass" else ""))]
     if m.get("classes") is not None:
-        rows.append(("classes", ", ".join(str(v) for v in m["classes"][:20]) + (" ..." if len(m["classes"]) > 20 else "")))
+        import numpy as np
+
+        from streamfm.inference.predict import labels_as_written
+
+        classes = labels_as_written(np.asarray(m["classes"]))
+        rows.append(("classes", ", ".join(str(v) for v in classes[:20]) + (" ..." if len(classes) > 20 else "")))
     from streamfm.preprocess.standardize import describe_scaling
 
     rows.append(("features", f"{m['n_features']:,}"))
@@ -95,6 +114,8 @@ def _info_model(path: str, as_json: bool = False) -> int:
     width = max(len(k) for k, _ in rows) + 1
     for k, v in rows:
         print(f"{k + ':':<{width}} {v}")
+    if importance is not None:
+        print("\n".join(importance_lines(importance)))
     return 0
 
 
