@@ -73,6 +73,7 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
         callbacks = reporting(options.quiet) + list(callbacks)
         if store.exists():
             with store.lock():
+                _say_continuing(store, options.quiet)
                 return continue_run(store, source, valid_source, options, data_options, config, rounds, callbacks)
         config = (config or Config()).validate()
         # what the engine can start before the scan pass starts now (Ray: the workers' first streams)
@@ -80,6 +81,13 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
         return new_run(store, source, valid_source, options, data_options, config, rounds, callbacks)
     finally:
         rounds.close()  # after the loop, a no-op; after a failed scan, stops what prepare started
+
+
+def _say_continuing(store: ModelDir, quiet: bool) -> None:
+    """Name the model a run trains further (an interrupted one is refused by ``continue_run``)."""
+    manifest = store.read_manifest()
+    if not quiet and manifest["training"]["status"] == "complete":
+        print(f"continuing model {store.path} ({manifest['model']['t']:,} rows trained)", flush=True)
 
 
 def resume(model_dir, *, quiet: bool | None = None, callbacks=()) -> dict:

@@ -312,3 +312,14 @@ def test_train_without_quiet_draws_progress_bars(tmp_path, capsys):
     data, _, _ = write_svm(tmp_path / "d.svm", 300, seed=4)
     code, _, err = run(capsys, "train", data, "--model", tmp_path / "m", "--epochs", "2", "--anchors", "4")
     assert code == 0 and "epoch 1/2" in err and "epoch 2/2" in err and "rows" in err, err
+
+
+def test_train_names_the_model_it_continues(tmp_path, capsys):
+    data, _, _ = write_svm(tmp_path / "d.svm", 300, seed=5)
+    model = tmp_path / "m"
+    code, out, _ = run(capsys, "train", data, "--model", model, "--epochs", "2", "--anchors", "4")
+    assert code == 0 and "continuing model" not in out
+    code, out, _ = run(capsys, "train", data, "--model", model, "--epochs", "1")
+    assert code == 0 and f"continuing model {model} (600 rows trained)" in out, out
+    code, out, _ = run(capsys, "train", data, "--model", model, "--epochs", "1", "-q")
+    assert code == 0 and "continuing model" not in out
