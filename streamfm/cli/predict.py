@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from streamfm.cli.compiling import note_compiling
 from streamfm.cli.data import add_data_options, add_quiet, report_bad_rows, source_from_args
 
 
@@ -36,6 +37,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
     source = source_from_args(args)
+    note_compiling(args.quiet, ("predict_rows",))
     with _progress(args, "predict") as bar:
         rows = predict_to_file(trained, source, args.output, progress=bar)
     print(f"{rows:,} predictions written to {args.output}", file=sys.stderr)
@@ -72,6 +74,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
     source = source_from_args(args)
+    note_compiling(args.quiet, ("predict_rows",))
     with _progress(args, "evaluate") as bar:
         result = evaluate_source(trained, source, progress=bar)
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from streamfm.cli.compiling import note_compiling
 from streamfm.cli.data import add_data_options, add_quiet, read_options
 from streamfm.errors import InputError
 
@@ -141,6 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
     from streamfm.run import resume, train
     from streamfm.training.options import TrainOptions
 
+    note_compiling(args.quiet, ("train_rows",))
     if args.resume:
         if args.data or args.model:
             raise InputError("--resume DIR continues a run as it was started: give no DATA and no --model")
