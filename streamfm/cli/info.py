@@ -69,11 +69,9 @@ def _info_model(path: str, as_json: bool = False, features: int = 0) -> int:
     rows = [("model directory", path), ("method", c["method"]),
             ("task", m["task"] + (f", {m['n_outputs']} classes ({c['multiclass']})" if m["task"] == "multiclass" else ""))]
     if m.get("classes") is not None:
-        import numpy as np
+        from streamfm.models.trained import labels_as_written
 
-        from streamfm.inference.predict import labels_as_written
-
-        classes = labels_as_written(np.asarray(m["classes"]))
+        classes = labels_as_written(m["classes"])
         rows.append(("classes", ", ".join(str(v) for v in classes[:20]) + (" ..." if len(classes) > 20 else "")))
     from streamfm.preprocess.standardize import describe_scaling
 

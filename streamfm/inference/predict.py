@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..io.atomic import atomic_output
+from ..models.trained import labels_as_written
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -28,15 +29,6 @@ def _table(trained, chunk) -> pa.Table:
     for c, name in enumerate(labels):
         cols[f"proba_{name}"] = P[:, c]
     return pa.table(cols)
-
-
-def labels_as_written(classes) -> list:
-    """The class labels as a data file writes them: a numeric label read as 1.0 is 1 (so the
-    columns are ``proba_1``, not ``proba_1.0``); text and fractional labels unchanged."""
-    values = list(classes.tolist())
-    if all(isinstance(v, float) and v.is_integer() for v in values):
-        return [int(v) for v in values]
-    return values
 
 
 def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress=None) -> int:
@@ -81,4 +73,4 @@ def _writer(fmt: str, path: str, schema: pa.Schema):
     return pcsv.CSVWriter(path, schema)
 
 
-__all__ = ["labels_as_written", "predict_to_file"]
+__all__ = ["predict_to_file"]

@@ -18,20 +18,11 @@ import numpy as np
 from ..coding.space import MAX_IDENTITY, SKETCH_DIM, _sketch
 from ..errors import InputError
 from ..io.atomic import atomic_output
-from ..models.trained import TrainedModel
+from ..models.trained import TrainedModel, labels_as_written
 from .modeldir import ModelDir
 
 EXPORT_FORMATS = (".json", ".npz")
 EXPORT_VERSION = 1
-
-
-def _labels(classes) -> list | None:
-    if classes is None:
-        return None
-    values = np.asarray(classes).tolist()
-    if all(isinstance(v, float) and v.is_integer() for v in values):
-        return [int(v) for v in values]
-    return values
 
 
 def exported(trained: TrainedModel) -> tuple[dict, dict[str, np.ndarray]]:
@@ -39,9 +30,10 @@ def exported(trained: TrainedModel) -> tuple[dict, dict[str, np.ndarray]]:
     model, config = trained.model, trained.model.config
     p = model.p
     link = {"binary": "logistic", "regression": "identity"}.get(model.task, config.multiclass)
+    classes = None if trained.classes is None else labels_as_written(trained.classes)
     meta = {"format": "streamfm-export", "version": EXPORT_VERSION, "method": config.method,
-            "task": model.task, "classes": _labels(trained.classes), "n_features": p,
-            "n_outputs": model.n_outputs, "rank": config.rank, "link": link}
+            "task": model.task, "classes": classes, "n_features": p, "n_outputs": model.n_outputs,
+            "rank": config.rank, "link": link}
     arrays = {"shift": np.asarray(trained.standardizer.shift, dtype=np.float64),
               "scale": np.asarray(trained.standardizer.scale, dtype=np.float64)}
     params = model.params
