@@ -28,11 +28,18 @@ from .training.options import SPOOL, RunState, TrainOptions
 IN_MEMORY = "arrays in memory (a scikit-learn estimator)"
 
 
-def _run_record(est, trained: TrainedModel, history: list) -> dict:
-    """The finished run of an estimator, as the manifest's ``training`` entry."""
+def _run_record(est, trained: TrainedModel) -> dict:
+    """The finished run of an estimator, as the manifest's ``training`` entry: ``fit``'s epochs (the
+    kept one's count) and rows; for a model opened by ``from_model_dir``, one epoch of the rows
+    ``partial_fit`` trained since, the directory's runs in ``history``."""
     model = trained.model
-    epochs = int(getattr(est, "best_epoch_", None) or getattr(est, "n_iter_", 0) or 1)
-    rows = int(model.t // epochs) if model.t else 0
+    opened = getattr(est, "_opened", None)  # (model, runs, t) of from_model_dir, until fit replaces the model
+    history = list(opened[1]) if opened is not None and opened[0] is model else []
+    if history:
+        epochs, rows = 1, int(model.t - opened[2])
+    else:
+        epochs = int(getattr(est, "best_epoch_", None) or getattr(est, "n_iter_", 0) or 1)
+        rows = int(model.t // epochs)
     options = TrainOptions(epochs=epochs, batch_rows=est.batch_size, shuffle=est.shuffle,
                            sample_size=est.sample_size, scale=trained.standardizer.mode,
                            early_stop=0, quiet=True)
@@ -48,8 +55,8 @@ def save_estimator(est, model_dir, *, overwrite: bool = False) -> str:
 
     A directory that already holds a model is refused unless ``overwrite``:
     then the estimator's model becomes its model (committed atomically, as a
-    checkpoint), the earlier runs are listed in ``training.history`` and
-    ``metrics.jsonl`` is kept.
+    checkpoint) and ``metrics.jsonl``, the log of the epochs trained in the
+    directory, is kept.
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -57,15 +64,10 @@ def save_estimator(est, model_dir, *, overwrite: bool = False) -> str:
     trained = TrainedModel(est.model_, est.scaler_, getattr(est, "classes_", None))
     store = ModelDir(model_dir)
     with store.lock():
-        history = []
-        if store.exists():
-            if not overwrite:
-                raise InputError(f"{store.path} already holds a model; pass overwrite=True to replace it")
-            old = store.read_manifest()["training"]
-            history = old.get("history", []) + [{k: old[k] for k in ("data", "epochs", "rows_per_epoch")}]
+        if store.exists() and not overwrite:
+            raise InputError(f"{store.path} already holds a model; pass overwrite=True to replace it")
         meta, arrays = trained.state()
-        manifest = {"streamfm_version": __version__, "model": meta,
-                    "training": _run_record(est, trained, history)}
+        manifest = {"streamfm_version": __version__, "model": meta, "training": _run_record(est, trained)}
         store.save(manifest, arrays)
         spool = store.path / SPOOL  # held-out rows of an earlier run: not this model's
         if spool.exists():
@@ -105,6 +107,9 @@ def load_estimator(cls, model_dir):
     est.n_iter_ = int(run.get("epoch", 0))
     est.best_epoch_ = run.get("kept_epoch")
     est.loss_curve_, est.validation_scores_ = [], None
+    # the model's runs so far, for the history of a later save
+    runs = run.get("history", []) + [{k: run[k] for k in ("data", "epochs", "rows_per_epoch")}]
+    est._opened = (trained.model, runs, trained.model.t)
     return est
 
 

@@ -88,7 +88,13 @@ def test_a_cli_model_is_used_by_the_estimator(capsys, data):
     clf.save(model, overwrite=True)
     _, P2 = cli_probabilities(capsys, model, data, "cli2.csv")
     assert np.allclose(P2, clf.predict_proba(X[500:]), rtol=0, atol=1e-12)
-    assert ModelDir(model).read_manifest()["training"]["history"][0]["data"]["files"] == [data["train"]]
+    run = ModelDir(model).read_manifest()["training"]
+    assert run["history"][0]["data"]["files"] == [data["train"]]  # the model's earlier run, by the CLI
+    assert run["rows_per_epoch"] == 100 and run["status"] == "complete"  # what partial_fit trained
+    # fit starts a new model: the directory's runs are not its history
+    clf.fit(X[:500], y[:500])
+    run = ModelDir(clf.save(data["root"] / "refit"))
+    assert run.read_manifest()["training"]["history"] == []
 
 
 def test_regressor_round_trip(capsys, tmp_path):
