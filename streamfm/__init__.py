@@ -8,6 +8,7 @@ imported on first use, so ``streamfm info`` and ``convert`` start fast.
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Config": "streamfm.models.config",
     "FMClassifier": "streamfm.estimators",
     "FMRegressor": "streamfm.estimators",
     "LLFMClassifier": "streamfm.estimators",

@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .estimator_store import ModelDirMixin
 from .io.chunk import Chunk
 from .preprocess.moments import feature_stats
 from .preprocess.standardize import SCALE_MODES, Standardizer
@@ -50,7 +51,7 @@ def _chunks(X, rows: int):
         yield _to_chunk(X[a:a + rows])
 
 
-class _Base(BaseEstimator):
+class _Base(ModelDirMixin, BaseEstimator):
     """Shared fit / partial_fit / decision machinery; subclasses set the task."""
 
     _config_params = _FM_PARAMS

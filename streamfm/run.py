@@ -89,6 +89,7 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
         callbacks = reporting(options.quiet) + list(callbacks)
         if store.exists():
             with store.lock():
+                _say_continuing(store, options.quiet)
                 return continue_run(store, source, valid_source, options, data_options, config, rounds, callbacks)
         config = (config or Config()).validate()
         # what the engine can start before the scan pass starts now (Ray: the workers' first streams)
@@ -100,6 +101,13 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
         raise
     finally:
         rounds.close()  # after the loop, a no-op; after a failed scan, stops what prepare started
+
+
+def _say_continuing(store: ModelDir, quiet: bool) -> None:
+    """Name the model a run trains further (an interrupted one is refused by ``continue_run``)."""
+    manifest = store.read_manifest()
+    if not quiet and manifest["training"]["status"] == "complete":
+        print(f"continuing model {store.path} ({manifest['model']['t']:,} rows trained)", flush=True)
 
 
 #: names a model directory holds (besides hidden ones: the lock, temporary files)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,32 @@ def test_python_dash_m_and_console_script_exit_codes(tmp_path):
     script = "import sys; from streamfm.cli import main; sys.exit(main())"
     r = subprocess.run([sys.executable, "-c", script, "info", missing], capture_output=True, text=True, env=env)
     assert r.returncode == 2
+
+
+def _subparsers():
+    import argparse
+
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_help_shows_no_internal_names_and_lists_the_choices(capsys):
+    """Every command's --help: value names are short words (no destination names such as CFG_METHOD or
+    OPT_EPOCHS), and the options with a fixed set of values list it."""
+    commands = _subparsers()
+    assert {"train", "predict", "evaluate", "convert", "info", "export", "plot"} <= set(commands)
+    for name, sub in commands.items():
+        assert cli.main([name, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert not re.search(r"\b(CFG|OPT)_[A-Z_]+", text), (name, text)
+        # no value name left to argparse, which makes one of the destination (CHECKPOINT_ROWS)
+        for action in sub._actions:
+            if action.option_strings and action.nargs != 0 and action.choices is None:
+                assert action.metavar is not None, (name, action.option_strings)
+    train = {s: a for a in commands["train"]._actions for s in a.option_strings}
+    for flag, values in (("--method", {"fm", "llfm-jo"}), ("--multiclass", {"softmax", "ovr"}),
+                         ("--optimizer", {"adagrad", "sgd"}), ("--scale", {"auto", "none"}),
+                         ("--task", {"regression"}), ("--engine", {"local", "ray"}), ("--format", {"csv"})):
+        assert values <= set(train[flag].choices), flag
+    assert "lz4" in next(a for a in commands["convert"]._actions if "--compression" in a.option_strings).choices

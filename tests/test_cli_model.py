@@ -70,11 +70,11 @@ def test_predict_keeps_row_count_and_order(capsys, trained, ext):
     assert code == 0 and "300 predictions" in err
     table = pq.read_table(out) if ext == "parquet" else pcsv.read_csv(out)
     assert table.num_rows == 300
-    assert table.column_names == ["prediction", "proba_0.0", "proba_1.0"]
+    assert table.column_names == ["prediction", "proba_0", "proba_1"]
     pred = np.asarray(table.column("prediction").to_pylist(), dtype=float)
     # in order: the predictions line up with the labels row by row
     assert (pred == trained["y"]).mean() > 0.8
-    p1 = np.asarray(table.column("proba_1.0"))
+    p1 = np.asarray(table.column("proba_1"))
     assert ((p1 > 0.5) == (pred == 1)).all()
 
 
@@ -83,9 +83,14 @@ def test_a_prediction_failing_midway_leaves_the_old_file_and_no_temporary(traine
     from streamfm.io.sources import open_source
     from streamfm.run import load
 
+    real = open_source(trained["test"])
+
     class BreaksAfterOneChunk:
-        def iter_chunks(self, chunk_rows=None):
-            yield next(iter(open_source(trained["test"]).iter_chunks(chunk_rows=50)))
+        files = real.files
+        placed = real.placed
+
+        def iter_placed(self, chunk_rows=None):
+            yield next(iter(real.iter_placed(chunk_rows=50)))
             raise InputError("line 51: not a number")
 
     out = tmp_path / "preds.parquet"
@@ -312,3 +317,14 @@ def test_train_without_quiet_draws_progress_bars(tmp_path, capsys):
     data, _, _ = write_svm(tmp_path / "d.svm", 300, seed=4)
     code, _, err = run(capsys, "train", data, "--model", tmp_path / "m", "--epochs", "2", "--anchors", "4")
     assert code == 0 and "epoch 1/2" in err and "epoch 2/2" in err and "rows" in err, err
+
+
+def test_train_names_the_model_it_continues(tmp_path, capsys):
+    data, _, _ = write_svm(tmp_path / "d.svm", 300, seed=5)
+    model = tmp_path / "m"
+    code, out, _ = run(capsys, "train", data, "--model", model, "--epochs", "2", "--anchors", "4")
+    assert code == 0 and "continuing model" not in out
+    code, out, _ = run(capsys, "train", data, "--model", model, "--epochs", "1")
+    assert code == 0 and f"continuing model {model} (600 rows trained)" in out, out
+    code, out, _ = run(capsys, "train", data, "--model", model, "--epochs", "1", "-q")
+    assert code == 0 and "continuing model" not in out

@@ -281,7 +281,7 @@ def _data_options() -> set[str]:
     return {s for a in p._actions for s in a.option_strings if s not in ("-h", "--help")}
 
 
-COMMANDS = ("train", "predict", "evaluate", "convert", "info")
+COMMANDS = ("train", "predict", "evaluate", "convert", "info", "export", "plot")
 
 
 def test_command_line_reference_lists_every_option():

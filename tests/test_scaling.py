@@ -86,7 +86,7 @@ def test_predict_applies_the_stored_map_and_equals_load(capsys, sparse_model, tm
                        "--one-based", "-q")
     assert code == 0, err
     table = pcsv.read_csv(tmp_path / "p.csv")
-    got = np.column_stack([np.asarray(table.column(c)) for c in ("proba_0.0", "proba_1.0")])
+    got = np.column_stack([np.asarray(table.column(c)) for c in ("proba_0", "proba_1")])
     trained = load(sparse_model["model"])
     np.testing.assert_allclose(got, trained.predict_proba(X), rtol=1e-12, atol=1e-15)
     Z, _ = stored_map_by_hand(sparse_model["model"], X)

@@ -1,7 +1,8 @@
 """The ``streamfm`` command line: the parser and :func:`main`.
 
 Each subcommand lives in its own module (``train``, ``predict`` with
-``evaluate``, ``convert``, ``info``) as an ``add_<name>_parser(subparsers)``
+``evaluate``, ``convert``, ``info``, ``export``,
+``plot``) as an ``add_<name>_parser(subparsers)``
 function listed in :data:`COMMANDS`: it declares the command's arguments and
 sets ``func`` (a function of the parsed ``args`` returning an exit code).
 Data commands share the flags of :mod:`streamfm.cli.data`
@@ -21,7 +22,9 @@ from typing import Callable, Sequence
 
 from streamfm import __version__
 from streamfm.cli.convert import add_convert_parser
+from streamfm.cli.export import add_export_parser
 from streamfm.cli.info import add_info_parser
+from streamfm.cli.plot import add_plot_parser
 from streamfm.cli.predict import add_evaluate_parser, add_predict_parser
 from streamfm.cli.train import add_train_parser
 from streamfm.errors import StreamFMError
@@ -33,7 +36,7 @@ PROG = "streamfm"
 #: Subcommand builders, in the order `streamfm --help` lists them.  Each takes
 #: the argparse subparsers object, adds one subcommand and sets `func`.
 COMMANDS: list[Callable] = [add_train_parser, add_predict_parser, add_evaluate_parser,
-                            add_convert_parser, add_info_parser]
+                            add_convert_parser, add_info_parser, add_export_parser, add_plot_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

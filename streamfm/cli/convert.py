@@ -18,7 +18,8 @@ def add_convert_parser(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output directory")
     p.add_argument("--rows-per-shard", type=int, default=1_000_000, metavar="N",
                    help="rows per Parquet shard (default: 1,000,000)")
-    p.add_argument("--compression", default="zstd", help="Parquet codec (default: zstd)")
+    p.add_argument("--compression", default="zstd", choices=("zstd", "snappy", "gzip", "brotli", "lz4", "none"),
+                   help="Parquet codec (default: zstd)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty")
     add_data_options(p)
     add_quiet(p)

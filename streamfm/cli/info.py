@@ -20,6 +20,9 @@ def add_info_parser(subparsers) -> None:
     p.add_argument("--verify", action="store_true",
                    help="model directory: check every array of the checkpoint against its checksum (reads "
                         "it whole; by default only arrays up to 16 MiB are)")
+    p.add_argument("--features", type=int, metavar="N", default=0,
+                   help="model directory: also the N features of largest |w| and of largest ||V|| "
+                        "(LLFM: the global FM's plus the mean over the anchors' FMs, and per anchor)")
     add_data_options(p)
     add_quiet(p)
     p.set_defaults(func=run_info)
@@ -32,7 +35,9 @@ def run_info(args: argparse.Namespace) -> int:
     if models:
         if len(args.data) > 1:
             raise InputError(f"{models[0]} is a model directory: give it alone to `streamfm info`")
-        return _info_model(models[0], args.json, args.verify)
+        return _info_model(models[0], args.json, args.verify, args.features)
+    if args.features:
+        raise InputError("--features N describes the features of a model: give a model directory")
     source = source_from_args(args)
     summary = _summarise(source, progress=not args.quiet)
     if args.json:
@@ -43,25 +48,34 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _info_model(path: str, as_json: bool = False, verify: bool = False) -> int:
-    """A model directory's manifest in words (or as JSON), and whether its checkpoint is sound:
-    a damaged one (a missing or truncated array, a checksum that does not match, a manifest
-    that disagrees with its arrays) is reported, with exit code 2."""
+def _info_model(path: str, as_json: bool = False, verify: bool = False, features: int = 0) -> int:
+    """A model directory's manifest in words (or as JSON), whether its checkpoint is sound (a
+    damaged one, with a missing or truncated array, a checksum that does not match or a manifest
+    that disagrees with its arrays, is reported with exit code 2), and with ``features`` its top
+    features."""
     import sys
 
+    from streamfm.models.importance import feature_importance, importance_lines
     from streamfm.store.manifest import damaged
     from streamfm.store.modeldir import ModelDir
     from streamfm.store.trained import MALFORMED, load_trained
 
     store = ModelDir(path)
+    if features < 0:
+        raise InputError(f"--features must be >= 0, got {features}")
     manifest = store.read_manifest()
     problem = None
     try:
         load_trained(store, "r", verify="all" if verify else "cheap")
     except InputError as exc:
         problem = str(exc)
+    importance = None
+    if features and problem is None:
+        manifest, arrays = store.load(mmap_mode="r", verify="none")
+        importance = feature_importance(manifest["model"], arrays, features)
     if as_json:
-        print(json.dumps(manifest, indent=2))
+        print(json.dumps(manifest if importance is None else dict(manifest, feature_importance=importance),
+                         indent=2))
     else:
         try:
             rows = _model_rows(path, store, manifest)
@@ -72,6 +86,8 @@ def _info_model(path: str, as_json: bool = False, verify: bool = False) -> int:
         width = max(len(k) for k, _ in rows) + 1
         for k, v in rows:
             print(f"{k + ':':<{width}} {v}")
+        if importance is not None:
+            print("\n".join(importance_lines(importance)))
     if problem:
         print(f"streamfm: error: {problem}", file=sys.stderr)
         return 2
@@ -87,7 +103,10 @@ def _model_rows(path: str, store, manifest: dict) -> list[tuple[str, str]]:
     rows = [("model directory", path), ("method", c["method"]),
             ("task", m["task"] + (f", {m['n_outputs']} classes ({c['multiclass']})" if m["task"] == "multiclass" else ""))]
     if m.get("classes") is not None:
-        rows.append(("classes", ", ".join(str(v) for v in m["classes"][:20]) + (" ..." if len(m["classes"]) > 20 else "")))
+        from streamfm.models.trained import labels_as_written
+
+        classes = labels_as_written(m["classes"])
+        rows.append(("classes", ", ".join(str(v) for v in classes[:20]) + (" ..." if len(classes) > 20 else "")))
     from streamfm.preprocess.standardize import describe_scaling
 
     rows.append(("features", f"{m['n_features']:,}"))
@@ -114,7 +133,8 @@ def _model_rows(path: str, store, manifest: dict) -> list[tuple[str, str]]:
         rows.append(("best so far", f"epoch {b['epoch']}, valid {b['metric'].replace('_', ' ')} {b['value']:.4f} "
                                     f"(kept as {manifest.get('kept', {}).get('best', {}).get('checkpoint', '?')})"))
     rows.append(("rows trained", f"{m['t']:,} (runs before this one: {len(t.get('history', []))})"))
-    rows.append(("data", f"{len(t['data']['files'])} file(s), {t['rows_per_epoch']:,} rows per epoch"))
+    source = t["data"].get("source") or f"{len(t['data']['files'])} file(s)"
+    rows.append(("data", f"{source}, {t['rows_per_epoch']:,} rows per epoch"))
     rows.append(("saved", f"{manifest.get('saved_at', '?')} ({manifest.get('checkpoint', '?')})"))
     metrics = store.read_metrics()
     if metrics:

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from streamfm.cli.compiling import note_compiling
 from streamfm.cli.data import add_data_options, add_quiet, report_bad_rows, source_from_args
 from streamfm.errors import InputError
 
@@ -39,6 +40,7 @@ def run_predict(args: argparse.Namespace) -> int:
     source = source_from_args(args, contract=trained.input, require_label=False)
     if trained.input is not None:
         trained.input.check_extra_columns(source, args.ignore_extra_features)
+    note_compiling(args.quiet, ("predict_rows",))
     with _progress(args, "predict") as bar:
         rows = predict_to_file(trained, source, args.output, progress=bar)
     print(f"{rows:,} predictions written to {args.output}", file=sys.stderr)
@@ -77,6 +79,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     source = source_from_args(args, contract=trained.input)
     if trained.input is not None:
         trained.input.check_extra_columns(source, args.ignore_extra_features)
+    note_compiling(args.quiet, ("predict_rows",))
     with _progress(args, "evaluate") as bar:
         result = evaluate_source(trained, source, progress=bar)
     if result["rows"] == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from streamfm.cli.compiling import note_compiling
 from streamfm.cli.data import add_data_options, add_quiet, read_options
 from streamfm.errors import InputError
 
@@ -32,6 +33,10 @@ _MODEL_OPTIONS = [
     ("--seed", "seed", int, "random seed"),
 ]
 _CHOICES = {"method": "METHODS", "optimizer": "OPTIMIZERS", "multiclass": "MULTICLASS_LOSSES"}
+#: the other model options' value names in --help, as the paper and docs/command-line.md name them
+_METAVARS = {"rank": "R", "anchors": "M", "n_neighbors": "K", "beta": "B", "rho": "RHO", "n_candidates": "K",
+             "rebuild_every": "N", "eta0": "ETA", "t0": "T", "eta_anchor": "ETA", "l2_w": "L", "l2_v": "L",
+             "init_std": "S", "seed": "N"}
 
 
 def _model_option_help(field: str, text: str) -> str:
@@ -75,7 +80,7 @@ def add_train_parser(subparsers) -> None:
     for flag, field, typ, text in _MODEL_OPTIONS:
         choices = getattr(config, _CHOICES[field]) if field in _CHOICES else None
         g.add_argument(flag, dest=f"cfg_{field}", type=typ, default=None, choices=choices,
-                       metavar=None if choices else flag.lstrip("-").replace("-", "_").upper(),
+                       metavar=None if choices else _METAVARS[field],
                        help=_model_option_help(field, text))
     g.add_argument("--no-global-fm", dest="cfg_global_fm", action="store_const", const=False, default=None,
                    help="llfm-*: the paper's model, the local mixture alone (default: a global FM beside it)")
@@ -89,7 +94,7 @@ def add_train_parser(subparsers) -> None:
                    help="the most the model's parameters may take, e.g. 800M or 2G; a larger model stops at "
                         "once (default: half of the memory available, under a cgroup limit if any)")
     r = p.add_argument_group("the run")
-    r.add_argument("--epochs", type=int, default=10, help="passes over the data, at most (default: 10)")
+    r.add_argument("--epochs", type=int, default=10, metavar="N", help="passes over the data, at most (default: 10)")
     r.add_argument("--early-stop", type=int, default=3, metavar="N",
                    help="stop after N epochs in a row without a lower validation log loss (RMSE for "
                         "regression) and keep the best epoch's model; 0 = off, train every epoch and keep "
@@ -98,20 +103,20 @@ def add_train_parser(subparsers) -> None:
     r.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
                    help="without --valid: the share of training rows held out for early stopping, chosen "
                         "by --seed from each row's place in the data, never trained on (default: 0.1)")
-    r.add_argument("--batch-rows", type=int, default=4096, help="rows per kernel call (default: 4096)")
-    r.add_argument("--shuffle-buffer", type=int, default=0,
+    r.add_argument("--batch-rows", type=int, default=4096, metavar="N", help="rows per kernel call (default: 4096)")
+    r.add_argument("--shuffle-buffer", type=int, default=0, metavar="N",
                    help="rows held for shuffling (default: 0 = sized to ~8M stored values, at most 100,000)")
     r.add_argument("--no-shuffle", action="store_true", help="read rows in file order every epoch")
-    r.add_argument("--sample-size", type=int, default=10_000, help="rows sampled for k-means (default: 10000)")
-    r.add_argument("--checkpoint-rows", type=int, default=0, help="checkpoint every N rows (default: off)")
-    r.add_argument("--checkpoint-seconds", type=float, default=600.0,
+    r.add_argument("--sample-size", type=int, default=10_000, metavar="N", help="rows sampled for k-means (default: 10000)")
+    r.add_argument("--checkpoint-rows", type=int, default=0, metavar="N", help="checkpoint every N rows (default: off)")
+    r.add_argument("--checkpoint-seconds", type=float, default=600.0, metavar="T",
                    help="checkpoint every T seconds (default: 600)")
-    r.add_argument("--threads", type=int, default=1,
+    r.add_argument("--threads", type=int, default=1, metavar="N",
                    help="training threads (default: 1, deterministic); N > 1 trains Hogwild-style on shared "
                         "parameters without locks (and splits each anchor search between the threads): for "
                         "machines with more than 2 cores (the default already searches on a second one), not "
                         "reproducible bit for bit")
-    r.add_argument("--max-rows", type=int, default=0,
+    r.add_argument("--max-rows", type=int, default=0, metavar="N",
                    help="stop (resumably) after N rows in this invocation (default: no limit)")
     r.add_argument("--ignore-extra-features", action="store_true",
                    help="drop feature indices beyond the model's (and report how many) instead of stopping")
@@ -121,13 +126,13 @@ def add_train_parser(subparsers) -> None:
     e.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: data-parallel workers on Ray over Parquet shards "
                         '(pip install "streamfm[ray]")')
-    e.add_argument("--workers", type=int, default=2, help="ray: worker actors (default: 2)")
+    e.add_argument("--workers", type=int, default=2, metavar="N", help="ray: worker actors (default: 2)")
     e.add_argument("--address", metavar="ADDRESS",
                    help="ray: join the cluster at ADDRESS (HOST:PORT, ray://HOST:PORT or auto); "
                         "default: start a local Ray instance sized to this machine")
     e.add_argument("--sync-rows", type=int, default=0, metavar="R",
                    help="ray: rows each worker trains between two merges (default: 65536)")
-    e.add_argument("--worker-retries", type=int, default=2,
+    e.add_argument("--worker-retries", type=int, default=2, metavar="N",
                    help="ray: restarts after a worker dies before the run stops resumably (default: 2)")
     e.add_argument("--no-scale-steps", action="store_true",
                    help="ray: workers take the model's steps, not steps times --workers (see docs/scaling.md)")
@@ -168,6 +173,7 @@ def run_train(args: argparse.Namespace) -> int:
     from streamfm.run import resume, train
     from streamfm.training.options import TrainOptions
 
+    note_compiling(args.quiet, ("train_rows",))
     if args.resume:
         if args.data or args.model:
             raise InputError("--resume DIR continues a run as it was started: give no DATA and no --model")

@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from ..errors import InputError, RowError, disk_full, is_disk_full
 from ..io.atomic import atomic_output, remove_dead_temporaries
+from ..models.trained import labels_as_written
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -23,8 +24,9 @@ def _table(trained, chunk) -> pa.Table:
     if trained.task == "regression":
         return pa.table({"prediction": f[:, 0]})
     P = trained.model.proba_from_scores(f)
-    cols = {"prediction": pa.array(trained.classes[P.argmax(1)].tolist())}
-    for c, name in enumerate(trained.classes.tolist()):
+    labels = labels_as_written(trained.classes)
+    cols = {"prediction": pa.array([labels[c] for c in P.argmax(1).tolist()])}
+    for c, name in enumerate(labels):
         cols[f"proba_{name}"] = P[:, c]
     return pa.table(cols)
 

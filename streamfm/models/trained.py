@@ -24,6 +24,15 @@ def _json_labels(classes) -> list | None:
     return None if classes is None else np.asarray(classes).tolist()
 
 
+def labels_as_written(classes) -> list:
+    """The class labels as a data file writes them: a numeric label read as 1.0 is 1 (so prediction
+    columns are ``proba_1``, not ``proba_1.0``); text and fractional labels unchanged."""
+    values = np.asarray(classes).tolist()
+    if all(isinstance(v, float) and v.is_integer() for v in values):
+        return [int(v) for v in values]
+    return values
+
+
 class TrainedModel:
     """``model`` (LLFMModel) + ``standardizer`` + ``classes`` (None for regression) + ``input``
     (the InputContract of a model trained from files; None for one trained in memory)."""
