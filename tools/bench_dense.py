@@ -170,24 +170,23 @@ def _ms(values, fmt="{:.2f}"):
 
 
 def _figure(ds, per_split, names, path):
+    drawn = {}
+    for name in names:
+        curves = [r[name]["curve"] for r in per_split if name in r]
+        if curves and not any(c is None for cv in curves for c in cv):
+            drawn[name] = curves
+    if not drawn:  # no held-out rows: nothing to draw
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    drawn = False
-    for name in names:
-        curves = [r[name]["curve"] for r in per_split if name in r]
-        if not curves or any(c is None for cv in curves for c in cv):
-            continue
+    for name, curves in drawn.items():
         for i, c in enumerate(curves):
             ax.plot(range(1, len(c) + 1), c, color=f"C{names.index(name)}", alpha=0.7,
                     label=name if i == 0 else None)
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return False
     ax.set_xlabel("epoch")
     ax.set_ylabel("held-out log loss")
     ax.set_title(f"{ds}: streamfm defaults, every split")
