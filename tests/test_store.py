@@ -473,3 +473,32 @@ def test_atomic_output_commits_only_on_success(tmp_path):
             raise RuntimeError("writer failed")
     assert target.read_bytes() == b"new"
     assert os.listdir(tmp_path) == ["preds.csv.gz"]
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_committing_the_manifest_is_named_and_keeps_the_previous(model, monkeypatch):
+    from streamfm.errors import DiskFullError
+    from streamfm.io import atomic
+
+    model.save({"run": 1}, {"w": np.arange(3.0)})
+    monkeypatch.setattr(atomic, "write_and_fsync", _no_space)
+    with pytest.raises(DiskFullError, match=r"no space left on device while writing .*manifest\.json"):
+        model.save({"run": 2}, {"w": np.arange(4.0)})
+    monkeypatch.undo()
+    manifest, arrays = model.load()
+    assert manifest["run"] == 1 and arrays["w"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_full_disk_while_appending_metrics_is_named_and_leaves_no_torn_line(model, monkeypatch):
+    from streamfm.errors import DiskFullError
+    from streamfm.store import metrics_log
+
+    model.append_metrics({"epoch": 1})
+    monkeypatch.setattr(metrics_log, "write_and_fsync", _no_space)
+    with pytest.raises(DiskFullError, match=r"while writing .*metrics\.jsonl"):
+        model.append_metrics({"epoch": 2})
+    monkeypatch.undo()
+    assert model.read_metrics() == [{"epoch": 1}]

@@ -32,6 +32,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from streamfm.errors import DiskFullError, is_disk_full
+
 __all__ = [
     "atomic_output",
     "atomic_write_bytes",
@@ -247,13 +249,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     data : bytes-like
         The whole new content.
     """
-    with atomic_output(path) as tmp:
-        # O_EXCL: the unique temporary name must not exist yet.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            write_and_fsync(fd, data)
-        finally:
-            os.close(fd)
+    try:
+        with atomic_output(path) as tmp:
+            # O_EXCL: the unique temporary name must not exist yet.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                write_and_fsync(fd, data)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(f"no space left on device while writing {path}: it needs {len(data):,} bytes; "
+                                "the previous version of the file is kept") from None
+        raise
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> None:

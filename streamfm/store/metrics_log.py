@@ -6,6 +6,7 @@ import os
 import pathlib
 from typing import Any, Mapping
 
+from streamfm.errors import DiskFullError, is_disk_full
 from streamfm.io.atomic import atomic_write_bytes, dumps_json, fsync_dir, write_and_fsync
 from streamfm.store.checkpoints import make_dir
 from streamfm.store.manifest import damaged
@@ -31,6 +32,12 @@ def append_record(path: pathlib.Path, record: Mapping[str, Any]) -> None:
         if end != size:
             os.ftruncate(fd, end)
         write_and_fsync(fd, data)
+    except OSError as exc:
+        if is_disk_full(exc):
+            os.ftruncate(fd, end)  # no torn line left behind
+            raise DiskFullError(f"no space left on device while writing {path / METRICS}: the epoch's record "
+                                f"needs {len(data):,} bytes; the model's checkpoint is committed") from None
+        raise
     finally:
         os.close(fd)
     if size == 0:
