@@ -55,6 +55,7 @@ DOCS = ROOT / "docs"
 RESULTS_PAGES = {
     "results.md": "tools/reproduce.py",
     "defaults.md": "tools/bench_defaults.py",
+    "dense.md": "tools/bench_dense.py",
     "sparse.md": "tools/bench_sparse.py",
     "banana.md": "tools/bench_banana.py",
     "memory.md": "tools/bench_read_memory.py",
