@@ -58,7 +58,7 @@ def _info_model(path: str, as_json: bool = False, verify: bool = False, features
     from streamfm.models.importance import feature_importance, importance_lines
     from streamfm.store.manifest import damaged
     from streamfm.store.modeldir import ModelDir
-    from streamfm.store.trained import MALFORMED, load_trained
+    from streamfm.store.trained import MALFORMED, trained_from_manifest
 
     store = ModelDir(path)
     if features < 0:
@@ -66,12 +66,13 @@ def _info_model(path: str, as_json: bool = False, verify: bool = False, features
     manifest = store.read_manifest()
     problem = None
     try:
-        load_trained(store, "r", verify="all" if verify else "cheap")
+        loaded, arrays = store.load("r", verify="all" if verify else "cheap")
+        trained_from_manifest(store.path, loaded, arrays)
     except InputError as exc:
         problem = str(exc)
     importance = None
-    if features and problem is None:
-        manifest, arrays = store.load(mmap_mode="r", verify="none")
+    if features and problem is None:  # the checkpoint just opened and checked
+        manifest = loaded
         importance = feature_importance(manifest["model"], arrays, features)
     if as_json:
         print(json.dumps(manifest if importance is None else dict(manifest, feature_importance=importance),
