@@ -27,16 +27,18 @@ def add_convert_parser(subparsers) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
-
     from streamfm.io.convert import convert
+    from streamfm.io.parquet import open_parquet
 
     source = source_from_args(args)
     shards = convert(
         source, args.output, rows_per_shard=args.rows_per_shard, compression=args.compression,
         progress=not args.quiet, overwrite=args.overwrite,
     )
-    rows = sum(pq.ParquetFile(s).metadata.num_rows for s in shards)
+    rows = 0
+    for shard in shards:
+        with open_parquet(shard) as pf:
+            rows += pf.metadata.num_rows
     layout = "wide" if source.dense else "sparse"
     print(f"wrote {rows:,} rows in {len(shards)} {layout} Parquet shard(s) to {args.output}")
     report_bad_rows(source)
