@@ -159,7 +159,8 @@ class _RemoteShards:
         kind = filesystems.info(self.out_dir).type
         if kind == FileType.File:
             raise InputError(f"{out_dir}: exists and is not a directory")
-        self.old = [] if kind == FileType.NotFound else self.filesystem.get_file_info(FileSelector(self.base))
+        self.new = kind == FileType.NotFound
+        self.old = [] if self.new else self.filesystem.get_file_info(FileSelector(self.base))
         if self.old and not overwrite:
             raise InputError(f"{out_dir}: the output directory exists and is not empty (pass --overwrite to replace it)")
         self.tmp = f"{self.base}/.streamfm-convert-{os.getpid()}-{secrets.token_hex(4)}"
@@ -178,8 +179,8 @@ class _RemoteShards:
         return [f"{self.out_dir}/{name}" for name in names]
 
     def discard(self) -> int:
-        try:
-            self.filesystem.delete_dir(self.tmp)
+        try:  # a directory made for this output goes too (on an object store, its marker)
+            self.filesystem.delete_dir(self.base if self.new else self.tmp)
         except OSError:  # already failing: the error at hand is the one to report
             pass
         return 0

@@ -42,7 +42,10 @@ def format_of(path: str) -> str:
 def is_model_dir(path: str) -> bool:
     """A model directory (reserved for the model store) holds a manifest.json."""
     if filesystems.is_uri(path):
-        return filesystems.info(filesystems.join(path, "manifest.json")).type == FileType.File
+        try:
+            return filesystems.info(filesystems.join(path, "manifest.json")).type == FileType.File
+        except InputError:  # unreachable: reading it as data says so, naming the path itself
+            return False
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "manifest.json"))
 
 
