@@ -94,6 +94,7 @@ def test_uris_read_as_the_same_files_do_locally(tmp_path, memfs):
     same_rows(read("memtest://bkt/data"), local)
     same_rows(read("memtest://bkt/data/*.svm*"), local)
     same_rows(read(["memtest://bkt/data/b.svm", "memtest://bkt/data/a.svm.gz"]), local)
+    same_rows(read(f"file://{tmp_path}/*.svm*"), local)  # the local disk by URI
     assert open_source("memtest://bkt/**/*.svm").files == ["memtest://bkt/data/b.svm", "memtest://bkt/data/sub/c.svm"]
     assert open_source("memtest://bkt/d?ta/[ab].svm").files == ["memtest://bkt/data/b.svm"]
 

@@ -31,6 +31,10 @@ DECOMPRESS_ERRORS = (EOFError, zlib.error, lzma.LZMAError, OSError, pa.ArrowExce
 #: Read-ahead for line-wise reading (the readers' own blocks are larger and bypass it).
 _BUFFER_BYTES = 1 << 20
 
+#: Read-ahead on a remote file's raw bytes: a decompressor asks for 64 KiB at a time, and each read
+#: of a remote stream is a request.
+REMOTE_READ_BYTES = 8 << 20
+
 
 def compression_of(path: str) -> str | None:
     """'gzip', 'bz2', 'zstd', 'lz4', 'xz' or None, from the file name's last suffix."""
@@ -50,7 +54,8 @@ def corrupt_error(path: str, exc: BaseException) -> InputError:
 
 
 def open_stream(path: str):
-    """``path`` as a decompressed pyarrow (or, for xz, ``lzma``) input stream, unbuffered.
+    """``path`` as a decompressed pyarrow (or, for xz, ``lzma``) input stream: no line-wise
+    reading (:func:`open_binary` adds that); a URI's raw bytes are read ahead in large requests.
 
     Raises
     ------
@@ -59,10 +64,11 @@ def open_stream(path: str):
     """
     kind = compression_of(path)
     fs, where = filesystems.resolve(path)
+    ahead = REMOTE_READ_BYTES if filesystems.is_uri(path) else None
     try:
         if kind == "xz":  # pyarrow has no xz codec
-            return _XzFile(fs.open_input_stream(where, compression=None))
-        return fs.open_input_stream(where, compression=kind)
+            return _XzFile(fs.open_input_stream(where, compression=None, buffer_size=ahead))
+        return fs.open_input_stream(where, compression=kind, buffer_size=ahead)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot open ({_reason(exc)})") from None
 
