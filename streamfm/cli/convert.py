@@ -14,8 +14,8 @@ def add_convert_parser(subparsers) -> None:
                     "Dense tables become wide tables (label, f0..f{p-1}); libsvm becomes the sparse layout "
                     "(label, indices, values).  Written atomically: nothing is left behind on failure.",
     )
-    p.add_argument("data", nargs="+", metavar="IN", help="input files, globs or directories")
-    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output directory")
+    p.add_argument("data", nargs="+", metavar="IN", help="input files, globs or directories (local or URIs: s3://...)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output directory (local or a URI)")
     p.add_argument("--rows-per-shard", type=int, default=1_000_000, metavar="N",
                    help="rows per Parquet shard (default: 1,000,000)")
     p.add_argument("--compression", default="zstd", choices=("zstd", "snappy", "gzip", "brotli", "lz4", "none"),
@@ -27,16 +27,18 @@ def add_convert_parser(subparsers) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
-
     from streamfm.io.convert import convert
+    from streamfm.io.parquet import open_parquet
 
     source = source_from_args(args)
     shards = convert(
         source, args.output, rows_per_shard=args.rows_per_shard, compression=args.compression,
         progress=not args.quiet, overwrite=args.overwrite,
     )
-    rows = sum(pq.ParquetFile(s).metadata.num_rows for s in shards)
+    rows = 0
+    for shard in shards:
+        with open_parquet(shard) as pf:
+            rows += pf.metadata.num_rows
     layout = "wide" if source.dense else "sparse"
     print(f"wrote {rows:,} rows in {len(shards)} {layout} Parquet shard(s) to {args.output}")
     report_bad_rows(source)

@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from ..errors import InputError, RowError, disk_full, is_disk_full
 from ..io.atomic import atomic_output, remove_dead_temporaries
+from ..io.filesystems import is_uri
 from ..models.trained import labels_as_written
 
 OUTPUT_FORMATS = (".parquet", ".csv")
@@ -44,7 +45,7 @@ def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress
     if not os.path.isdir(directory):
         raise InputError(f"the output directory {directory} does not exist")
     for f in source.files:
-        if os.path.exists(out_path) and os.path.samefile(f, out_path):
+        if not is_uri(f) and os.path.exists(out_path) and os.path.samefile(f, out_path):
             raise InputError(f"the output {out_path} is one of the input files: it would be overwritten; "
                              "write the predictions to another file (-o)")
     remove_dead_temporaries(directory)  # what killed runs left

@@ -1,37 +1,48 @@
 """Small helpers shared by the readers: opening (compressed) files, re-cutting chunks.
 
-Everything here turns the standard library's many ways of failing on a bad
-file (``EOFError``, ``zlib.error``, ``gzip.BadGzipFile``, ``lzma.LZMAError``,
-``OSError``) into one :class:`~streamfm.errors.InputError` that names the file.
+Files open through ``pyarrow.fs`` (``io/filesystems.py``: local paths and
+URIs alike), decompressed by suffix through pyarrow's input streams; xz,
+which pyarrow has no codec for, through Python's ``lzma`` over the raw
+stream.  Everything here turns the many ways of failing on a bad file
+(pyarrow's ``OSError``, ``EOFError``, ``lzma.LZMAError``, ...) into one
+:class:`~streamfm.errors.InputError` that names the file.
 """
 from __future__ import annotations
 
-import bz2
-import gzip
+import io
 import lzma
 import os
 import zlib
 from typing import BinaryIO, Iterator
 
 import numpy as np
+import pyarrow as pa
 
 from streamfm.errors import InputError
+from streamfm.io import filesystems
 from streamfm.io.chunk import Chunk
 
-#: Compressed-file suffixes the text readers understand, and their modules.
-COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+#: Compressed-file suffixes the text readers understand, and their codecs (pyarrow's names; xz: ``lzma``).
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd", ".lz4": "lz4", ".xz": "xz"}
 
 #: What the decompressors raise on a truncated or corrupt stream.
-DECOMPRESS_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
+DECOMPRESS_ERRORS = (EOFError, zlib.error, lzma.LZMAError, OSError, pa.ArrowException)
+
+#: Read-ahead for line-wise reading (the readers' own blocks are larger and bypass it).
+_BUFFER_BYTES = 1 << 20
+
+#: Read-ahead on a remote file's raw bytes: a decompressor asks for 64 KiB at a time, and each read
+#: of a remote stream is a request.
+REMOTE_READ_BYTES = 8 << 20
 
 
 def compression_of(path: str) -> str | None:
-    """'gzip', 'bz2', 'xz' or None, from the file name's last suffix."""
+    """'gzip', 'bz2', 'zstd', 'lz4', 'xz' or None, from the file name's last suffix."""
     return COMPRESSION_SUFFIXES.get(os.path.splitext(path)[1].lower())
 
 
 def strip_compression(path: str) -> str:
-    """The file name without a trailing .gz / .bz2 / .xz."""
+    """The file name without a trailing compression suffix (.gz, .zst, ...)."""
     root, ext = os.path.splitext(path)
     return root if ext.lower() in COMPRESSION_SUFFIXES else path
 
@@ -42,8 +53,9 @@ def corrupt_error(path: str, exc: BaseException) -> InputError:
     return InputError(f"{path}: the compressed file is truncated or corrupt ({detail})")
 
 
-def open_binary(path: str) -> BinaryIO:
-    """Open ``path`` for reading bytes, decompressing by suffix.
+def open_stream(path: str):
+    """``path`` as a decompressed pyarrow (or, for xz, ``lzma``) input stream: no line-wise
+    reading (:func:`open_binary` adds that); a URI's raw bytes are read ahead in large requests.
 
     Raises
     ------
@@ -51,16 +63,51 @@ def open_binary(path: str) -> BinaryIO:
         The file cannot be opened (missing, a directory, no permission).
     """
     kind = compression_of(path)
+    fs, where = filesystems.resolve(path)
+    ahead = REMOTE_READ_BYTES if filesystems.is_uri(path) else None
     try:
-        if kind == "gzip":
-            return gzip.open(path, "rb")
-        if kind == "bz2":
-            return bz2.open(path, "rb")
-        if kind == "xz":
-            return lzma.open(path, "rb")
-        return open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open ({exc.strerror or exc})") from None
+        if kind == "xz":  # pyarrow has no xz codec
+            return _XzFile(fs.open_input_stream(where, compression=None, buffer_size=ahead))
+        return fs.open_input_stream(where, compression=kind, buffer_size=ahead)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot open ({_reason(exc)})") from None
+
+
+def open_binary(path: str) -> BinaryIO:
+    """Open ``path`` for reading bytes, decompressing by suffix: a buffered file object
+    (``readline``, iteration, ``readinto``).
+
+    Raises
+    ------
+    InputError
+        The file cannot be opened (missing, a directory, no permission).
+    """
+    stream = open_stream(path)
+    return stream if isinstance(stream, _XzFile) else io.BufferedReader(stream, _BUFFER_BYTES)
+
+
+class _XzFile(lzma.LZMAFile):
+    """Python's xz reader over a pyarrow stream, closing the stream with itself (``LZMAFile``
+    leaves a file object it was given open)."""
+
+    def __init__(self, raw):
+        super().__init__(raw, "rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """An OSError's reason without pyarrow's boilerplate where there is a plain one."""
+    if isinstance(exc, FileNotFoundError):
+        return "No such file or directory"
+    if isinstance(exc, PermissionError):
+        return "Permission denied"
+    return str(exc)
 
 
 def _read_error(path: str, exc: BaseException) -> InputError:
@@ -126,11 +173,12 @@ def _join(parts: list[Chunk], sliced: bool) -> Chunk:
 
 
 def file_size(path: str) -> int:
-    """Bytes on disk (0 if the file vanished)."""
+    """Bytes stored (0 if the file vanished or cannot be looked up)."""
     try:
-        return os.path.getsize(path)
-    except OSError:
+        size = filesystems.info(path).size
+    except InputError:
         return 0
+    return size or 0
 
 
 def format_token(token: bytes | str, limit: int = 60) -> str:

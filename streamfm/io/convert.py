@@ -8,7 +8,12 @@ reads back through :func:`~streamfm.io.sources.open_source` as the same rows.
 
 The shards are written into a temporary directory beside ``out_dir`` and
 renamed into place only when every shard is complete, so a failure (a bad
-line, a full disk, Ctrl-C) leaves nothing half-written behind.  Every data
+line, a full disk, Ctrl-C) leaves nothing half-written behind.  An
+``out_dir`` given by URI (``s3://...``: ``io/filesystems.py``) is written
+through its file system into a hidden directory inside it, whose shards are
+moved into place one by one at the end: an object store renames no
+directory at once, so a failure during those moves can leave part of the
+output there (a failure before them leaves nothing but what was there).  Every data
 page carries a CRC-32 (``write_page_checksum``), which the reader verifies:
 a damaged shard is an error, never changed values.
 """
@@ -18,11 +23,15 @@ import os
 import shutil
 import tempfile
 
+import secrets
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyarrow.fs import FileSelector, FileType
 
 from streamfm.errors import InputError, disk_full, is_disk_full
+from streamfm.io import filesystems
 from streamfm.io.chunk import Chunk
 from streamfm.io.options import ReadOptions
 from streamfm.io.sources import DataSource, open_source
@@ -81,6 +90,32 @@ def chunk_to_table(chunk: Chunk, schema: pa.Schema, wide: bool) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+class _LocalShards:
+    """Shards written into a hidden directory beside ``out_dir``, renamed into place at the end."""
+
+    filesystem = None
+
+    def __init__(self, out_dir: str, overwrite: bool):
+        _check_out_dir(out_dir, overwrite)
+        self.out_dir = out_dir
+        self.tmp = _temp_dir_beside(out_dir)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.tmp, name)
+
+    def publish(self, names: list[str]) -> list[str]:
+        for name in names:
+            fsync_path(os.path.join(self.tmp, name))  # pyarrow closes without fsync
+        _publish(self.tmp, self.out_dir)
+        return [os.path.join(self.out_dir, name) for name in names]
+
+    def discard(self) -> int:
+        """Remove what was written; returns its size."""
+        written = sum(e.stat().st_size for e in os.scandir(self.tmp)) if os.path.isdir(self.tmp) else 0
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return written
+
+
 def _temp_dir_beside(out_dir: str) -> str:
     """A hidden directory beside ``out_dir`` named with this pid (``io/atomic.py``), created with the
     user's umask; leftovers of dead converts there are removed first."""
@@ -112,6 +147,43 @@ def _publish(tmp: str, out_dir: str) -> None:
     fsync_dir(os.path.dirname(os.path.abspath(out_dir)))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+class _RemoteShards:
+    """Shards written through a remote file system into a hidden directory inside ``out_dir``
+    (skipped when the directory is read as data), moved into place at the end."""
+
+    def __init__(self, out_dir: str, overwrite: bool):
+        self.out_dir = out_dir.rstrip("/")
+        self.filesystem, self.base = filesystems.resolve(self.out_dir)
+        kind = filesystems.info(self.out_dir).type
+        if kind == FileType.File:
+            raise InputError(f"{out_dir}: exists and is not a directory")
+        self.new = kind == FileType.NotFound
+        self.old = [] if self.new else self.filesystem.get_file_info(FileSelector(self.base))
+        if self.old and not overwrite:
+            raise InputError(f"{out_dir}: the output directory exists and is not empty (pass --overwrite to replace it)")
+        self.tmp = f"{self.base}/.streamfm-convert-{os.getpid()}-{secrets.token_hex(4)}"
+        self.filesystem.create_dir(self.tmp, recursive=True)
+
+    def path(self, name: str) -> str:
+        return f"{self.tmp}/{name}"
+
+    def publish(self, names: list[str]) -> list[str]:
+        fs = self.filesystem
+        for entry in self.old:  # --overwrite: what was there goes first
+            (fs.delete_dir if entry.type == FileType.Directory else fs.delete_file)(entry.path)
+        for name in names:
+            fs.move(self.path(name), f"{self.base}/{name}")
+        fs.delete_dir(self.tmp)
+        return [f"{self.out_dir}/{name}" for name in names]
+
+    def discard(self) -> int:
+        try:  # a directory made for this output goes too (on an object store, its marker)
+            self.filesystem.delete_dir(self.base if self.new else self.tmp)
+        except OSError:  # already failing: the error at hand is the one to report
+            pass
+        return 0
 
 
 def convert(
@@ -165,9 +237,8 @@ def convert(
     else:
         source = open_source(inputs, options)
     out_dir = os.fspath(out_dir)
-    _check_out_dir(out_dir, overwrite)
+    shards = (_RemoteShards if filesystems.is_uri(out_dir) else _LocalShards)(out_dir, overwrite)
     wide = source.dense
-    tmp = _temp_dir_beside(out_dir)
     names: list[str] = []
     writer = None
     try:
@@ -183,8 +254,8 @@ def convert(
                 while start < chunk.n_rows:
                     if writer is None:
                         names.append(SHARD_NAME.format(len(names)))
-                        writer = pq.ParquetWriter(os.path.join(tmp, names[-1]), schema, compression=compression,
-                                                 write_page_checksum=True)
+                        writer = pq.ParquetWriter(shards.path(names[-1]), schema, filesystem=shards.filesystem,
+                                                  compression=compression, write_page_checksum=True)
                         in_shard = 0
                     take = min(rows_per_shard - in_shard, chunk.n_rows - start)
                     part = chunk if take == chunk.n_rows else chunk.slice(start, start + take)
@@ -198,27 +269,22 @@ def convert(
         if schema is None:  # no rows at all: one empty, readable shard
             schema = _schema(source, wide, source.n_features_hint or 0, False)
             names.append(SHARD_NAME.format(0))
-            pq.write_table(schema.empty_table(), os.path.join(tmp, names[0]), compression=compression,
-                           write_page_checksum=True)
+            pq.write_table(schema.empty_table(), shards.path(names[0]), filesystem=shards.filesystem,
+                           compression=compression, write_page_checksum=True)
         if writer is not None:
             writer.close()
             writer = None
         # a CSV column hashed because it began with text must be text throughout: checked before
         # anything is published
         source.check_kinds()
-        for name in names:
-            fsync_path(os.path.join(tmp, name))  # pyarrow closes without fsync
-        _publish(tmp, out_dir)
+        return shards.publish(names)
     except BaseException as exc:
         if writer is not None:
             try:
                 writer.close()
             except Exception:  # already failing; the directory goes anyway
                 pass
-        written = sum(e.stat().st_size for e in os.scandir(tmp)) if os.path.isdir(tmp) else 0
-        shutil.rmtree(tmp, ignore_errors=True)
+        written = shards.discard()
         if isinstance(exc, OSError) and is_disk_full(exc):
             raise disk_full(out_dir, written) from None
         raise
-    return [os.path.join(out_dir, name) for name in names]
-

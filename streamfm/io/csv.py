@@ -1,4 +1,4 @@
-"""Streaming CSV reader (pyarrow's ``open_csv``), plain or .gz / .bz2 / .xz.
+"""Streaming CSV reader (pyarrow's ``open_csv``), plain or compressed (``io/_files.py``), local or remote.
 
 By default the label is the last column and a header row is detected (see
 below); the columns are resolved by :class:`~streamfm.io.table.TableReader`.
@@ -51,6 +51,7 @@ from streamfm.io._files import (
     corrupt_error,
     format_token,
     open_binary,
+    open_stream,
     rebatch,
 )
 from streamfm.io.arrow import batch_to_chunk
@@ -192,13 +193,7 @@ class CsvReader(TableReader):
     def _open(self, path: str, has_header: bool, delim: str, *, column_types, include, on_invalid=None,
               block_size: int | None = None, names: list[str] | None = None):
         """A pyarrow streaming reader over one file (``names``: its columns, default the first file's)."""
-        kind = compression_of(path)
-        if kind == "xz":
-            source = open_binary(path)  # pyarrow has no xz codec
-        elif kind is not None:
-            source = pa.input_stream(path, compression=kind)
-        else:
-            source = path
+        source = open_stream(path)  # released with the reader
         read_opts = pacsv.ReadOptions(
             block_size=block_size or self.block_size,
             column_names=names or self.names,
@@ -217,6 +212,7 @@ class CsvReader(TableReader):
         try:
             return pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
         except _READ_ERRORS as exc:
+            source.close()
             raise self._translate(path, exc, has_header, delim, 0, names or self.names) from None
 
     def _file_format(self, path: str) -> tuple[bool, str, list[str]]:

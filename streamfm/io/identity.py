@@ -6,11 +6,20 @@ fingerprint (BLAKE2b of its size, first and last 64 KiB), so that
 rewritten or replaced changes its size or its fingerprint; one rewritten in
 place with the same bytes only its modification time, which is reported
 too.  Reading 128 KiB a file keeps it cheap for any data set.
+
+Local files and URIs alike are looked up through ``pyarrow.fs``
+(``io/filesystems.py``): size and modification time from its ``FileInfo``
+(a file system that keeps no modification time records None, and only the
+size and fingerprint are compared), the edges read by random access.
 """
 from __future__ import annotations
 
 import hashlib
-import os
+
+from pyarrow.fs import FileType
+
+from streamfm.errors import InputError
+from streamfm.io import filesystems
 
 #: Bytes read at each end of a file for its fingerprint.
 EDGE_BYTES = 64 << 10
@@ -19,19 +28,29 @@ EDGE_BYTES = 64 << 10
 def fingerprint(path: str, size: int) -> str:
     """BLAKE2b (16 bytes, hex) of the size and the first and last ``EDGE_BYTES`` of a file."""
     h = hashlib.blake2b(str(size).encode("ascii"), digest_size=16)
-    with open(path, "rb") as f:
+    fs, fs_path = filesystems.resolve(path)
+    with fs.open_input_file(fs_path) as f:
         h.update(f.read(EDGE_BYTES))
         if size > EDGE_BYTES:
-            f.seek(max(EDGE_BYTES, size - EDGE_BYTES))
-            h.update(f.read(EDGE_BYTES))
+            h.update(f.read_at(EDGE_BYTES, max(EDGE_BYTES, size - EDGE_BYTES)))
     return h.hexdigest()
 
 
 def identify(path: str) -> dict:
-    """``{"path", "size", "mtime_ns", "fingerprint"}`` of one file as it is now."""
-    st = os.stat(path)
-    return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "fingerprint": fingerprint(path, st.st_size)}
+    """``{"path", "size", "mtime_ns", "fingerprint"}`` of one file as it is now.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file is gone.
+    OSError, InputError
+        It cannot be looked up or read.
+    """
+    info = filesystems.info(path)
+    if info.type == FileType.NotFound:
+        raise FileNotFoundError(path)
+    return {"path": path, "size": info.size, "mtime_ns": info.mtime_ns,
+            "fingerprint": fingerprint(path, info.size)}
 
 
 def identify_all(files) -> list[dict]:
@@ -48,13 +67,13 @@ def changes(records: list[dict]) -> list[str]:
         except FileNotFoundError:
             out.append(f"{path} is gone")
             continue
-        except OSError as exc:
-            out.append(f"{path} cannot be read ({exc.strerror or exc})")
+        except (OSError, InputError) as exc:
+            out.append(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc})")
             continue
         if now["size"] != rec["size"]:
             out.append(f"{path} changed size ({rec['size']:,} bytes then, {now['size']:,} now)")
         elif now["fingerprint"] != rec["fingerprint"]:
             out.append(f"{path} changed content (same size)")
-        elif now["mtime_ns"] != rec["mtime_ns"]:
+        elif None not in (now["mtime_ns"], rec["mtime_ns"]) and now["mtime_ns"] != rec["mtime_ns"]:
             out.append(f"{path} was modified (same size, same first and last 64 KiB)")
     return out

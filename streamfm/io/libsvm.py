@@ -1,4 +1,4 @@
-"""Streaming reader of libsvm / svmlight text files (plain, .gz, .bz2, .xz).
+"""Streaming reader of libsvm / svmlight text files, plain or compressed (``io/_files.py``), local or remote.
 
 Format, one row per line::
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from streamfm.errors import InputError
 from streamfm.io.arrow import batch_to_chunk, drop_bad_rows, label_column, to_numpy, where
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, MAX_ABS_VALUE, VALUE_DTYPE, Chunk
+from streamfm.io.filesystems import resolve
 from streamfm.io.options import ReadOptions
 from streamfm.io.table import TableLayout, TableReader, is_numeric_type, is_text_type
 
@@ -39,7 +40,8 @@ _MAX_INDEX = np.iinfo(np.int32).max
 
 
 def open_parquet(path: str) -> pq.ParquetFile:
-    """``pq.ParquetFile(path)``, or one InputError if it is not readable.
+    """``pq.ParquetFile`` of ``path`` (local or a URI, ``io/filesystems.py``), or one InputError
+    if it is not readable.
 
     ``pre_buffer=False``: with pre-buffering, pyarrow caches the compressed
     column chunks of every row group it is asked for, so streaming a whole
@@ -47,8 +49,9 @@ def open_parquet(path: str) -> pq.ParquetFile:
     Data pages that carry a checksum (``streamfm convert`` writes them) are
     verified as they are read: a damaged page is an error, not changed values.
     """
+    fs, fs_path = resolve(path)
     try:
-        return pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True)
+        return pq.ParquetFile(fs_path, filesystem=fs, pre_buffer=False, page_checksum_verification=True)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise not_readable(path, exc) from None
 
@@ -136,7 +139,8 @@ class ParquetReader(TableReader):
         super().__init__(files, options, contract, require_label)
         self.max_index = -1
         first = self.files[0]
-        schema = open_parquet(first).schema_arrow
+        with open_parquet(first) as pf:
+            schema = pf.schema_arrow
         self.names = list(schema.names)
         self.types = {f.name: f.type for f in schema}
         self.first_metadata = dict(schema.metadata or {})

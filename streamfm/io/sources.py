@@ -11,8 +11,11 @@ import glob
 import os
 from typing import Iterable, Iterator, Sequence
 
+from pyarrow.fs import FileType
+
 from streamfm.errors import InputError, RowError
-from streamfm.io._files import file_size, strip_compression
+from streamfm.io import filesystems
+from streamfm.io._files import COMPRESSION_SUFFIXES, file_size, strip_compression
 from streamfm.io.chunk import Chunk
 from streamfm.io.options import ReadOptions
 
@@ -21,7 +24,7 @@ CSV_SUFFIXES = (".csv", ".tsv")
 LIBSVM_SUFFIXES = (".svm", ".libsvm", ".svmlight", ".txt", ".t")
 #: Files a directory is searched for (compressed text formats included).
 DATA_SUFFIXES = PARQUET_SUFFIXES + tuple(
-    s + c for s in CSV_SUFFIXES + LIBSVM_SUFFIXES for c in ("", ".gz", ".bz2", ".xz")
+    s + c for s in CSV_SUFFIXES + LIBSVM_SUFFIXES for c in ("",) + tuple(COMPRESSION_SUFFIXES)
 )
 _GLOB_CHARS = "*?["
 
@@ -38,12 +41,22 @@ def format_of(path: str) -> str:
 
 def is_model_dir(path: str) -> bool:
     """A model directory (reserved for the model store) holds a manifest.json."""
+    if filesystems.is_uri(path):
+        try:
+            return filesystems.info(filesystems.join(path, "manifest.json")).type == FileType.File
+        except InputError:  # unreachable: reading it as data says so, naming the path itself
+            return False
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "manifest.json"))
 
 
 def resolve_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     """Files named by ``paths``: files, globs and directories, resolved to
-    absolute paths, sorted, without duplicates.
+    absolute paths (URIs stay URIs: ``io/filesystems.py``), sorted, without
+    duplicates.
+
+    Local globs follow Python's ``glob`` (``~``, ``**``); a URI's glob lists
+    the directory before its first glob character on its file system and
+    matches by the same rules.
 
     Raises
     ------
@@ -58,6 +71,9 @@ def resolve_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
         raise InputError("no input files given")
     found: set[str] = set()
     for entry in paths:
+        if filesystems.is_uri(entry):
+            found.update(_remote_files(entry))
+            continue
         expanded = os.path.expanduser(entry)
         if any(ch in expanded for ch in _GLOB_CHARS) and not os.path.exists(expanded):
             matches = [m for m in glob.glob(expanded, recursive=True) if os.path.isfile(m)]
@@ -72,7 +88,33 @@ def resolve_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
             raise InputError(f"{entry}: not a regular file or directory")
         else:
             raise InputError(f"{entry}: no such file or directory")
-    return sorted(os.path.abspath(f) for f in found)
+    return sorted(f if filesystems.is_uri(f) else os.path.abspath(f) for f in found)
+
+
+def _remote_files(entry: str) -> list[str]:
+    """The files a URI names (a file, a glob or a directory), as URIs."""
+    kind = filesystems.info(entry).type
+    if kind == FileType.File:
+        return [entry]
+    if kind == FileType.Directory:
+        if is_model_dir(entry):
+            raise InputError(f"{entry} is a model directory, not data")
+        files = [uri for uri, name in filesystems.listing(entry) if _is_data_name(name)]
+        if not files:
+            raise InputError(f"{entry}: no data files in this directory (looked for {', '.join(_shown_suffixes())})")
+        return files
+    if any(ch in entry for ch in _GLOB_CHARS):
+        matches = filesystems.glob_uri(entry)
+        if not matches:
+            raise InputError(f"no file matches {entry!r}")
+        return matches
+    raise InputError(f"{entry}: no such file or directory")
+
+
+def _is_data_name(name: str) -> bool:
+    """A file a directory is searched for: a data suffix, neither hidden nor ``_``-prefixed
+    (``_SUCCESS``, ``_metadata``)."""
+    return not name.startswith((".", "_")) and name.lower().endswith(DATA_SUFFIXES)
 
 
 def _dir_files(entry: str, path: str) -> list[str]:
@@ -81,9 +123,7 @@ def _dir_files(entry: str, path: str) -> list[str]:
     files = [
         os.path.join(path, name)
         for name in os.listdir(path)
-        if not name.startswith((".", "_"))  # hidden files, _SUCCESS, _metadata
-        and name.lower().endswith(DATA_SUFFIXES)
-        and os.path.isfile(os.path.join(path, name))
+        if _is_data_name(name) and os.path.isfile(os.path.join(path, name))
     ]
     if not files:
         raise InputError(
@@ -93,7 +133,7 @@ def _dir_files(entry: str, path: str) -> list[str]:
 
 
 def _shown_suffixes() -> list[str]:
-    return list(PARQUET_SUFFIXES + CSV_SUFFIXES + LIBSVM_SUFFIXES) + ["(.gz, .bz2, .xz)"]
+    return list(PARQUET_SUFFIXES + CSV_SUFFIXES + LIBSVM_SUFFIXES) + [f"({', '.join(COMPRESSION_SUFFIXES)})"]
 
 
 class DataSource:
@@ -194,7 +234,7 @@ class DataSource:
 
     @property
     def n_bytes(self) -> int:
-        """Total size of the files on disk."""
+        """Total size of the files as stored."""
         return sum(file_size(f) for f in self.files)
 
     # -- reading -------------------------------------------------------------------

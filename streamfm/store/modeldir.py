@@ -48,6 +48,7 @@ import numpy as np
 
 from streamfm.errors import InputError
 from streamfm.io.atomic import atomic_write_bytes, dumps_json, fsync_dir, fsync_path, temporary_path
+from streamfm.io.filesystems import require_local
 from streamfm.store import blocks as block_files, checkpoints, manifest as manifests
 from streamfm.store.arrays import ARRAY_NAME_RE, CHEAP_VERIFY_BYTES, array_meta, prepare_array
 from streamfm.store.blocks import Blocks
@@ -90,6 +91,7 @@ class ModelDir:
     """
 
     def __init__(self, path: str | os.PathLike):
+        require_local(path, "model directory")  # its arrays are memory-mapped: a URI gets one clear error
         self.path = pathlib.Path(path)
         self._lock_fd: int | None = None
         # save() from two threads of one process would race for the same
