@@ -154,7 +154,7 @@ def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, 
     losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
     dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
     tc = TASK_CODES[task]
-    train_rows(METHOD_CODES[method], tc, (indptr, indices, data, y), phi, cand,
+    train_rows(METHOD_CODES[method], tc, (indptr, indices, data, y, np.zeros(0)), phi, cand,
                (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (k_soft, beta, rho, zscale, 1e9),
                (eta, 1e18, eta_z, 0.0, 0.0, np.zeros(len(data)), SGD, 1.0, glob, exact), 0, (losses, ks, stats), None)
     return Q, losses, ks
@@ -223,7 +223,7 @@ def test_fm_fast_path_equals_the_general_loop(task, opt, density):
         Q = {k: v.copy() for k, v in P.items()}
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
         A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
-        kernel(METHOD_CODES["fm"], TASK_CODES[task], (indptr, idx, data, y), np.zeros((n, 0)),
+        kernel(METHOD_CODES["fm"], TASK_CODES[task], (indptr, idx, data, y, np.zeros(0)), np.zeros((n, 0)),
                np.zeros((n, 0), np.int64), (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 1.0, 0.3, 1.0, 0.1),
                (0.3, 40.0, 0.05, 1e-3, 2e-3, reg[indices], opt, 0.5, False, True), 5, (losses, ks, stats), None)
         out.append((Q, losses, ks, stats))
@@ -267,7 +267,7 @@ def test_full_width_specialisation_equals_the_csr_loop(method, task, C, opt, glo
         Q = {k: v.copy() for k, v in P.items()}
         A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
-        train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, idx, data, y), phi, cand,
+        train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, idx, data, y, np.zeros(0)), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 0.7, 0.4, 1.3, 0.1),
                    (0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(len(data), 0.5), opt, 1.0, glob, True), 3, (losses, ks, stats),
                    None)
@@ -371,7 +371,7 @@ def test_normalised_step_bounds_change_in_output():
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
         losses, stats = np.zeros(1), np.zeros(N_STATS, np.int64)
         eta = 1e-3
-        train_rows(0, 3, (indptr, indices, x, np.array([f0[0, 0] + 1.0])), phi, cand,
+        train_rows(0, 3, (indptr, indices, x, np.array([f0[0, 0] + 1.0]), np.zeros(0)), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (1, 1.0, 1.0, 1.0, 1.0),
                    (eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True), 0, (losses, ks, stats), None)
         f1 = np.zeros((1, 1))

@@ -12,6 +12,8 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+from streamfm.errors import InputError
+
 INDPTR_DTYPE = np.int64
 INDEX_DTYPE = np.int32
 VALUE_DTYPE = np.float64
@@ -224,6 +226,21 @@ class Chunk:
             weights=None if all(c.weights is None for c in chunks) else np.concatenate(
                 [c.row_weights() for c in chunks]),
         )
+
+
+def sample_weights(weights, n: int) -> np.ndarray | None:
+    """Sample weights given for ``n`` rows as float64 (n,) (a scalar: the same for every row), checked
+    finite and >= 0 (InputError, a ValueError, otherwise); None stays None (every row weighs 1)."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    w = np.full(n, float(w)) if w.ndim == 0 else w
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
+        raise InputError(f"sample_weight must be {n} finite numbers >= 0 (one per sample), got "
+                         f"{'shape ' + str(w.shape) if w.shape != (n,) else 'other values'}")
+    if n and not w.any():
+        raise InputError("sample_weight: every weight is zero, which leaves nothing to learn from")
+    return w
 
 
 @njit(cache=True, nogil=True)
