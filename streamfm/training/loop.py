@@ -239,7 +239,7 @@ class Trainer:
     def _epoch_record(self, t_start: float, rows_start: int) -> dict:
         run, model = self.run, self.trained.model
         # the weighted mean (unweighted, the weights sum to the rows; 0 when every row weighed 0)
-        rows = max(run.position, 1) if run.epoch_weight_sum in (0.0, run.position) else run.epoch_weight_sum
+        rows = run.epoch_weight_sum if run.epoch_weight_sum > 0 else max(run.position, 1)
         seconds = time.monotonic() - t_start
         record = {"epoch": run.epoch + 1, "rows": run.position, "train_loss": run.epoch_loss_sum / rows,
                   "seconds": round(seconds, 3),

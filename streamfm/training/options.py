@@ -132,6 +132,7 @@ class RunState:
         for k in _UNUSED_BEFORE:
             options.pop(k, None)
         d["options"] = options
+        d.setdefault("epoch_weight_sum", float(d.get("position", 0)))  # written unweighted, before the field
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
