@@ -240,3 +240,11 @@ def test_cli_weight_column_train_evaluate_resume(capsys, tmp_path, monkeypatch):
     assert re.search(r"weight sum\s+[0-9.]+", out), out
     code, out, err = run(capsys, "train", "--resume", model, "--weight-column", "a")
     assert code == 2 and "weight" in err and "Traceback" not in err
+
+
+def test_run_state_written_before_weights_counts_its_rows():
+    from streamfm.training.options import RunState
+
+    old = {"data": {"files": []}, "valid": None, "options": {}, "epochs": 2, "position": 7, "epoch_loss_sum": 3.5}
+    assert RunState.from_dict(old).epoch_weight_sum == 7.0
+    assert RunState.from_dict(dict(old, epoch_weight_sum=2.5)).epoch_weight_sum == 2.5
