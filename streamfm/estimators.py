@@ -10,7 +10,7 @@ every epoch (log loss, or RMSE for regression; ``training/early_stopping.py``),
 and the best epoch's parameters are restored at the end. ``partial_fit``
 runs one pass over the rows it is given, in order, initialising from its
 first call's data; there, as in scikit-learn, stopping is the caller's
-business.
+business. ``sample_weight`` weighs the loss, its curve and the validation.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimator_store import ModelDirMixin
-from .io.chunk import Chunk
+from .io.chunk import Chunk, sample_weights as _sample_weight
 from .preprocess.moments import feature_stats
 from .preprocess.standardize import SCALE_MODES, Standardizer
 from .training.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
@@ -94,15 +94,16 @@ class _Base(ModelDirMixin, BaseEstimator):
     def _prepare(self, X) -> Chunk:
         return self.scaler_.transform(_to_chunk(X))
 
-    def _run(self, X, y_enc, order) -> np.ndarray:
-        losses = []
-        for a in range(0, len(order), self.batch_size):
-            rows = order[a:a + self.batch_size]
-            losses.append(self.model_.partial_fit_chunk(self._prepare(X[rows]), y_enc[rows]))
-        return np.concatenate(losses) if losses else np.zeros(0)
+    def _run(self, X, y_enc, order, w=None) -> float:
+        """One pass over the rows ``order``; returns their mean loss (weighted by ``w``, if given)."""
+        parts = np.split(order, range(self.batch_size, len(order), self.batch_size))
+        losses = [self.model_.partial_fit_chunk(self._prepare(X[rows]).with_weights(None if w is None else w[rows]),
+                                                y_enc[rows]) for rows in parts if len(rows)]
+        losses = np.concatenate(losses) if losses else np.zeros(0)
+        return float(np.mean(losses) if w is None or not w[order].sum() > 0 else np.average(losses, weights=w[order]))
 
-    def _fit(self, X, y_enc, task, n_classes):
-        X, y_enc, X_val, y_val = self._validation_split(X, y_enc)
+    def _fit(self, X, y_enc, task, n_classes, w=None):
+        X, y_enc, X_val, y_val, w, w_val = self._validation_split(X, y_enc, w)
         self._initialise(X, y_enc, task, n_classes, epoch_rows=X.shape[0])
         rng = np.random.default_rng(self.model_.config.seed)
         stopper = None if X_val is None else EarlyStopping(self.n_iter_no_change, metric_for(task))
@@ -111,11 +112,11 @@ class _Base(ModelDirMixin, BaseEstimator):
         self.n_iter_, self.best_epoch_, best = 0, None, None
         for epoch in range(1, self.n_epochs + 1):
             order = rng.permutation(X.shape[0]) if self.shuffle else np.arange(X.shape[0])
-            self.loss_curve_.append(float(np.mean(self._run(X, y_enc, order))))
+            self.loss_curve_.append(self._run(X, y_enc, order, w))
             self.n_iter_ = epoch
             if stopper is None:
                 continue
-            metrics = self._validation_metrics(X_val, y_val)
+            metrics = self._validation_metrics(X_val, y_val, w_val)
             self.validation_scores_.append(-metrics[stopper.metric])  # higher is better, as in scikit-learn
             stop = stopper.update(epoch, metrics)
             if stopper.improved:
@@ -139,11 +140,11 @@ class _Base(ModelDirMixin, BaseEstimator):
             return False
         return n_samples > AUTO_MIN_ROWS if self.early_stopping == "auto" else bool(self.early_stopping)
 
-    def _validation_split(self, X, y_enc):
-        """(X_train, y_train, X_val, y_val): scikit-learn's split (stratified for classifiers), or no
-        validation rows (None) when early stopping is off."""
+    def _validation_split(self, X, y_enc, w):
+        """(X_train, y_train, X_val, y_val, w_train, w_val): scikit-learn's split (stratified for
+        classifiers), or no validation rows (None) when early stopping is off."""
         if not self._early_stopping_on(X.shape[0]):
-            return X, y_enc, None, None
+            return X, y_enc, None, None, w, None
         from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
         split = StratifiedShuffleSplit if is_classifier(self) else ShuffleSplit
@@ -153,14 +154,16 @@ class _Base(ModelDirMixin, BaseEstimator):
             raise ValueError(f"splitting {X.shape[0]} samples into a training and a validation set with "
                              f"validation_fraction={self.validation_fraction} leaves one of them empty")
         idx_train, idx_val = np.sort(idx_train), np.sort(idx_val)
-        return X[idx_train], y_enc[idx_train], X[idx_val], y_enc[idx_val]
+        return (X[idx_train], y_enc[idx_train], X[idx_val], y_enc[idx_val],
+                *((None, None) if w is None else (w[idx_train], w[idx_val])))
 
-    def _validation_metrics(self, X, y_enc) -> dict:
+    def _validation_metrics(self, X, y_enc, w=None) -> dict:
         acc = StreamingMetrics(self.model_.task)
         for a in range(0, X.shape[0], self.batch_size):
             f = self.model_.decision_chunk(self._prepare(X[a:a + self.batch_size]))
             acc.add(y_enc[a:a + self.batch_size],
-                    f[:, 0] if self.model_.task == "regression" else self.model_.proba_from_scores(f))
+                    f[:, 0] if self.model_.task == "regression" else self.model_.proba_from_scores(f),
+                    None if w is None else w[a:a + self.batch_size])
         return acc.result()
 
     def _decision(self, X) -> np.ndarray:
@@ -192,16 +195,16 @@ class _ClassifierBase(ClassifierMixin, _Base):
                              f"but the data contains only one class: {self.classes_[0]!r}")
         return ("binary", 2) if len(self.classes_) == 2 else ("multiclass", len(self.classes_))
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Initialise from (X, y) and train up to ``n_epochs`` shuffled passes (fewer when early
         stopping stops); ``n_epochs=0`` only initialises."""
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         task, C = self._task()
-        return self._fit(X, self._encode(y), task, C)
+        return self._fit(X, self._encode(y), task, C, _sample_weight(sample_weight, X.shape[0]))
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One SGD pass over the rows of (X, y) in order.
 
         The first call initialises the model from its data and needs
@@ -220,9 +223,10 @@ class _ClassifierBase(ClassifierMixin, _Base):
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if len(unknown):
             raise ValueError(f"y has labels not in classes: {unknown.tolist()}")
+        w = _sample_weight(sample_weight, X.shape[0])
         if first:
             self._initialise(X, self._encode(y), task, C)
-        self._run(X, self._encode(y), np.arange(X.shape[0]))
+        self._run(X, self._encode(y), np.arange(X.shape[0]), w)
         return self
 
     def decision_function(self, X):
@@ -242,13 +246,13 @@ class _ClassifierBase(ClassifierMixin, _Base):
 
 
 class _RegressorBase(RegressorMixin, _Base):
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Initialise from (X, y) and train up to ``n_epochs`` shuffled passes (fewer when early
         stopping stops); ``n_epochs=0`` only initialises."""
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, y_numeric=True)
-        return self._fit(X, y.astype(np.float64), "regression", 1)
+        return self._fit(X, y.astype(np.float64), "regression", 1, _sample_weight(sample_weight, X.shape[0]))
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One SGD pass over the rows of (X, y) in order; the first call initialises.
 
         No early stopping (``early_stopping`` and its settings apply to
@@ -256,9 +260,10 @@ class _RegressorBase(RegressorMixin, _Base):
         """
         first = not hasattr(self, "model_")
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, y_numeric=True, reset=first)
+        w = _sample_weight(sample_weight, X.shape[0])
         if first:
             self._initialise(X, y, "regression", 1)
-        self._run(X, y.astype(np.float64), np.arange(X.shape[0]))
+        self._run(X, y.astype(np.float64), np.arange(X.shape[0]), w)
         return self
 
     def predict(self, X):

@@ -84,8 +84,10 @@ def neighbours(method, phi, Z, k_soft, beta, rho):
     return list(order[:k])
 
 
-def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, exact=True, glob=False):
+def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, exact=True, glob=False, weight=1.0):
     """One plain SGD step (no normalisation, no L2, no clip) on dense x; returns new params.
+
+    ``weight``: the row's sample weight, a factor on its loss (so on every gradient).
 
     ``glob``: f = f_global + sum gamma_i f_i, the global FM at index m of b, W, V; the anchor
     gradient is that of the local mixture (the global FM does not depend on the anchors).
@@ -98,6 +100,7 @@ def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, 
     glob = glob and method != "fm"
     f_glob = fm_outputs(x, b, W, V, Z.shape[0]) if glob else 0.0
     _, g = loss_and_grad(task, f + f_glob, y)
+    g = weight * g
     k = len(ids)
     if method in ("llfm-apl", "llfm-jo"):
         for a, i in enumerate(ids):

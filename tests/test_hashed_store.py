@@ -83,7 +83,7 @@ def test_hashed_kernel_matches_the_slot_by_slot_reference(bits, method, task, C,
     losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
     eta, eta_z, zscale = 0.05, 0.1, 1.3
     table = (np.uint64(64 - bits), tags, dirty, sigma, seed_key(seed))
-    train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, indices, data, y), phi, cand, (b, W, V, Z),
+    train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, indices, data, y, np.zeros(0)), phi, cand, (b, W, V, Z),
                tuple(np.zeros((1,) * d) for d in (2, 3, 4)), (3, 0.7, 0.4, zscale, 1e9),
                (eta, 1e18, eta_z, 0.0, 0.0, np.zeros(len(data)), SGD, 1.0, glob, True), 0, (losses, ks, stats), table)
     hits = 0

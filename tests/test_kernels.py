@@ -145,8 +145,9 @@ def test_logistic_loss_is_finite_for_huge_scores():
 
 
 def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale,
-                 k_soft=3, beta=0.7, rho=0.4, exact=True, glob=False):
-    """Plain SGD (no normalisation, no L2, no clip, t0 huge so eta_t = eta) through the kernel."""
+                 k_soft=3, beta=0.7, rho=0.4, exact=True, glob=False, sw=np.zeros(0)):
+    """Plain SGD (no normalisation, no L2, no clip, t0 huge so eta_t = eta) through the kernel;
+    ``sw``: the rows' sample weights (empty: unweighted)."""
     n = len(indptr) - 1
     m = P["Z"].shape[0]  # anchors (the FMs are m, or m + 1 with the global one)
     cand = np.tile(np.arange(m, dtype=np.int64), (n, 1)) if method != "fm" else np.zeros((n, 0), np.int64)
@@ -154,7 +155,7 @@ def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, 
     losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
     dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
     tc = TASK_CODES[task]
-    train_rows(METHOD_CODES[method], tc, (indptr, indices, data, y), phi, cand,
+    train_rows(METHOD_CODES[method], tc, (indptr, indices, data, y, sw), phi, cand,
                (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (k_soft, beta, rho, zscale, 1e9),
                (eta, 1e18, eta_z, 0.0, 0.0, np.zeros(len(data)), SGD, 1.0, glob, exact), 0, (losses, ks, stats), None)
     return Q, losses, ks
@@ -201,6 +202,28 @@ def test_train_rows_matches_numpy_reference(method, task, C, glob):
         np.testing.assert_allclose(Q[name], R[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+def test_weighted_rows_match_numpy_reference():
+    """Sample weights scale each row's loss, so every gradient (FM and anchors): the kernel's steps on
+    rows of weights 0.3, 2.5, 0 and 1 are the NumPy reference's weighted steps (the general loop and the
+    fm fast path; the hashed store and AdaGrad: tests/test_weights.py)."""
+    rng = np.random.default_rng(8)
+    p, r, m, n = 5, 3, 6, 4
+    w = np.array([0.3, 2.5, 0.0, 1.0])
+    for method, task, C in CASES:
+        P = glob_params(random_params(rng, 1 if method == "fm" else m, p, C, r, 0 if method == "fm" else p),
+                        method, True)
+        indptr, indices, data, X = csr_rows(rng, n, p, 0.7)
+        y = rng.normal(size=n) if task == "regression" else rng.integers(0, max(C, 2), size=n).astype(float)
+        phi = X.copy() if method != "fm" else np.zeros((n, 0))
+        Q, _, _ = _kernel_step(method, task, C, indptr, indices, data, y, phi, P, 0.05, 0.1, 1.3, glob=True, sw=w)
+        R = {k: v.copy() for k, v in P.items()}
+        for row in range(n):
+            R = ref.sgd_step(method, task, X[row], y[row], phi[row], R, 3, 0.7, 0.4, 0.05, 0.1, 1.3, glob=True,
+                             weight=w[row])
+        for name in "bWVZ":
+            np.testing.assert_allclose(Q[name], R[name], rtol=1e-9, atol=1e-12, err_msg=f"{method} {task} {name}")
+
+
 @pytest.mark.parametrize("task", ["binary", "regression"])
 @pytest.mark.parametrize("opt", [NORMALIZED, SGD, ADAGRAD])
 @pytest.mark.parametrize("density", [1.0, 0.3])
@@ -223,7 +246,7 @@ def test_fm_fast_path_equals_the_general_loop(task, opt, density):
         Q = {k: v.copy() for k, v in P.items()}
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
         A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
-        kernel(METHOD_CODES["fm"], TASK_CODES[task], (indptr, idx, data, y), np.zeros((n, 0)),
+        kernel(METHOD_CODES["fm"], TASK_CODES[task], (indptr, idx, data, y, np.zeros(0)), np.zeros((n, 0)),
                np.zeros((n, 0), np.int64), (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 1.0, 0.3, 1.0, 0.1),
                (0.3, 40.0, 0.05, 1e-3, 2e-3, reg[indices], opt, 0.5, False, True), 5, (losses, ks, stats), None)
         out.append((Q, losses, ks, stats))
@@ -267,7 +290,7 @@ def test_full_width_specialisation_equals_the_csr_loop(method, task, C, opt, glo
         Q = {k: v.copy() for k, v in P.items()}
         A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
-        train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, idx, data, y), phi, cand,
+        train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, idx, data, y, np.zeros(0)), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 0.7, 0.4, 1.3, 0.1),
                    (0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(len(data), 0.5), opt, 1.0, glob, True), 3, (losses, ks, stats),
                    None)
@@ -371,7 +394,7 @@ def test_normalised_step_bounds_change_in_output():
         dummy = [np.zeros((1,) * d) for d in (2, 3, 4)]
         losses, stats = np.zeros(1), np.zeros(N_STATS, np.int64)
         eta = 1e-3
-        train_rows(0, 3, (indptr, indices, x, np.array([f0[0, 0] + 1.0])), phi, cand,
+        train_rows(0, 3, (indptr, indices, x, np.array([f0[0, 0] + 1.0]), np.zeros(0)), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (1, 1.0, 1.0, 1.0, 1.0),
                    (eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True), 0, (losses, ks, stats), None)
         f1 = np.zeros((1, 1))

@@ -444,3 +444,24 @@ def test_hashed_store_one_worker_equals_the_local_engine_and_two_send_changed_sl
     rec = ModelDir(tmp_path / "two").read_metrics()[-1]
     table_mb = sum(np.asarray(v).nbytes for k, v in load(tmp_path / "two").model.table.arrays.items()) / 2**20
     assert 0 < rec["merge_mb_up_per_round"] < table_mb / 10 and 0 < rec["merge_mb_down_per_round"] < table_mb / 10
+
+
+def test_one_worker_trains_with_sample_weights_as_the_local_engine(ray_instance, tmp_path):
+    """A weight column reaches the Ray workers: one worker synced every chunk equals the local engine on a
+    weighted table, and the weights change the model."""
+    X, y = local_rules(600, seed=3)
+    root = tmp_path / "weighted"
+    write_parquet(root, X, y, shards=2)
+    for i, f in enumerate(sorted(root.iterdir())):
+        t = pq.read_table(f)
+        pq.write_table(t.append_column("w", pa.array(np.random.default_rng(i).uniform(0, 2, t.num_rows))), f)
+    run = dict(config=Config(**CONF), options=TrainOptions(epochs=1, batch_rows=64, shuffle_buffer=300, quiet=True))
+    train(str(root), tmp_path / "local", data_options={"weight_column": "w"}, **run)
+    train(str(root), tmp_path / "ray", data_options={"weight_column": "w"}, engine=RayOptions(workers=1, sync_rows=64),
+          **run)
+    train(str(root), tmp_path / "unweighted", data_options={"feature_columns": [f"f{j}" for j in range(X.shape[1])]},
+          **run)
+    (a, _), (b, _), (c, _) = params(tmp_path / "local"), params(tmp_path / "ray"), params(tmp_path / "unweighted")
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
+    assert not np.allclose(a["W"], c["W"])

@@ -32,6 +32,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                    help="CSV/Parquet columns hashed as categoricals (default: every text column)")
     g.add_argument("--n-hash-features", metavar="N", type=int, default=2**20,
                    help="size of the hash space of categorical columns (default: 2**20)")
+    g.add_argument("--weight-column", metavar="COL",
+                   help="CSV/Parquet column of sample weights (finite, >= 0; not a feature); libsvm lines "
+                        "carry theirs as label:weight")
     g.add_argument("--indices-column", metavar="COL", help="Parquet sparse layout: list column of indices")
     g.add_argument("--values-column", metavar="COL", help="Parquet sparse layout: list column of values")
     zb = g.add_mutually_exclusive_group()

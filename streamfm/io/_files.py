@@ -168,7 +168,8 @@ def _join(parts: list[Chunk], sliced: bool) -> Chunk:
     out = parts[0]
     if sliced:
         # A view would pin its whole parent piece in memory: copy the slice.
-        out = Chunk(out.indptr.copy(), out.indices.copy(), out.data.copy(), out.y.copy(), out.n_features)
+        out = Chunk(out.indptr.copy(), out.indices.copy(), out.data.copy(), out.y.copy(), out.n_features,
+                    weights=None if out.weights is None else out.weights.copy())
     return out
 
 

@@ -124,6 +124,21 @@ def label_column(arr, name: str, path: str, row0: int, bad: np.ndarray | None) -
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=str)
 
 
+def weight_column(arr, name: str, path: str, row0: int, bad: np.ndarray | None) -> np.ndarray:
+    """Sample weights as float64: finite and >= 0, else an error naming the file, row and column
+    (or, with ``bad``, rows marked bad)."""
+    w = numeric_column(arr, name, path, row0, bad, what="weight")
+    negative = w < 0
+    if negative.any():
+        if bad is None:
+            i = _first(negative)
+            raise InputError(f"{where(path, row0 + i + 1, name)}: the weight is {w[i]}; weights must be "
+                             "finite numbers >= 0")
+        bad |= negative
+        w = np.where(negative, 0.0, w)
+    return w
+
+
 def text_nulls(arr, name: str, path: str, row0: int, bad: np.ndarray | None):
     """Reject (or mark) nulls of a hashed column; return it with nulls filled."""
     if isinstance(arr, pa.ChunkedArray):
@@ -226,6 +241,8 @@ def batch_to_chunk(batch, layout: TableLayout, path: str, row0: int, skip_bad: b
         y = np.zeros(n, dtype=VALUE_DTYPE)
     else:
         y = label_column(batch.column(layout.label), layout.label, path, row0, bad)
+    w = None if layout.weight is None else weight_column(batch.column(layout.weight), layout.weight, path, row0,
+                                                          bad)
     p = len(layout.numeric)
     X = _plain_rows(batch, layout.numeric)
     if X is None:  # nulls, unusual types or a non-finite value: column by column, naming the culprit
@@ -245,7 +262,7 @@ def batch_to_chunk(batch, layout: TableLayout, path: str, row0: int, skip_bad: b
         chunk = Chunk(indptr, indices[:nnz], data[:nnz], y, layout.n_features)
     else:
         chunk = Chunk.from_dense(X, y)
-    return drop_bad_rows(chunk, bad)
+    return drop_bad_rows(chunk.with_weights(w), bad)
 
 
 def drop_bad_rows(chunk: Chunk, bad: np.ndarray | None) -> tuple[Chunk, int]:

@@ -5,11 +5,14 @@ Arrays, not objects, cross module boundaries: kernels take ``indptr``,
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from numba import njit
+
+from streamfm.errors import InputError
 
 INDPTR_DTYPE = np.int64
 INDEX_DTYPE = np.int32
@@ -69,6 +72,7 @@ class Chunk:
     # whether every row holds all n_features columns: set by the constructors
     # that know it, else computed once by ``full_width``
     _full: bool | None = field(default=None, repr=False, compare=False)
+    weights: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_rows(self) -> int:
@@ -90,6 +94,17 @@ class Chunk:
         n = self.n_rows
         return bool(self.nnz == n * p and (n == 0 or (np.diff(self.indptr) == p).all()))
 
+    def row_weights(self) -> np.ndarray:
+        """The weights, ones for an unweighted chunk."""
+        return np.ones(self.n_rows) if self.weights is None else self.weights
+
+    def with_weights(self, weights) -> "Chunk":
+        """This chunk's rows with the given weights (None: unweighted); the arrays are shared."""
+        return dataclasses.replace(self, weights=weights)
+
+    def _weights_of(self, rows) -> np.ndarray | None:
+        return None if self.weights is None else self.weights[rows]
+
     def to_scipy(self, n_features: int | None = None):
         import scipy.sparse as sp
 
@@ -108,7 +123,8 @@ class Chunk:
         the row offsets). The views keep this chunk's arrays alive while the slice lives."""
         a, b = int(self.indptr[start]), int(self.indptr[stop])
         indptr = (self.indptr[start : stop + 1] - a).astype(INDPTR_DTYPE)
-        return Chunk(indptr, self.indices[a:b], self.data[a:b], self.y[start:stop], self.n_features)
+        return Chunk(indptr, self.indices[a:b], self.data[a:b], self.y[start:stop], self.n_features,
+                     weights=self._weights_of(slice(start, stop)))
 
     def take(self, rows: np.ndarray) -> "Chunk":
         """The given rows, in the given order (used by the shuffle buffer)."""
@@ -121,13 +137,13 @@ class Chunk:
             # order (indices sorted, distinct, < p), so only values move; NumPy's
             # row gather of a 2-d array is ~2x the numba loop's speed (measured)
             return Chunk(full_width_indptr(p, k), full_width_indices(p, k),
-                         self.data.reshape(n, p)[rows].reshape(-1), self.y[rows], p, True)
+                         self.data.reshape(n, p)[rows].reshape(-1), self.y[rows], p, True, self._weights_of(rows))
         indptr = np.empty(k + 1, dtype=INDPTR_DTYPE)
         nnz = _gather_indptr(self.indptr, rows, indptr)
         indices = np.empty(nnz, dtype=self.indices.dtype)
         data = np.empty(nnz, dtype=self.data.dtype)
         _scatter_entries(self.indptr, self.indices, self.data, rows, indptr[:-1], indices, data)
-        return Chunk(indptr, indices, data, self.y[rows], self.n_features)
+        return Chunk(indptr, indices, data, self.y[rows], self.n_features, weights=self._weights_of(rows))
 
     @staticmethod
     def take_from(parts: list["Chunk"], rows: np.ndarray) -> "Chunk":
@@ -150,13 +166,18 @@ class Chunk:
         k = len(rows)
         p = max(c.n_features for c in parts)
         y = np.empty(k, dtype=np.result_type(*[c.y.dtype for c in parts]))
+        w = None
+        if any(c.weights is not None for c in parts):
+            w = np.empty(k)
+            for c, sel in zip(parts, sels):
+                w[sel] = c.row_weights()[local[sel]]
         if all(c.n_features == p and c.full_width for c in parts):
             # full-width rows: only values move (see take)
             X = np.empty((k, p), dtype=VALUE_DTYPE)
             for c, sel in zip(parts, sels):
                 _scatter_dense_rows(c.data.reshape(c.n_rows, p), local[sel], sel, X)
                 y[sel] = c.y[local[sel]]
-            return Chunk(full_width_indptr(p, k), full_width_indices(p, k), X.reshape(-1), y, p, True)
+            return Chunk(full_width_indptr(p, k), full_width_indices(p, k), X.reshape(-1), y, p, True, w)
         lengths = np.empty(k, dtype=INDPTR_DTYPE)
         for c, sel in zip(parts, sels):
             lengths[sel] = c.indptr[local[sel] + 1] - c.indptr[local[sel]]
@@ -167,7 +188,7 @@ class Chunk:
         data = np.empty(int(indptr[-1]), dtype=VALUE_DTYPE)
         for c, sel in zip(parts, sels):
             _scatter_entries(c.indptr, c.indices, c.data, local[sel], indptr[sel], indices, data)
-        return Chunk(indptr, indices, data, y, p)
+        return Chunk(indptr, indices, data, y, p, weights=w)
 
     @staticmethod
     def from_dense(X: np.ndarray, y: np.ndarray) -> "Chunk":
@@ -202,7 +223,24 @@ class Chunk:
             np.concatenate([c.data for c in chunks]),
             np.concatenate([c.y for c in chunks]),
             max(c.n_features for c in chunks),
+            weights=None if all(c.weights is None for c in chunks) else np.concatenate(
+                [c.row_weights() for c in chunks]),
         )
+
+
+def sample_weights(weights, n: int) -> np.ndarray | None:
+    """Sample weights given for ``n`` rows as float64 (n,) (a scalar: the same for every row), checked
+    finite and >= 0 (InputError, a ValueError, otherwise); None stays None (every row weighs 1)."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    w = np.full(n, float(w)) if w.ndim == 0 else w
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
+        raise InputError(f"sample_weight must be {n} finite numbers >= 0 (one per sample), got "
+                         f"{'shape ' + str(w.shape) if w.shape != (n,) else 'other values'}")
+    if n and not w.any():
+        raise InputError("sample_weight: every weight is zero, which leaves nothing to learn from")
+    return w
 
 
 @njit(cache=True, nogil=True)

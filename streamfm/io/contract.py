@@ -58,6 +58,10 @@ class InputContract:
     n_hash_features : int or None
     indices_column, values_column : str or None
         Parquet index lists: the list columns.
+    weight : str or None
+        Tables and Parquet index lists: the training data's sample-weight
+        column. Later reads with labels (training, ``evaluate``) weigh rows
+        by it when a file has it; ``predict`` ignores it.
     """
 
     format: str
@@ -70,6 +74,7 @@ class InputContract:
     n_hash_features: int | None = None
     indices_column: str | None = None
     values_column: str | None = None
+    weight: str | None = None
 
     @property
     def is_table(self) -> bool:
@@ -87,12 +92,13 @@ class InputContract:
             return cls("libsvm", int(n_features), zero_based=bool(source.zero_based))
         if layout is None:  # Parquet index lists
             return cls("parquet", int(n_features), label=reader.label, indices_column=reader.indices_col,
-                       values_column=reader.values_col)
+                       values_column=reader.values_col, weight=reader.weight)
         return cls(source.format, int(n_features), label=reader.source_name(layout.label),
                    columns=tuple(reader.source_name(c) for c in reader.names),
                    numeric=tuple(reader.source_name(c) for c in layout.numeric),
                    hashed=tuple(reader.source_name(c) for c in layout.hashed),
-                   n_hash_features=int(layout.n_hash_features) if layout.hashed else None)
+                   n_hash_features=int(layout.n_hash_features) if layout.hashed else None,
+                   weight=reader.source_name(layout.weight))
 
     # -- JSON ------------------------------------------------------------------------
 
@@ -197,6 +203,8 @@ class InputContract:
         text = f"{self.format} columns by name, label '{self.label}', {len(self.numeric):,} numeric"
         if self.hashed:
             text += f", {len(self.hashed):,} hashed into {self.n_hash_features:,}"
+        if self.weight is not None:
+            text += f", weights '{self.weight}'"
         return text
 
 

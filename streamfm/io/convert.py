@@ -34,6 +34,7 @@ from streamfm.errors import InputError, disk_full, is_disk_full
 from streamfm.io import filesystems
 from streamfm.io.chunk import Chunk
 from streamfm.io.options import ReadOptions
+from streamfm.io.parquet import WEIGHT_COLUMN, WEIGHT_METADATA
 from streamfm.io.sources import DataSource, open_source
 from streamfm.progress import progress_bar
 from streamfm.io.atomic import fsync_dir, fsync_path, remove_dead_temporaries, temporary_path
@@ -47,7 +48,7 @@ def _label_array(y: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(y, dtype=np.float64), type=pa.float64())
 
 
-def _schema(source: DataSource, wide: bool, p: int, text_labels: bool) -> pa.Schema:
+def _schema(source: DataSource, wide: bool, p: int, text_labels: bool, weighted: bool = False) -> pa.Schema:
     label = pa.field("label", pa.string() if text_labels else pa.float64(), nullable=False)
     if wide:
         fields = [label] + [pa.field(f"f{j}", pa.float64(), nullable=False) for j in range(p)]
@@ -58,6 +59,9 @@ def _schema(source: DataSource, wide: bool, p: int, text_labels: bool) -> pa.Sch
             pa.field("values", pa.list_(pa.float64()), nullable=False),
         ]
     meta = {"streamfm.source_format": source.format}
+    if weighted:
+        fields.append(pa.field(WEIGHT_COLUMN, pa.float64(), nullable=False))
+        meta[WEIGHT_METADATA.decode()] = WEIGHT_COLUMN
     if not wide and source.n_features_hint:
         meta["streamfm.n_features"] = str(source.n_features_hint)  # read back as the declared width
     if source.feature_names and wide:
@@ -75,8 +79,12 @@ def chunk_to_table(chunk: Chunk, schema: pa.Schema, wide: bool) -> pa.Table:
             f"the labels change type within the data (the first rows have {schema.field('label').type} "
             f"labels, later ones {label.type})"
         )
+    weighted = WEIGHT_COLUMN in schema.names
+    if not weighted and chunk.weights is not None and (chunk.weights != 1).any():
+        raise InputError("sample weights first appear after rows without any were written: put a weight on "
+                         "the first line (label:1 weighs 1), or give every row one")
     if wide:
-        p = len(schema) - 1
+        p = len(schema) - 1 - weighted
         X = chunk.to_dense(p)
         cols = [label] + [pa.array(X[:, j]) for j in range(p)]
     else:
@@ -87,6 +95,8 @@ def chunk_to_table(chunk: Chunk, schema: pa.Schema, wide: bool) -> pa.Table:
             pa.ListArray.from_arrays(offsets, pa.array(chunk.indices, type=pa.int32())),
             pa.ListArray.from_arrays(offsets, pa.array(chunk.data, type=pa.float64())),
         ]
+    if weighted:
+        cols.append(pa.array(chunk.row_weights(), type=pa.float64()))
     return pa.Table.from_arrays(cols, schema=schema)
 
 
@@ -249,7 +259,7 @@ def convert(
             for chunk in source.iter_chunks(chunk_rows=min(source.chunk_rows, rows_per_shard)):
                 if schema is None:
                     p = source.n_features_hint or chunk.n_features
-                    schema = _schema(source, wide, p, chunk.y.dtype.kind in "US")
+                    schema = _schema(source, wide, p, chunk.y.dtype.kind in "US", chunk.weights is not None)
                 start = 0
                 while start < chunk.n_rows:
                     if writer is None:

@@ -122,6 +122,8 @@ class CsvReader(TableReader):
         self.column_types = {} if label is None else {label: pa.float64() if self.label_numeric else pa.string()}
         self.column_types.update({c: pa.float64() for c in self.layout.numeric})
         self.column_types.update({c: pa.string() for c in self.layout.hashed})
+        if self.layout.weight is not None:
+            self.column_types[self.layout.weight] = pa.float64()
 
     def _has_header(self, rows: list[list[str]]) -> bool:
         """The header option, or the ``"auto"`` rule; a first row that names the model's feature
@@ -328,7 +330,7 @@ class CsvReader(TableReader):
     def _numeric_advice(self, column: str) -> str:
         if self.contract is not None:
             return " (the model reads this column as numbers)"
-        if column == self.layout.label:
+        if column == self.layout.label or column == self.layout.weight:
             return ""
         return f" (the column is numeric: fix the cell, or pass --hash-columns {column} to hash it as categories)"
 

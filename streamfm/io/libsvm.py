@@ -3,8 +3,10 @@
 Format, one row per line::
 
     label idx:val idx:val ...  # optional comment
+    label:weight idx:val ...   # a sample weight (finite, >= 0), as XGBoost reads it
 
-``qid:N`` tokens are ignored, blank and comment-only lines are skipped, and
+A line without a weight weighs 1; a chunk none of whose lines has one carries
+no weights (``Chunk.weights`` None). ``qid:N`` tokens are ignored, blank and comment-only lines are skipped, and
 indices are 1-based unless the file is 0-based (``zero_based``).
 
 How it is fast: the file is read in blocks of a few MiB of raw bytes; a block
@@ -59,6 +61,7 @@ _E_NONFINITE_LABEL = 4
 _E_BIG_INDEX = 5
 _E_ZERO_INDEX = 6
 _E_DUPLICATE = 7
+_E_WEIGHT = 8
 
 # Slots of the int64 `state` array the kernel reads and updates.
 _S_ROWS = 0  # rows in the chunk so far
@@ -71,7 +74,8 @@ _S_TOK0 = 6  # offending token: start byte (or, for a duplicate, the index)
 _S_TOK1 = 7  # offending token: end byte
 _S_ERRLINE = 8  # 1-based line of the error
 _S_MAXIDX = 9  # largest 0-based index output so far in this file
-_N_STATE = 10
+_S_WEIGHTED = 10  # a row of the chunk so far carries a weight
+_N_STATE = 11
 
 # Powers of ten that are exact doubles: the range of Clinger's fast path.
 _POW10 = np.array([10.0**k for k in range(23)], dtype=np.float64)
@@ -215,7 +219,7 @@ def _sort_row(indices, values, a, b, fix_dest, f0, f1):
 @numba.njit(cache=True)
 def _parse_lines(
     buf, pos, end, max_rows, offset, skip_bad,
-    labels, indptr, indices, values, lines,
+    labels, weights, indptr, indices, values, lines,
     fix_start, fix_end, fix_dest, fix_row, state,
 ):
     """Parse the complete lines in buf[pos:end] into the chunk arrays.
@@ -228,7 +232,8 @@ def _parse_lines(
 
     `offset` is 1 for 1-based files (index 0 is then an error) and 0 for
     0-based ones.  A value outside the exact fast path is left for the caller:
-    fix_dest >= 0 is an entry position, fix_dest = -1 - row a label.
+    fix_dest >= 0 is an entry position, fix_dest = -1 - row a label, and
+    fix_dest = -1 - (max_rows + row) a weight.
     """
     n_rows = state[_S_ROWS]
     nnz = state[_S_NNZ]
@@ -257,6 +262,8 @@ def _parse_lines(
         in_order = True
         prev = -1
         label = 0.0
+        weight = 1.0
+        row_weighted = False
         i = pos
         while True:
             while i < le and _is_space(buf[i]):
@@ -268,17 +275,35 @@ def _parse_lines(
                 i += 1
             te = i
             if not have_label:
-                st, v = _parse_number(buf, ts, te)
+                c = ts
+                while c < te and buf[c] != 58:  # label:weight
+                    c += 1
+                st, v = _parse_number(buf, ts, c)
                 if st == 2 or st == 3:
                     err = _E_LABEL if st == 2 else _E_NONFINITE_LABEL
-                    tok0, tok1 = ts, te
+                    tok0, tok1 = ts, c
                     break
+                if c < te:
+                    sw, weight = _parse_number(buf, c + 1, te)
+                    if sw == 2 or sw == 3 or weight < 0.0:
+                        err, tok0, tok1 = _E_WEIGHT, ts, te
+                        break
+                    if nfix + 2 > fcap:
+                        need = _NEED_FIX
+                        break
+                    if sw == 1:
+                        fix_start[nfix] = c + 1
+                        fix_end[nfix] = te
+                        fix_dest[nfix] = -1 - (max_rows + n_rows)
+                        fix_row[nfix] = n_rows
+                        nfix += 1
+                    row_weighted = True
                 if st == 1:
                     if nfix >= fcap:
                         need = _NEED_FIX
                         break
                     fix_start[nfix] = ts
-                    fix_end[nfix] = te
+                    fix_end[nfix] = c
                     fix_dest[nfix] = -1 - n_rows
                     fix_row[nfix] = n_rows
                     nfix += 1
@@ -367,6 +392,9 @@ def _parse_lines(
         if not have_label:  # blank or comment-only line
             continue
         labels[n_rows] = label
+        weights[n_rows] = weight
+        if row_weighted:
+            state[_S_WEIGHTED] = 1
         lines[n_rows] = line
         n_rows += 1
         indptr[n_rows] = nnz
@@ -391,6 +419,7 @@ class _ChunkBuffer:
 
     def __init__(self, chunk_rows: int, nnz_guess: int) -> None:
         self.labels = np.empty(chunk_rows, dtype=np.float64)
+        self.weights = np.empty(chunk_rows, dtype=np.float64)
         self.indptr = np.zeros(chunk_rows + 1, dtype=INDPTR_DTYPE)
         self.lines = np.empty(chunk_rows, dtype=np.int64)
         self.indices = np.empty(max(nnz_guess, 16), dtype=INDEX_DTYPE)
@@ -555,7 +584,7 @@ class LibsvmReader:
                 while pos < blocks.end:
                     status, pos = _parse_lines(
                         arr, pos, blocks.end, chunk_rows, offset, skip,
-                        cb.labels, cb.indptr, cb.indices, cb.values, cb.lines,
+                        cb.labels, cb.weights, cb.indptr, cb.indices, cb.values, cb.lines,
                         cb.fix_start, cb.fix_end, cb.fix_dest, cb.fix_row, state,
                     )
                     if state[_S_FIX]:
@@ -580,16 +609,21 @@ class LibsvmReader:
             tok = bytes(buf[int(cb.fix_start[k]) : int(cb.fix_end[k])])
             v = float(tok)
             dest = int(cb.fix_dest[k])
+            what = "value" if dest >= 0 else "label" if -1 - dest < len(cb.labels) else "weight"
             if dest >= 0:
                 cb.values[dest] = v
-            else:
+            elif what == "label":
                 cb.labels[-1 - dest] = v
-            if not abs(v) <= MAX_ABS_VALUE:  # e.g. 1e999, or 1e300 (its square overflows)
+            else:
+                cb.weights[-1 - dest - len(cb.labels)] = v
+            if not abs(v) <= MAX_ABS_VALUE or (what == "weight" and v < 0):  # e.g. 1e999, or 1e300
                 row = int(cb.fix_row[k])
                 if self.skip_bad_rows:
                     dropped.append(row)
+                elif what == "weight":
+                    raise InputError(f"{path}:{int(cb.lines[row])}: weight '{format_token(tok)}' is not a finite "
+                                     "number >= 0")
                 else:
-                    what = "value" if dest >= 0 else "label"
                     why = ("is not finite (it overflows to infinity)" if not np.isfinite(v) else
                            f"is too large: values must be of magnitude at most {MAX_ABS_VALUE:g} "
                            "(their squares must fit a float64)")
@@ -607,7 +641,9 @@ class LibsvmReader:
             cb.values[:nnz].copy(),
             cb.labels[:n].copy(),
             self.max_index + 1,
+            weights=cb.weights[:n].copy() if state[_S_WEIGHTED] else None,
         )
+        state[_S_WEIGHTED] = 0
         if dropped:
             keep = np.setdiff1d(np.arange(n), np.asarray(dropped, dtype=np.int64))
             state[_S_BAD] += n - len(keep)
@@ -636,6 +672,9 @@ class LibsvmReader:
             return InputError(f"{where}: cannot parse '{tok}' (expected index:value)")
         if kind == _E_NONFINITE:
             return InputError(f"{where}: non-finite value in '{tok}' (NaN and infinity are not allowed)")
+        if kind == _E_WEIGHT:
+            return InputError(f"{where}: cannot read the weight in '{tok}' (label:weight, the weight a finite "
+                              "number >= 0)")
         if kind == _E_NONFINITE_LABEL:
             return InputError(f"{where}: label '{tok}' is not a finite number")
         if kind == _E_BIG_INDEX:

@@ -17,7 +17,8 @@ from streamfm.errors import InputError
 
 FORMATS = ("libsvm", "csv", "parquet")
 #: Options that only a table (CSV, Parquet) has.
-TABLE_OPTIONS = ("label_column", "feature_columns", "hash_columns", "indices_column", "values_column")
+TABLE_OPTIONS = ("label_column", "feature_columns", "hash_columns", "indices_column", "values_column",
+                 "weight_column")
 _MAX_FEATURES = 2**31 - 1
 
 
@@ -39,6 +40,10 @@ class ReadOptions:
         tuple (lists in :meth:`to_dict`).
     indices_column, values_column : str or None
         Parquet sparse layout: the list columns (default "indices", "values").
+    weight_column : str or int or None
+        Tables: the column of sample weights (finite, >= 0), by name or
+        position; not a feature.  None: every row weighs 1 (libsvm files carry
+        weights in their lines instead: ``label:weight idx:val ...``).
     hash_columns : sequence of str or None
         Tables: columns hashed as categoricals (default: every text feature
         column); a hash column not among ``feature_columns`` is a feature too.
@@ -76,12 +81,14 @@ class ReadOptions:
     header: bool | str = "auto"
     skip_bad_rows: bool = False
     chunk_rows: int = 65536
+    weight_column: str | int | None = None
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
             raise InputError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
-        if self.label_column is not None:
-            object.__setattr__(self, "label_column", _column_name(self.label_column, "label_column"))
+        for name in ("label_column", "weight_column"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _column_name(getattr(self, name), name))
         for name in ("feature_columns", "hash_columns"):
             value = getattr(self, name)
             if value is not None:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamfm.errors import InputError
-from streamfm.io.arrow import batch_to_chunk, drop_bad_rows, label_column, to_numpy, where
+from streamfm.io.arrow import batch_to_chunk, drop_bad_rows, label_column, to_numpy, weight_column, where
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, MAX_ABS_VALUE, VALUE_DTYPE, Chunk
 from streamfm.io.filesystems import resolve
 from streamfm.io.options import ReadOptions
@@ -36,6 +36,10 @@ from streamfm.io.table import TableLayout, TableReader, is_numeric_type, is_text
 DEFAULT_LABEL = "label"
 DEFAULT_INDICES = "indices"
 DEFAULT_VALUES = "values"
+#: The schema metadata key naming a file's weight column (``convert`` and the held-out spool write it).
+WEIGHT_METADATA = b"streamfm.weight_column"
+#: The weight column ``convert`` and the spool write.
+WEIGHT_COLUMN = "weight"
 _MAX_INDEX = np.iinfo(np.int32).max
 
 
@@ -155,8 +159,11 @@ class ParquetReader(TableReader):
         )
         self.layout: TableLayout | None = None
         if self.sparse:
-            self.contract = None  # index lists: features by number
+            contract, self.contract = self.contract, None  # index lists: features by number
             self.label = self._sparse_label()
+            self.contract = contract  # for its weight column only
+            self.weight = self.weight_name(self.label)
+            self.contract = None
             if o.feature_columns is not None or o.hash_columns:
                 raise InputError(
                     f"{first}: the sparse layout (index and value list columns) cannot be combined with "
@@ -169,11 +176,18 @@ class ParquetReader(TableReader):
                     raise InputError(f"{first}: column '{c}' must be a list column, it is {self.types[c]}")
             if not pa.types.is_integer(self.types[self.indices_col].value_type):
                 raise InputError(f"{first}: column '{self.indices_col}' must hold integers")
-            self.columns = [c for c in (self.label, self.indices_col, self.values_col) if c is not None]
+            self.columns = [c for c in (self.label, self.indices_col, self.values_col, self.weight) if c is not None]
         else:
             self.layout = self.make_layout()
             self.label = self.layout.label
+            self.weight = self.layout.weight
             self.columns = self.layout.columns
+
+    def default_weight(self) -> str | None:
+        """The weight column ``streamfm convert`` (and the held-out spool) recorded, if the file has it."""
+        name = self.first_metadata.get(WEIGHT_METADATA)
+        name = None if name is None else name.decode("utf-8")
+        return name if name in self.names else None
 
     def _sparse_label(self) -> str | None:
         """The label of index lists: the options', else the table contract's if the file has it,
@@ -276,6 +290,7 @@ class ParquetReader(TableReader):
             y = np.zeros(n, dtype=VALUE_DTYPE)
         else:
             y = label_column(batch.column(self.label), self.label, path, row0, bad)
+        w = None if self.weight is None else weight_column(batch.column(self.weight), self.weight, path, row0, bad)
         ind_off, ind = self._list_parts(batch.column(self.indices_col), self.indices_col, path, row0, bad)
         val_off, val = self._list_parts(batch.column(self.values_col), self.values_col, path, row0, bad)
         mismatch = np.diff(ind_off) != np.diff(val_off)
@@ -313,7 +328,7 @@ class ParquetReader(TableReader):
         if len(indices):
             self.max_index = max(self.max_index, int(indices.max()))
         p = max(self.max_index + 1, self.n_features_hint or 0)
-        chunk = Chunk(indptr, indices, data, y, p)
+        chunk = Chunk(indptr, indices, data, y, p, weights=w)
         return drop_bad_rows(chunk, bad)
 
     def _rebuild_without(self, batch, keep, path, row0, n_dropped) -> tuple[Chunk, int]:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from streamfm.io.chunk import Chunk
 from streamfm.io.convert import chunk_to_table
+from streamfm.io.parquet import WEIGHT_COLUMN, WEIGHT_METADATA
 
 #: rows per row group (and so per chunk read back, at most)
 ROW_GROUP_ROWS = 65_536
@@ -27,14 +28,18 @@ ROW_GROUP_ROWS = 65_536
 ROW_GROUP_ENTRIES = 4_000_000
 
 
-def sparse_schema(text_labels: bool, n_features_hint: int | None = None) -> pa.Schema:
-    """The sparse layout's schema (``label``, ``indices``, ``values``), as ``convert`` writes it."""
+def sparse_schema(text_labels: bool, n_features_hint: int | None = None, weighted: bool = False) -> pa.Schema:
+    """The sparse layout's schema (``label``, ``indices``, ``values``; ``weight`` for weighted rows),
+    as ``convert`` writes it."""
     fields = [
         pa.field("label", pa.string() if text_labels else pa.float64(), nullable=False),
         pa.field("indices", pa.list_(pa.int32()), nullable=False),
         pa.field("values", pa.list_(pa.float64()), nullable=False),
     ]
     meta = {"streamfm.source_format": "spool"}
+    if weighted:
+        fields.append(pa.field(WEIGHT_COLUMN, pa.float64(), nullable=False))
+        meta[WEIGHT_METADATA.decode()] = WEIGHT_COLUMN
     if n_features_hint:
         meta["streamfm.n_features"] = str(int(n_features_hint))
     return pa.schema(fields, metadata=meta)
@@ -75,13 +80,14 @@ class ParquetSpool:
         self._nnz_pending = 0
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
+        self._text = False
 
     def write(self, chunk: Chunk) -> None:
         """Append the rows of ``chunk`` (labels as the scan converted them: float64 or str)."""
         if chunk.n_rows == 0:
             return
-        if self._schema is None:
-            self._schema = sparse_schema(np.asarray(chunk.y).dtype.kind in "US", self.n_features_hint)
+        if self.rows == 0:
+            self._text = np.asarray(chunk.y).dtype.kind in "US"
         self._pending.append(chunk)
         self._n_pending += chunk.n_rows
         self._nnz_pending += chunk.nnz
@@ -103,6 +109,8 @@ class ParquetSpool:
             self._pending, self._n_pending, self._nnz_pending = [rest], rest.n_rows, rest.nnz
             rows = rows.take(np.arange(n))
         if self._writer is None:
+            # weighted rows get a weight column: decided by the first row group written
+            self._schema = sparse_schema(self._text, self.n_features_hint, rows.weights is not None)
             self._writer = pq.ParquetWriter(self._open(), self._schema, compression=self.compression,
                                            write_page_checksum=True)
         self._writer.write_table(chunk_to_table(rows, self._schema, wide=False), row_group_size=n)

@@ -30,6 +30,7 @@ class TableLayout:
     numeric: list[str]
     hashed: list[str] = field(default_factory=list)
     n_hash_features: int = 2**20
+    weight: str | None = None  # the sample-weight column, if any
 
     def __post_init__(self) -> None:
         if not self.numeric and not self.hashed:
@@ -47,8 +48,9 @@ class TableLayout:
 
     @property
     def columns(self) -> list[str]:
-        """Columns to read, label first."""
-        return ([self.label] if self.label is not None else []) + self.numeric + self.hashed
+        """Columns to read, label first, the weight column last."""
+        return ([self.label] if self.label is not None else []) + self.numeric + self.hashed + \
+            ([self.weight] if self.weight is not None else [])
 
 
 def is_numeric_type(t: pa.DataType) -> bool:
@@ -168,6 +170,26 @@ class TableReader:
                                  f"the columns are: {self._listed()}") from None
             raise exc from None
 
+    def weight_name(self, label: str | None) -> str | None:
+        """The sample-weight column: the options' (it must be there), else the contract's when the
+        file has it and labels are read (training, ``evaluate``), else the data's own default
+        (``default_weight``: what ``convert`` and the held-out spool record), else None."""
+        o = self.options
+        if o.weight_column is not None:
+            name = self.column(o.weight_column, "weight column")
+        elif self.contract is not None and self.contract.weight is not None and self.require_label:
+            spec = self.contract.weight
+            name = self.aliases.get(spec, spec) if spec in self.names or spec in self.aliases else None
+        else:
+            name = self.default_weight()
+        if name is not None and name == label:
+            raise InputError(f"column '{name}' is both the label and the weight column")
+        return name
+
+    def default_weight(self) -> str | None:
+        """A weight column the file itself names (a subclass says how); None here."""
+        return None
+
     def make_layout(self) -> TableLayout:
         """The options' label, numeric and hashed columns, checked against ``names`` and ``types``.
 
@@ -180,8 +202,9 @@ class TableReader:
             return self._contract_layout()
         o = self.options
         label = self.label_name()
+        weight = self.weight_name(label)
         if o.feature_columns is None:
-            features = [c for c in self.names if c != label]
+            features = [c for c in self.names if c != label and c != weight]
         else:
             features = [self.column(c, "feature column") for c in o.feature_columns]
         if o.hash_columns is None:
@@ -191,6 +214,8 @@ class TableReader:
             features += [c for c in hashed if c not in features]
         if label in features:
             raise InputError(f"column '{label}' is both the label and a feature")
+        if weight is not None and weight in features:
+            raise InputError(f"column '{weight}' is both the weight column and a feature")
         numeric = [c for c in features if c not in hashed]
         for c in numeric:
             self.check_numeric(c, self.files[0])
@@ -198,7 +223,7 @@ class TableReader:
             raise InputError(
                 f"n_hash_features must be between 1 and 2**31 - 1 - (numeric columns), got {o.n_hash_features}"
             )
-        return TableLayout(label, numeric, hashed, o.n_hash_features)
+        return TableLayout(label, numeric, hashed, o.n_hash_features, weight)
 
     def text_columns(self, features: list[str]) -> list[str]:
         """The feature columns hashed when no hash columns are given: those of text type."""
@@ -217,6 +242,7 @@ class TableReader:
         """The contract's columns, by name, each of the kind it had."""
         c = self.contract
         label = self.label_name()
+        weight = self.weight_name(label)
         numeric, hashed = [], []
         for names, out in ((c.numeric, numeric), (c.hashed, hashed)):
             for name in names:
@@ -228,9 +254,12 @@ class TableReader:
             self.check_model_numeric(name, self.files[0])
         if label in numeric or label in hashed:
             raise InputError(f"column '{label}' is both the label and one of the model's features")
+        if weight is not None and (weight in numeric or weight in hashed):
+            raise InputError(f"column '{weight}' is both the weight column and one of the model's features")
         self.extra_columns = [n for n in self.names if n not in numeric and n not in hashed and n != label
-                              and n != (c.label if c.label in self.names else None)]
-        return TableLayout(label, numeric, hashed, c.n_hash_features or 1)
+                              and n != (c.label if c.label in self.names else None)
+                              and n != weight and n != c.weight]
+        return TableLayout(label, numeric, hashed, c.n_hash_features or 1, weight)
 
     def _missing_feature(self, name: str) -> str:
         c = self.contract

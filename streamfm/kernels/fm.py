@@ -234,7 +234,7 @@ def ada_step(i, lo, hi, indices, data, b, W, V, s, G, eta, l2_w, l2_v, reg, Ab, 
 
 
 @njit(cache=True, nogil=True)
-def fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, bound, l2_w, l2_v, reg, losses):
+def fm_rows_adagrad(task, indptr, indices, data, y, sw, b, W, V, Ab, AW, AV, eta0, bound, l2_w, l2_v, reg, losses):
     """The ``fm`` method with one output (binary or regression) and AdaGrad: the fast path of
     ``kernels.llfm.train_rows``, the general loop's arithmetic (equal to ~1e-15, tested).
 
@@ -243,7 +243,8 @@ def fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, b
     sums; one that updates the accumulators, keeps each touched parameter's
     1 / sqrt(A) in a row-sized scratch and sums the norm that bounds the
     step; one that steps (the factor sweeps in vector registers). ``indices``
-    None: full-width rows (feature j of a row is ``data[lo + j]``).
+    None: full-width rows (feature j of a row is ``data[lo + j]``). ``sw``:
+    the rows' sample weights, or an empty array (see ``row_weight``).
     """
     n = indptr.shape[0] - 1
     p = W.shape[1]
@@ -282,7 +283,7 @@ def fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, b
             ss += s[0, q] * s[0, q]
         fbuf[0] = f + 0.5 * (ss - sqs)
         losses[row] = loss_grad(task, fbuf, y[row], g)
-        gc = g[0]
+        gc = g[0] * row_weight(sw, row)
         Ab1[0] += gc * gc
         ib = 1.0 / np.sqrt(Ab1[0] + ADA_EPS)
         norm = ib
@@ -308,6 +309,20 @@ def fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, b
 
 
 @njit(cache=True, nogil=True, inline="always")
+def row_weight(sw, row):
+    """Row ``row``'s sample weight: ``sw[row]``, or 1 when ``sw`` is empty (unweighted rows).
+
+    A weighted row's loss is w * loss, so every gradient of it (the FM's,
+    the anchors') is w * dloss/df: the kernels scale dloss/df once, and
+    AdaGrad's accumulators see the weighted gradient. Regularisation is not
+    weighted. Unweighted runs multiply by nothing (bit-identical results).
+    """
+    if sw.shape[0] == 0:
+        return 1.0
+    return sw[row]
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _row_step(task, f, xx, e, sqs, s, x3v, y_row, fbuf, g, eta0, t0, t_row, normalize):
     """One row of the fm fast path from its one-pass sums: its loss (dloss/df into ``g``) and step size.
 
@@ -328,7 +343,7 @@ def _row_step(task, f, xx, e, sqs, s, x3v, y_row, fbuf, g, eta0, t0, t_row, norm
 
 
 @njit(cache=True, nogil=True)
-def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_start,
+def fm_rows_single(task, indptr, indices, data, y, sw, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_start,
                    losses):
     """The ``fm`` method with one output (binary or regression), plain or normalised SGD: the fast path of
     ``kernels.llfm.train_rows``, the same arithmetic (same tests, equal to ~1e-15).
@@ -376,7 +391,7 @@ def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v
             e += sq * x2
         losses[row], eta = _row_step(task, f, xx, e, sqs, s, x3v, y[row], fbuf, g, eta0, t0, t_start + row,
                                      normalize)
-        gc = g[0]
+        gc = g[0] if sw.shape[0] == 0 else g[0] * sw[row]
         if gc == 0.0:
             continue
         b1[0] -= eta * gc
@@ -393,7 +408,7 @@ def fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v
 
 
 @njit(cache=True, nogil=True)
-def fm_rows_dense(task, X, y, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_start, losses):
+def fm_rows_dense(task, X, y, sw, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_start, losses):
     """``fm_rows_single`` for full-width rows: row i is X[i] (n, p), feature j its column j, and its
     L2 weight ``reg[i * p + j]`` (aligned with X's values).
 
@@ -436,7 +451,7 @@ def fm_rows_dense(task, X, y, b, W, V, eta0, t0, l2_w, l2_v, reg, normalize, t_s
             e += sq * x2
         losses[row], eta = _row_step(task, f, xx, e, sqs, s, x3v, y[row], fbuf, g, eta0, t0, t_start + row,
                                      normalize)
-        gc = g[0]
+        gc = g[0] if sw.shape[0] == 0 else g[0] * sw[row]
         if gc == 0.0:
             continue
         b1[0] -= eta * gc

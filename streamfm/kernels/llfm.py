@@ -34,7 +34,8 @@ from numba import njit
 
 from ..coding.local import adaptive_coding, soft_assignment
 from ._prefetch import prefetch_anchor
-from .fm import ada_accumulate, ada_step, fm_eval, fm_rows_adagrad, fm_rows_dense, fm_rows_single, fm_update
+from .fm import (ada_accumulate, ada_step, fm_eval, fm_rows_adagrad, fm_rows_dense, fm_rows_single, fm_update,
+                 row_weight)
 from .hashing import fm_args, row_slots, slot_buffer, touch_row
 from .losses import BINARY, SQUARED, loss_grad
 
@@ -185,7 +186,8 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
 
     The arguments, grouped (numba unpacks the tuples at compile time):
 
-    - ``rows`` = (indptr, indices, data, y): CSR rows and their targets;
+    - ``rows`` = (indptr, indices, data, y, sw): CSR rows, their targets and
+      their sample weights (float64; an empty array: every row weighs 1);
     - ``params`` = (b, W, V, Z), updated in place;
     - ``accums`` = (Ab, AW, AV): AdaGrad's accumulators (any arrays of the
       right dimensions when another optimiser steps);
@@ -202,12 +204,12 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
     plain or normalised SGD ``fm_rows_single``, or ``fm_rows_dense`` for
     full-width rows; everything else the general loop.
     """
-    indptr, indices, data, y = rows
+    indptr, indices, data, y, sw = rows
     b = params[0]
     if method == FM and b.shape[1] == 1 and (task == BINARY or task == SQUARED) and table is None:
         eta0, t0, _, l2_w, l2_v, reg, opt, bound, _, _ = steps
         losses, ks, stats = out
-        _fm_fast_path(task, indptr, indices, data, y, params, accums, eta0, t0, l2_w, l2_v, reg, opt, bound,
+        _fm_fast_path(task, indptr, indices, data, y, sw, params, accums, eta0, t0, l2_w, l2_v, reg, opt, bound,
                       t_start, losses)
         n = indptr.shape[0] - 1
         for row in range(n):
@@ -218,7 +220,7 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
 
 
 @njit(cache=True, nogil=True)
-def _fm_fast_path(task, indptr, indices, data, y, params, accums, eta0, t0, l2_w, l2_v, reg, opt, bound, t_start,
+def _fm_fast_path(task, indptr, indices, data, y, sw, params, accums, eta0, t0, l2_w, l2_v, reg, opt, bound, t_start,
                   losses):
     """``train_rows``' choice of fast path. ``indices`` is an argument here, not a tuple's element: numba
     drops the branches of ``indices is None`` at compile time only for arguments."""
@@ -226,12 +228,12 @@ def _fm_fast_path(task, indptr, indices, data, y, params, accums, eta0, t0, l2_w
     Ab, AW, AV = accums
     n = indptr.shape[0] - 1
     if opt == ADAGRAD:
-        fm_rows_adagrad(task, indptr, indices, data, y, b, W, V, Ab, AW, AV, eta0, bound, l2_w, l2_v, reg, losses)
+        fm_rows_adagrad(task, indptr, indices, data, y, sw, b, W, V, Ab, AW, AV, eta0, bound, l2_w, l2_v, reg, losses)
     elif indices is None:
-        fm_rows_dense(task, data.reshape((n, W.shape[1])), y, b, W, V, eta0, t0, l2_w, l2_v, reg,
+        fm_rows_dense(task, data.reshape((n, W.shape[1])), y, sw, b, W, V, eta0, t0, l2_w, l2_v, reg,
                       opt == NORMALIZED, t_start, losses)
     else:
-        fm_rows_single(task, indptr, indices, data, y, b, W, V, eta0, t0, l2_w, l2_v, reg, opt == NORMALIZED,
+        fm_rows_single(task, indptr, indices, data, y, sw, b, W, V, eta0, t0, l2_w, l2_v, reg, opt == NORMALIZED,
                        t_start, losses)
 
 
@@ -273,11 +275,12 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
     t0 / (t0 + t), and their relative size is clipped to ``zclip``.
     ``jo_exact=False`` drops the lambda term of the JO anchor gradient, as
     the paper's eqs. 13-14 do (kept only to measure what the term is worth).
-    Writes each row's loss (before its update) to ``losses`` and k to ``ks``.
+    Sample weights ``sw`` scale each row's dloss/df (kernels/fm.py ``row_weight``).
+    Writes each row's loss (before its update, unweighted) to ``losses`` and k to ``ks``.
     The arguments are grouped as in ``train_rows``; ``indices`` None:
     full-width rows.
     """
-    indptr, indices, data, y = rows
+    indptr, indices, data, y, sw = rows
     b, W, V, Z = params
     Ab, AW, AV = accums
     k_soft, beta, rho, zscale, zclip = coding
@@ -313,6 +316,10 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
             stats[ST_COLLISIONS] += touch_row(k, ids, lo, hi, indices, table, W, V, slots)
         D = _forward(k, ids, lo, hi, indices, data, b, W, V, gamma, F, Sb, fbuf, gn, work, table, slots)
         losses[row] = loss_grad(task, fbuf, y[row], g)
+        if sw.shape[0] > 0:
+            w = row_weight(sw, row)
+            for c in range(C):
+                g[c] *= w
         tt = t_start + row
         sched = t0 / (t0 + tt)
         # anchor steps first: they need F at the parameters the loss saw

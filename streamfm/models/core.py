@@ -31,6 +31,7 @@ from .state import ADAGRAD_NAMES, PARAM_NAMES, ModelState
 from .table import HashedTable
 
 DEFAULT_T0 = 10_000
+_NO_WEIGHTS = np.zeros(0)  # the kernels' sample weights of an unweighted chunk (kernels/fm.py row_weight)
 
 
 def adagrad_bound(task: int) -> float:
@@ -251,7 +252,18 @@ class LLFMModel:
         is not reproducible bit for bit; ``threads=1`` (default) is. The
         block's anchor search is split between the threads too (that part
         gives the same candidates as one search).
+
+        Sample weights (``chunk.weights``) scale each row's gradient in the
+        kernels (kernels/fm.py ``row_weight``); rows of weight 0 are left out
+        before the kernels, as if absent (not even L2 or the step count sees
+        them). The returned losses are unweighted (0 for rows of weight 0).
         """
+        if chunk.weights is not None and not chunk.weights.all():
+            keep = np.flatnonzero(chunk.weights)
+            losses = np.zeros(chunk.n_rows)
+            if len(keep):
+                losses[keep] = self.partial_fit_chunk(chunk.take(keep), np.asarray(targets)[keep], threads)
+            return losses
         n = chunk.n_rows
         losses = np.empty(n)
         ks = np.empty(n, dtype=np.int64)
@@ -260,6 +272,7 @@ class LLFMModel:
         c = self.config
         task = task_code(self.task, c.multiclass)
         targets = np.ascontiguousarray(targets, dtype=np.float64)
+        sw = _NO_WEIGHTS if chunk.weights is None else np.ascontiguousarray(chunk.weights, dtype=np.float64)
         phi_all = self.coding_vectors(chunk)
         stats = np.zeros(N_STATS, dtype=np.int64)
         full = self._full_width(chunk)
@@ -273,7 +286,7 @@ class LLFMModel:
         while lo < n:
             hi = lo + self.search.block_rows(n - lo)
             phi = phi_all[lo:hi]
-            run = partial(self._train_rows, task, chunk, indices, targets, phi_all, consts, losses, ks, lo, self.t)
+            run = partial(self._train_rows, task, chunk, indices, targets, sw, phi_all, consts, losses, ks, lo, self.t)
             index = None if self.method == FM else self.search.current(Z)
             if threads > 1 and hi - lo >= 2 * threads:
                 cand = self.schedule.hogwild(index, phi, run, stats, threads)
@@ -298,13 +311,15 @@ class LLFMModel:
             )
         return losses
 
-    def _train_rows(self, task, chunk, indices, targets, phi, consts, losses, ks, lo, t_block, s, t, cand, stats):
+    def _train_rows(self, task, chunk, indices, targets, sw, phi, consts, losses, ks, lo, t_block, s, t, cand,
+                    stats):
         """The kernel on rows ``s:t`` of the block that starts at row ``lo`` of ``chunk``
         (``indices`` None: full-width rows), its step count starting at ``t_block``."""
         a, e = lo + s, lo + t
         ip = chunk.indptr[a:e + 1]
         u, v = ip[0], ip[-1]
-        rows = (ip - u, None if indices is None else indices[u:v], chunk.data[u:v], targets[a:e])
+        rows = (ip - u, None if indices is None else indices[u:v], chunk.data[u:v], targets[a:e],
+                sw if not len(sw) else sw[a:e])
         params, accums, coding, steps, table = consts
         steps = steps[:5] + (steps[5][u:v],) + steps[6:]  # the L2 weights of these rows' values
         args = (self.method, task, rows, phi[a:e], cand, params, accums, coding, steps, t_block + s,

@@ -187,7 +187,7 @@ def scan(
                     known = None
             rows_read += chunk.n_rows
             if y is not chunk.y:
-                chunk = Chunk(chunk.indptr, chunk.indices, chunk.data, y, chunk.n_features)
+                chunk = Chunk(chunk.indptr, chunk.indices, chunk.data, y, chunk.n_features, weights=chunk.weights)
             lab.add(y)
             if len(chunk.indices):
                 p_seen = max(p_seen, int(chunk.indices.max()) + 1)

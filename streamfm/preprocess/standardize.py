@@ -225,7 +225,7 @@ class Standardizer:
                 bad = _shift_scale(chunk.indices, chunk.data, self.shift, self.scale, data)
             if bad >= 0:
                 self._raise_nonfinite(chunk, bad)
-            return Chunk(chunk.indptr, chunk.indices, data, chunk.y, p, full_width or None)
+            return Chunk(chunk.indptr, chunk.indices, data, chunk.y, p, full_width or None, chunk.weights)
         if self.center:
             if len(chunk.data) and not np.isfinite(chunk.data).all():
                 self._raise_nonfinite(chunk, int(np.flatnonzero(~np.isfinite(chunk.data))[0]))
@@ -234,7 +234,7 @@ class Standardizer:
                                                     self._shift_c, self._zero_image_c, self.scale)
         if bad >= 0:
             self._raise_nonfinite(chunk, bad)
-        return Chunk(indptr, indices, data, chunk.y, p)
+        return Chunk(indptr, indices, data, chunk.y, p, weights=chunk.weights)
 
     @staticmethod
     def _raise_nonfinite(chunk: Chunk, e: int):
@@ -250,7 +250,7 @@ class Standardizer:
         idx = chunk.indices
         flat = np.repeat(np.arange(n, dtype=np.int64) * p, lengths) + idx
         out.reshape(-1)[flat] = (chunk.data - self.shift[idx]) * self.scale[idx]
-        return Chunk.from_dense(out, chunk.y)
+        return Chunk.from_dense(out, chunk.y).with_weights(chunk.weights)
 
     def check(self, chunk: Chunk) -> None:
         """Raise what :meth:`transform` would for a feature index beyond the model (unless
@@ -288,7 +288,8 @@ class Standardizer:
         keep = ~extra
         indptr = np.zeros(chunk.n_rows + 1, dtype=INDPTR_DTYPE)
         np.cumsum(np.diff(chunk.indptr) - hit, out=indptr[1:])
-        return Chunk(indptr, idx[keep].astype(INDEX_DTYPE, copy=False), chunk.data[keep], chunk.y, p)
+        return Chunk(indptr, idx[keep].astype(INDEX_DTYPE, copy=False), chunk.data[keep], chunk.y, p,
+                     weights=chunk.weights)
 
     def __repr__(self) -> str:
         return f"Standardizer(p={self.n_features}, {self.describe()}, ignore_extra={self.ignore_extra})"

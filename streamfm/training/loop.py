@@ -173,6 +173,7 @@ class Trainer:
                         result = rounds.train_round(self._round_ends, self._on_rows)
                         run.position += result.rows
                         run.epoch_loss_sum += result.loss_sum
+                        run.epoch_weight_sum += result.weight_sum
                         self.unknown_labels += result.unknown_labels
                         self._rows_this_call += result.rows
                         self.cadence.add(result.rows)
@@ -210,6 +211,7 @@ class Trainer:
         run.epoch += 1
         run.position = 0
         run.epoch_loss_sum = 0.0
+        run.epoch_weight_sum = 0.0
         done = stop or run.epoch == run.epochs
         if done:
             if self.early is not None:
@@ -236,7 +238,8 @@ class Trainer:
 
     def _epoch_record(self, t_start: float, rows_start: int) -> dict:
         run, model = self.run, self.trained.model
-        rows = max(run.position, 1)
+        # the weighted mean (unweighted, the weights sum to the rows; 0 when every row weighed 0)
+        rows = run.epoch_weight_sum if run.epoch_weight_sum > 0 else max(run.position, 1)
         seconds = time.monotonic() - t_start
         record = {"epoch": run.epoch + 1, "rows": run.position, "train_loss": run.epoch_loss_sum / rows,
                   "seconds": round(seconds, 3),

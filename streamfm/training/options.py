@@ -96,6 +96,7 @@ class RunState:
     epoch: int = 0  # the epoch in progress (0-based)
     position: int = 0  # rows of this epoch's stream already trained on
     epoch_loss_sum: float = 0.0
+    epoch_weight_sum: float = 0.0  # the sample weights of those rows, summed (their number when unweighted)
     status: str = "running"  # running | interrupted | complete
     rows_per_epoch: int = 0
     mean_row_entries: float = 0.0  # stored values per row after standardising (sizes the buffer)
@@ -131,6 +132,7 @@ class RunState:
         for k in _UNUSED_BEFORE:
             options.pop(k, None)
         d["options"] = options
+        d.setdefault("epoch_weight_sum", float(d.get("position", 0)))  # written unweighted, before the field
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

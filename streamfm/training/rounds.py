@@ -84,7 +84,12 @@ class RoundResult:
     rows : int
         Rows taken from the stream (rows skipped for an unknown label included).
     loss_sum : float
-        Sum of the trained rows' losses, each before its own step.
+        Sum of the trained rows' losses, each before its own step (times its
+        sample weight).
+    weight_sum : float
+        Sum of the weights of the rows taken: their number when unweighted
+        (rows skipped for an unknown label weigh 1); the mean training loss
+        is ``loss_sum / weight_sum``.
     unknown_labels : int
         Rows skipped because their class is not the model's.
     exhausted : bool
@@ -101,6 +106,7 @@ class RoundResult:
 
     rows: int = 0
     loss_sum: float = 0.0
+    weight_sum: float = 0.0
     unknown_labels: int = 0
     exhausted: bool = False
     stopped: bool = False
@@ -190,7 +196,12 @@ def train_for_rows(
         losses = model.partial_fit_chunk(rows, targets, threads=threads)
         check_loss(trained.task, losses, targets)
         result.rows += n_in
-        result.loss_sum += float(losses.sum())
+        if rows.weights is None:
+            result.loss_sum += float(losses.sum())
+            result.weight_sum += n_in
+        else:
+            result.loss_sum += float(rows.weights @ losses)
+            result.weight_sum += float(rows.weights.sum()) + skipped
         result.unknown_labels += skipped
         if on_chunk is not None:
             on_chunk(n_in, losses)

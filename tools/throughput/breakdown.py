@@ -80,7 +80,7 @@ def split_kernel(args, reps=25):
     ``args`` are train_rows' arguments as the trainer passed them (copied, ``first_block``).
     """
     method, task, rows, phi, cand, params, accums, coding, steps, t_start, out, table = args
-    indptr, indices, data, y = rows
+    indptr, indices, data, y, _ = rows
     b, W, V, Z = params
     k_soft, beta, rho, zscale, zclip = coding
     eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact = steps

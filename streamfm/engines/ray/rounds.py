@@ -225,6 +225,7 @@ class RayRounds(RoundRunner):
         self.positions = [p + r for p, r in zip(self.positions, rows)]
         self._rows_since_begin += sum(rows)
         return RoundResult(rows=sum(rows), loss_sum=sum(r.loss_sum for r in results),
+                           weight_sum=sum(r.weight_sum for r in results),
                            unknown_labels=sum(r.unknown_labels for r in results),
                            exhausted=all(r.exhausted for r in results), seconds=seconds,
                            wait_seconds=max(r.wait_seconds for r in results))
