@@ -320,7 +320,7 @@ def test_train_with_progress_draws_progress_bars(tmp_path, capsys):
     assert code == 0 and "epoch 1/2" not in err and "\r" not in err, err
     code, out, err = run(capsys, "train", data, "--model", tmp_path / "m2", "--epochs", "2", "--anchors", "4",
                          "--progress", "-q")
-    assert code == 0 and "epoch 1/2" in err and "epoch 2/2" in err and "rows" in err, err
+    assert code == 0 and "epoch 1/2" in err and "epoch 2/2" in err and "rows" in err and "\r" in err, err
     assert "train loss" not in out  # --quiet: no epoch lines
 
 
