@@ -19,7 +19,7 @@ from streamfm.io.options import ReadOptions
 DATA_HELP = "files, globs or directories, or - for standard input (libsvm or CSV, gzip, bzip2 or xz too)"
 
 
-def _column_list(text: str) -> list[str]:
+def column_list(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
@@ -32,9 +32,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--label-column", metavar="COL",
                    help="CSV/Parquet label column, a name or a position (default: last CSV column, "
                         "Parquet 'label')")
-    g.add_argument("--feature-columns", metavar="A,B,...", type=_column_list,
+    g.add_argument("--feature-columns", metavar="A,B,...", type=column_list,
                    help="CSV/Parquet feature columns (default: all but the label)")
-    g.add_argument("--hash-columns", metavar="A,B,...", type=_column_list,
+    g.add_argument("--hash-columns", metavar="A,B,...", type=column_list,
                    help="CSV/Parquet columns hashed as categoricals (default: every text column)")
     g.add_argument("--n-hash-features", metavar="N", type=int, default=2**20,
                    help="size of the hash space of categorical columns (default: 2**20)")
@@ -75,7 +75,7 @@ def source_from_args(args: argparse.Namespace, paths: Sequence[str] | None = Non
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``--quiet`` and ``--progress / --no-progress`` (every data command has them)."""
     parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no messages and no epoch lines on the terminal (errors are still shown)")
+                        help="no messages and no epoch lines (the result line and errors stay)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="draw progress bars on standard error, or not (default: only when standard error "
                              "is a terminal and without --quiet)")

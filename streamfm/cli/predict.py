@@ -6,7 +6,7 @@ import json
 import sys
 
 from streamfm.cli.compiling import note_compiling
-from streamfm.cli.data import (DATA_HELP, _column_list, add_data_options, add_quiet, data_paths, report_bad_rows,
+from streamfm.cli.data import (DATA_HELP, column_list, add_data_options, add_quiet, data_paths, report_bad_rows,
                                show_progress, source_from_args)
 from streamfm.errors import InputError
 
@@ -22,7 +22,7 @@ def add_predict_parser(subparsers) -> None:
     p.add_argument("--model", metavar="DIR", required=True, help="model directory")
     p.add_argument("-o", "--output", metavar="OUT", required=True,
                    help="output file, *.parquet or *.csv; - writes CSV to standard output")
-    p.add_argument("--keep-columns", metavar="A,B,...", type=_column_list,
+    p.add_argument("--keep-columns", metavar="A,B,...", type=column_list,
                    help="CSV/Parquet columns (identifiers, say) copied into each output row, before the "
                         "predictions")
     p.add_argument("--raw", action="store_true",

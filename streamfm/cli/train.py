@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from streamfm.cli.compiling import note_compiling
-import os
-
 from streamfm.cli.data import DATA_HELP, add_data_options, add_quiet, data_paths, read_options
 from streamfm.errors import InputError
 
