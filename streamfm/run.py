@@ -24,6 +24,7 @@ from .errors import InputError
 from .io.identity import changes, identify_all
 from .io.options import ReadOptions
 from .io.sources import open_source
+from .io.stdin import is_spool
 from .models.config import Config
 from .models.trained import TrainedModel
 from .store.manifest import MANIFEST, damaged
@@ -176,6 +177,9 @@ def load(model_dir, *, ignore_extra: bool = False) -> TrainedModel:
 def check_data_unchanged(run: RunState, path, allow_changed: bool) -> None:
     """Refuse to resume on data files that changed since the run started (unless ``allow_changed``,
     which records the files as they are now)."""
+    if any(is_spool(f) for f in run.data.get("files", [])):
+        raise InputError(f"the run in {path} read standard input, which is not kept: it cannot be resumed; "
+                         "train again into a new --model (from a file, a stopped run can be resumed)")
     found = changes(run.data.get("identity", []))
     if run.valid:
         found += changes(run.valid.get("identity", []))

@@ -172,3 +172,19 @@ def test_kept_columns_refuse_what_they_cannot_keep(csv_model, tmp_path, capsys):
                      "--keep-columns", "id"]) == 2
     assert "needs CSV or Parquet data" in capsys.readouterr().err
     assert not os.path.exists(out)
+
+
+class _Stdin:
+    def __init__(self, data: bytes):
+        self.buffer = io.BytesIO(data)
+
+
+def test_a_stopped_run_from_standard_input_says_it_cannot_be_resumed(tmp_path, capsys, monkeypatch):
+    X, y = _rows(100)
+    monkeypatch.setattr(sys, "stdin", _Stdin(_svm_text(X, y).encode()))
+    model = tmp_path / "m"
+    assert cli.main(["train", "-", "--model", str(model), "--max-rows", "40", "--batch-rows", "16", "-q", *FM]) == 0
+    assert "read standard input, which is not kept: it cannot be resumed" in capsys.readouterr().err
+    assert not _spools(tmp_path)
+    assert cli.main(["train", "--resume", str(model)]) == 2
+    assert "read standard input, which is not kept: it cannot be resumed" in capsys.readouterr().err

@@ -28,6 +28,8 @@ from streamfm.errors import InputError, disk_full, is_disk_full
 
 #: the data argument that names standard input
 STDIN = "-"
+#: the name of a spool's temporary directory starts so
+SPOOL_PREFIX = "streamfm-stdin-"
 
 #: leading bytes of a compressed stream -> the suffix its readers decompress by
 _COMPRESSED = ((b"\x1f\x8b", ".gz"), (b"BZh", ".bz2"), (b"\xfd7zXZ\x00", ".xz"))
@@ -46,6 +48,11 @@ def names_stdin(paths) -> bool:
         raise InputError("'-' (standard input) must be the only data argument: standard input cannot be "
                          "combined with files")
     return True
+
+
+def is_spool(path: str) -> bool:
+    """Whether ``path`` is a copy of standard input made by :func:`spooled_stdin` (gone after its command)."""
+    return os.path.basename(os.path.dirname(path)).startswith(SPOOL_PREFIX)
 
 
 @contextmanager
@@ -67,7 +74,7 @@ def spooled_stdin(directory: str | None = None, format: str | None = None,
     stream = sys.stdin.buffer if stream is None else stream
     if directory is not None and not os.path.isdir(directory):
         raise InputError(f"the directory {directory} for spooling standard input does not exist")
-    tmp = tempfile.mkdtemp(prefix="streamfm-stdin-", dir=directory)
+    tmp = tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=directory)
     try:
         raw = os.path.join(tmp, "stdin")
         head = stream.read(8)
