@@ -225,8 +225,8 @@ def test_an_epochs_rows_per_second_leave_out_compilation(data, tmp_path, compili
     assert record["seconds"] >= 0.5
     if compiling:
         assert record["compile_seconds"] >= 0.5
-        assert record["rows_per_second"] == pytest.approx(ROWS / (record["seconds"] - record["compile_seconds"]),
-                                                          rel=0.02)
+        training = record["seconds"] - record["compile_seconds"]  # each rounded to 1 ms in the record
+        assert ROWS / (training + 0.0011) <= record["rows_per_second"] <= ROWS / max(training - 0.0011, 1e-9)
         assert record["rows_per_second"] > 2 * ROWS / record["seconds"]
     else:
         assert "compile_seconds" not in record
