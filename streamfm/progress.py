@@ -1,9 +1,17 @@
-"""Progress bars: tqdm when shown, a no-op otherwise.
+"""Progress bars: tqdm when shown, a no-op otherwise; and whether to show them.
+
+Bars redraw one line with carriage returns: on a terminal that is a moving
+bar, in a log file it is noise. So they are drawn by default only when
+standard error is a terminal (or a Jupyter kernel shows them), and never with
+``quiet`` unless asked for (``--progress`` / ``--no-progress``,
+``TrainOptions.progress``).
 
 ``tqdm.auto`` costs about 40 ms to import (it probes for notebooks); a run
 with ``--quiet`` never draws a bar, so it should not pay that at start-up.
 """
 from __future__ import annotations
+
+import sys
 
 
 class _NoBar:
@@ -32,3 +40,17 @@ def progress_bar(*, disable: bool, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(**kwargs)
+
+
+def show_progress(progress: bool | None, quiet: bool = False) -> bool:
+    """Whether to draw bars: ``progress`` if given (True / False), else when standard error is a
+    terminal (or a Jupyter kernel's) and not ``quiet``."""
+    if progress is not None:
+        return bool(progress)
+    if quiet:
+        return False
+    try:
+        terminal = sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        terminal = False
+    return terminal or "ipykernel" in sys.modules

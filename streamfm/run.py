@@ -24,6 +24,7 @@ from .errors import InputError
 from .io.identity import changes, identify_all
 from .io.options import ReadOptions
 from .io.sources import open_source
+from .io.stdin import is_spool
 from .models.config import Config
 from .models.trained import TrainedModel
 from .store.manifest import MANIFEST, damaged
@@ -61,7 +62,8 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
         Who trains the rows: this process, or Ray workers.
     callbacks : sequence of callables taking a ``CallbackEnv``
         Observers of the run (``training/callbacks.py``), beside the
-        progress bar and epoch lines that ``options.quiet`` turns off.
+        epoch lines (off with ``options.quiet``) and the progress bar
+        (``options.progress``; by default on a terminal only).
 
     Returns
     -------
@@ -86,7 +88,7 @@ def train(data, model_dir, *, config: Config | None = None, options: TrainOption
             for opened in (source, valid_source):
                 if opened is not None:
                     contract.check_extra_columns(opened, options.ignore_extra_features)
-        callbacks = reporting(options.quiet) + list(callbacks)
+        callbacks = reporting(options.quiet, options.progress) + list(callbacks)
         if store.exists():
             with store.lock():
                 _say_continuing(store, options.quiet)
@@ -128,12 +130,14 @@ def check_model_path(path: pathlib.Path) -> None:
                          "model would be written among them; name a new or empty directory")
 
 
-def resume(model_dir, *, quiet: bool | None = None, callbacks=(), allow_changed_data: bool = False) -> dict:
+def resume(model_dir, *, quiet: bool | None = None, progress: bool | None = None, callbacks=(),
+           allow_changed_data: bool = False) -> dict:
     """Continue an interrupted run from its last checkpoint, exactly where it stood, on its engine.
 
     The run's data files must be what they were when it started (size,
     modification time, fingerprint: ``io/identity.py``), unless
-    ``allow_changed_data``.
+    ``allow_changed_data``. ``quiet`` (None: as the run started) and
+    ``progress`` (None: on a terminal only) say how this call reports.
     """
     store = ModelDir(model_dir)
     with store.lock():
@@ -148,6 +152,7 @@ def resume(model_dir, *, quiet: bool | None = None, callbacks=(), allow_changed_
         check_data_unchanged(run, store.path, allow_changed_data)
         if quiet is not None:
             run.options["quiet"] = quiet
+        run.options["progress"] = progress  # how this invocation reports, not how the run started
         rounds = _rounds(run.engine)
         try:
             rounds.check()
@@ -157,7 +162,8 @@ def resume(model_dir, *, quiet: bool | None = None, callbacks=(), allow_changed_
             valid = open_source(run.valid["files"], ReadOptions.from_dict(run.data["options"]),
                                 contract=trained.input) if run.valid else None
             store.drop_metrics_after(trained.model.t)  # records a crash left beyond the checkpoint
-            callbacks = reporting(run.train_options().quiet) + list(callbacks)
+            opts = run.train_options()
+            callbacks = reporting(opts.quiet, opts.progress) + list(callbacks)
             return Trainer(store, trained, run, rounds, valid, callbacks).fit()
         finally:
             rounds.close()
@@ -171,6 +177,9 @@ def load(model_dir, *, ignore_extra: bool = False) -> TrainedModel:
 def check_data_unchanged(run: RunState, path, allow_changed: bool) -> None:
     """Refuse to resume on data files that changed since the run started (unless ``allow_changed``,
     which records the files as they are now)."""
+    if any(is_spool(f) for f in run.data.get("files", [])):
+        raise InputError(f"the run in {path} read standard input, which is not kept: it cannot be resumed; "
+                         "train again into a new --model (from a file, a stopped run can be resumed)")
     found = changes(run.data.get("identity", []))
     if run.valid:
         found += changes(run.valid.get("identity", []))

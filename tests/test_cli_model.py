@@ -313,10 +313,15 @@ def test_quiet_train_leaves_slow_optional_imports_alone(tmp_path):
     assert r.stdout.split()[-4:] == ["0", "False", "False", "False"], (r.stdout, r.stderr)
 
 
-def test_train_without_quiet_draws_progress_bars(tmp_path, capsys):
+def test_train_with_progress_draws_progress_bars(tmp_path, capsys):
+    """Bars when asked for (standard error is no terminal here, so none by default), with --quiet too."""
     data, _, _ = write_svm(tmp_path / "d.svm", 300, seed=4)
     code, _, err = run(capsys, "train", data, "--model", tmp_path / "m", "--epochs", "2", "--anchors", "4")
-    assert code == 0 and "epoch 1/2" in err and "epoch 2/2" in err and "rows" in err, err
+    assert code == 0 and "epoch 1/2" not in err and "\r" not in err, err
+    code, out, err = run(capsys, "train", data, "--model", tmp_path / "m2", "--epochs", "2", "--anchors", "4",
+                         "--progress", "-q")
+    assert code == 0 and "epoch 1/2" in err and "epoch 2/2" in err and "rows" in err and "\r" in err, err
+    assert "train loss" not in out  # --quiet: no epoch lines
 
 
 def test_train_names_the_model_it_continues(tmp_path, capsys):

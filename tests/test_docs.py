@@ -292,7 +292,7 @@ def test_command_line_reference_lists_every_option():
     from streamfm.models.config import Config
 
     text = (DOCS / "command-line.md").read_text()
-    data = _data_options() | {"-q", "--quiet"}
+    data = _data_options() | {"-q", "--quiet", "--progress", "--no-progress"}
     documented_data = set(_table_options(_section(text, "Reading the data")))
     assert documented_data == data, (documented_data ^ data)
     for command in COMMANDS:

@@ -191,3 +191,43 @@ def test_ray_is_imported_only_when_a_ray_run_asks_for_it():
             "print(callable(train), 'ray' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.stdout.split() == ["True", "False"], (r.stdout, r.stderr)
+
+
+class SlowFirstChunk(Callback):
+    """Stands for a compilation: the first chunk's rows take ``seconds`` more, inside numba's compile
+    event when ``compiling`` (as a kernel's first call does), else as plain slow training."""
+
+    def __init__(self, seconds, compiling):
+        self.seconds, self.compiling, self.done = seconds, compiling, False
+
+    def on_rows(self, env):
+        if self.done:
+            return
+        self.done = True
+        import time
+        from contextlib import nullcontext
+
+        import numba.core.event
+
+        from streamfm.runtime.compile_clock import COMPILE_EVENT
+
+        with numba.core.event.trigger_event(COMPILE_EVENT) if self.compiling else nullcontext():
+            time.sleep(self.seconds)
+
+
+@pytest.mark.parametrize("compiling", [True, False])
+def test_an_epochs_rows_per_second_leave_out_compilation(data, tmp_path, compiling):
+    """Epoch 1 of a first run compiles the kernels: its rows/s counts the training time alone; time that
+    is not compilation still counts."""
+    train(data, tmp_path / "m", config=Config(method="fm", rank=4),
+          options=TrainOptions(epochs=1, **OPTS), callbacks=[SlowFirstChunk(0.5, compiling)])
+    record = ModelDir(tmp_path / "m").read_metrics()[0]
+    assert record["seconds"] >= 0.5
+    if compiling:
+        assert record["compile_seconds"] >= 0.5
+        training = record["seconds"] - record["compile_seconds"]  # each rounded to 1 ms in the record
+        assert ROWS / (training + 0.0011) <= record["rows_per_second"] <= ROWS / max(training - 0.0011, 1e-9)
+        assert record["rows_per_second"] > 2 * ROWS / record["seconds"]
+    else:  # the sleep counts as training (loading the kernels from numba's cache may count as compiling)
+        assert record.get("compile_seconds", 0) < record["seconds"] - 0.5
+        assert record["rows_per_second"] <= ROWS / 0.5

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from streamfm.cli.data import add_data_options, add_quiet, report_bad_rows, source_from_args
+from streamfm.cli.data import (DATA_HELP, add_data_options, add_quiet, data_paths, report_bad_rows, show_progress,
+                               source_from_args)
 
 
 def add_convert_parser(subparsers) -> None:
@@ -14,7 +15,7 @@ def add_convert_parser(subparsers) -> None:
                     "Dense tables become wide tables (label, f0..f{p-1}); libsvm becomes the sparse layout "
                     "(label, indices, values).  Written atomically: nothing is left behind on failure.",
     )
-    p.add_argument("data", nargs="+", metavar="IN", help="input files, globs or directories (local or URIs: s3://...)")
+    p.add_argument("data", nargs="+", metavar="IN", help=DATA_HELP + "; local or URIs: s3://...")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output directory (local or a URI)")
     p.add_argument("--rows-per-shard", type=int, default=1_000_000, metavar="N",
                    help="rows per Parquet shard (default: 1,000,000)")
@@ -30,11 +31,12 @@ def run_convert(args: argparse.Namespace) -> int:
     from streamfm.io.convert import convert
     from streamfm.io.parquet import open_parquet
 
-    source = source_from_args(args)
-    shards = convert(
-        source, args.output, rows_per_shard=args.rows_per_shard, compression=args.compression,
-        progress=not args.quiet, overwrite=args.overwrite,
-    )
+    with data_paths(args.data, args.format) as paths:
+        source = source_from_args(args, paths)
+        shards = convert(
+            source, args.output, rows_per_shard=args.rows_per_shard, compression=args.compression,
+            progress=show_progress(args), overwrite=args.overwrite,
+        )
     rows = 0
     for shard in shards:
         with open_parquet(shard) as pf:

@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 from streamfm.io.options import ReadOptions
 
 
-def _column_list(text: str) -> list[str]:
+#: the data argument's help of the commands that read standard input too
+DATA_HELP = "files, globs or directories, or - for standard input (libsvm or CSV, gzip, bzip2 or xz too)"
+
+
+def column_list(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
@@ -22,13 +27,14 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     """The flags that say how to read data files (every data command shares them)."""
     g = parser.add_argument_group("reading the data")
     g.add_argument("--format", choices=("libsvm", "csv", "parquet"),
-                   help="input format (default: from the file suffixes)")
+                   help="input format (default: from the file suffixes; standard input's from its first "
+                        "lines)")
     g.add_argument("--label-column", metavar="COL",
                    help="CSV/Parquet label column, a name or a position (default: last CSV column, "
                         "Parquet 'label')")
-    g.add_argument("--feature-columns", metavar="A,B,...", type=_column_list,
+    g.add_argument("--feature-columns", metavar="A,B,...", type=column_list,
                    help="CSV/Parquet feature columns (default: all but the label)")
-    g.add_argument("--hash-columns", metavar="A,B,...", type=_column_list,
+    g.add_argument("--hash-columns", metavar="A,B,...", type=column_list,
                    help="CSV/Parquet columns hashed as categoricals (default: every text column)")
     g.add_argument("--n-hash-features", metavar="N", type=int, default=2**20,
                    help="size of the hash space of categorical columns (default: 2**20)")
@@ -70,7 +76,32 @@ def source_from_args(args: argparse.Namespace, paths: Sequence[str] | None = Non
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    """``--quiet`` and ``--progress / --no-progress`` (every data command has them)."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no messages and no epoch lines (the result line and errors stay)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="draw progress bars on standard error, or not (default: only when standard error "
+                             "is a terminal and without --quiet)")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether this command draws progress bars (``--progress``, ``--quiet``, a terminal)."""
+    from streamfm.progress import show_progress as show
+
+    return show(args.progress, args.quiet)
+
+
+@contextmanager
+def data_paths(data: Sequence[str], format: str | None, spool_dir: str | None = None) -> Iterator[list[str]]:
+    """The data arguments, with ``-`` (standard input) replaced by a temporary copy of it in
+    ``spool_dir`` (default: ``$TMPDIR``), removed on leaving (``io/stdin.py``)."""
+    from streamfm.io.stdin import names_stdin, spooled_stdin
+
+    if not names_stdin(data):
+        yield list(data)
+        return
+    with spooled_stdin(spool_dir, format) as path:
+        yield [path]
 
 
 def report_bad_rows(source) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from streamfm.cli.data import add_data_options, add_quiet, report_bad_rows, source_from_args
+from streamfm.cli.data import add_data_options, add_quiet, report_bad_rows, show_progress, source_from_args
 from streamfm.errors import InputError
 
 
@@ -39,7 +39,7 @@ def run_info(args: argparse.Namespace) -> int:
     if args.features:
         raise InputError("--features N describes the features of a model: give a model directory")
     source = source_from_args(args)
-    summary = _summarise(source, progress=not args.quiet)
+    summary = _summarise(source, progress=show_progress(args))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

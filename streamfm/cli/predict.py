@@ -6,7 +6,8 @@ import json
 import sys
 
 from streamfm.cli.compiling import note_compiling
-from streamfm.cli.data import add_data_options, add_quiet, report_bad_rows, source_from_args
+from streamfm.cli.data import (DATA_HELP, column_list, add_data_options, add_quiet, data_paths, report_bad_rows,
+                               show_progress, source_from_args)
 from streamfm.errors import InputError
 
 
@@ -15,10 +16,19 @@ def add_predict_parser(subparsers) -> None:
         "predict", help="stream predictions to Parquet or CSV",
         description="One output row per input row, in input order: the predicted label and the "
                     "probability of every class (classification) or the prediction (regression). "
-                    "The file appears only when complete.")
-    p.add_argument("data", nargs="+", metavar="DATA", help="files, globs or directories")
+                    "The file appears only when complete; with -o - the CSV goes to standard output as it "
+                    "is made (messages go to standard error).")
+    p.add_argument("data", nargs="+", metavar="DATA", help=DATA_HELP)
     p.add_argument("--model", metavar="DIR", required=True, help="model directory")
-    p.add_argument("-o", "--output", metavar="OUT", required=True, help="output file, *.parquet or *.csv")
+    p.add_argument("-o", "--output", metavar="OUT", required=True,
+                   help="output file, *.parquet or *.csv; - writes CSV to standard output")
+    p.add_argument("--keep-columns", metavar="A,B,...", type=column_list,
+                   help="CSV/Parquet columns (identifiers, say) copied into each output row, before the "
+                        "predictions")
+    p.add_argument("--raw", action="store_true",
+                   help="margins (the model's raw scores before the sigmoid or softmax) instead of "
+                        "probabilities: a column margin (binary: the log-odds of the second class) or "
+                        "margin_LABEL per class")
     p.add_argument("--ignore-extra-features", action="store_true",
                    help="drop feature indices beyond the model's instead of stopping")
     add_data_options(p)
@@ -29,21 +39,29 @@ def add_predict_parser(subparsers) -> None:
 def _progress(args, desc: str):
     from streamfm.progress import progress_bar
 
-    return progress_bar(unit="rows", unit_scale=True, desc=desc, disable=args.quiet, mininterval=0.5)
+    return progress_bar(unit="rows", unit_scale=True, desc=desc, disable=not show_progress(args), mininterval=0.5)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from streamfm.inference.predict import predict_to_file
+    with data_paths(args.data, args.format) as paths:
+        return _predict(args, paths)
+
+
+def _predict(args: argparse.Namespace, paths: list[str]) -> int:
+    from streamfm.inference.predict import STDOUT, predict_to_file
+    from streamfm.io.kept import KeptColumns
     from streamfm.run import load
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
-    source = source_from_args(args, contract=trained.input, require_label=False)
+    source = source_from_args(args, paths, contract=trained.input, require_label=False)
+    keep = KeptColumns(source, args.keep_columns) if args.keep_columns else None
     if trained.input is not None:
-        trained.input.check_extra_columns(source, args.ignore_extra_features)
+        trained.input.check_extra_columns(source, args.ignore_extra_features, kept=args.keep_columns or ())
     note_compiling(args.quiet, ("predict_rows",))
     with _progress(args, "predict") as bar:
-        rows = predict_to_file(trained, source, args.output, progress=bar)
-    print(f"{rows:,} predictions written to {args.output}", file=sys.stderr)
+        rows = predict_to_file(trained, source, args.output, progress=bar, keep=keep, raw=args.raw)
+    where = "standard output" if args.output == STDOUT else args.output
+    print(f"{rows:,} predictions written to {where}", file=sys.stderr)  # the last line, as train's, stays
     _report_dropped(trained)
     report_bad_rows(source)
     return 0
@@ -61,7 +79,7 @@ def add_evaluate_parser(subparsers) -> None:
         "evaluate", help="log loss, accuracy, AUC (or RMSE, MAE) of a model on data",
         description="Stream DATA through the model and print its metrics: log loss, accuracy and (binary) "
                     "AUC for classification; RMSE and MAE for regression.")
-    p.add_argument("data", nargs="+", metavar="DATA", help="files, globs or directories")
+    p.add_argument("data", nargs="+", metavar="DATA", help=DATA_HELP)
     p.add_argument("--model", metavar="DIR", required=True, help="model directory")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--ignore-extra-features", action="store_true",
@@ -72,11 +90,16 @@ def add_evaluate_parser(subparsers) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    with data_paths(args.data, args.format) as paths:
+        return _evaluate(args, paths)
+
+
+def _evaluate(args: argparse.Namespace, paths: list[str]) -> int:
     from streamfm.inference.metrics import evaluate_source
     from streamfm.run import load
 
     trained = load(args.model, ignore_extra=args.ignore_extra_features)
-    source = source_from_args(args, contract=trained.input)
+    source = source_from_args(args, paths, contract=trained.input)
     if trained.input is not None:
         trained.input.check_extra_columns(source, args.ignore_extra_features)
     note_compiling(args.quiet, ("predict_rows",))

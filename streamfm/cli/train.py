@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from streamfm.cli.compiling import note_compiling
-from streamfm.cli.data import add_data_options, add_quiet, read_options
+from streamfm.cli.data import DATA_HELP, add_data_options, add_quiet, data_paths, read_options
 from streamfm.errors import InputError
 
 
@@ -53,9 +54,12 @@ def add_train_parser(subparsers) -> None:
         description="Train FM / LLFM on data streamed from files into the model directory --model. "
                     "If the directory holds a model, continue training it on the new data (keeping its "
                     "standardisation, classes, anchors and optimiser state). `--resume DIR` finishes an "
-                    "interrupted run. Without DATA, trains on the Banana data shipped with streamfm.",
+                    "interrupted run. Without DATA, trains on the Banana data shipped with streamfm. "
+                    "DATA - reads standard input, which is first copied to a temporary file beside the "
+                    "model directory (training reads its data more than once) and removed when the command "
+                    "ends; such a run cannot be resumed.",
     )
-    p.add_argument("data", nargs="*", metavar="DATA", help="files, globs or directories")
+    p.add_argument("data", nargs="*", metavar="DATA", help=DATA_HELP)
     p.add_argument("--model", metavar="DIR", help="model directory (created if missing)")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
     p.add_argument("--allow-changed-data", action="store_true",
@@ -142,7 +146,7 @@ def add_train_parser(subparsers) -> None:
 
 
 #: flags --resume accepts: they do not change the run (--scale is checked against the model's)
-_RESUME_FLAGS = {"resume", "allow_changed_data", "quiet", "scale", "help", "data", "model"}
+_RESUME_FLAGS = {"resume", "allow_changed_data", "quiet", "progress", "scale", "help", "data", "model"}
 
 
 def _flags_changing_the_run(args: argparse.Namespace) -> list[str]:
@@ -187,7 +191,8 @@ def run_train(args: argparse.Namespace) -> int:
             from streamfm.training.setup import check_scale
 
             check_scale(ModelDir(args.resume).read_manifest()["model"], args.scale, args.resume)
-        summary = resume(args.resume, quiet=args.quiet or None, allow_changed_data=args.allow_changed_data)
+        summary = resume(args.resume, quiet=args.quiet or None, progress=args.progress,
+                         allow_changed_data=args.allow_changed_data)
         if summary.get("already_complete"):
             print(f"the run in {args.resume} is complete; to train more, give data: "
                   f"streamfm train DATA... --model {args.resume}")
@@ -210,7 +215,7 @@ def run_train(args: argparse.Namespace) -> int:
         shuffle=not args.no_shuffle, sample_size=args.sample_size, checkpoint_rows=args.checkpoint_rows,
         checkpoint_seconds=args.checkpoint_seconds, max_rows=args.max_rows, task=args.task, scale=args.scale,
         ignore_extra_features=args.ignore_extra_features, ignore_unknown_labels=args.ignore_unknown_labels,
-        quiet=args.quiet, threads=args.threads, early_stop=args.early_stop,
+        quiet=args.quiet, progress=args.progress, threads=args.threads, early_stop=args.early_stop,
         validation_fraction=args.validation_fraction, bits=args.bits,
         memory_budget=None if args.memory_budget is None else parse_bytes(args.memory_budget))
     engine = args.engine
@@ -219,16 +224,22 @@ def run_train(args: argparse.Namespace) -> int:
 
         engine = RayOptions(workers=args.workers, address=args.address, sync_rows=args.sync_rows,
                             worker_retries=args.worker_retries, scale_steps=not args.no_scale_steps)
-    summary = train(data, args.model, config=config, options=options, data_options=read_options(args),
-                    valid=valid, engine=engine)
-    return _report_run(summary, args.model)
+    if valid and "-" in valid:
+        raise InputError("standard input (-) can be the training data only, not --valid")
+    spool_dir = os.path.dirname(os.path.abspath(args.model))  # beside the model: space the user chose
+    with data_paths(data, args.format, spool_dir) as paths:
+        summary = train(paths, args.model, config=config, options=options, data_options=read_options(args),
+                        valid=valid, engine=engine)
+    return _report_run(summary, args.model, stdin=paths != list(data))
 
 
-def _report_run(summary: dict, model_dir: str) -> int:
+def _report_run(summary: dict, model_dir: str, stdin: bool = False) -> int:
     stopped = summary.get("stopped")
     if stopped:
+        then = (" The run read standard input, which is not kept: it cannot be resumed; train again into a new "
+                "--model" if stdin else f" Continue with: streamfm train --resume {model_dir}")
         print(f"stopped ({stopped}) at epoch {summary['epoch'] + 1}, row {summary['position']:,}; "
-              f"checkpoint saved. Continue with: streamfm train --resume {model_dir}", file=sys.stderr)
+              f"checkpoint saved.{then}", file=sys.stderr)
         return {"SIGINT": 130, "SIGTERM": 143}.get(stopped, 0)
     kept = summary.get("kept_epoch")
     print(f"model saved in {model_dir}" + (f" (epoch {kept}'s: {summary['stop_reason']})" if kept else ""))

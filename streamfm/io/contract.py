@@ -184,10 +184,11 @@ class InputContract:
                 "(features by index): give it data in that form (streamfm convert writes libsvm as index "
                 "lists)")
 
-    def check_extra_columns(self, source, ignore: bool) -> None:
+    def check_extra_columns(self, source, ignore: bool, kept=()) -> None:
         """Refuse table columns the model has no feature for (columns by name: a new column is
-        more features than the model has), unless ``ignore`` (``--ignore-extra-features``)."""
-        extra = getattr(source.reader, "extra_columns", None)
+        more features than the model has), unless ``ignore`` (``--ignore-extra-features``) or
+        ``kept`` (``predict --keep-columns``) names them."""
+        extra = [c for c in getattr(source.reader, "extra_columns", None) or () if c not in kept]
         if extra and not ignore:
             raise InputError(f"{source.files[0]} has column(s) the model has no feature for: "
                              f"{', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''} (features beyond the "

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..progress import progress_bar
+from ..progress import progress_bar, show_progress
 
 EVENTS = ("run_begin", "epoch_begin", "rows", "round_end", "checkpoint", "epoch_end", "run_end")
 
@@ -166,6 +166,7 @@ def format_record(r: dict) -> str:
     return ", ".join(parts)
 
 
-def reporting(quiet: bool) -> list[Callable[[CallbackEnv], None]]:
-    """The callbacks of a run on the command line: a progress bar and a line per epoch (none if quiet)."""
-    return [] if quiet else [ProgressBar(), PrintEpochs()]
+def reporting(quiet: bool, progress: bool | None = None) -> list[Callable[[CallbackEnv], None]]:
+    """The callbacks of a run on the command line: a line per epoch (not if ``quiet``) and a progress
+    bar (as :func:`streamfm.progress.show_progress` decides from ``progress`` and ``quiet``)."""
+    return ([ProgressBar()] if show_progress(progress, quiet) else []) + ([] if quiet else [PrintEpochs()])

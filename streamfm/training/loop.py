@@ -19,7 +19,9 @@ validates, stops early and resumes the same way.
   The best epoch's checkpoint is kept beside the latest
   (``ModelDir.save(keep=...)``) and, when the run ends, committed as its
   result (``ModelDir.promote``), so the directory's model is the best epoch's.
-- Reporting: callbacks (``training/callbacks.py``) see every event.
+- Reporting: callbacks (``training/callbacks.py``) see every event. An
+  epoch's rows/s leaves out the time numba spent compiling kernels in it
+  (``runtime/compile_clock.py``): epoch 1 of a first run compiles them.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from ..errors import InputError
 from ..inference.metrics import evaluate_source
 from ..io.sources import open_source
 from ..models.trained import TrainedModel
+from ..runtime.compile_clock import CompileClock
 from ..runtime.signals import GracefulStop
 from ..store.blocks import Blocks
 
@@ -82,6 +85,8 @@ class Trainer:
         self.unknown_labels = 0
         self.stop: GracefulStop | None = None
         self._rows_this_call = 0
+        self._compiling = CompileClock()
+        self._compile_start = 0.0  # the clock's seconds when the epoch started
 
     # --------------------------------------------------------------- store
     def _manifest(self, model_meta: dict) -> dict:
@@ -154,7 +159,7 @@ class Trainer:
         self._rows_this_call = 0
         summary = {"stopped": None, "epochs_done": run.epoch, "last": None}
         try:
-            with GracefulStop() as stop:
+            with GracefulStop() as stop, self._compiling:
                 self.stop = stop
                 rounds.open(self)
                 self._notify("run_begin", epoch=run.epoch)
@@ -163,6 +168,7 @@ class Trainer:
                     rounds.start_epoch(run.epoch, run.position)
                     self._notify("epoch_begin")
                     t_start, rows_start = time.monotonic(), run.position
+                    self._compile_start = self._compiling.seconds
                     while True:
                         if self._must_stop():
                             self.save("interrupted")
@@ -241,10 +247,13 @@ class Trainer:
         # the weighted mean (unweighted, the weights sum to the rows; 0 when every row weighed 0)
         rows = run.epoch_weight_sum if run.epoch_weight_sum > 0 else max(run.position, 1)
         seconds = time.monotonic() - t_start
+        compiling = min(self._compiling.seconds - self._compile_start, seconds)
         record = {"epoch": run.epoch + 1, "rows": run.position, "train_loss": run.epoch_loss_sum / rows,
                   "seconds": round(seconds, 3),
-                  "rows_per_second": round((run.position - rows_start) / max(seconds, 1e-9), 1),
+                  "rows_per_second": round((run.position - rows_start) / max(seconds - compiling, 1e-9), 1),
                   "t": model.t}
+        if compiling >= 0.001:
+            record["compile_seconds"] = round(compiling, 3)
         engine = self.rounds.end_epoch()
         if model.method != 0:
             record.update({k: round(v, 6) for k, v in model.metrics().items()})

@@ -42,7 +42,9 @@ class TrainOptions:
     scale: str | None = None
     ignore_extra_features: bool = False
     ignore_unknown_labels: bool = False
-    quiet: bool = False
+    quiet: bool = False  # no messages and no epoch lines
+    # progress bars on standard error: True / False, or None = when it is a terminal and not quiet
+    progress: bool | None = None
     # chunks read ahead in a background thread; 0 = none (same results either
     # way); None = one shuffle round's output (see prefetch_depth)
     prefetch: int | None = None

@@ -26,6 +26,7 @@ from ..models.init import model_from_scan
 from ..models.memory import StoreSpec
 from ..models.trained import TrainedModel, scale_mode
 from ..preprocess.standardize import Standardizer
+from ..progress import show_progress
 from ..store.modeldir import ModelDir
 from .loop import Trainer, stored_at
 from .options import RunState, TrainOptions
@@ -52,7 +53,7 @@ def new_run(store: ModelDir, source, valid_source, options: TrainOptions, data_o
     validation = Validation(store, options, valid_source, config.seed, rounds.name, rounds.holds_out)
     try:
         sc = validation.scan(source, sample_size=options.sample_size, seed=config.seed, task=options.task,
-                             progress=not options.quiet)
+                             progress=show_progress(options.progress, options.quiet))
         report_skipped(source)
         std = Standardizer.from_scan(sc, options.scale or "auto", dense_source=source.dense,
                                      ignore_extra=options.ignore_extra_features)
@@ -105,7 +106,7 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
     try:
         sc = validation.scan(source, sample_size=1,
                              task=trained.task if trained.task != "binary" or classes is not None else None,
-                             classes=classes, progress=not options.quiet)
+                             classes=classes, progress=show_progress(options.progress, options.quiet))
         report_skipped(source)
         if sc.n_features > trained.model.p and not options.ignore_extra_features:
             raise InputError(f"the new data has {sc.n_features:,} features, beyond the model's "
