@@ -28,7 +28,8 @@ def _one_row_step(p, eta0, bound, seed=0):
 
     f0 = f()
     train_rows(0, 3, (indptr, indices, x, np.array([f0 + 1.0])), phi, cand, (P["b"], P["W"], P["V"], P["Z"]),
-               tuple(A), (1, 1.0, 1.0, 1.0, 1.0), (eta0, 1.0, 0.0, 0.0, 0.0, np.zeros(p), ADAGRAD, bound, False, True),
+               tuple(A), (1, 1.0, 1.0, 1.0, 1.0),
+               (eta0, 1.0, 0.0, 0.0, 0.0, np.zeros(p), ADAGRAD, bound, False, True, np.ones(1)),
                0, (np.zeros(1), ks, np.zeros(N_STATS, np.int64)), None)
     return f0, f()
 
@@ -95,16 +96,17 @@ def test_the_outputs_start_at_the_best_constant():
     assert initial_bias("multiclass", "ovr", class_counts=[1, 3])[1] == pytest.approx(np.log(3.5 / 1.5))
     soft = initial_bias("multiclass", class_counts=[1, 3, 6])
     assert soft.sum() == pytest.approx(0) and np.argmax(soft) == 2
-    # every FM of an LLFM starts there, the global one included
+    # an LLFM's global FM starts there, its anchors' FMs at zero (tests/test_init.py)
     jo = LLFMRegressor(n_epochs=0, anchors=4).fit(X, y + 5.0)
     assert jo.model_.params["b"].shape == (5, 1)
-    np.testing.assert_allclose(jo.model_.params["b"], np.mean(y + 5.0))
+    np.testing.assert_allclose(jo.model_.params["b"][:, 0], [0, 0, 0, 0, np.mean(y + 5.0)])
 
 
 def test_configs_of_older_models_keep_their_meaning():
     """A manifest's config from before the optimiser and the global FM were settings."""
     old = Config.from_dict({"method": "llfm-jo", "normalize": True, "adagrad": False, "eta0": 0.5})
     assert old.optimizer == "normalized" and old.step == 0.5 and old.global_fm is False
+    assert old.l2_local == 1.0  # the anchors' FMs had the global L2
     assert Config.from_dict({"adagrad": True}).optimizer == "adagrad"
     assert Config.from_dict({"normalize": False}).optimizer == "sgd"
     new = Config()

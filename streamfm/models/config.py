@@ -45,6 +45,9 @@ DOCS = {
     "l2_w": ("float", "L2 on the linear weights: the penalty l2_w/2 ||w||^2 over the whole data (a Gaussian "
                       "prior of that precision), applied to the features each row touches."),
     "l2_v": ("float", "L2 on the factors, as l2_w."),
+    "l2_local": ("float", "With a global FM, the anchors' FMs' L2 as a multiple of l2_w and l2_v: they are "
+                          "shrunk harder than the global FM, so that the mixture falls back to it where the "
+                          "local data say little."),
     "init_std": ("float", "The standard deviation of the initial factors (smaller for rows of large norm)."),
     "global_fm": ("bool", "A global FM beside an LLFM's local mixture; False: the paper's model, the "
                           "mixture alone."),
@@ -74,6 +77,7 @@ class Config:
     # L2 as a prior: the penalty (l2_w ||w||^2 + l2_v ||V||^2) / 2 over the whole data
     l2_w: float = 1.0
     l2_v: float = 10.0
+    l2_local: float = 5.0  # the anchors' FMs' L2, a multiple of l2_w and l2_v (with the global FM)
     init_std: float = 0.1  # V ~ N(0, init_std^2)
     global_fm: bool = True  # llfm-*: f = global FM + local mixture (False: the paper's mixture alone)
     multiclass: str = "softmax"  # or "ovr", as the paper's authors ran it
@@ -103,7 +107,7 @@ class Config:
             v = getattr(self, name)
             if not (number(v) and v > 0):
                 bad(f"{name}={v!r} must be a positive finite number")
-        for name in ("t0", "l2_w", "l2_v"):
+        for name in ("t0", "l2_w", "l2_v", "l2_local"):
             v = getattr(self, name)
             if not (number(v) and v >= 0):
                 bad(f"{name}={v!r} must be a finite number >= 0")
@@ -131,4 +135,6 @@ class Config:
                               "normalized" if d.get("normalize", True) else "sgd")
         # a manifest written before the global FM: its arrays hold the anchors' FMs only
         d.setdefault("global_fm", False)
+        # a manifest written before the anchors' FMs had an L2 of their own
+        d.setdefault("l2_local", 1.0)
         return cls(**{k: v for k, v in d.items() if k in names})
