@@ -106,7 +106,6 @@ def test_configs_of_older_models_keep_their_meaning():
     """A manifest's config from before the optimiser and the global FM were settings."""
     old = Config.from_dict({"method": "llfm-jo", "normalize": True, "adagrad": False, "eta0": 0.5})
     assert old.optimizer == "normalized" and old.step == 0.5 and old.global_fm is False
-    assert old.l2_local == 1.0  # the anchors' FMs had the global L2
     assert Config.from_dict({"adagrad": True}).optimizer == "adagrad"
     assert Config.from_dict({"normalize": False}).optimizer == "sgd"
     new = Config()
