@@ -38,7 +38,7 @@ from .models.state import ModelState
 
 _FM_PARAMS = ("rank", "optimizer", "eta0", "t0", "l2_w", "l2_v", "init_std")
 _LLFM_PARAMS = _FM_PARAMS + ("method", "anchors", "n_neighbors", "beta", "rho", "n_candidates",
-                             "rebuild_every", "eta_anchor", "anchor_clip", "global_fm", "jo_exact")
+                             "rebuild_every", "eta_anchor", "anchor_clip", "global_fm", "l2_local", "jo_exact")
 
 
 def _to_chunk(X, y=None) -> Chunk:
@@ -393,10 +393,11 @@ class LLFMClassifier(_ClassifierBase):
                  rebuild_every=Config.rebuild_every, optimizer=Config.optimizer, eta0=Config.eta0, t0=Config.t0,
                  eta_anchor=Config.eta_anchor, anchor_clip=Config.anchor_clip, l2_w=Config.l2_w, l2_v=Config.l2_v,
                  init_std=Config.init_std, multiclass=Config.multiclass, global_fm=Config.global_fm,
-                 jo_exact=Config.jo_exact, n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle,
-                 sample_size=_FIT.sample_size, batch_size=_FIT.batch_size, random_state=_FIT.random_state,
-                 early_stopping=_FIT.early_stopping, validation_fraction=_FIT.validation_fraction,
-                 n_iter_no_change=_FIT.n_iter_no_change, bits=_FIT.bits, memory_budget=_FIT.memory_budget):
+                 l2_local=Config.l2_local, jo_exact=Config.jo_exact, n_epochs=_FIT.n_epochs, scale=_FIT.scale,
+                 shuffle=_FIT.shuffle, sample_size=_FIT.sample_size, batch_size=_FIT.batch_size,
+                 random_state=_FIT.random_state, early_stopping=_FIT.early_stopping,
+                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change,
+                 bits=_FIT.bits, memory_budget=_FIT.memory_budget):
         _keep(self, locals())
 
 
@@ -410,9 +411,9 @@ class LLFMRegressor(_RegressorBase):
                  n_neighbors=Config.n_neighbors, beta=Config.beta, rho=Config.rho, n_candidates=Config.n_candidates,
                  rebuild_every=Config.rebuild_every, optimizer=Config.optimizer, eta0=Config.eta0, t0=Config.t0,
                  eta_anchor=Config.eta_anchor, anchor_clip=Config.anchor_clip, l2_w=Config.l2_w, l2_v=Config.l2_v,
-                 init_std=Config.init_std, global_fm=Config.global_fm, jo_exact=Config.jo_exact,
-                 n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle, sample_size=_FIT.sample_size,
-                 batch_size=_FIT.batch_size, random_state=_FIT.random_state, early_stopping=_FIT.early_stopping,
-                 validation_fraction=_FIT.validation_fraction, n_iter_no_change=_FIT.n_iter_no_change,
-                 bits=_FIT.bits, memory_budget=_FIT.memory_budget):
+                 init_std=Config.init_std, global_fm=Config.global_fm, l2_local=Config.l2_local,
+                 jo_exact=Config.jo_exact, n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle,
+                 sample_size=_FIT.sample_size, batch_size=_FIT.batch_size, random_state=_FIT.random_state,
+                 early_stopping=_FIT.early_stopping, validation_fraction=_FIT.validation_fraction,
+                 n_iter_no_change=_FIT.n_iter_no_change, bits=_FIT.bits, memory_budget=_FIT.memory_budget):
         _keep(self, locals())

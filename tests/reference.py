@@ -84,13 +84,16 @@ def neighbours(method, phi, Z, k_soft, beta, rho):
     return list(order[:k])
 
 
-def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, exact=True, glob=False, weight=1.0):
-    """One plain SGD step (no normalisation, no L2, no clip) on dense x; returns new params.
+def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, exact=True, glob=False, l2=None,
+             weight=1.0):
+    """One plain SGD step (no normalisation, no clip) on dense x; returns new params.
 
     ``weight``: the row's sample weight, a factor on its loss (so on every gradient).
 
     ``glob``: f = f_global + sum gamma_i f_i, the global FM at index m of b, W, V; the anchor
     gradient is that of the local mixture (the global FM does not depend on the anchors).
+    ``l2``: None (no L2), or (l2_w, l2_v, reg (p,), l2_fm (FMs,)): FM i's weight and factors of
+    every feature j with x_j != 0 decay by l2_w * l2_fm[i] * reg[j] (l2_v for the factors).
     """
     b, W, V, Z = (P[n].copy() for n in "bWVZ")
     ids = neighbours(method, phi, Z, k_soft, beta, rho)
@@ -113,10 +116,17 @@ def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, 
     b0, W0, V0 = P["b"], P["W"], P["V"]
     fms = list(zip(ids, gamma)) + ([(Z.shape[0], 1.0)] if glob else [])
     for i, gam in fms:
+        if l2 is None:
+            dw = dv = np.zeros_like(x)
+        else:
+            l2_w, l2_v, reg, l2_fm = l2
+            touched = (x != 0) * reg * l2_fm[i]
+            dw, dv = l2_w * touched, l2_v * touched
         for c in range(b.shape[1]):
             G = g[c] * gam
             s = V0[i, :, c, :].T @ x  # (r,)
             b[i, c] -= eta * G
-            W[i, :, c] -= eta * G * x
-            V[i, :, c, :] -= eta * G * x[:, None] * (s[None, :] - V0[i, :, c, :] * x[:, None])
+            W[i, :, c] -= eta * (G * x + dw * W0[i, :, c])
+            V[i, :, c, :] -= eta * (G * x[:, None] * (s[None, :] - V0[i, :, c, :] * x[:, None])
+                                    + dv[:, None] * V0[i, :, c, :])
     return dict(b=b, W=W, V=V, Z=Z)

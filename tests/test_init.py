@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.utils import check_random_state
 
-from streamfm import FMRegressor, LLFMClassifier
+from streamfm import FMRegressor, LLFMClassifier, LLFMRegressor
 from streamfm.errors import InputError
 from streamfm.io.chunk import Chunk
 from streamfm.io.sources import open_source
@@ -69,7 +69,7 @@ def test_the_trainers_set_up_is_the_estimators(tmp_path, method):
     np.testing.assert_array_equal(std.scale, est.scaler_.scale)
     est.model_.set_epoch_rows(N)  # fit(n_epochs=0) sets the epoch, as the trainer does
     assert_same_model(model, est.model_)
-    bias = model.params["b"][0, 0]
+    bias = model.params["b"][-1, 0]  # the global FM's (llfm-jo), the only FM's (fm)
     assert bias == pytest.approx(np.log((y.sum() + 0.5) / (N - y.sum() + 0.5)))  # the log odds
 
 
@@ -89,6 +89,19 @@ def test_regression_starts_at_the_label_mean():
     est = FMRegressor(n_epochs=0).fit(X, y)
     assert est.model_.params["b"][0, 0] == pytest.approx(y.mean())
     np.testing.assert_array_equal(est.model_.feature_rows, N)  # a dense array's rows hold every feature
+
+
+@pytest.mark.parametrize("global_fm", [True, False])
+def test_an_llfm_starts_at_the_label_mean(global_fm):
+    """Beside a global FM the anchors' FMs start at zero (their mixture would otherwise add the mean
+    a second time); without it every FM starts at the mean. Either way f starts at the mean."""
+    X, y = data(regression=True)
+    est = LLFMRegressor(anchors=4, global_fm=global_fm, n_epochs=0).fit(X, y)
+    b = est.model_.params["b"][:, 0]
+    np.testing.assert_array_equal(b[:4], 0.0 if global_fm else y.mean())
+    assert len(b) == 4 + global_fm and b[-1] == pytest.approx(y.mean())
+    f = est.model_.decision_chunk(Chunk.from_dense(np.zeros((3, X.shape[1])), np.zeros(3)))
+    np.testing.assert_allclose(f[:, 0], y.mean())
 
 
 def test_initialise_model_needs_a_sample_for_the_anchors():

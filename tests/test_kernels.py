@@ -145,9 +145,9 @@ def test_logistic_loss_is_finite_for_huge_scores():
 
 
 def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale,
-                 k_soft=3, beta=0.7, rho=0.4, exact=True, glob=False, sw=np.zeros(0)):
-    """Plain SGD (no normalisation, no L2, no clip, t0 huge so eta_t = eta) through the kernel;
-    ``sw``: the rows' sample weights (empty: unweighted)."""
+                 k_soft=3, beta=0.7, rho=0.4, exact=True, glob=False, l2=None, sw=np.zeros(0)):
+    """Plain SGD (no normalisation, no clip, t0 huge so eta_t = eta) through the kernel; ``l2`` as
+    ``reference.sgd_step``'s (None: no L2); ``sw``: the rows' sample weights (empty: unweighted)."""
     n = len(indptr) - 1
     m = P["Z"].shape[0]  # anchors (the FMs are m, or m + 1 with the global one)
     cand = np.tile(np.arange(m, dtype=np.int64), (n, 1)) if method != "fm" else np.zeros((n, 0), np.int64)
@@ -157,8 +157,19 @@ def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, 
     tc = TASK_CODES[task]
     train_rows(METHOD_CODES[method], tc, (indptr, indices, data, y, sw), phi, cand,
                (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (k_soft, beta, rho, zscale, 1e9),
-               (eta, 1e18, eta_z, 0.0, 0.0, np.zeros(len(data)), SGD, 1.0, glob, exact), 0, (losses, ks, stats), None)
+               (eta, 1e18, eta_z) + kernel_l2(l2, indices) + (SGD, 1.0, glob, exact, fm_l2(l2, P)), 0,
+               (losses, ks, stats), None)
     return Q, losses, ks
+
+
+def kernel_l2(l2, indices):
+    """The kernel's (l2_w, l2_v, reg aligned with the values) of ``reference.sgd_step``'s ``l2``."""
+    return (0.0, 0.0, np.zeros(len(indices))) if l2 is None else (l2[0], l2[1], l2[2][indices])
+
+
+def fm_l2(l2, P):
+    """The kernel's ``l2_fm``, each FM's factor on L2: ``l2``'s, or ones."""
+    return np.ones(P["b"].shape[0]) if l2 is None else l2[3]
 
 
 CASES = [("fm", "binary", 1), ("llfm-do", "binary", 1), ("llfm-apl", "regression", 1),
@@ -224,6 +235,28 @@ def test_weighted_rows_match_numpy_reference():
             np.testing.assert_allclose(Q[name], R[name], rtol=1e-9, atol=1e-12, err_msg=f"{method} {task} {name}")
 
 
+@pytest.mark.parametrize("method,task,C", [("llfm-jo", "regression", 1), ("llfm-do", "softmax", 3)])
+def test_each_fms_l2_matches_numpy_reference(method, task, C):
+    """L2 with a factor per FM (``l2_fm``: the anchors' ``l2_local``, the global FM's 1): every FM
+    a row touches decays by its own factor, on the features the row stores."""
+    rng = np.random.default_rng(8)
+    p, r, m, n = 5, 3, 6, 4
+    P = glob_params(random_params(rng, m, p, C, r, p), method, True)
+    indptr, indices, data, X = csr_rows(rng, n, p, 0.7)
+    y = rng.normal(size=n) if task == "regression" else rng.integers(0, C, size=n).astype(float)
+    l2 = (0.3, 0.7, rng.uniform(0.1, 1.0, p), np.append(rng.uniform(1.0, 6.0, m), 1.0))
+    Q, _, _ = _kernel_step(method, task, C, indptr, indices, data, y, X.copy(), P, 0.05, 0.1, 1.3, glob=True, l2=l2)
+    R = {k: v.copy() for k, v in P.items()}
+    for row in range(n):
+        R = ref.sgd_step(method, task, X[row], y[row], X[row], R, 3, 0.7, 0.4, 0.05, 0.1, 1.3, glob=True, l2=l2)
+    for name in "bWVZ":
+        np.testing.assert_allclose(Q[name], R[name], rtol=1e-9, atol=1e-12, err_msg=name)
+    # the factors matter: with every FM's factor 1 the parameters differ
+    Q1, _, _ = _kernel_step(method, task, C, indptr, indices, data, y, X.copy(), P, 0.05, 0.1, 1.3, glob=True,
+                            l2=l2[:3] + (np.ones(m + 1),))
+    assert not np.allclose(Q1["W"], Q["W"])
+
+
 @pytest.mark.parametrize("task", ["binary", "regression"])
 @pytest.mark.parametrize("opt", [NORMALIZED, SGD, ADAGRAD])
 @pytest.mark.parametrize("density", [1.0, 0.3])
@@ -248,7 +281,8 @@ def test_fm_fast_path_equals_the_general_loop(task, opt, density):
         A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
         kernel(METHOD_CODES["fm"], TASK_CODES[task], (indptr, idx, data, y, np.zeros(0)), np.zeros((n, 0)),
                np.zeros((n, 0), np.int64), (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 1.0, 0.3, 1.0, 0.1),
-               (0.3, 40.0, 0.05, 1e-3, 2e-3, reg[indices], opt, 0.5, False, True), 5, (losses, ks, stats), None)
+               (0.3, 40.0, 0.05, 1e-3, 2e-3, reg[indices], opt, 0.5, False, True, np.ones(1)), 5,
+               (losses, ks, stats), None)
         out.append((Q, losses, ks, stats))
     (Qa, la, ka, sa), (Qb, lb, kb, sb) = out[:2]
     for name in "bWV":
@@ -292,8 +326,8 @@ def test_full_width_specialisation_equals_the_csr_loop(method, task, C, opt, glo
         losses, ks, stats = np.zeros(n), np.zeros(n, np.int64), np.zeros(N_STATS, np.int64)
         train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, idx, data, y, np.zeros(0)), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 0.7, 0.4, 1.3, 0.1),
-                   (0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(len(data), 0.5), opt, 1.0, glob, True), 3, (losses, ks, stats),
-                   None)
+                   (0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(len(data), 0.5), opt, 1.0, glob, True,
+                    np.linspace(0.5, 3.0, P["b"].shape[0])), 3, (losses, ks, stats), None)
         f, kp = np.zeros((n, C)), np.zeros(n, np.int64)
         predict_rows(METHOD_CODES[method], (indptr, idx, data), phi, cand, (Q["b"], Q["W"], Q["V"], Q["Z"]),
                      (3, 0.7, 0.4), glob, (f, kp), None)
@@ -396,7 +430,8 @@ def test_normalised_step_bounds_change_in_output():
         eta = 1e-3
         train_rows(0, 3, (indptr, indices, x, np.array([f0[0, 0] + 1.0]), np.zeros(0)), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (1, 1.0, 1.0, 1.0, 1.0),
-                   (eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True), 0, (losses, ks, stats), None)
+                   (eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True, np.ones(1)), 0,
+                   (losses, ks, stats), None)
         f1 = np.zeros((1, 1))
         predict_rows(0, (indptr, indices, x), phi, cand, (Q["b"], Q["W"], Q["V"], Q["Z"]), (1, 1.0, 1.0), False,
                      (f1, ks), None)

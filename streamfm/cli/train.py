@@ -29,6 +29,8 @@ _MODEL_OPTIONS = [
     ("--l2-w", "l2_w", float, "L2 on linear weights: the penalty l2/2 ||w||^2 over the whole data, "
                               "a prior of that precision"),
     ("--l2-v", "l2_v", float, "L2 on factors, as --l2-w"),
+    ("--l2-local", "l2_local", float, "llfm-*: the anchors' FMs' L2 as a multiple of --l2-w and --l2-v, "
+                                      "beside the global FM"),
     ("--init-std", "init_std", float, "initial factor standard deviation"),
     ("--multiclass", "multiclass", str, "softmax or ovr (one-vs-rest, as the paper's authors ran it)"),
     ("--seed", "seed", int, "random seed"),
@@ -37,7 +39,7 @@ _CHOICES = {"method": "METHODS", "optimizer": "OPTIMIZERS", "multiclass": "MULTI
 #: the other model options' value names in --help, as the paper and docs/command-line.md name them
 _METAVARS = {"rank": "R", "anchors": "M", "n_neighbors": "K", "beta": "B", "rho": "RHO", "n_candidates": "K",
              "rebuild_every": "N", "eta0": "ETA", "t0": "T", "eta_anchor": "ETA", "l2_w": "L", "l2_v": "L",
-             "init_std": "S", "seed": "N"}
+             "l2_local": "X", "init_std": "S", "seed": "N"}
 
 
 def _model_option_help(field: str, text: str) -> str:

@@ -192,7 +192,7 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
     - ``accums`` = (Ab, AW, AV): AdaGrad's accumulators (any arrays of the
       right dimensions when another optimiser steps);
     - ``coding`` = (k_soft, beta, rho, zscale, zclip);
-    - ``steps`` = (eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact);
+    - ``steps`` = (eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, l2_fm);
     - ``out`` = (losses, ks, stats): written (losses, ks) and added to (stats);
     - ``table``: None (the exact store) or the hashed store's addressing
       (see the module notes).
@@ -207,7 +207,7 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
     indptr, indices, data, y, sw = rows
     b = params[0]
     if method == FM and b.shape[1] == 1 and (task == BINARY or task == SQUARED) and table is None:
-        eta0, t0, _, l2_w, l2_v, reg, opt, bound, _, _ = steps
+        eta0, t0, _, l2_w, l2_v, reg, opt, bound, _, _, _ = steps
         losses, ks, stats = out
         _fm_fast_path(task, indptr, indices, data, y, sw, params, accums, eta0, t0, l2_w, l2_v, reg, opt, bound,
                       t_start, losses)
@@ -265,6 +265,8 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
     precision l2 on every parameter), at O(nnz) per row. ``reg`` is aligned
     with ``data`` (not indexed by feature) so that the hashed store, whose
     ``indices`` are slots, weighs each value as the exact store does.
+    ``l2_fm`` (one per FM) multiplies FM i's l2_w and l2_v: beside the global
+    FM the anchors' FMs get ``l2_local`` (models/config.py), the global 1.
 
     ``glob``: the global FM (index m) joins the row's neighbours with weight
     1 (see the module notes); the coding and the anchor steps see only the
@@ -284,7 +286,7 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
     b, W, V, Z = params
     Ab, AW, AV = accums
     k_soft, beta, rho, zscale, zclip = coding
-    eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact = steps
+    eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, l2_fm = steps
     losses, ks, stats = out
     n = indptr.shape[0] - 1
     C = b.shape[1]
@@ -335,8 +337,9 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
                     G[c] = g[c] * gamma[a]
                 fi, flo, fhi, fidx, fdata, fb, fAb, freg = fm_args(table, a, ids[a], lo, hi, indices, data, b, Ab,
                                                                    reg, slots)
+                lf = l2_fm[ids[a]]
                 norm += gamma[a] * gamma[a] * ada_accumulate(fi, flo, fhi, fidx, fdata, fb, W, V, Sb[a], G,
-                                                             l2_w, l2_v, freg, fAb, AW, AV, ada_part)
+                                                             l2_w * lf, l2_v * lf, freg, fAb, AW, AV, ada_part)
             eta = eta0
             if eta * norm > bound:
                 eta = bound / norm
@@ -345,7 +348,8 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
                     G[c] = g[c] * gamma[a]
                 fi, flo, fhi, fidx, fdata, fb, fAb, freg = fm_args(table, a, ids[a], lo, hi, indices, data, b, Ab,
                                                                    reg, slots)
-                ada_step(fi, flo, fhi, fidx, fdata, fb, W, V, Sb[a], G, eta, l2_w, l2_v, freg, fAb, AW, AV)
+                lf = l2_fm[ids[a]]
+                ada_step(fi, flo, fhi, fidx, fdata, fb, W, V, Sb[a], G, eta, l2_w * lf, l2_v * lf, freg, fAb, AW, AV)
             continue
         eta = eta0 * sched
         if opt == NORMALIZED:
@@ -355,7 +359,8 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
                 G[c] = g[c] * gamma[a]
             fi, flo, fhi, fidx, fdata, fb, _, freg = fm_args(table, a, ids[a], lo, hi, indices, data, b, b, reg,
                                                              slots)
-            fm_update(fi, flo, fhi, fidx, fdata, fb, W, V, Sb[a], G, eta, l2_w, l2_v, freg)
+            lf = l2_fm[ids[a]]
+            fm_update(fi, flo, fhi, fidx, fdata, fb, W, V, Sb[a], G, eta, l2_w * lf, l2_v * lf, freg)
 
 
 @njit(cache=True, nogil=True)

@@ -45,6 +45,9 @@ DOCS = {
     "l2_w": ("float", "L2 on the linear weights: the penalty l2_w/2 ||w||^2 over the whole data (a Gaussian "
                       "prior of that precision), applied to the features each row touches."),
     "l2_v": ("float", "L2 on the factors, as l2_w."),
+    "l2_local": ("float", "With a global FM, the anchors' FMs' L2 as a multiple of l2_w and l2_v: they are "
+                          "shrunk harder than the global FM, so that the mixture falls back to it where the "
+                          "local data say little."),
     "init_std": ("float", "The standard deviation of the initial factors (smaller for rows of large norm)."),
     "global_fm": ("bool", "A global FM beside an LLFM's local mixture; False: the paper's model, the "
                           "mixture alone."),
@@ -74,6 +77,9 @@ class Config:
     # L2 as a prior: the penalty (l2_w ||w||^2 + l2_v ||V||^2) / 2 over the whole data
     l2_w: float = 1.0
     l2_v: float = 10.0
+    # the anchors' FMs' L2, a multiple of l2_w and l2_v (with the global FM); 1, since 5 cost LETTER's
+    # llfm-jo 0.06 in test log loss for 0.001 of movielens-small rating RMSE (docs/design-notes.md)
+    l2_local: float = 1.0
     init_std: float = 0.1  # V ~ N(0, init_std^2)
     global_fm: bool = True  # llfm-*: f = global FM + local mixture (False: the paper's mixture alone)
     multiclass: str = "softmax"  # or "ovr", as the paper's authors ran it
@@ -103,7 +109,7 @@ class Config:
             v = getattr(self, name)
             if not (number(v) and v > 0):
                 bad(f"{name}={v!r} must be a positive finite number")
-        for name in ("t0", "l2_w", "l2_v"):
+        for name in ("t0", "l2_w", "l2_v", "l2_local"):
             v = getattr(self, name)
             if not (number(v) and v >= 0):
                 bad(f"{name}={v!r} must be a finite number >= 0")

@@ -125,7 +125,8 @@ class LLFMModel:
         factor) (kernels/hashing.py): the exact store fills them now, the
         hashed store when a slot is first touched.
 
-        ``bias``: the outputs' starting value, a scalar or (C,) (see
+        ``bias``: the outputs' starting value, a scalar or (C,), the global
+        FM's bias (every FM's without one; see
         ``models/init.py``: a regression starts at the label mean and a
         classifier at the log odds of the class frequencies, so the first
         epochs do not spend their steps moving the bias).
@@ -143,7 +144,9 @@ class LLFMModel:
         self.init_sigma = float(sigma)
         adagrad = self.config.optimizer == "adagrad"
         b = np.zeros((m, C))
-        b[:] = np.broadcast_to(np.asarray(bias, dtype=np.float64), (C,))
+        # with a global FM the anchors' FMs start at zero, the global one at ``bias``: f = f_0 + sum_i
+        # gamma_i f_i with sum_i gamma_i = 1 would otherwise start at twice the best constant
+        b[self.m if self.glob else 0:] = np.broadcast_to(np.asarray(bias, dtype=np.float64), (C,))
         self.params = {"b": b, "Z": np.zeros((self.m, self.q))}
         if self.store.hashed:
             self.table = HashedTable.new(self.store.bits, C, r, adagrad, self.store.dtype)
@@ -233,6 +236,14 @@ class LLFMModel:
             feature_slots(0, indices, max(self.p, 1), shift, slots)
         return slots, None
 
+    def _l2_fm(self) -> np.ndarray:
+        """Each FM's factor on l2_w and l2_v (the kernels' ``l2_fm``): ``l2_local`` for the anchors'
+        FMs beside a global FM, 1 otherwise."""
+        out = np.ones(self.n_fms)
+        if self.glob:
+            out[:self.m] = self.config.l2_local
+        return out
+
     def _coding_consts(self):
         # distances enter the coding divided by the coding scale (see anchors.py)
         return (self.config.n_neighbors, self.config.beta / self.coding_scale,
@@ -281,7 +292,7 @@ class LLFMModel:
         scale = self.step_scale
         consts = (params, accums, self._coding_consts() + (self.coding_scale, c.anchor_clip),
                   (c.step * scale, self.t0, c.eta_anchor * scale, c.l2_w, c.l2_v, reg, OPTIMIZER_CODES[c.optimizer],
-                   float(scale) * adagrad_bound(task), self.glob, c.jo_exact), table)
+                   float(scale) * adagrad_bound(task), self.glob, c.jo_exact, self._l2_fm()), table)
         lo = 0
         while lo < n:
             hi = lo + self.search.block_rows(n - lo)

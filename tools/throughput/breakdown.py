@@ -83,7 +83,7 @@ def split_kernel(args, reps=25):
     indptr, indices, data, y, _ = rows
     b, W, V, Z = params
     k_soft, beta, rho, zscale, zclip = coding
-    eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact = steps
+    eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, _ = steps
     times = {}
     for stage in (1, 2, 3, 4):
         best = np.inf
