@@ -169,6 +169,44 @@ def test_feature_kinds_on_the_wide_path_and_of_features_never_seen():
     assert res.nnz_per_feature[2:].tolist() == [0, 0, 0] and not res.max_abs[2:].any() and res.binary[2:].all()
 
 
+def test_wide_sparse_scan_keeps_statistics_of_the_features_seen_only():
+    """2^22 features, a few hundred seen: the statistics are the seen features' (sorted), the same as
+    the full-width arrays' there, and the scaling built from them equals the one built from full width."""
+    from streamfm.preprocess.moments import FeatureStats
+    from streamfm.preprocess.standardize import Standardizer
+
+    rng = np.random.default_rng(21)
+    n, p = 400, 1 << 22
+    cols = rng.choice(p, 300, replace=False)
+    X = sp.random(n, 300, density=0.05, format="csr", random_state=rng,
+                  data_rvs=lambda k: rng.choice([1.0, 1.0, 2.5, -3.0], k))
+    X = X.tolil()
+    X[:, 7] = 1.0  # dense: standardised (centred) under auto ...
+    X[:5, 7] = 4.0  # ... as it is not binary
+    X = X.tocsr()
+    X = sp.csr_matrix((X.data, cols[X.indices], X.indptr), shape=(n, p))
+    X.sort_indices()
+    res = scan(sparse_source(X, np.zeros(n), rng, max_rows=60))
+    fs = res.stats
+    seen = np.unique(X.indices)
+    np.testing.assert_array_equal(fs.features, seen)
+    assert len(fs.seen_mean) == len(seen) < res.n_features // 1000
+    D = X[:, seen].toarray()
+    np.testing.assert_allclose(fs.seen_mean, D.mean(0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fs.seen_var, D.var(0), rtol=1e-9, atol=1e-15)
+    np.testing.assert_array_equal(fs.seen_nnz, (D != 0).sum(0))
+    full = FeatureStats(fs.n_rows, fs.n_features, np.arange(fs.n_features), res.mean, res.var,
+                        res.nnz_per_feature, res.max_abs, res.binary)
+    assert not res.mean[np.setdiff1d(np.arange(res.n_features), seen)].any()
+    for mode in ("auto", "standard", "maxabs", "none"):
+        a, b = Standardizer.from_scan(res, mode), Standardizer.from_scan(full, mode)
+        for name in ("shift", "scale", "centred"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert a.counts == b.counts
+        np.testing.assert_array_equal(a.stored_rows(res), b.stored_rows(full))
+    assert Standardizer.from_scan(res, "auto").n_centred == 1
+
+
 def test_feature_stats_of_rows_in_memory_equal_the_scan():
     from streamfm.preprocess.moments import feature_stats
 

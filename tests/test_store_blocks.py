@@ -91,6 +91,31 @@ def test_deltas_hold_only_changed_blocks_and_load_as_the_whole(tmp_path):
     check(model.load()[1], 3)
 
 
+def test_a_delta_save_holds_one_tracked_arrays_changed_rows_at_a_time(tmp_path, monkeypatch):
+    """Each tracked array's changed rows (up to half a table) are gathered as its file is written,
+    after the previous one's copy is gone."""
+    import weakref
+
+    gathered = []
+    plain = blocks._gather_rows
+
+    def gather(*args):
+        assert all(ref() is None for ref in gathered), "an earlier array's rows are still held"
+        out = plain(*args)
+        gathered.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(blocks, "_gather_rows", gather)
+    model = ModelDir(tmp_path / "m")
+    arrays = fresh()
+    step_arrays(arrays, 1)
+    first = model.save({}, arrays, blocks=Blocks(("T", "tags"), ROWS, BLOCK, changed_at(1), None))
+    step_arrays(arrays, 2)
+    model.save({}, arrays, blocks=Blocks(("T", "tags"), ROWS, BLOCK, changed_at(2), first))
+    assert len(gathered) == 2 and model.read_manifest()["chain"]["deltas"]
+    check(model.load()[1], 2)
+
+
 def test_a_save_from_elsewhere_or_with_many_blocks_changed_writes_a_base(tmp_path):
     model = ModelDir(tmp_path / "m")
     arrays = fresh()

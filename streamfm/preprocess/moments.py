@@ -2,7 +2,8 @@
 
 Mean and population variance (a missing sparse entry counting as 0), rows
 holding the feature non-zero, its largest absolute value, and whether it is
-0/1 only.  Memory is O(p) and a chunk costs O(nnz).  Moments are merged
+0/1 only.  Memory is O(features seen) (and 4 bytes per feature of the width) and a chunk
+costs O(nnz).  Moments are merged
 chunk by chunk with Chan, Golub & LeVeque's parallel update; within a chunk
 they use the corrected two-pass formula, so features with a large mean (say
 1e6) and unit variance keep their variance to ~1e-10.
@@ -23,17 +24,52 @@ from streamfm.io.chunk import Chunk
 class FeatureStats:
     """Per-feature statistics of a set of rows: what decides and sets each feature's scaling.
 
-    A :class:`~streamfm.preprocess.scan.ScanResult` has the same attributes
-    (see there); this is what :func:`feature_stats` computes from rows in memory.
+    Kept for the features seen only (``features``, sorted; a feature is seen when some row
+    stores it, even as an explicit 0): at 2^24 hashed features a stream holds a few in ten, and
+    five full-width arrays would weigh 600 MB. A feature never seen has mean 0, variance 0, no
+    non-zero row, largest absolute value 0 and is binary (0/1 only). ``mean``, ``var``,
+    ``nnz_per_feature``, ``max_abs`` and ``binary`` are the full-width arrays (length
+    ``n_features``), made on demand; the ``seen_*`` arrays align with ``features``.
+    A :class:`~streamfm.preprocess.scan.ScanResult` holds one (and the same attributes).
     """
 
     n_rows: int
     n_features: int
-    mean: np.ndarray
-    var: np.ndarray
-    nnz_per_feature: np.ndarray
-    max_abs: np.ndarray
-    binary: np.ndarray
+    features: np.ndarray  # int64 (k,), sorted, each < n_features
+    seen_mean: np.ndarray
+    seen_var: np.ndarray
+    seen_nnz: np.ndarray  # int64: rows holding the feature non-zero
+    seen_max_abs: np.ndarray
+    seen_binary: np.ndarray
+
+    def full(self, seen_values, fill) -> np.ndarray:
+        """A ``seen_*`` array at full width, ``fill`` where a feature was never seen."""
+        values = np.asarray(seen_values)
+        if len(self.features) == self.n_features:  # every feature seen: already full width
+            return values
+        out = np.full(self.n_features, fill, dtype=values.dtype)
+        out[self.features] = values
+        return out
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.full(self.seen_mean, 0.0)
+
+    @property
+    def var(self) -> np.ndarray:
+        return self.full(self.seen_var, 0.0)
+
+    @property
+    def nnz_per_feature(self) -> np.ndarray:
+        return self.full(self.seen_nnz, 0)
+
+    @property
+    def max_abs(self) -> np.ndarray:
+        return self.full(self.seen_max_abs, 0.0)
+
+    @property
+    def binary(self) -> np.ndarray:
+        return self.full(self.seen_binary, True)
 
 
 class FeatureAccumulator:
@@ -45,16 +81,23 @@ class FeatureAccumulator:
     O(nnz), not O(p) -- p may be 10^7 hashed features.  A feature absent from
     some chunks has seen implicit zeros there; those zero blocks are merged
     lazily, the next time the feature appears and once at the end
-    (``count[j]`` is how many rows feature j's stats already cover).  Merging
+    (``count[s]`` is how many rows the stats of slot s already cover).  Merging
     one block of z zeros is the same Chan update as merging them chunk by
     chunk, so the result is the same up to rounding.  The other statistics are
     sums, maxima and ors: exact whatever the chunking.
+
+    Statistics live in slots, one per feature seen, in the order features first
+    appear (``slot_of`` maps a feature to its slot, -1 before): 4 bytes per
+    feature of the width and 41 per feature seen, not 41 per feature.
     """
 
-    _ARRAYS = ("count", "mean", "m2", "nnz", "max_abs", "nonbinary")
+    _ARRAYS = ("feature", "count", "mean", "m2", "nnz", "max_abs", "nonbinary")
 
     def __init__(self) -> None:
         self.n = 0  # rows merged so far
+        self.k = 0  # features seen (slots used)
+        self.slot_of = np.zeros(0, dtype=np.int32)
+        self.feature = np.zeros(0, dtype=np.int64)  # the feature of each slot
         self.count = np.zeros(0, dtype=np.int64)
         self.mean = np.zeros(0, dtype=np.float64)
         self.m2 = np.zeros(0, dtype=np.float64)
@@ -62,17 +105,35 @@ class FeatureAccumulator:
         self.max_abs = np.zeros(0, dtype=np.float64)
         self.nonbinary = np.zeros(0, dtype=bool)  # a value other than 0 or 1 seen
 
-    def _grow(self, p: int) -> None:
-        cap = len(self.mean)
+    def _grow_width(self, p: int) -> None:
+        cap = len(self.slot_of)
         if p <= cap:
             return
         # Amortised doubling: p grows a little with nearly every sparse chunk.
-        new = max(p, 2 * cap)
-        for name in self._ARRAYS:
-            old = getattr(self, name)
-            arr = np.zeros(new, dtype=old.dtype)
-            arr[:cap] = old
-            setattr(self, name, arr)
+        new = np.full(max(p, 2 * cap), -1, dtype=np.int32)
+        new[:cap] = self.slot_of
+        self.slot_of = new
+
+    def _slots(self, feats: np.ndarray) -> np.ndarray:
+        """The slots of ``feats`` (distinct), new features given the next ones."""
+        slots = self.slot_of[feats].astype(np.int64)
+        fresh = slots < 0
+        n_new = int(np.count_nonzero(fresh))
+        if n_new:
+            cap = len(self.feature)
+            if self.k + n_new > cap:
+                size = max(self.k + n_new, 2 * cap)
+                for name in self._ARRAYS:
+                    old = getattr(self, name)
+                    arr = np.zeros(size, dtype=old.dtype)
+                    arr[:cap] = old
+                    setattr(self, name, arr)
+            slots[fresh] = np.arange(self.k, self.k + n_new)
+            self.feature[self.k:self.k + n_new] = feats[fresh]
+            self.count[self.k:self.k + n_new] = self.n  # a new feature was 0 in every row so far
+            self.slot_of[feats[fresh]] = slots[fresh]
+            self.k += n_new
+        return slots
 
     def add(self, chunk: Chunk) -> None:
         n_b = chunk.n_rows
@@ -84,7 +145,7 @@ class FeatureAccumulator:
             self.n += n_b
             return
         p_c = int(idx.max()) + 1
-        self._grow(p_c)
+        self._grow_width(p_c)
         # Features present in the chunk and each entry's position among them.
         if p_c <= 4 * len(idx) + 1024:
             cnt_all = np.bincount(idx, minlength=p_c)
@@ -98,43 +159,37 @@ class FeatureAccumulator:
         zeros = (n_b - nnz_f).astype(np.float64)  # implicit zeros per feature
         mean_b, m2_b, nz_b, max_b, other_b = _block_moments(inv, x, zeros, n_b)
 
+        slots = self._slots(feats)
         n_a = self.n
-        cnt, mu, m2 = self.count[feats], self.mean[feats], self.m2[feats]
+        cnt, mu, m2 = self.count[slots], self.mean[slots], self.m2[slots]
         if n_a > 0:
             mu, m2 = _merge_zeros(cnt, mu, m2, n_a)
         mu, m2 = chan_merge(float(n_a), mu, m2, float(n_b), mean_b, m2_b)
-        self.mean[feats] = mu
-        self.m2[feats] = m2
-        self.count[feats] = n_a + n_b
+        self.mean[slots] = mu
+        self.m2[slots] = m2
+        self.count[slots] = n_a + n_b
         self.n = n_a + n_b
-        _merge_kinds(feats, nz_b, max_b, other_b, self.nnz, self.max_abs, self.nonbinary)
+        _merge_kinds(slots, nz_b, max_b, other_b, self.nnz, self.max_abs, self.nonbinary)
 
-    def finish(self, p: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and population variance over all rows, for features 0..p-1."""
-        self._grow(p)
-        cnt, mu, m2 = self.count[:p], self.mean[:p].copy(), self.m2[:p].copy()
-        if self.n == 0:
-            return mu, m2
-        mu, m2 = _merge_zeros(cnt, mu, m2, self.n)
-        return mu, np.maximum(m2 / self.n, 0.0)
-
-    def kinds(self, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows non-zero, largest absolute value, 0/1 only) for features 0..p-1."""
-        self._grow(p)
-        return self.nnz[:p].copy(), self.max_abs[:p].copy(), ~self.nonbinary[:p]
-
-    def result(self, p: int) -> "FeatureStats":
-        mean, var = self.finish(p)
-        nnz, max_abs, binary = self.kinds(p)
-        return FeatureStats(self.n, p, mean, var, nnz, max_abs, binary)
+    def result(self, p: int) -> FeatureStats:
+        """The statistics over all rows of the features seen below ``p`` (moments: mean and
+        population variance, the zeros of the rows a feature missed merged in)."""
+        order = np.argsort(self.feature[:self.k], kind="stable")
+        order = order[self.feature[order] < p]
+        cnt, mu, m2 = self.count[order], self.mean[order], self.m2[order]
+        if self.n:
+            mu, m2 = _merge_zeros(cnt, mu, m2, self.n)
+            m2 = np.maximum(m2 / self.n, 0.0)
+        return FeatureStats(self.n, p, self.feature[order], mu, m2, self.nnz[order], self.max_abs[order],
+                            ~self.nonbinary[order])
 
 
 @njit(cache=True, nogil=True)
-def _merge_kinds(feats, nz_b, max_b, other_b, nnz, max_abs, nonbinary):
-    """A chunk's per-slot kind statistics into the p-sized arrays (slot f is feature feats[f]):
-    one random access per feature present, not per entry."""
-    for f in range(feats.shape[0]):
-        j = feats[f]
+def _merge_kinds(slots, nz_b, max_b, other_b, nnz, max_abs, nonbinary):
+    """A chunk's per-feature kind statistics into the accumulator's slots (the chunk's feature f
+    has slot ``slots[f]``): one random access per feature present, not per entry."""
+    for f in range(slots.shape[0]):
+        j = slots[f]
         nnz[j] += nz_b[f]
         if max_b[f] > max_abs[j]:
             max_abs[j] = max_b[f]

@@ -7,8 +7,8 @@ feature is scaled (rows holding it non-zero, its largest absolute value,
 whether it is 0/1 only), and a seeded reservoir sample of rows (the k-means
 input for the anchors).
 
-Memory is O(p + sample_size * row size + one chunk), whatever the number of
-rows.  The pieces it drives: :mod:`~streamfm.preprocess.labels` (label set,
+Memory is O(features seen + sample_size * row size + one chunk), whatever the
+number of rows (and 4 bytes per feature of the width).  The pieces it drives: :mod:`~streamfm.preprocess.labels` (label set,
 task), :mod:`~streamfm.preprocess.moments` (per-feature statistics) and
 :mod:`~streamfm.preprocess.reservoir` (the sample).
 """
@@ -22,7 +22,7 @@ import numpy as np
 from streamfm.errors import InputError, RowError
 from streamfm.io.chunk import Chunk
 from streamfm.preprocess.labels import Labels, as_labels, binary_kind, encode_labels, resolve_task
-from streamfm.preprocess.moments import FeatureAccumulator, check_chunk
+from streamfm.preprocess.moments import FeatureAccumulator, FeatureStats, check_chunk
 from streamfm.preprocess.reservoir import Reservoir
 from streamfm.progress import progress_bar
 
@@ -58,6 +58,10 @@ class ScanResult:
         class.  None for regression.
     binary_labels_kind : {'0/1', '-1/+1', 'other'} or None
         Which binary label convention was seen; None unless binary.
+    stats : FeatureStats
+        The per-feature statistics, kept for the features seen
+        (``stats.features``; :class:`~streamfm.preprocess.moments.FeatureStats`).
+        Full-width views, made on demand (each an array of ``n_features``):
     mean, var : ndarray of float64, shape (n_features,)
         Per-feature mean and population variance over all rows, a missing
         sparse entry counting as 0.
@@ -91,15 +95,17 @@ class ScanResult:
     task: str
     classes: np.ndarray | None
     binary_labels_kind: str | None
-    mean: np.ndarray
-    var: np.ndarray
-    nnz_per_feature: np.ndarray
-    max_abs: np.ndarray
-    binary: np.ndarray
+    stats: FeatureStats
     sample: Chunk | None = None
     label_mean: float | None = None
     label_var: float | None = None
     n_held: int = 0
+
+    mean = property(lambda self: self.stats.mean)
+    var = property(lambda self: self.stats.var)
+    nnz_per_feature = property(lambda self: self.stats.nnz_per_feature)
+    max_abs = property(lambda self: self.stats.max_abs)
+    binary = property(lambda self: self.stats.binary)
 
     @property
     def n_classes(self) -> int:
@@ -239,11 +245,7 @@ def scan(
         task=task,
         classes=class_list,
         binary_labels_kind=binary_kind(class_list) if task == "binary" else None,
-        mean=stats.mean,
-        var=stats.var,
-        nnz_per_feature=stats.nnz_per_feature,
-        max_abs=stats.max_abs,
-        binary=stats.binary,
+        stats=stats,
         sample=sample,
         label_mean=None if lab.text else mu_lab,
         label_var=None if lab.text else m2_lab / n_lab,
@@ -254,10 +256,11 @@ def scan(
 def _check_finite(stats, lab: Labels) -> None:
     """The moments must be finite: values of up to 1e154 pass the readers, but a feature (or
     label) whose values are that large overflows its variance."""
-    finite = np.isfinite(stats.mean) & np.isfinite(stats.var)
+    finite = np.isfinite(stats.seen_mean) & np.isfinite(stats.seen_var)
     if not finite.all():
-        j = int(np.flatnonzero(~finite)[0])
-        raise InputError(f"feature {j}'s variance overflows a float64 (its values reach {stats.max_abs[j]:.3g}): "
+        i = int(np.flatnonzero(~finite)[0])
+        raise InputError(f"feature {int(stats.features[i])}'s variance overflows a float64 (its values reach "
+                         f"{stats.seen_max_abs[i]:.3g}): "
                          "rescale the feature (divide it by a power of ten) before training")
     if not lab.text:
         n, mu, m2 = lab.moments

@@ -48,6 +48,11 @@ def should_center(scan_result, source_dense: bool, max_dense_features: int = 100
     return bool(source_dense) or int(scan_result.n_features) <= int(max_dense_features)
 
 
+def seen_stats(stats):
+    """The :class:`~streamfm.preprocess.moments.FeatureStats` of a scan result (or the stats themselves)."""
+    return getattr(stats, "stats", stats)
+
+
 def inverse_std(mean, var) -> np.ndarray:
     """``1 / sqrt(var)`` where the feature varies, 1 where it is constant (up to rounding)."""
     mean = np.asarray(mean, dtype=np.float64)
@@ -85,25 +90,29 @@ class Standardizer:
     ignore_extra : bool, default False
         A feature index >= p is an InputError; with True such entries are
         dropped and counted in ``dropped`` (entries) and ``dropped_rows``.
+    copy : bool, default True
+        False: keep ``shift`` and ``scale`` themselves when they are float64
+        arrays (the caller gives them up).
     """
 
     def __init__(self, shift, scale, centred, *, mode: str = "custom", counts: dict | None = None,
-                 ignore_extra: bool = False) -> None:
-        self.shift = np.array(shift, dtype=np.float64)
-        self.scale = np.array(scale, dtype=np.float64)
+                 ignore_extra: bool = False, copy: bool = True) -> None:
+        self.shift = np.array(shift, dtype=np.float64, copy=copy or None)
+        self.scale = np.array(scale, dtype=np.float64, copy=copy or None)
         if self.shift.shape != self.scale.shape or self.shift.ndim != 1:
             raise ValueError(f"shift and scale must be 1-D of one length, got {self.shift.shape} and {self.scale.shape}")
         p = len(self.shift)
         self.centred = np.array(np.broadcast_to(np.asarray(centred, dtype=bool), (p,)))
-        if np.any(self.shift[~self.centred] != 0):
+        if np.any((self.shift != 0) & ~self.centred):
             raise ValueError("a feature that is not centred must have shift 0")
         self.mode = str(mode)
         self.ignore_extra = bool(ignore_extra)
         self._centred_idx = np.flatnonzero(self.centred).astype(INDEX_DTYPE)
-        # What centring maps an implicit zero to, per feature and per centred feature.
-        self._zero_image = -self.shift * self.scale
-        self._zero_image_c = self._zero_image[self._centred_idx]
+        # What centring maps an implicit zero to, per centred feature (and per feature when every
+        # feature is centred: a row is then made whole from it).
         self._shift_c = self.shift[self._centred_idx]
+        self._zero_image_c = -self._shift_c * self.scale[self._centred_idx]
+        self._zero_image = self._zero_image_c if self.n_centred == p else None
         if counts is None:
             kept = int(np.count_nonzero(~self.centred & (self.scale == 1.0)))
             counts = {"kept": kept, "standardised": self.n_centred, "maxabs": p - kept - self.n_centred,
@@ -133,30 +142,40 @@ class Standardizer:
         """
         if mode not in SCALE_MODES:
             raise InputError(f"--scale must be one of {', '.join(SCALE_MODES)}, got {mode!r}")
-        if mode == "standard":
-            return cls.from_moments(stats.mean, stats.var, should_center(stats, dense_source), **kwargs)
-        p = int(stats.n_features)
+        fs = seen_stats(stats)
+        p, seen = int(fs.n_features), fs.features
+        # computed over the features seen; one never seen (mean, variance, largest value 0,
+        # binary) keeps its values in every mode: shift 0, scale 1
         shift, scale = np.zeros(p), np.ones(p)
-        max_abs = np.asarray(stats.max_abs, dtype=np.float64)
+        if mode == "standard":
+            center = should_center(fs, dense_source)
+            scale[seen] = inverse_std(fs.seen_mean, fs.seen_var)
+            if center:
+                shift[seen] = fs.seen_mean
+            counts = {"kept": 0, "standardised": p, "maxabs": 0, "centred": p if center else 0}
+            return cls(shift, scale, bool(center), mode=mode, counts=counts, copy=False, **kwargs)
+        max_abs = np.asarray(fs.seen_max_abs, dtype=np.float64)
         if mode == "none":
             return cls(shift, scale, False, mode=mode, counts={"kept": p, "standardised": 0, "maxabs": 0,
-                                                               "centred": 0}, **kwargs)
+                                                               "centred": 0}, copy=False, **kwargs)
         if mode == "maxabs":
             by_max = max_abs > 0
-            scale[by_max] = 1.0 / max_abs[by_max]
+            scale[seen[by_max]] = 1.0 / max_abs[by_max]
             return cls(shift, scale, False, mode=mode, counts={"kept": 0, "standardised": 0, "maxabs": p,
-                                                               "centred": 0}, **kwargs)
-        binary = np.asarray(stats.binary, dtype=bool)
-        dense = 2 * np.asarray(stats.nnz_per_feature, dtype=np.int64) >= int(stats.n_rows)
+                                                               "centred": 0}, copy=False, **kwargs)
+        binary = np.asarray(fs.seen_binary, dtype=bool)
+        dense = 2 * np.asarray(fs.seen_nnz, dtype=np.int64) >= int(fs.n_rows)
         standardised = dense & ~binary
         by_max = ~dense & ~binary & (max_abs > 0)  # a feature that is not binary has a value other than 0
-        shift[standardised] = np.asarray(stats.mean, dtype=np.float64)[standardised]
-        scale[standardised] = inverse_std(stats.mean, stats.var)[standardised]
-        scale[by_max] = 1.0 / max_abs[by_max]
+        shift[seen[standardised]] = np.asarray(fs.seen_mean, dtype=np.float64)[standardised]
+        scale[seen[standardised]] = inverse_std(fs.seen_mean[standardised], fs.seen_var[standardised])
+        scale[seen[by_max]] = 1.0 / max_abs[by_max]
         n_std = int(np.count_nonzero(standardised))
-        counts = {"kept": int(np.count_nonzero(binary)), "standardised": n_std,
+        centred = np.zeros(p, dtype=bool)
+        centred[seen[standardised]] = True
+        counts = {"kept": p - len(seen) + int(np.count_nonzero(binary)), "standardised": n_std,
                   "maxabs": int(np.count_nonzero(~dense & ~binary)), "centred": n_std}
-        return cls(shift, scale, standardised, mode=mode, counts=counts, **kwargs)
+        return cls(shift, scale, centred, mode=mode, counts=counts, copy=False, **kwargs)
 
     # ---------------------------------------------------------- properties
     @property
@@ -180,11 +199,12 @@ class Standardizer:
         (features it never saw: 0) or wider (the extra features are not the
         model's).
         """
+        fs = seen_stats(stats)
         p = self.n_features
         out = np.zeros(p, dtype=np.int64)
-        k = min(p, len(stats.nnz_per_feature))
-        out[:k] = stats.nnz_per_feature[:k]
-        out[self.centred] = int(stats.n_rows)
+        inside = fs.features < p
+        out[fs.features[inside]] = fs.seen_nnz[inside]
+        out[self._centred_idx] = int(fs.n_rows)
         return out
 
     def meta(self) -> dict:

@@ -24,6 +24,7 @@ chain whole.
 """
 from __future__ import annotations
 
+import functools
 import pathlib
 from dataclasses import dataclass
 
@@ -89,13 +90,18 @@ def _row_ranges(ids: np.ndarray, block: int, rows: int) -> np.ndarray:
 
 
 def delta_files(blocks: Blocks, arrays: dict) -> dict:
-    """The files of a delta checkpoint for the tracked arrays: {file stem: array}."""
+    """The files of a delta checkpoint for the tracked arrays: {file stem: array, or a function
+    that makes it}. Each tracked array's changed rows are gathered when its file is written, so a
+    save holds one such copy at a time (up to half a table each), not all of them."""
     rows = _row_ranges(blocks.changed, blocks.block, blocks.rows)
     out = {DELTA_BLOCKS: np.asarray(blocks.changed, np.int64)}
     for name in blocks.names:
-        flat = np.asarray(arrays[name]).reshape(blocks.rows, -1)
-        out[name + DELTA_SUFFIX] = flat[rows]
+        out[name + DELTA_SUFFIX] = functools.partial(_gather_rows, arrays[name], blocks.rows, rows)
     return out
+
+
+def _gather_rows(array, n_rows: int, rows: np.ndarray) -> np.ndarray:
+    return np.asarray(array).reshape(n_rows, -1)[rows]
 
 
 def split(blocks: Blocks | None, extends: dict | None, arrays: dict) -> tuple[dict, dict | None]:

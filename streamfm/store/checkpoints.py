@@ -91,8 +91,9 @@ def next_number(path: pathlib.Path, current: dict | None) -> int:
 
 def write_checkpoint(path: pathlib.Path, name: str, number: int, arrays: dict[str, np.ndarray],
                      files: dict[str, np.ndarray] | None = None) -> dict[str, int]:
-    """``path/name/<array>.npy`` (and ``<stem>.npy`` of ``files``: a delta's, store/blocks.py), every
-    file and both directories fsynced, or nothing; returns the CRC-32 of each file's data.
+    """``path/name/<array>.npy`` (and ``<stem>.npy`` of ``files``: a delta's, store/blocks.py, each an
+    array or a function called for it just before its file is written), every file and both
+    directories fsynced, or nothing; returns the CRC-32 of each file's data.
 
     A full disk raises :class:`~streamfm.errors.DiskFullError` naming the
     file and the space the checkpoint needs (the previous checkpoint stays
@@ -106,10 +107,10 @@ def write_checkpoint(path: pathlib.Path, name: str, number: int, arrays: dict[st
         for key, arr in everything.items():
             file = tmp / f"{key}.npy"
             try:
-                crcs[key] = write_npy(file, arr)
+                crcs[key] = write_npy(file, arr() if callable(arr) else arr)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
-                    need = sum(a.nbytes for a in everything.values())
+                    need = sum(a().nbytes if callable(a) else a.nbytes for a in everything.values())
                     raise DiskFullError(f"no space left on device while writing {path / name / file.name}: "
                                         f"the checkpoint needs {need / 1e6:,.1f} MB; the previous checkpoint "
                                         "is kept") from None

@@ -71,6 +71,7 @@ def new_run(store: ModelDir, source, valid_source, options: TrainOptions, data_o
                        **validation.run_fields(sc.task))
         if not options.quiet:
             _describe_start(sc, config, std, source, validation.note)
+        del sc  # its per-feature statistics grow with the features seen: not held through the epochs
         with store.lock():
             if store.exists():  # another process created it while this one scanned
                 raise InputError(f"{store.path} was created by another trainer meanwhile; use another --model")
@@ -151,13 +152,15 @@ def check_valid(trained: TrainedModel, valid_source, ignore_unknown_labels: bool
 def check_coding_range(sc, std: Standardizer, config: Config) -> None:
     """An LLFM codes rows for a FAISS search in float32: a feature whose scaled values reach
     beyond ``MAX_CODING_VALUE`` would overflow its distances (``--scale none`` on huge values)."""
-    if config.method == "fm" or not len(sc.max_abs):
+    fs = sc.stats  # a feature never seen has no value beyond its shift, and only a centred one has a shift
+    feats = fs.features[fs.features < std.n_features]
+    if config.method == "fm" or not len(feats):
         return
-    k = min(len(sc.max_abs), std.n_features)
-    reach = (sc.max_abs[:k] + np.abs(std.shift[:k])) * std.scale[:k]
-    j = int(np.argmax(reach))
-    if reach[j] > MAX_CODING_VALUE:
-        raise InputError(f"feature {j} reaches {reach[j]:.3g} after scaling ({std.mode}), beyond what the anchor "
+    reach = (fs.seen_max_abs[:len(feats)] + np.abs(std.shift[feats])) * std.scale[feats]
+    i = int(np.argmax(reach))
+    j = int(feats[i])
+    if reach[i] > MAX_CODING_VALUE:
+        raise InputError(f"feature {j} reaches {reach[i]:.3g} after scaling ({std.mode}), beyond what the anchor "
                          f"search computes with ({MAX_CODING_VALUE:g}): scale the features (--scale auto, standard "
                          "or maxabs) or use --method fm")
 
@@ -182,6 +185,7 @@ def _describe_start(sc, config, std, source, early_stopping: str) -> None:
 
 def _row_entries(sc, std) -> float:
     """Stored values per row after scaling (sizes the shuffle buffer): a centred feature is in every row."""
-    k = min(std.n_features, sc.n_features)
-    held = int(sc.nnz_per_feature[:k][std.centred[:k]].sum())  # of those, already stored
+    fs = sc.stats
+    inside = fs.features < std.n_features
+    held = int(fs.seen_nnz[inside][std.centred[fs.features[inside]]].sum())  # of those, already stored
     return (sc.nnz - held) / max(sc.n_rows, 1) + std.n_centred
