@@ -32,8 +32,9 @@ from .preprocess.moments import feature_stats
 from .preprocess.standardize import SCALE_MODES, Standardizer
 from .training.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
 from .inference.metrics import StreamingMetrics
+from .models.capacity import AUTO
 from .models.config import DOCS, Config
-from .models.init import initialise_model, stored_feature_rows
+from .models.init import initialise_model, resolve_anchors, stored_feature_rows
 from .models.state import ModelState
 
 _FM_PARAMS = ("rank", "optimizer", "eta0", "t0", "l2_w", "l2_v", "init_std")
@@ -77,6 +78,10 @@ class _Base(ModelDirMixin, BaseEstimator):
         self.scaler_ = Standardizer.from_scan(stats, self.scale, dense_source=not sp.issparse(X))
         rows = rng.choice(n, size=min(n, self.sample_size), replace=False) if n > self.sample_size else np.arange(n)
         sample = self._prepare(X[np.sort(rows)])
+        # anchors="auto": m from the rows trained on (held-out rows are not) and the features
+        auto = config.anchors == AUTO
+        config = resolve_anchors(config, p, task, n_classes, n_rows=epoch_rows or n, sample_rows=sample.n_rows,
+                                 bits=self.bits, memory_budget=self.memory_budget)
         if config.method != "fm":
             distinct = len(np.unique(sample.to_dense(p), axis=0))
             if distinct < config.anchors:
@@ -90,6 +95,7 @@ class _Base(ModelDirMixin, BaseEstimator):
             class_counts=None if regression else np.bincount(y_enc.astype(np.int64), minlength=n_classes),
             feature_rows=stored_feature_rows(self.scaler_, stats, dense=not sp.issparse(X)), epoch_rows=epoch_rows,
             bits=self.bits, memory_budget=self.memory_budget)
+        self.model_.anchors_auto = auto
 
     def _prepare(self, X) -> Chunk:
         return self.scaler_.transform(_to_chunk(X))
