@@ -31,6 +31,7 @@ from .io.chunk import Chunk
 from .preprocess.moments import feature_stats
 from .preprocess.standardize import SCALE_MODES, Standardizer
 from .training.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
+from .training.options import TrainOptions
 from .inference.metrics import StreamingMetrics
 from .models.capacity import AUTO
 from .models.config import DOCS, Config
@@ -275,7 +276,7 @@ class _RegressorBase(RegressorMixin, _Base):
 class _Fit:
     """The defaults of the estimators' own settings (how to fit, not what to learn: that is ``Config``)."""
 
-    n_epochs: int = 10
+    n_epochs: int = TrainOptions.epochs  # the command line's defaults
     scale: str = "auto"
     shuffle: bool = True
     sample_size: int = 10_000
@@ -283,7 +284,7 @@ class _Fit:
     random_state: int = 0
     early_stopping: str = "auto"
     validation_fraction: float = 0.1
-    n_iter_no_change: int = 3
+    n_iter_no_change: int = TrainOptions.early_stop
     bits: int | None = None
     memory_budget: int | None = None
 

@@ -106,12 +106,16 @@ def add_train_parser(subparsers) -> None:
                    help="the most the model's parameters may take, e.g. 800M or 2G; a larger model stops at "
                         "once (default: half of the memory available, under a cgroup limit if any)")
     r = p.add_argument_group("the run")
-    r.add_argument("--epochs", type=int, default=10, metavar="N", help="passes over the data, at most (default: 10)")
-    r.add_argument("--early-stop", type=int, default=3, metavar="N",
+    from streamfm.training.options import TrainOptions
+
+    run_defaults = TrainOptions()
+    r.add_argument("--epochs", type=int, default=run_defaults.epochs, metavar="N",
+                   help=f"passes over the data, at most (default: {run_defaults.epochs})")
+    r.add_argument("--early-stop", type=int, default=run_defaults.early_stop, metavar="N",
                    help="stop after N epochs in a row without a lower validation log loss (RMSE for "
                         "regression) and keep the best epoch's model; 0 = off, train every epoch and keep "
-                        "the last (default: 3). Validates on --valid, else on more than 10,000 rows on "
-                        "held-out training rows (--validation-fraction), else not at all")
+                        f"the last (default: {run_defaults.early_stop}). Validates on --valid, else on more "
+                        "than 10,000 rows on held-out training rows (--validation-fraction), else not at all")
     r.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
                    help="without --valid: the share of training rows held out for early stopping, chosen "
                         "by --seed from each row's place in the data, never trained on (default: 0.1)")
