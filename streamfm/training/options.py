@@ -29,7 +29,7 @@ class TrainOptions:
     """How to run (not what to learn: that is ``Config``; nor on what: that is the engine)."""
 
     # at most; early stopping (below) ends most runs sooner: the held-out metric stops improving
-    epochs: int = 30
+    epochs: int = 20
     batch_rows: int = 4096  # rows handed to the kernel at a time
     shuffle_buffer: int = 0  # rows; 0 = as many as BUFFER_ENTRIES allows (at most 100,000)
     shuffle: bool = True
