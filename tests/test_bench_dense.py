@@ -80,6 +80,17 @@ def test_report_has_a_row_per_method_the_targets_and_the_results_block(tmp_path)
     assert page.count("bench_dense: begin") == 1 and "| banana | 1 | 80.00 ± 0.00 |" in page
 
 
+def test_the_time_target_compares_cpu_seconds_when_every_run_has_them():
+    new = _jo(0.9, 0.2, 30.0)
+    old = _jo(0.9, 0.2, 3.0, m=50)
+    both = [{"llfm-jo": dict(new, cpu_seconds=12.0), "llfm-jo, old defaults": dict(old, cpu_seconds=4.0)}]
+    assert any("12.0 CPU s, 3.0x the old defaults' 4.0 s (target: at most 5x): **met**" in line
+               for line in bench_dense.targets({"toy": both}, {}))
+    wall = [{"llfm-jo": new, "llfm-jo, old defaults": old}]
+    assert any("30.0 wall s, 10.0x the old defaults' 3.0 s (target: at most 5x): **not met**" in line
+               for line in bench_dense.targets({"toy": wall}, {}))
+
+
 def test_the_reproduction_keeps_the_block(tmp_path):
     from tools.docblock import read_block, write_block
 
