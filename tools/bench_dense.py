@@ -406,11 +406,13 @@ def run_study(work, rows_list, seed=0) -> list:
     out = []
     for n in rows_list:
         root = os.path.join(work, "study", f"covtype-{n}")
-        paths = {}
-        for part, rows, s in (("train", n, seed), ("test", STUDY_TEST, seed + 1000)):
-            path = paths[part] = os.path.join(root, part, "part-00000.parquet")
+        paths = {part: os.path.join(root, part, "part-00000.parquet") for part in ("train", "test")}
+        # one stream (one seed: the same clusters and rules), its first n rows to train on, the rest to test
+        X_all, y_all = next(covtype_blocks(n + STUDY_TEST, seed=seed, block=n + STUDY_TEST))
+        for part, rows in (("train", slice(0, n)), ("test", slice(n, None))):
+            path = paths[part]
             if not os.path.exists(path):
-                X, y = next(covtype_blocks(rows, seed=s, block=rows))
+                X, y = X_all[rows], y_all[rows]
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 cols = {f"f{j}": X[:, j].astype(np.float32) for j in range(X.shape[1])}
                 cols["label"] = y.astype(np.int64)
