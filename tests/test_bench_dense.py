@@ -54,6 +54,7 @@ def _jo(acc, ll, sec, m=59):
 def test_report_has_a_row_per_method_the_targets_and_the_results_block(tmp_path):
     split = {"fm": _rec(0.8, 0.4, 2.0, epochs=10, anchors=50, argv=["--method", "fm"], curve=[None]),
              "llfm-jo": _jo(0.90, 0.21, 12.0), "llfm-jo, old defaults": _jo(0.89, 0.23, 4.0, m=50),
+             bench_dense.M50: _jo(0.87, 0.22, 5.0, m=50),
              "logistic regression": _rec(0.75, 0.5, 0.1), "RBF-SVM": _rec(0.915, 0.3, 5.0, C=10.0, gamma=0.5)}
     other = {k: dict(v, test_accuracy=v["test_accuracy"] + 0.02) for k, v in split.items()}
     out, results_md = tmp_path / "dense.md", tmp_path / "results.md"
@@ -70,7 +71,7 @@ def test_report_has_a_row_per_method_the_targets_and_the_results_block(tmp_path)
            "**not met**." in text
     assert "test log loss 0.2100 (target: at most the paper's Figure 1 final value, 0.2154): **met**." in text
     assert "llfm-jo's training time with the defaults 12.0 wall s, 3.0x the old defaults' 4.0 s" in text
-    assert "| banana | 3,533 | 2 | 59 |" in text  # the anchors chosen
+    assert "| banana | 3,533 | 2 | 59 | 91.00 / 88.00 | 0.2100 / 0.2200 |" in text  # the anchors chosen, and m = 50
     page = results_md.read_text()
     assert page.startswith("# Table 2\n\nthe reproduction's page\n")
     assert "| banana | 2 | 81.00 ± 1.41 | 91.00 ± 1.41 |" in page
