@@ -31,9 +31,11 @@ from .io.chunk import Chunk, sample_weights as _sample_weight
 from .preprocess.moments import feature_stats
 from .preprocess.standardize import SCALE_MODES, Standardizer
 from .training.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
+from .training.options import TrainOptions
 from .inference.metrics import StreamingMetrics
+from .models.capacity import AUTO
 from .models.config import DOCS, Config
-from .models.init import initialise_model, stored_feature_rows
+from .models.init import initialise_model, resolve_anchors, stored_feature_rows
 from .models.state import ModelState
 
 _FM_PARAMS = ("rank", "optimizer", "eta0", "t0", "l2_w", "l2_v", "init_std")
@@ -77,6 +79,10 @@ class _Base(ModelDirMixin, BaseEstimator):
         self.scaler_ = Standardizer.from_scan(stats, self.scale, dense_source=not sp.issparse(X))
         rows = rng.choice(n, size=min(n, self.sample_size), replace=False) if n > self.sample_size else np.arange(n)
         sample = self._prepare(X[np.sort(rows)])
+        # anchors="auto": m from the rows trained on (held-out rows are not) and the features
+        auto = config.anchors == AUTO
+        config = resolve_anchors(config, p, task, n_classes, n_rows=epoch_rows or n, sample_rows=sample.n_rows,
+                                 bits=self.bits, memory_budget=self.memory_budget)
         if config.method != "fm":
             distinct = len(np.unique(sample.to_dense(p), axis=0))
             if distinct < config.anchors:
@@ -90,6 +96,7 @@ class _Base(ModelDirMixin, BaseEstimator):
             class_counts=None if regression else np.bincount(y_enc.astype(np.int64), minlength=n_classes),
             feature_rows=stored_feature_rows(self.scaler_, stats, dense=not sp.issparse(X)), epoch_rows=epoch_rows,
             bits=self.bits, memory_budget=self.memory_budget)
+        self.model_.anchors_auto = auto
 
     def _prepare(self, X) -> Chunk:
         return self.scaler_.transform(_to_chunk(X))
@@ -274,7 +281,7 @@ class _RegressorBase(RegressorMixin, _Base):
 class _Fit:
     """The defaults of the estimators' own settings (how to fit, not what to learn: that is ``Config``)."""
 
-    n_epochs: int = 10
+    n_epochs: int = TrainOptions.epochs  # the command line's defaults
     scale: str = "auto"
     shuffle: bool = True
     sample_size: int = 10_000
@@ -282,7 +289,7 @@ class _Fit:
     random_state: int = 0
     early_stopping: str = "auto"
     validation_fraction: float = 0.1
-    n_iter_no_change: int = 3
+    n_iter_no_change: int = TrainOptions.early_stop
     bits: int | None = None
     memory_budget: int | None = None
 

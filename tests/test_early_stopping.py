@@ -330,12 +330,13 @@ def test_command_line_keeps_the_best_epoch_and_resumes_to_the_same_model(capsys,
     tr, va = write_svm(tmp_path / "tr.svm", 200, 1), write_svm(tmp_path / "va.svm", 300, 2)
     model = ["--method", "fm", "--eta0", "2", "--init-std", "0.5", "--batch-rows", "64", "--epochs", "30", "--valid", va]
     out = streamfm("train", tr, "--model", tmp_path / "a", *model)
-    assert "early stopping: on --valid (stop after 3 epochs without improvement)" in out
+    patience = TrainOptions().early_stop  # the default
+    assert f"early stopping: on --valid (stop after {patience} epochs without improvement)" in out
     recs = ModelDir(tmp_path / "a").read_metrics()
     rmse = [r["valid"]["rmse"] for r in recs]
     best = int(np.argmin(rmse)) + 1
-    assert len(recs) == best + 3 < 30  # it overfit, and stopped 3 epochs after its best
-    assert f"early stop after epoch {best + 3}, best epoch {best}: the model is epoch {best}'s" in out
+    assert len(recs) == best + patience < 30  # it overfit, and stopped `patience` epochs after its best
+    assert f"early stop after epoch {best + patience}, best epoch {best}: the model is epoch {best}'s" in out
     assert f"model saved in {tmp_path / 'a'} (epoch {best}'s:" in out
     assert cli.main(["info", str(tmp_path / "a")]) == 0
     assert f"kept:            epoch {best}, valid rmse {rmse[best - 1]:.4f}" in capsys.readouterr().out
@@ -348,7 +349,7 @@ def test_command_line_keeps_the_best_epoch_and_resumes_to_the_same_model(capsys,
     while ModelDir(tmp_path / "b").read_manifest()["training"]["status"] != "complete":
         streamfm("train", "--resume", tmp_path / "b", "-q")
         resumes += 1
-    assert resumes >= (best + 3) * 200 // 384
+    assert resumes >= (best + patience) * 200 // 384
     assert_same_model(arrays_of(tmp_path / "a"), arrays_of(tmp_path / "b"))
     # and it is the model of `best` epochs without early stopping
     streamfm("train", tr, "--model", tmp_path / "c", *model[:-4], "--epochs", best, "--early-stop", "0", "-q")

@@ -212,7 +212,7 @@ def test_7_resume_refuses_data_cut_in_half_unless_allowed(capsys, stopped_run):
 def test_7_resume_refuses_flags_that_would_change_the_run(capsys, stopped_run):
     _, model = stopped_run
     fails(capsys, r"--resume DIR continues a run as it was started, so --epochs would be ignored", "train",
-          "--resume", model, "--epochs", "20")
+          "--resume", model, "--epochs", "25")
     fails(capsys, r"so --eta0, --zero-based would be ignored", "train", "--resume", model, "--eta0", "0.5",
           "--zero-based")
     ok(capsys, "train", "--resume", model, "-q")

@@ -59,12 +59,17 @@ def test_reproduce_writes_the_report_and_the_figure(tiny_banana, monkeypatch):
     monkeypatch.chdir(tiny_banana)  # the script works from the project root; give the cwd back afterwards
     from tools import reproduce
 
+    from tools.docblock import write_block
+
     out = tiny_banana / "docs" / "results.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_block(str(out), reproduce.DENSE_BLOCK, "bench_dense's table")  # another tool's part of the page
     reproduce.main(["--bench", str(tiny_banana / "bench"), "--work", str(tiny_banana / "runs"), "--runs", "1",
                     "--epochs", "2", "--workers", "1", "--no-tune", "--out", str(out),
                     "--figures", str(tiny_banana / "docs" / "figures")])
     text = out.read_text()
     assert "| banana |" in text and "LLFM-JO" in text and "90.49" in text  # beside the paper's number
+    assert text.count("bench_dense's table") == 1 and text.index("bench_dense's table") > text.index("| banana |")
     assert "python -m streamfm train " in text and "--paper-anchor-gradient" in text
     assert (tiny_banana / "docs" / "figures" / "banana-test-logloss.png").stat().st_size > 1000
     res = json.loads((tiny_banana / "runs" / "results.json").read_text())["results"]["banana"][0]

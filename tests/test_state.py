@@ -56,10 +56,13 @@ def assert_same_state(a: ModelState, b: ModelState):
 
 
 def test_the_manifest_form_keeps_the_on_disk_names():
-    """A model directory written before ModelState existed holds these names; they must not change."""
+    """A model directory written before ModelState existed holds these names; they must not change
+    (``anchors_auto`` came later: a manifest without it reads as False)."""
     meta, arrays = train(make_model(), 120).state()
     assert list(meta) == ["config", "n_features", "task", "n_outputs", "coding_scale", "t", "t0", "init_sigma",
-                          "rows_since_rebuild", "search_nprobe", "ivf_uses", "counters", "store"]
+                          "rows_since_rebuild", "search_nprobe", "ivf_uses", "counters", "store", "anchors_auto"]
+    old = {k: v for k, v in meta.items() if k != "anchors_auto"}
+    assert ModelState.from_manifest(old, arrays).anchors_auto is False
     assert meta["store"] == {"kind": "exact", "bits": 0, "dtype": "float64"}
     assert set(arrays) == {"b", "W", "V", "Z", "Ab", "AW", "AV", "feature_rows", "index_Z"}
     meta, arrays = make_model(adagrad=False, method="fm").state()

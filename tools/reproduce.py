@@ -437,8 +437,17 @@ def write_report(results: dict, chosen: dict, plan: Plan, argv_line: str, path: 
           f"then `python tools/reproduce.py --datasets {' '.join(missing)}` run them unchanged "
           "(`--covtype-uci covtype.data.gz` prepares the UCI original, 7 classes, as `covtype-uci`).")
         w("")
+    from tools.docblock import read_block
+
+    kept = read_block(path, DENSE_BLOCK)  # tools/bench_dense.py's table: its own part of the page
+    if kept:
+        L += [kept, ""]
     with open(path, "w") as fh:
         fh.write("\n".join(L))
+
+
+#: the block of docs/results.md that tools/bench_dense.py writes (tools/docblock.py)
+DENSE_BLOCK = "bench_dense"
 
 
 def _validation_section(w, grid_scores, results, plan):

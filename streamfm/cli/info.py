@@ -116,7 +116,8 @@ def _model_rows(path: str, store, manifest: dict) -> list[tuple[str, str]]:
     rows.append(("scaling", describe_scaling(m["standardizer"], m["n_features"])))
     shape = f"rank {c['rank']}"
     if c["method"] != "fm":
-        shape += f", {c['anchors']} anchors, coding scale {m['coding_scale']:.4g}"
+        auto = " (auto: chosen from the training rows and features)" if m.get("anchors_auto") else ""
+        shape += f", {c['anchors']} anchors{auto}, coding scale {m['coding_scale']:.4g}"
     rows.append(("model", shape))
     rows.append(("store", _store_text(m)))
     cfg = Config.from_dict(c)

@@ -15,7 +15,9 @@ from streamfm.errors import InputError
 _MODEL_OPTIONS = [
     ("--method", "method", str, "fm, llfm-do, llfm-apl or llfm-jo"),
     ("--rank", "rank", int, "factor rank r"),
-    ("--anchors", "anchors", int, "anchor points m"),
+    ("--anchors", "anchors", "anchors", "anchor points m, or auto: from the training rows and features and the "
+                                        "memory budget, min(sqrt(rows), rows / (8 features)) within 50 to 512 "
+                                        "(docs/dense.md)"),
     ("--neighbors", "n_neighbors", int, "neighbours k of the soft-assignment coding, do/apl"),
     ("--beta", "beta", float, "soft-assignment sharpness, in units of the coding scale"),
     ("--rho", "rho", float, "llfm-jo Lipschitz-to-noise ratio, in units of the coding scale"),
@@ -40,6 +42,16 @@ _CHOICES = {"method": "METHODS", "optimizer": "OPTIMIZERS", "multiclass": "MULTI
 _METAVARS = {"rank": "R", "anchors": "M", "n_neighbors": "K", "beta": "B", "rho": "RHO", "n_candidates": "K",
              "rebuild_every": "N", "eta0": "ETA", "t0": "T", "eta_anchor": "ETA", "l2_w": "L", "l2_v": "L",
              "l2_local": "X", "init_std": "S", "seed": "N"}
+
+
+def _anchors(text: str):
+    """--anchors: a positive count or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of anchors or auto, got {text!r}") from None
 
 
 def _model_option_help(field: str, text: str) -> str:
@@ -85,7 +97,7 @@ def add_train_parser(subparsers) -> None:
     g = p.add_argument_group("the model")
     for flag, field, typ, text in _MODEL_OPTIONS:
         choices = getattr(config, _CHOICES[field]) if field in _CHOICES else None
-        g.add_argument(flag, dest=f"cfg_{field}", type=typ, default=None, choices=choices,
+        g.add_argument(flag, dest=f"cfg_{field}", type=_anchors if typ == "anchors" else typ, default=None, choices=choices,
                        metavar=None if choices else _METAVARS[field],
                        help=_model_option_help(field, text))
     g.add_argument("--no-global-fm", dest="cfg_global_fm", action="store_const", const=False, default=None,
@@ -100,12 +112,16 @@ def add_train_parser(subparsers) -> None:
                    help="the most the model's parameters may take, e.g. 800M or 2G; a larger model stops at "
                         "once (default: half of the memory available, under a cgroup limit if any)")
     r = p.add_argument_group("the run")
-    r.add_argument("--epochs", type=int, default=10, metavar="N", help="passes over the data, at most (default: 10)")
-    r.add_argument("--early-stop", type=int, default=3, metavar="N",
+    from streamfm.training.options import TrainOptions
+
+    run_defaults = TrainOptions()
+    r.add_argument("--epochs", type=int, default=run_defaults.epochs, metavar="N",
+                   help=f"passes over the data, at most (default: {run_defaults.epochs})")
+    r.add_argument("--early-stop", type=int, default=run_defaults.early_stop, metavar="N",
                    help="stop after N epochs in a row without a lower validation log loss (RMSE for "
                         "regression) and keep the best epoch's model; 0 = off, train every epoch and keep "
-                        "the last (default: 3). Validates on --valid, else on more than 10,000 rows on "
-                        "held-out training rows (--validation-fraction), else not at all")
+                        f"the last (default: {run_defaults.early_stop}). Validates on --valid, else on more "
+                        "than 10,000 rows on held-out training rows (--validation-fraction), else not at all")
     r.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
                    help="without --valid: the share of training rows held out for early stopping, chosen "
                         "by --seed from each row's place in the data, never trained on (default: 0.1)")

@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import InputError
+from .capacity import AUTO
 
 METHODS = ("fm", "llfm-do", "llfm-apl", "llfm-jo")
 MULTICLASS_LOSSES = ("softmax", "ovr")
@@ -28,7 +29,8 @@ DOCS = {
                "The model: LLFM whose rows are coded by Algorithm 1 (adaptive, the anchors learned; jo), "
                "by soft assignment with the anchors learned (apl) or fixed (do), or one FM."),
     "rank": ("int", "r, the rank of the FM factors (the paper's k)."),
-    "anchors": ("int", "m, the anchor points of an LLFM."),
+    "anchors": ('int or "auto"', "m, the anchor points of an LLFM; \"auto\": chosen from the training rows and "
+                                 "features and the memory budget (models/capacity.py; docs/dense.md)."),
     "n_neighbors": ("int", "k, the neighbours of the soft-assignment coding (llfm-do, llfm-apl)."),
     "beta": ("float", "Soft assignment: weights exp(-beta d), d the distance in units of the coding scale."),
     "rho": ("float", "Algorithm 1's Lipschitz-to-noise ratio (llfm-jo), in the same units."),
@@ -63,7 +65,7 @@ DOCS = {
 class Config:
     method: str = "llfm-jo"
     rank: int = 10  # r, the FM factor rank (the paper's k)
-    anchors: int = 50  # m
+    anchors: int | str = "auto"  # m; "auto": models/capacity.py picks it when the model is made
     n_neighbors: int = 5  # k of the soft-assignment coding (do, apl)
     beta: float = 1.0  # soft assignment: exp(-beta d / coding_scale)
     rho: float = 0.3  # adaptive coding: b = rho d / coding_scale (Lipschitz-to-noise ratio)
@@ -103,8 +105,10 @@ class Config:
             bad(f"eta0={self.eta0!r} must be a positive finite number")
         for name in ("rank", "anchors", "n_neighbors", "n_candidates", "rebuild_every"):
             v = getattr(self, name)
+            if name == "anchors" and v == AUTO:
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                bad(f"{name}={v!r} must be a positive integer")
+                bad(f"{name}={v!r} must be a positive integer" + (' or "auto"' if name == "anchors" else ""))
         for name in ("beta", "rho", "eta_anchor", "anchor_clip", "init_std"):
             v = getattr(self, name)
             if not (number(v) and v > 0):

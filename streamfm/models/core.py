@@ -24,6 +24,7 @@ from ..kernels.hashing import feature_slots, fill_initial_factors, seed_key, tou
 from ..kernels.llfm import (METHOD_CODES, N_STATS, OPTIMIZER_CODES, ST_COLLISIONS, ST_K_SUM, ST_WANTED_MORE, FM,
                             DO, predict_rows, train_rows)
 from ..kernels.losses import BINARY, OVR, SOFTMAX, SQUARED
+from .capacity import AUTO
 from .config import Config
 from .memory import StoreSpec
 from .schedule import Schedule
@@ -96,7 +97,10 @@ class LLFMModel:
         self.n_outputs = n_classes if task == "multiclass" else 1
         self.method = METHOD_CODES[config.method]
         self.q = 0 if self.method == FM else coding_dim(self.p)
+        if config.anchors == AUTO and self.method != FM:
+            raise ValueError('anchors="auto" is resolved before a model is made (models/init.py resolve_anchors)')
         self.m = 1 if self.method == FM else config.anchors
+        self.anchors_auto = False  # m chosen by anchors="auto" (set by models/init.py)
         # a global FM beside the anchors' (kernels/llfm.py): its parameters follow theirs
         self.glob = self.method != FM and config.global_fm
         self.n_fms = self.m + self.glob

@@ -6,12 +6,15 @@ the arrays given to ``fit``).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import InputError
+from .capacity import AUTO, auto_anchors
 from .config import Config
 from .core import LLFMModel
-from .memory import StoreSpec, choose_store
+from .memory import StoreSpec, choose_store, default_budget, model_bytes
 
 
 def initial_bias(task: str, multiclass: str = "softmax", *, label_mean: float | None = None,
@@ -74,8 +77,12 @@ def initialise_model(config: Config, n_features: int, task: str, n_classes: int 
         memory), else the largest hashed table that does. Raises InputError
         when nothing fits, before anything is allocated.
     """
+    auto = config.anchors == AUTO
+    config = resolve_anchors(config, n_features, task, n_classes, n_rows=epoch_rows or sample.n_rows,
+                             sample_rows=sample.n_rows, bits=bits, memory_budget=memory_budget)
     model = LLFMModel(config, n_features, task, n_classes,
                       store=model_store(config, n_features, task, n_classes, bits=bits, memory_budget=memory_budget))
+    model.anchors_auto = auto
     if config.method != "fm" and sample.n_rows < config.anchors:
         raise InputError(f"{config.anchors} anchors need at least {config.anchors} rows; "
                          f"the data has {sample.n_rows}. Use fewer --anchors.")
@@ -114,3 +121,25 @@ def model_from_scan(config: Config, scan, standardizer, dense: bool, *, bits: in
                             label_mean=scan.label_mean, class_counts=class_counts,
                             feature_rows=stored_feature_rows(standardizer, scan, dense), epoch_rows=scan.n_rows,
                             bits=bits, memory_budget=memory_budget)
+
+
+def resolve_anchors(config: Config, n_features: int, task: str, n_classes: int = 2, *, n_rows: int,
+                    sample_rows: int | None = None, bits: int | None = None,
+                    memory_budget: int | None = None) -> Config:
+    """``config`` with ``anchors="auto"`` replaced by the m of ``models.capacity.auto_anchors`` for
+    ``n_rows`` training rows (``sample_rows``: the rows k-means places them among); a config
+    that names m is returned as it is. Without ``bits`` the m is lowered until the exact store
+    fits ``memory_budget`` (None: the default budget)."""
+    if config.anchors != AUTO:
+        return config
+    fits = None
+    if bits is None:
+        budget = default_budget() if memory_budget is None else int(memory_budget)
+
+        def fits(m: int) -> bool:
+            probe = LLFMModel(replace(config, anchors=m), n_features, task, n_classes)
+            return model_bytes(StoreSpec(), probe.n_fms, probe.p, probe.n_outputs, config.rank,
+                               config.optimizer == "adagrad", m=probe.m, q=probe.q) <= budget
+
+    m = auto_anchors(n_rows, n_features, sample_rows=sample_rows, fits=fits)
+    return replace(config, anchors=m, n_candidates=min(config.n_candidates, m))

@@ -108,6 +108,8 @@ class ModelState:
     search: SearchState = field(default_factory=SearchState)
     store: StoreSpec = field(default_factory=StoreSpec)
     init_sigma: float = 0.1
+    #: m was chosen by ``anchors="auto"`` (models/capacity.py); ``config.anchors`` holds it
+    anchors_auto: bool = False
     #: the hashed store's table (its arrays are those of ``params``), None for the exact store
     table: HashedTable | None = None
 
@@ -118,7 +120,8 @@ class ModelState:
         return cls(config=model.config, n_features=model.p, task=model.task, n_outputs=model.n_outputs,
                    coding_scale=model.coding_scale, t=model.t, t0=model.t0, counters=dict(model.counters),
                    params=dict(model.params), feature_rows=model.feature_rows, search=model.search.state(),
-                   store=model.store, init_sigma=model.init_sigma, table=model.table)
+                   store=model.store, init_sigma=model.init_sigma, anchors_auto=model.anchors_auto,
+                   table=model.table)
 
     def restore(self, model: LLFMModel, *, copy: bool = True) -> None:
         """Put this state into ``model`` (one made with this state's config, width and task).
@@ -161,6 +164,7 @@ class ModelState:
         else:
             model.table = None
         model.coding_scale = float(self.coding_scale)
+        model.anchors_auto = bool(self.anchors_auto)
         model.t = int(self.t)
         model.t0 = float(self.t0)
         model.counters.update(self.counters)
@@ -181,7 +185,8 @@ class ModelState:
     def manifest(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON-able meta, arrays): the state as a model directory stores it."""
         meta = {"config": self.config.to_dict(), **{k: getattr(self, k) for k in _META},
-                **self.search.meta(), "counters": dict(self.counters), "store": self.store.to_dict()}
+                **self.search.meta(), "counters": dict(self.counters), "store": self.store.to_dict(),
+                "anchors_auto": bool(self.anchors_auto)}
         if self.store.hashed:  # for `streamfm info`, which reads the manifest alone
             meta["table_fill"] = int(np.count_nonzero(self.params["tags"]))
         arrays = dict(self.params)
@@ -201,7 +206,8 @@ class ModelState:
                    t0=float(meta["t0"]), counters=dict(meta["counters"]),
                    params={n: arrays[n] for n in trained_names(config, store)}, feature_rows=arrays.get(FEATURE_ROWS),
                    search=SearchState.from_manifest(meta, arrays), store=store,
-                   init_sigma=float(meta.get("init_sigma", config.init_std)), table=table)
+                   init_sigma=float(meta.get("init_sigma", config.init_std)),
+                   anchors_auto=bool(meta.get("anchors_auto", False)), table=table)
 
     # --------------------------------------------------------------- merge
     @classmethod

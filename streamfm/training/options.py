@@ -28,7 +28,8 @@ SPOOL = "holdout.parquet"
 class TrainOptions:
     """How to run (not what to learn: that is ``Config``; nor on what: that is the engine)."""
 
-    epochs: int = 10
+    # at most; early stopping (below) ends most runs sooner: the held-out metric stops improving
+    epochs: int = 20
     batch_rows: int = 4096  # rows handed to the kernel at a time
     shuffle_buffer: int = 0  # rows; 0 = as many as BUFFER_ENTRIES allows (at most 100,000)
     shuffle: bool = True
@@ -50,7 +51,7 @@ class TrainOptions:
     prefetch: int | None = None
     threads: int = 1  # > 1: Hogwild training threads (faster, not reproducible bit for bit)
     # stop after this many epochs without a lower validation metric, and keep the best epoch; 0 = off
-    early_stop: int = 3
+    early_stop: int = 5
     # without --valid, on more than AUTO_MIN_ROWS rows: the share of training rows held out to validate
     validation_fraction: float = 0.1
     # the parameter store (models/memory.py): bits forces the hashed store with 2^bits slots; the budget

@@ -11,7 +11,7 @@ runner (the engine) and the callbacks; the loop is ``training/loop.py``.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from ..io.contract import InputContract
 from ..io.identity import identify_all
 from ..io.options import ReadOptions
 from ..io.sources import open_source
+from ..models.capacity import AUTO
 from ..models.config import Config
 from ..models.init import model_from_scan
 from ..models.memory import StoreSpec
@@ -70,7 +71,7 @@ def new_run(store: ModelDir, source, valid_source, options: TrainOptions, data_o
                        mean_row_entries=_row_entries(sc, std), engine=rounds.record(),
                        **validation.run_fields(sc.task))
         if not options.quiet:
-            _describe_start(sc, config, std, source, validation.note)
+            _describe_start(sc, model, std, source, validation.note)
         del sc  # its per-feature statistics grow with the features seen: not held through the epochs
         with store.lock():
             if store.exists():  # another process created it while this one scanned
@@ -92,7 +93,10 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
     if run_old["status"] != "complete":
         raise InputError(f"{store.path} holds an interrupted run (epoch {run_old['epoch'] + 1} of "
                          f"{run_old['epochs']}); finish it with: streamfm train --resume {store.path}")
-    if config is not None and config.to_dict() != Config.from_dict(manifest["model"]["config"]).to_dict():
+    stored_config = Config.from_dict(manifest["model"]["config"])
+    if config is not None and config.anchors == AUTO and manifest["model"].get("anchors_auto"):
+        config = replace(config, anchors=stored_config.anchors, n_candidates=stored_config.n_candidates)
+    if config is not None and config.to_dict() != stored_config.to_dict():
         raise InputError(f"{store.path} already holds a model; its hyper-parameters cannot change. "
                          "Leave out the model options, or train into a new --model directory.")
     check_scale(manifest["model"], options.scale, store.path)
@@ -172,14 +176,16 @@ def check_scale(model_meta: dict, scale: str | None, path) -> None:
                          f"cannot change to {scale}. Leave out --scale, or train into a new --model directory.")
 
 
-def _describe_start(sc, config, std, source, early_stopping: str) -> None:
+def _describe_start(sc, model, std, source, early_stopping: str) -> None:
+    config = model.config
     task = sc.task + (f" ({len(sc.classes)} classes)" if sc.task == "multiclass" else "")
     labels = f", labels {sc.binary_labels_kind}" if sc.task == "binary" else ""
     print(f"data: {sc.n_rows + sc.n_held:,} rows, {sc.n_features:,} features, density {sc.density:.3f}, "
           f"{len(source.files)} file(s); task {task}{labels}", flush=True)
     print(f"scaling {std.describe()}", flush=True)
     print(f"model: {config.method}, rank {config.rank}"
-          + (f", {config.anchors} anchors" if config.method != "fm" else ""), flush=True)
+          + (f", {config.anchors} anchors" + (" (auto)" if model.anchors_auto else "")
+             if config.method != "fm" else ""), flush=True)
     print(f"early stopping: {early_stopping}", flush=True)
 
 
