@@ -14,10 +14,7 @@ business. ``sample_weight`` weighs the loss, its curve and the validation.
 """
 from __future__ import annotations
 
-import inspect
-import textwrap
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,15 +23,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .estimator_params import FIT as _FIT, documented as _documented
 from .estimator_store import ModelDirMixin
 from .io.chunk import Chunk, sample_weights as _sample_weight
 from .preprocess.moments import feature_stats
 from .preprocess.standardize import SCALE_MODES, Standardizer
 from .training.early_stopping import AUTO_MIN_ROWS, EarlyStopping, metric_for
-from .training.options import TrainOptions
 from .inference.metrics import StreamingMetrics
 from .models.capacity import AUTO
-from .models.config import DOCS, Config
+from .models.config import Config
 from .models.init import initialise_model, resolve_anchors, stored_feature_rows
 from .models.state import ModelState
 
@@ -275,81 +272,6 @@ class _RegressorBase(RegressorMixin, _Base):
 
     def predict(self, X):
         return self._decision(X)[:, 0]
-
-
-@dataclass(frozen=True)
-class _Fit:
-    """The defaults of the estimators' own settings (how to fit, not what to learn: that is ``Config``)."""
-
-    n_epochs: int = TrainOptions.epochs  # the command line's defaults
-    scale: str = "auto"
-    shuffle: bool = True
-    sample_size: int = 10_000
-    batch_size: int = 4096
-    random_state: int = 0
-    early_stopping: str = "auto"
-    validation_fraction: float = 0.1
-    n_iter_no_change: int = TrainOptions.early_stop
-    bits: int | None = None
-    memory_budget: int | None = None
-
-
-_FIT = _Fit()
-_FIT_DOCS = {
-    "n_epochs": ("int", "Passes over the data in ``fit``, at most (0: initialise only)."),
-    "scale": ('{"auto", "standard", "maxabs", "none"}',
-              "How features are scaled, with statistics of the data given to ``fit`` (or the first "
-              "``partial_fit``), as ``streamfm train --scale`` does. auto, per feature: binary (0/1) features "
-              "kept, features non-zero in at least half of the rows standardised (centred, divided by the "
-              "standard deviation), any other feature divided by its largest absolute value; standard: every "
-              "feature divided by its standard deviation, and centred if X is a dense array or has at most "
-              "1,000 features; maxabs: every feature divided by its largest absolute value; none: as given."),
-    "shuffle": ("bool", "Shuffle the rows in every epoch of ``fit``."),
-    "sample_size": ("int", "Rows sampled for the k-means anchors."),
-    "batch_size": ("int", "Rows handed to the kernel at a time (does not change the result)."),
-    "random_state": ("int, RandomState or None", "Seeds the model, the sample and the validation split."),
-    "early_stopping": ('"auto" or bool',
-                       "In ``fit``: set ``validation_fraction`` of the rows aside (a seeded split, stratified "
-                       "for classifiers), evaluate them after every epoch (log loss; RMSE for regression), stop "
-                       "after ``n_iter_no_change`` epochs without a lower value and restore the best epoch's "
-                       "parameters. \"auto\": on when there are more than 10,000 rows."),
-    "validation_fraction": ("float", "The share of rows set aside for early stopping."),
-    "n_iter_no_change": ("int", "Epochs without improvement before stopping."),
-    "bits": ("int or None", "Hash each (FM, feature) pair into a float32 table of 2^bits rows, whatever the "
-                            "features and anchors (None: the exact layout when it fits ``memory_budget``, "
-                            "else the largest table that does)."),
-    "memory_budget": ("int or None", "Bytes the model's parameters may take; a larger model raises a "
-                                     "ValueError before anything is allocated (None: half of the memory "
-                                     "available)."),
-}
-_ATTRIBUTES_DOC = """
-    Attributes
-    ----------
-    loss_curve_ : list of float
-        Mean training loss of every epoch of ``fit``.
-    n_iter_ : int
-        Epochs ``fit`` ran.
-    validation_scores_ : list of float or None
-        With early stopping: the validation score after every epoch, higher
-        is better as in scikit-learn (minus the log loss, minus the RMSE);
-        else None.
-    best_epoch_ : int or None
-        With early stopping: the epoch (from 1) whose parameters the model
-        holds; else None (the last epoch's).
-"""
-
-
-def _documented(cls):
-    """``cls`` with its parameters documented from its ``__init__``'s defaults and the one text of each
-    (``models.config.DOCS``, ``_FIT_DOCS``)."""
-    lines = ["", "    Parameters", "    ----------"]
-    for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
-        kind, text = DOCS.get(name) or _FIT_DOCS[name]
-        default = f'"{param.default}"' if isinstance(param.default, str) else param.default
-        lines.append(f"    {name} : {kind}, default {default}")
-        lines += textwrap.wrap(text, 100, initial_indent=" " * 8, subsequent_indent=" " * 8)
-    cls.__doc__ = cls.__doc__.rstrip() + "\n" + "\n".join(lines) + "\n" + _ATTRIBUTES_DOC
-    return cls
 
 
 # Each estimator spells out its parameters in its own __init__ (the four signatures repeat one another

@@ -24,7 +24,7 @@ LAYERS = [
     ("inference",),
     ("training",),
     ("engines",),
-    ("run", "estimators", "estimator_store", "cli", "__init__"),
+    ("run", "estimators", "estimator_params", "estimator_store", "cli", "__init__"),
 ]
 # ``__main__`` only runs the CLI: it is the entry point, not a layer of its own
 ENTRY_POINTS = {"streamfm.__main__"}

@@ -14,7 +14,8 @@ through its file system into a hidden directory inside it, whose shards are
 moved into place one by one at the end: an object store renames no
 directory at once, so a failure during those moves can leave part of the
 output there (a failure before them leaves nothing but what was there).  Every data
-page carries a CRC-32 (``write_page_checksum``), which the reader verifies:
+page carries a CRC-32 (``write_page_checksum``) and every shard's footer a
+CRC-32 of its decoded columns (``io/digest.py``), which the reader verifies:
 a damaged shard is an error, never changed values.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pyarrow.fs import FileSelector, FileType
 from streamfm.errors import InputError, disk_full, is_disk_full
 from streamfm.io import filesystems
 from streamfm.io.chunk import Chunk
+from streamfm.io.digest import ContentDigest
 from streamfm.io.options import ReadOptions
 from streamfm.io.parquet import WEIGHT_COLUMN, WEIGHT_METADATA
 from streamfm.io.sources import DataSource, open_source
@@ -266,14 +268,18 @@ def convert(
                         names.append(SHARD_NAME.format(len(names)))
                         writer = pq.ParquetWriter(shards.path(names[-1]), schema, filesystem=shards.filesystem,
                                                   compression=compression, write_page_checksum=True)
+                        digest = ContentDigest()
                         in_shard = 0
                     take = min(rows_per_shard - in_shard, chunk.n_rows - start)
                     part = chunk if take == chunk.n_rows else chunk.slice(start, start + take)
-                    writer.write_table(chunk_to_table(part, schema, wide))
+                    table = chunk_to_table(part, schema, wide)
+                    writer.write_table(table)
+                    digest.add(table)
                     in_shard += take
                     start += take
                     bar.update(take)
                     if in_shard == rows_per_shard:
+                        writer.add_key_value_metadata(digest.metadata())
                         writer.close()
                         writer = None
         if schema is None:  # no rows at all: one empty, readable shard
@@ -282,6 +288,7 @@ def convert(
             pq.write_table(schema.empty_table(), shards.path(names[0]), filesystem=shards.filesystem,
                            compression=compression, write_page_checksum=True)
         if writer is not None:
+            writer.add_key_value_metadata(digest.metadata())
             writer.close()
             writer = None
         # a CSV column hashed because it began with text must be text throughout: checked before

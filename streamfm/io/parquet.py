@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from streamfm.errors import InputError
 from streamfm.io.arrow import batch_to_chunk, drop_bad_rows, label_column, to_numpy, weight_column, where
 from streamfm.io.chunk import INDEX_DTYPE, INDPTR_DTYPE, MAX_ABS_VALUE, VALUE_DTYPE, Chunk
+from streamfm.io.digest import ContentDigest, digest_problem, stored_digest
 from streamfm.io.filesystems import resolve
 from streamfm.io.options import ReadOptions
 from streamfm.io.table import TableLayout, TableReader, is_numeric_type, is_text_type
@@ -248,10 +249,14 @@ class ParquetReader(TableReader):
         self.bad_rows_by_file[path] = 0
         rows_done = 0
         batches = self._batches(pf, chunk_rows)
+        stored = stored_digest(pf.metadata.metadata)
+        digest = None if stored is None else ContentDigest(self.columns)
         try:
             while True:
                 try:
                     batch = next(batches)
+                    if digest is not None:
+                        digest.add(batch)
                 except StopIteration:
                     break
                 except (pa.ArrowException, OSError, ValueError) as exc:
@@ -261,6 +266,9 @@ class ParquetReader(TableReader):
                 self.bad_rows_by_file[path] += bad
                 if chunk.n_rows:
                     yield chunk
+            problem = None if digest is None else digest_problem(stored, digest)
+            if problem:
+                raise InputError(f"{path}: the file is damaged ({problem}); convert it again from its source")
         finally:
             pf.close()
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from streamfm.io.chunk import Chunk
 from streamfm.io.convert import chunk_to_table
+from streamfm.io.digest import ContentDigest
 from streamfm.io.parquet import WEIGHT_COLUMN, WEIGHT_METADATA
 
 #: rows per row group (and so per chunk read back, at most)
@@ -79,6 +80,7 @@ class ParquetSpool:
         self._n_pending = 0
         self._nnz_pending = 0
         self._writer: pq.ParquetWriter | None = None
+        self._digest: ContentDigest | None = None
         self._schema: pa.Schema | None = None
         self._text = False
 
@@ -113,7 +115,10 @@ class ParquetSpool:
             self._schema = sparse_schema(self._text, self.n_features_hint, rows.weights is not None)
             self._writer = pq.ParquetWriter(self._open(), self._schema, compression=self.compression,
                                            write_page_checksum=True)
-        self._writer.write_table(chunk_to_table(rows, self._schema, wide=False), row_group_size=n)
+            self._digest = ContentDigest()
+        table = chunk_to_table(rows, self._schema, wide=False)
+        self._writer.write_table(table, row_group_size=n)
+        self._digest.add(table)
 
     def close(self) -> int:
         """Write what is pending and close the file (an empty file if no row came); returns the rows."""
@@ -124,6 +129,7 @@ class ParquetSpool:
         if self._writer is None:
             pq.write_table((self._schema or sparse_schema(False, self.n_features_hint)).empty_table(), self._open())
         else:
+            self._writer.add_key_value_metadata(self._digest.metadata())
             self._writer.close()
             self._writer = None
         return self.rows
