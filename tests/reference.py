@@ -113,7 +113,7 @@ def sgd_step(method, task, x, y, phi, P, k_soft, beta, rho, eta, eta_z, zscale, 
             else:
                 coef = g @ (2 * beta * gamma[a] * (F[a] - f))
             Z[i] = Z[i] - eta_z * zscale * coef * (phi - P["Z"][i])
-    b0, W0, V0 = P["b"], P["W"], P["V"]
+    W0, V0 = P["W"], P["V"]
     fms = list(zip(ids, gamma)) + ([(Z.shape[0], 1.0)] if glob else [])
     for i, gam in fms:
         if l2 is None:

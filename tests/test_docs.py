@@ -35,8 +35,6 @@ resolve; and that the pages keep no diary of the work.
 from __future__ import annotations
 
 import dataclasses
-import io
-import os
 import pathlib
 import re
 import shlex

@@ -145,7 +145,7 @@ def rows(n, seed=3, sparse=False, keep=slice(None)):
 def pair_values(model):
     """The exact layout (n_fms, p, C[, r]) of the hashed model's table: each pair's slot."""
     out = {}
-    n_fms, C, r = model.n_fms, model.n_outputs, model.config.rank
+    n_fms = model.n_fms
     bits = model.store.bits
     slots = np.array([[href.slot_and_tag(i, j, bits)[0] for j in range(P)] for i in range(n_fms)])
     for name in ("W", "V", "AW", "AV"):

@@ -9,7 +9,7 @@ import pytest
 
 from streamfm.errors import InputError
 from streamfm.models import memory
-from streamfm.models.memory import (MIN_BITS, StoreSpec, choose_store, hashed_spec, model_bytes, parse_bytes)
+from streamfm.models.memory import (StoreSpec, choose_store, hashed_spec, model_bytes, parse_bytes)
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 

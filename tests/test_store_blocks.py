@@ -8,7 +8,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from streamfm.store import ModelDir, blocks
 from streamfm.store.blocks import Blocks
@@ -53,7 +52,7 @@ def check(arrays, step):
 def test_deltas_hold_only_changed_blocks_and_load_as_the_whole(tmp_path):
     model = ModelDir(tmp_path / "m")
     arrays = fresh()
-    since = None
+    since = steps_best = None
     steps = {}
     for step in range(1, 13):
         step_arrays(arrays, step)

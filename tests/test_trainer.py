@@ -1,5 +1,4 @@
 """The streaming trainer and the model directory, through the Python API."""
-import json
 
 import numpy as np
 import pyarrow as pa

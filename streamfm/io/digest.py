@@ -17,7 +17,6 @@ import zlib
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 #: The footer's key-value metadata key: JSON {"rows": n, "crc32": {column: [CRC-32 of each canonical stream]}}.
 DIGEST_KEY = b"streamfm.content_crc32"
@@ -32,6 +31,8 @@ def _crc(values, crc: int) -> int:
 def _streams(arr: pa.Array) -> list:
     """One column's canonical byte streams, each a NumPy array or a memoryview: a CRC continued
     stream by stream over consecutive batches equals the CRC of the batches joined."""
+    import pyarrow.compute as pc  # here, not at start-up: it costs ~0.1 s, and plain columns need none
+
     t = arr.type
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)

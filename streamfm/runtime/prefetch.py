@@ -34,7 +34,6 @@ class Prefetch:
         self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
-        q = self._queue
         try:
             for item in self._items:
                 if not self._put((True, item)):
