@@ -124,13 +124,12 @@ def reference_csv(text: str):
     lines = text.split("\n")
     if lines[0] != "a,b,label":
         return None
+    table = [line.split(",") for line in lines[1:] if line != ""]
+    # a text cell anywhere makes its column text (hashed: judged by no one here), whatever came first
+    if any(len(cells) != 3 or not all(NUMBER.match(c) for c in cells) for cells in table):
+        return None
     rows = []
-    for line in lines[1:]:
-        if line == "":
-            continue
-        cells = line.split(",")
-        if len(cells) != 3 or not all(NUMBER.match(c) for c in cells):
-            return None
+    for cells in table:
         a, b, y = (float(c) for c in cells)
         if not all(abs(v) <= MAX_ABS_VALUE for v in (a, b, y)):
             return "error"
