@@ -115,3 +115,26 @@ def test_initialise_model_needs_a_sample_for_the_anchors():
                              epoch_rows=10)
     np.testing.assert_allclose(model.params["b"][0], initial_bias("multiclass", class_counts=[1, 3, 6]))
     assert model.t0 == 10
+
+
+@pytest.mark.parametrize("p, expected", [(4, 0.3), (1000, 0.3), (1001, 0.05)])
+def test_the_default_anchor_step_follows_the_coding_space(p, expected):
+    """eta_anchor None: 0.3 where the anchors live in the features' own space (up to 1,000 features),
+    0.05 in the count sketch of wider data; the model's config (its manifest) holds the number."""
+    from streamfm.models.core import LLFMModel
+
+    assert Config().eta_anchor is None
+    model = LLFMModel(Config(anchors=4), p, "binary")
+    assert model.config.eta_anchor == expected
+    assert LLFMModel(Config(anchors=4, eta_anchor=0.2), p, "binary").config.eta_anchor == 0.2
+    assert ModelState.capture(model).manifest()[0]["config"]["eta_anchor"] == expected
+
+
+def test_a_model_continued_with_model_options_keeps_its_resolved_anchor_step(tmp_path):
+    """Continuing a model with the same options (eta_anchor left None) is no change of hyper-parameters."""
+    X, y = data()
+    path = write(tmp_path, X, y)
+    opts = TrainOptions(epochs=1, quiet=True, early_stop=0)
+    train([path], str(tmp_path / "m"), config=Config(anchors=4, rank=3), options=opts)
+    train([path], str(tmp_path / "m"), config=Config(anchors=4, rank=3), options=opts)
+    assert load(str(tmp_path / "m")).model.config.eta_anchor == 0.3

@@ -120,7 +120,7 @@ def test_weight_two_is_a_doubled_step_for_plain_sgd(method, store):
     fm takes its fast path, llfm the general loop, 12 the hashed store."""
     chunk, y = chunk_and_targets()
     a = new_model(method, store=store)
-    b = new_model(method, store=store, eta0=0.1, eta_anchor=2 * Config().eta_anchor)
+    b = new_model(method, store=store, eta0=0.1, eta_anchor=2 * a.config.eta_anchor)
     a.partial_fit_chunk(chunk.with_weights(np.full(chunk.n_rows, 2.0)), y)
     b.partial_fit_chunk(chunk, y)
     for k, v in params(b).items():

@@ -27,7 +27,8 @@ _MODEL_OPTIONS = [
                                       "(divided by the gradient norm, decaying) or sgd (plain, decaying)"),
     ("--eta0", "eta0", float, "FM step size (default: 0.1 for adagrad, 0.5 for normalized, 0.01 for sgd)"),
     ("--t0", "t0", float, "step decay eta0*t0/(t0+t) of sgd, normalized and the anchors; 0 = one epoch of rows"),
-    ("--eta-anchor", "eta_anchor", float, "anchor step size"),
+    ("--eta-anchor", "eta_anchor", float, "anchor step size, relative to the coding scale (default: 0.3 on up to "
+                                          "1,000 features, 0.05 on wider data)"),
     ("--l2-w", "l2_w", float, "L2 on linear weights: the penalty l2/2 ||w||^2 over the whole data, "
                               "a prior of that precision"),
     ("--l2-v", "l2_v", float, "L2 on factors, as --l2-w"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from ..coding.space import MAX_IDENTITY
 from ..errors import InputError
 from .capacity import AUTO
 
@@ -21,6 +22,14 @@ OPTIMIZERS = ("adagrad", "normalized", "sgd")
 # normalised step's largest change of f per row, in units of |dloss/df|; and
 # plain SGD's step (libFM's usual value)
 DEFAULT_ETA0 = {"adagrad": 0.1, "normalized": 0.5, "sgd": 0.01}
+
+# the anchor step when none is given, per coding space (coding/space.py): the features themselves
+# (up to 1,000), or the count sketch of wider data. On dense data the larger step lets the anchors
+# settle where the local FMs need them within the run (docs/dense.md, the rows "anchor step
+# 0.05"); sketched rows of sparse one-hot data (users, items, hashed fields) have little locality,
+# and there faster anchors only concentrate each row's coding on fewer local FMs, which then
+# overfit sooner (docs/sparse.md).
+DEFAULT_ETA_ANCHOR = {"identity": 0.3, "sketch": 0.05}
 
 
 #: each hyper-parameter's type and meaning, the one text the estimators' docstrings are made from
@@ -42,7 +51,9 @@ DOCS = {
     "eta0": ("float or None", "The FM step size; None: 0.1 (adagrad), 0.5 (normalized), 0.01 (sgd)."),
     "t0": ("float", "The decay eta0 * t0 / (t0 + t) of the normalized and sgd steps and of the anchor "
                     "steps; 0: one epoch's rows."),
-    "eta_anchor": ("float", "The anchor step, relative to the coding scale."),
+    "eta_anchor": ("float or None", "The anchor step, relative to the coding scale; None: 0.3 on up to 1,000 "
+                                    "features (the anchors live in the features' space), 0.05 on wider data "
+                                    "(they live in a count sketch of the rows)."),
     "anchor_clip": ("float", "The largest relative move of an anchor in one step."),
     "l2_w": ("float", "L2 on the linear weights: the penalty l2_w/2 ||w||^2 over the whole data (a Gaussian "
                       "prior of that precision), applied to the features each row touches."),
@@ -74,7 +85,7 @@ class Config:
     optimizer: str = "adagrad"  # FM steps: "adagrad", "normalized" or "sgd" (kernels/llfm.py)
     eta0: float | None = None  # FM step; None = DEFAULT_ETA0[optimizer]
     t0: float = 0.0  # decay eta_t = eta0 * t0 / (t0 + t) (sgd, normalized, anchors); 0 = one epoch's rows
-    eta_anchor: float = 0.05  # anchor step, relative to the coding scale
+    eta_anchor: float | None = None  # anchor step, relative to the coding scale; None = DEFAULT_ETA_ANCHOR
     anchor_clip: float = 0.1  # largest relative anchor move in one step
     # L2 as a prior: the penalty (l2_w ||w||^2 + l2_v ||V||^2) / 2 over the whole data
     l2_w: float = 1.0
@@ -111,6 +122,8 @@ class Config:
                 bad(f"{name}={v!r} must be a positive integer" + (' or "auto"' if name == "anchors" else ""))
         for name in ("beta", "rho", "eta_anchor", "anchor_clip", "init_std"):
             v = getattr(self, name)
+            if name == "eta_anchor" and v is None:
+                continue
             if not (number(v) and v > 0):
                 bad(f"{name}={v!r} must be a positive finite number")
         for name in ("t0", "l2_w", "l2_v", "l2_local"):
@@ -127,6 +140,12 @@ class Config:
     def step(self) -> float:
         """The FM step eta0 in effect."""
         return float(DEFAULT_ETA0[self.optimizer] if self.eta0 is None else self.eta0)
+
+    def eta_anchor_for(self, n_features: int) -> float:
+        """The anchor step in effect on data of ``n_features`` features (``DEFAULT_ETA_ANCHOR`` if None)."""
+        if self.eta_anchor is not None:
+            return float(self.eta_anchor)
+        return DEFAULT_ETA_ANCHOR["identity" if n_features <= MAX_IDENTITY else "sketch"]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,6 +11,7 @@ makes a ready model from data.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Callable
 
@@ -91,7 +92,8 @@ class LLFMModel:
 
     def __init__(self, config: Config, n_features: int, task: str, n_classes: int = 2,
                  store: StoreSpec | None = None):
-        self.config = config.validate()
+        # eta_anchor None is resolved here, by the coding space, so the manifest records the number in effect
+        self.config = replace(config, eta_anchor=config.eta_anchor_for(n_features)).validate()
         self.p = int(n_features)
         self.task = task
         self.n_outputs = n_classes if task == "multiclass" else 1
