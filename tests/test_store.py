@@ -12,6 +12,7 @@ import pytest
 from streamfm.errors import InputError
 from streamfm.store import FORMAT_VERSION, ModelDir, atomic_output, atomic_write_bytes, atomic_write_json
 from streamfm.store.arrays import checksum
+from streamfm.store.manifest import CHECKSUM
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -309,10 +310,26 @@ def test_not_a_model_directory(tmp_path):
         assert not ModelDir(path).exists()
 
 
-def write_manifest(model, **changes):
+def write_manifest(model, checksum=False, **changes):
+    """Edit the manifest by hand; ``checksum`` False: as a streamfm before its checksum wrote it,
+    so that the field checks answer (they guard such manifests)."""
     manifest = json.loads((model.path / "manifest.json").read_text())
     manifest.update(changes)
+    if not checksum:
+        manifest.pop(CHECKSUM)
     (model.path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("changes", [{"step": 2}, {"checkpoint": "ckpt-000099"}, {"saved_at": "2020-01-01"}])
+def test_a_manifest_changed_after_it_was_written_is_damaged(model, changes):
+    """Any field changed by hand (or by a flipped bit) with the checksum left as written: one error,
+    even where the change is still a valid manifest."""
+    model.save({"step": 1}, make_arrays(1))
+    write_manifest(model, checksum=True)  # the same content, only serialised another way: still valid
+    model.load()
+    write_manifest(model, checksum=True, **changes)
+    with pytest.raises(InputError, match="is damaged: manifest.json does not match its checksum"):
+        model.load()
 
 
 def test_newer_format_asks_for_an_upgrade(model):

@@ -7,7 +7,13 @@ The manifest is the caller's JSON object plus the fields the store owns:
 directory has written, so numbers are never reused) and, when the caller
 keeps other checkpoints, ``kept`` (``{role: {"checkpoint": name, "arrays":
 {...}}}``) and, when the caller tracks arrays by blocks, ``chain`` (the
-checkpoints that hold them: store/blocks.py; kept entries carry their own).
+checkpoints that hold them: store/blocks.py; kept entries carry their own),
+and ``manifest_crc32``, a CRC-32 of everything else in a canonical JSON form
+(``content_crc32``): the arrays' files carry their own checksums, and this
+one makes a damaged manifest an error too -- a flipped digit of a
+hyper-parameter or of the coding scale is still valid JSON and would
+otherwise load as a different model. A manifest without it (written before
+it was added) is checked field by field only.
 """
 from __future__ import annotations
 
@@ -15,9 +21,11 @@ import datetime
 import json
 import pathlib
 import re
+import zlib
 from typing import Any, Mapping
 
 from streamfm.errors import InputError
+from streamfm.io.atomic import dumps_json
 from streamfm.store.arrays import ARRAY_NAME_RE, valid_array_meta
 
 FORMAT_VERSION = 1
@@ -25,6 +33,16 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 CKPT_RE = re.compile(r"ckpt-(\d{6,})\Z")
+
+#: the manifest's own checksum field
+CHECKSUM = "manifest_crc32"
+
+
+def content_crc32(manifest: Mapping[str, Any]) -> int:
+    """CRC-32 of the manifest's fields but its checksum, as sorted, compact JSON (a form that
+    reading and writing the file again does not change: Python's JSON floats round-trip)."""
+    rest = {k: v for k, v in manifest.items() if k != CHECKSUM}
+    return zlib.crc32(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
 def checkpoint_name(number: int) -> str:
@@ -97,6 +115,8 @@ def check_manifest(path: pathlib.Path, manifest: Any) -> None:
         raise damaged(path, f"{MANIFEST} has no valid format_version")
     if version > FORMAT_VERSION:
         raise newer(path, version)
+    if CHECKSUM in manifest and manifest[CHECKSUM] != content_crc32(manifest):
+        raise damaged(path, f"{MANIFEST} does not match its checksum (the file was changed after it was written)")
     checkpoint = manifest.get("checkpoint")
     if not isinstance(checkpoint, str) or not CKPT_RE.match(checkpoint):
         raise damaged(path, f"{MANIFEST} has no valid checkpoint name")
@@ -154,6 +174,9 @@ def make_record(manifest: Mapping[str, Any], name: str, metas: dict, serial: int
         record["kept"] = kept
     if chain:
         record["chain"] = chain
+    record.pop(CHECKSUM, None)
+    # the checksum of the record as it will read back (numpy values become JSON numbers)
+    record[CHECKSUM] = content_crc32(json.loads(dumps_json(record)))
     return record
 
 
