@@ -106,3 +106,15 @@ def test_the_reproduction_keeps_the_block(tmp_path):
 def test_paper_final_reads_llfm_jo_last_epoch():
     fig = {"banana": {"FM": [0.7, 0.6], "LLFM-JO": [0.3, 0.2154]}, "note": "text"}
     assert bench_dense.paper_final(fig) == {"banana": 0.2154}
+
+
+def test_a_variant_gets_its_comparison_with_the_defaults(tmp_path):
+    """--variant NAME: a section of the defaults against NAME, means over the splits where both ran."""
+    split = {"llfm-jo": _jo(0.90, 0.21, 12.0), "jo, slow anchors": _jo(0.88, 0.25, 10.0)}
+    other = {"llfm-jo": _jo(0.92, 0.23, 14.0)}  # the variant did not run on this split
+    out = tmp_path / "dense.md"
+    bench_dense.write_report({"banana": [split, other]}, ["llfm-jo", "jo, slow anchors"], "x", str(out),
+                             str(tmp_path), results_md="")
+    text = out.read_text()
+    assert "## The defaults against `jo, slow anchors`" in text
+    assert "| banana | 90.00 / 88.00 | 0.2100 / 0.2500 |" in text

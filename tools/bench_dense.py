@@ -344,6 +344,30 @@ def anchors_section(results: dict, study: list) -> list[str]:
     return lines
 
 
+def variants_section(results: dict, names) -> list[str]:
+    """LLFM-JO with the defaults against each ``--variant``, data set by data set, on the splits where both ran."""
+    fixed = set(METHODS) | {m + OLD for m in METHODS} | {M50} | set(PEERS)
+    variants = [n for n in names if n not in fixed]
+    lines = []
+    for v in variants:
+        lines += [f"## The defaults against `{v}`", "",
+                  "| data | test accuracy (%), defaults / variant | test log loss, defaults / variant | "
+                  "CPU seconds, defaults / variant |", "|---|---|---|---|"]
+        for ds, per_split in results.items():
+            both = [r for r in per_split if "llfm-jo" in r and v in r]
+            if not both:
+                continue
+
+            def pair(key, scale=1.0, fmt="{:.2f}"):
+                a, b = (scale * np.mean([r[n].get(key, np.nan) for r in both]) for n in ("llfm-jo", v))
+                return (fmt + " / " + fmt).format(a, b)
+
+            lines.append(f"| {ds} | {pair('test_accuracy', 100)} | {pair('test_log_loss', 1, '{:.4f}')} | "
+                         f"{pair('cpu_seconds', 1, '{:.1f}')} |")
+        lines += ["", "(Means over the splits where both ran.)", ""]
+    return lines
+
+
 def write_report(results, names, argv_line, out, fig_dir, *, paper_logloss=None, study=(), results_md=None):
     lines = ["# Dense data: streamfm's defaults against the first peers", "",
              "Every data set's seeded train / test splits (tools/benchdata.py prepares the public ones; "
@@ -376,6 +400,7 @@ def write_report(results, names, argv_line, out, fig_dir, *, paper_logloss=None,
             lines += ["", f"![{ds}: held-out log loss per epoch]({os.path.relpath(fig, os.path.dirname(out))})"]
         lines.append("")
     lines += anchors_section(results, list(study))
+    lines += variants_section(results, names)
     with open(out, "w") as fh:
         fh.write("\n".join(lines))
     if results_md:
