@@ -50,8 +50,8 @@ LABELS = {"fm": "FM", "llfm-do": "LLFM-DO", "llfm-apl": "LLFM-APL", "llfm-jo": "
           "llfm-jo-paper": "LLFM-JO, paper's anchor gradient"}
 PAPER_GRADIENT = "llfm-jo-paper"
 PAPER_ANCHORS = 50  # the paper's m
-#: the anchor step Table 2 was measured with (streamfm's default then; the defaults' own results,
-#: with today's larger step, are the defaults table that tools/bench_dense.py writes into the page)
+#: the anchor step of Table 2's runs, below the default on dense data: the defaults' own results are the
+#: table tools/bench_dense.py writes into the same page
 PAPER_ETA_ANCHOR = 0.05
 
 #: Table 2 of the paper: method -> (train loss, test loss, accuracy %, test time relative to FM)
@@ -536,9 +536,9 @@ def main(argv=None):
                 raise SystemExit(f"{d} split-{s} is not prepared: python tools/benchdata.py --only {d} "
                                  f"--seeds {' '.join(map(str, runs))}")
     epochs = {d: args.epochs or DATASETS[d].epochs for d in datasets}
-    # the paper's setting: m = 50 anchors, whatever streamfm's default
-    extra = {d: ["--anchors", str(PAPER_ANCHORS), "--eta-anchor", f"{PAPER_ETA_ANCHOR:g}"] + (["--multiclass", args.multiclass] if args.multiclass else [])
-             for d in datasets}
+    # the setting of Table 2: m = 50 anchors and its anchor step, whatever streamfm's defaults
+    extra = {d: ["--anchors", str(PAPER_ANCHORS), "--eta-anchor", f"{PAPER_ETA_ANCHOR:g}"]
+             + (["--multiclass", args.multiclass] if args.multiclass else []) for d in datasets}
     plan = Plan(args.bench, args.work, datasets, runs, not args.no_tune, epochs, extra)
     t0 = time.perf_counter()
     chosen, grid_scores = {}, {}
