@@ -118,3 +118,15 @@ def test_a_variant_gets_its_comparison_with_the_defaults(tmp_path):
     text = out.read_text()
     assert "## The defaults against `jo, slow anchors`" in text
     assert "| banana | 90.00 / 88.00 | 0.2100 / 0.2500 |" in text
+
+
+def test_write_page_replaces_the_page_whole_and_echoes_it(tmp_path, capsys):
+    from tools.docblock import write_page
+
+    page = tmp_path / "page.md"
+    page.write_text("an older, longer page\n" * 3)
+    assert write_page(str(page), ["# Title", "", "| a |"]) == "# Title\n\n| a |\n"
+    assert page.read_text() == "# Title\n\n| a |\n" and not (tmp_path / "page.md.tmp").exists()
+    assert "| a |" in capsys.readouterr().out
+    write_page(str(page), ["quiet"], echo=False)
+    assert page.read_text() == "quiet\n" and capsys.readouterr().out == ""

@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, log_loss
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from streamfm.estimators import FMClassifier, LLFMClassifier  # noqa: E402
 from tools.benchdata import stratified_split  # noqa: E402
+from tools.docblock import write_page  # noqa: E402
 
 PAPER = {"fm": (0.6770, 53.53), "llfm-do": (0.2371, 89.80), "llfm-apl": (0.2337, 89.87), "llfm-jo": (0.2201, 90.49)}
 
@@ -59,10 +60,7 @@ def main():
         a = np.array(rows)
         lines.append(f"| {method} | {a[:, 0].mean():.4f} ± {a[:, 0].std():.4f} | {a[:, 1].mean():.2f} ± {a[:, 1].std():.2f} "
                      f"| {PAPER[method][0]:.4f} | {PAPER[method][1]:.2f} | {a[:, 3].mean():.2f} | {a[:, 2].mean():.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out, "w") as fh:
-        fh.write(text)
+    write_page(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from tools.docblock import write_page  # noqa: E402
 TASKS = (("regression", "rating", "rmse"), ("binary", "liked", "log_loss"))
 
 
@@ -73,10 +75,7 @@ def main(argv=None):
         coll = "-" if r["store"] == "exact" else f"{r['collisions']:,}"
         lines.append(f"| {r['task']} | {r['method']} | {r['store']} | {r['value']:.4f} | {r['diff']:+.4f} | "
                      f"{fill} | {coll} |")
-    text = "\n".join(lines) + "\n"
-    with open(args.out, "w") as fh:
-        fh.write(text)
-    print(text)
+    write_page(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from tools.docblock import write_page  # noqa: E402
 
 P = 1 << 20
 
@@ -98,10 +99,7 @@ def main(argv=None):
     for r in results:
         lines.append(f"| {r['name']} | {r['model_mb']:,.1f} | {r['exact_mb']:,.1f} | {r['up']:,.2f} | "
                      f"{r['down']:,.2f} |")
-    text = "\n".join(lines) + "\n"
-    with open(args.out, "w") as fh:
-        fh.write(text)
-    print(text)
+    write_page(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from tools import harness  # noqa: E402
+from tools.docblock import write_page  # noqa: E402
 
 DATA = os.path.join(ROOT, "bench-data")
 
@@ -116,10 +117,7 @@ def main():
               "chunk, the shuffle buffer (at most 100,000 rows, or 8M stored values) and one training batch — "
               "none of which depends on the number of rows; the libraries (numpy, numba, FAISS, pyarrow, "
               "scikit-learn) account for most of the rest."]
-    text = "\n".join(lines) + "\n"
-    with open(args.out, "w") as fh:
-        fh.write(text)
-    print(text)
+    write_page(args.out, lines)
 
 
 if __name__ == "__main__":
