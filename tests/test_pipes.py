@@ -7,6 +7,7 @@ of fm); the rest call ``cli.main`` in this process.
 import bz2
 import gzip
 import io
+import json
 import lzma
 import os
 import subprocess
@@ -188,3 +189,17 @@ def test_a_stopped_run_from_standard_input_says_it_cannot_be_resumed(tmp_path, c
     assert not _spools(tmp_path)
     assert cli.main(["train", "--resume", str(model)]) == 2
     assert "read standard input, which is not kept: it cannot be resumed" in capsys.readouterr().err
+
+
+def test_info_describes_standard_input_and_leaves_no_spool(tmp_path):
+    """`zcat | streamfm info -`: the data's summary, as for the file itself (but its size on disk, the spool's)."""
+    X, y = _rows(50)
+    text = _svm_text(X, y).encode()
+    (tmp_path / "d.svm").write_bytes(text)
+    r = _streamfm(["info", "-", "--json"], gzip.compress(text), tmp_path)
+    assert r.returncode == 0, r.stderr.decode()
+    piped = json.loads(r.stdout)
+    r = _streamfm(["info", tmp_path / "d.svm", "--json"], b"", tmp_path)
+    direct = json.loads(r.stdout)
+    assert {k: v for k, v in piped.items() if k != "bytes"} == {k: v for k, v in direct.items() if k != "bytes"}
+    assert piped["rows"] == 50 and not _spools(tmp_path)

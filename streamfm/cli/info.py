@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from streamfm.cli.data import add_data_options, add_quiet, report_bad_rows, show_progress, source_from_args
+from streamfm.cli.data import add_data_options, add_quiet, data_paths, report_bad_rows, show_progress, source_from_args
 from streamfm.errors import InputError
 
 
@@ -15,7 +15,8 @@ def add_info_parser(subparsers) -> None:
         description="Rows, features, labels, task, density, files and size of a data set, read in one "
                     "streaming pass.  For a model directory (one holding manifest.json), its manifest.",
     )
-    p.add_argument("data", nargs="+", metavar="DATA", help="files, globs or directories, or a model directory")
+    p.add_argument("data", nargs="+", metavar="DATA",
+                   help="files, globs or directories, - for standard input, or a model directory")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--verify", action="store_true",
                    help="model directory: check every array of the checkpoint against its checksum (reads "
@@ -38,8 +39,11 @@ def run_info(args: argparse.Namespace) -> int:
         return _info_model(models[0], args.json, args.verify, args.features)
     if args.features:
         raise InputError("--features N describes the features of a model: give a model directory")
-    source = source_from_args(args)
-    summary = _summarise(source, progress=show_progress(args))
+    # standard input is copied to a temporary file first, as for the other commands (io/stdin.py):
+    # the summary's files and size on disk are then the copy's
+    with data_paths(args.data, args.format) as paths:
+        source = source_from_args(args, paths)
+        summary = _summarise(source, progress=show_progress(args))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
