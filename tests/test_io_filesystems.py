@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 
 from streamfm.errors import InputError
@@ -209,6 +210,35 @@ def test_command_line_convert_train_resume_and_predict_on_uris(capsys, tmp_path,
     assert code == 2 and "model directory memtest://bkt/m: must be a local path" in err
 
 
+def test_predict_writes_to_a_uri_what_it_writes_locally_and_nothing_on_a_failure(capsys, tmp_path, memfs):
+    """predict -o URI (CSV and Parquet): the local output's bytes, under the final name only; a failing
+    prediction leaves no object, hidden or not."""
+    from streamfm import cli
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "d.svm").write_text("".join(f"{int(a > 0)} 1:{a:.4f} 2:{b:.4f}\n" for a, b in rng.normal(size=(300, 2))))
+    model = str(tmp_path / "m")
+    assert cli.main(["train", str(tmp_path / "d.svm"), "--model", model, "--method", "fm", "--rank", "2",
+                     "--epochs", "1", "--early-stop", "0", "-q"]) == 0
+    for name in ("p.csv", "p.parquet"):
+        assert cli.main(["predict", str(tmp_path / "d.svm"), "--model", model, "-o", str(tmp_path / name), "-q"]) == 0
+        assert cli.main(["predict", str(tmp_path / "d.svm"), "--model", model, "-o", f"memtest://bkt/out/{name}",
+                         "-q"]) == 0
+        assert f"300 predictions written to memtest://bkt/out/{name}" in capsys.readouterr().err
+        with memfs.open_input_file(f"bkt/out/{name}") as f:
+            got = f.read()
+        if name.endswith(".csv"):
+            assert got == (tmp_path / name).read_bytes()
+        else:
+            assert pq.read_table(pa.BufferReader(got)).equals(pq.read_table(tmp_path / name))
+    (tmp_path / "wide.svm").write_text("1 1:0.5 2:0.1 9:1\n")  # a feature beyond the model's: an error
+    assert cli.main(["predict", str(tmp_path / "wide.svm"), "--model", model, "-o", "memtest://bkt/out/q.csv",
+                     "-q"]) == 2
+    assert "beyond the model's" in capsys.readouterr().err
+    names = sorted(e.base_name for e in memfs.get_file_info(pafs.FileSelector("bkt/out")))
+    assert names == ["p.csv", "p.parquet"]
+
+
 # -- S3 against a local moto server (no network); skipped where moto is not installed ---------------
 
 @pytest.fixture(scope="module")
@@ -239,4 +269,13 @@ def test_s3_read_convert_and_identity(tmp_path, monkeypatch, s3_endpoint):
     same_rows(read("s3://streamfm-test/out"), local)
     records = identify_all(shards)
     assert records[0]["mtime_ns"] is not None and changes(records) == []
+    from streamfm import cli  # predictions to S3: the object appears under its name alone
+
+    assert cli.main(["train", str(tmp_path / "t.csv.zst"), "--model", str(tmp_path / "m"), "--method", "fm",
+                     "--epochs", "1", "--early-stop", "0", "-q"]) == 0
+    assert cli.main(["predict", "s3://streamfm-test/out", "--model", str(tmp_path / "m"), "-o",
+                     "s3://streamfm-test/pred/p.csv", "-q"]) == 0
+    assert [e.base_name for e in admin.get_file_info(pafs.FileSelector("streamfm-test/pred"))] == ["p.csv"]
+    with admin.open_input_stream("streamfm-test/pred/p.csv") as f:
+        assert len(f.read().decode().splitlines()) == 301
     shutil.rmtree(tmp_path)

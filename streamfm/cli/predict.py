@@ -21,7 +21,8 @@ def add_predict_parser(subparsers) -> None:
     p.add_argument("data", nargs="+", metavar="DATA", help=DATA_HELP)
     p.add_argument("--model", metavar="DIR", required=True, help="model directory")
     p.add_argument("-o", "--output", metavar="OUT", required=True,
-                   help="output file, *.parquet or *.csv; - writes CSV to standard output")
+                   help="output file, *.parquet or *.csv, a local path or a URI (s3://...); - writes CSV to "
+                        "standard output")
     p.add_argument("--keep-columns", metavar="A,B,...", type=column_list,
                    help="CSV/Parquet columns (identifiers, say) copied into each output row, before the "
                         "predictions")

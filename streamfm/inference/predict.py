@@ -59,6 +59,9 @@ def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress
     The file appears only when complete (``io.atomic.atomic_output``): it is
     written beside its final name and renamed, so an error midway leaves no
     partial output. ``out_path`` ``"-"``: CSV to standard output, as it comes.
+    A URI (``s3://...``; ``io/filesystems.py``): written through its file
+    system under a hidden name beside the final one, moved there when
+    complete and deleted on an error (:func:`_predict_to_uri`).
     ``keep``: a :class:`~streamfm.io.kept.KeptColumns` whose columns come first
     in every row; ``raw``: margins instead of probabilities (:func:`_table`).
     """
@@ -66,6 +69,8 @@ def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress
     if out_path == STDOUT:
         return _predict_rows(trained, source, "csv", sys.stdout.buffer, chunk_rows, progress, keep, raw)
     fmt = _output_format(out_path)
+    if is_uri(out_path):
+        return _predict_to_uri(trained, source, out_path, fmt, chunk_rows, progress, keep, raw)
     directory = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(directory):
         raise InputError(f"the output directory {directory} does not exist")
@@ -84,6 +89,34 @@ def predict_to_file(trained, source, out_path: str, *, chunk_rows=None, progress
     except OSError as exc:
         if is_disk_full(exc):
             raise disk_full(out_path, written) from None
+        raise
+    return rows
+
+
+def _predict_to_uri(trained, source, uri: str, fmt: str, chunk_rows, progress, keep, raw: bool) -> int:
+    """``predict_to_file`` to a URI: a hidden file beside the final name, moved onto it when complete (an
+    object store shows no object before its upload ends), deleted on any error."""
+    import secrets
+
+    from ..io import filesystems
+
+    if uri in source.files:
+        raise InputError(f"the output {uri} is one of the input files: it would be overwritten; "
+                         "write the predictions to another file (-o)")
+    fs, path = filesystems.resolve(uri)
+    parent, _, name = path.rpartition("/")
+    tmp = f"{parent}/.streamfm-predict-{os.getpid()}-{secrets.token_hex(4)}-{name}"
+    if parent:
+        fs.create_dir(parent, recursive=True)  # implicit on object stores; other file systems want it
+    try:
+        with fs.open_output_stream(tmp, compression=None) as sink:  # as named: no codec guessed from the suffix
+            rows = _predict_rows(trained, source, fmt, sink, chunk_rows, progress, keep, raw)
+        fs.move(tmp, path)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except OSError:  # nothing was written, or the store is gone: the error at hand is the one to report
+            pass
         raise
     return rows
 
