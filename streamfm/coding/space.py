@@ -15,8 +15,13 @@ SKETCH_DIM = 64
 MAX_CODING_VALUE = 1e18
 
 
+def coding_kind(p: int) -> str:
+    """The coding space of data of ``p`` features: ``"identity"`` or ``"count_sketch"``."""
+    return "identity" if p <= MAX_IDENTITY else "count_sketch"
+
+
 def coding_dim(p: int) -> int:
-    return p if p <= MAX_IDENTITY else SKETCH_DIM
+    return p if coding_kind(p) == "identity" else SKETCH_DIM
 
 
 def _sketch(indices: np.ndarray, q: int):

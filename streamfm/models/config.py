@@ -9,9 +9,9 @@ a benchmark's test set (docs/sparse.md and docs/defaults.md measure them).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
-from ..coding.space import MAX_IDENTITY
+from ..coding.space import coding_kind
 from ..errors import InputError
 from .capacity import AUTO
 
@@ -31,7 +31,7 @@ DEFAULT_ETA0 = {"adagrad": 0.1, "normalized": 0.5, "sgd": 0.01}
 # one-hot data (users, items, hashed fields) have little locality: there faster anchors only
 # concentrate each row's coding on fewer local FMs, which then overfit sooner (movielens rating
 # RMSE 0.8392 at 0.3 against 0.8345).
-DEFAULT_ETA_ANCHOR = {"identity": 0.3, "sketch": 0.05}
+DEFAULT_ETA_ANCHOR = {"identity": 0.3, "count_sketch": 0.05}
 
 
 #: each hyper-parameter's type and meaning, the one text the estimators' docstrings are made from
@@ -147,7 +147,12 @@ class Config:
         """The anchor step in effect on data of ``n_features`` features (``DEFAULT_ETA_ANCHOR`` if None)."""
         if self.eta_anchor is not None:
             return float(self.eta_anchor)
-        return DEFAULT_ETA_ANCHOR["identity" if n_features <= MAX_IDENTITY else "sketch"]
+        return DEFAULT_ETA_ANCHOR[coding_kind(n_features)]
+
+    def for_features(self, n_features: int) -> "Config":
+        """This config with what depends on the data's width resolved (``eta_anchor`` None): what a
+        model of ``n_features`` features holds, and its manifest records."""
+        return replace(self, eta_anchor=self.eta_anchor_for(n_features))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,7 +11,6 @@ makes a ready model from data.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from functools import partial
 from typing import Callable
 
@@ -92,8 +91,7 @@ class LLFMModel:
 
     def __init__(self, config: Config, n_features: int, task: str, n_classes: int = 2,
                  store: StoreSpec | None = None):
-        # eta_anchor None is resolved here, by the coding space, so the manifest records the number in effect
-        self.config = replace(config, eta_anchor=config.eta_anchor_for(n_features)).validate()
+        self.config = config.for_features(n_features).validate()
         self.p = int(n_features)
         self.task = task
         self.n_outputs = n_classes if task == "multiclass" else 1

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from ..coding.space import MAX_IDENTITY, SKETCH_DIM, _sketch
+from ..coding.space import SKETCH_DIM, _sketch, coding_kind
 from ..errors import InputError
 from ..io.atomic import atomic_output
 from ..models.trained import TrainedModel, labels_as_written
@@ -42,7 +42,7 @@ def exported(trained: TrainedModel) -> tuple[dict, dict[str, np.ndarray]]:
         return meta, arrays
     m = model.m
     meta["global_fm"] = bool(model.glob)
-    meta["coding"] = "identity" if p <= MAX_IDENTITY else "count_sketch"
+    meta["coding"] = coding_kind(p)
     meta["coding_scale"] = float(model.coding_scale)
     if config.method == "llfm-jo":
         meta["local_coding"] = {"kind": "adaptive", "rho": config.rho, "n_candidates": config.n_candidates}
@@ -52,7 +52,7 @@ def exported(trained: TrainedModel) -> tuple[dict, dict[str, np.ndarray]]:
     arrays.update(b=params["b"][:m], W=params["W"][:m], V=params["V"][:m], anchors=params["Z"])
     if model.glob:
         arrays.update(global_b=params["b"][m], global_W=params["W"][m], global_V=params["V"][m])
-    if p > MAX_IDENTITY:
+    if meta["coding"] == "count_sketch":
         bucket, sign = _sketch(np.arange(p), SKETCH_DIM)
         arrays.update(coding_bucket=bucket.astype(np.int64), coding_sign=sign)
     return meta, arrays

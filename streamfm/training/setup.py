@@ -96,8 +96,8 @@ def continue_run(store: ModelDir, source, valid_source, options: TrainOptions, d
     stored_config = Config.from_dict(manifest["model"]["config"])
     if config is not None and config.anchors == AUTO and manifest["model"].get("anchors_auto"):
         config = replace(config, anchors=stored_config.anchors, n_candidates=stored_config.n_candidates)
-    if config is not None and config.eta_anchor is None:  # resolved as the model resolved it (models/core.py)
-        config = replace(config, eta_anchor=config.eta_anchor_for(int(manifest["model"]["n_features"])))
+    if config is not None:  # resolved as the model resolved it
+        config = config.for_features(int(manifest["model"]["n_features"]))
     if config is not None and config.to_dict() != stored_config.to_dict():
         raise InputError(f"{store.path} already holds a model; its hyper-parameters cannot change. "
                          "Leave out the model options, or train into a new --model directory.")
