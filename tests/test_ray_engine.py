@@ -354,6 +354,24 @@ def test_one_worker_applies_the_stored_map_to_sparse_rows_as_the_local_engine(ra
         np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12)
 
 
+
+def test_standard_input_on_ray_trains_the_model_of_its_file(ray_instance, tmp_path, monkeypatch):
+    """`streamfm train - --format parquet --engine ray`: the spooled stream is what the workers read
+    (the spool sits beside the model, where every local worker sees it), and the model is the one the
+    same shard given by name trains; the spool is gone afterwards."""
+    X, y = local_rules(300, seed=4)
+    shard = os.path.join(write_parquet(tmp_path / "d", X, y), "part-00000.parquet")
+    common = ["--format", "parquet", "--engine", "ray", "--workers", "1", "--sync-rows", "64", "--method", "fm",
+              "--rank", "4", "--epochs", "1", "--early-stop", "0", "--batch-rows", "64", "-q"]
+    assert cli.main(["train", shard, "--model", str(tmp_path / "named"), *common]) == 0
+    with open(shard, "rb") as fh:
+        monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": fh})())
+        assert cli.main(["train", "-", "--model", str(tmp_path / "piped"), *common]) == 0
+    (a, _), (b, _) = params(tmp_path / "named"), params(tmp_path / "piped")
+    for name in a:
+        np.testing.assert_array_equal(b[name], a[name])
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("streamfm-stdin-")]
+
 # ------------------------------------------------------------------ command line errors
 def _fails(capsys, pattern, *argv):
     code = cli.main([str(a) for a in argv])
