@@ -157,6 +157,28 @@ def test_read_ahead_is_bounded_only_when_epochs_have_datasets_of_their_own():
         assert limits.preserve_order
 
 
+
+def test_quiet_runs_hide_ray_datas_info_lines_and_give_its_logger_back():
+    """With ``quiet`` Ray Data's logger is at WARNING for the run (its read-planning INFO lines are
+    not shown); a run without it, and the caller after it, keep the level they had."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    import logging
+
+    from streamfm.engines.ray import data
+
+    logger = logging.getLogger("ray.data")
+    before = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with data.data_context(ray, per_run=True, quiet=True):
+            assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
+        assert logger.level == logging.INFO
+        with data.data_context(ray, per_run=True):
+            assert logger.isEnabledFor(logging.INFO)
+    finally:
+        logger.setLevel(before)
+
 def test_the_shard_order_reaches_a_process_that_cannot_import_streamfm(ray_instance):
     """The split coordinator unpickles the run's dataset, shard order included, in a Ray worker
     that may not have streamfm (a Ray started by someone else): the order travels by value."""

@@ -15,6 +15,7 @@ at a time per epoch, each reads about ``READ_TASK_BYTES``.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 
 from ...preprocess.shuffle import epoch_file_order
@@ -79,7 +80,9 @@ class data_context:
     - streamfm's progress bar instead of Ray's, and no log line per epoch (newer Ray);
     - the V1 Parquet datasource where Ray has both: the V2 one (Ray 2.60's
       default) hands a worker its first block only when the whole read has
-      ended, so training cannot overlap reading.
+      ended, so training cannot overlap reading;
+    - with ``quiet``, Ray Data's own INFO lines (its estimates while planning
+      a read) not shown: its logger at WARNING.
 
     Ray's block size is left at its default (128 MiB): with smaller blocks
     the first rows come sooner, but a long first epoch can then stall for
@@ -88,7 +91,7 @@ class data_context:
     Settings a Ray version does not have are left alone.
     """
 
-    def __init__(self, ray, per_run: bool):
+    def __init__(self, ray, per_run: bool, quiet: bool = False):
         from ray.data import ExecutionResources
 
         self.ctx = ray.data.DataContext.get_current()
@@ -100,6 +103,8 @@ class data_context:
             self.settings[("execution_options", "resource_limits")] = ExecutionResources(
                 object_store_memory=READ_AHEAD_BYTES)
         self.saved = {}
+        self.logger = logging.getLogger("ray.data") if quiet else None
+        self.log_level = None
 
     def _owner(self, path):
         obj = self.ctx
@@ -113,11 +118,16 @@ class data_context:
             if hasattr(owner, path[-1]):
                 self.saved[path] = getattr(owner, path[-1])
                 setattr(owner, path[-1], value)
+        if self.logger is not None:
+            self.log_level = self.logger.level
+            self.logger.setLevel(max(logging.WARNING, self.logger.getEffectiveLevel()))
         return self
 
     def __exit__(self, *exc):
         for path, value in self.saved.items():
             setattr(self._owner(path), path[-1], value)
+        if self.logger is not None and self.log_level is not None:
+            self.logger.setLevel(self.log_level)
 
 
 def split_per_run(ray) -> bool:

@@ -40,7 +40,7 @@ class RayStart:
             # a Ray someone else connected (a notebook, the tests) gets the import path per actor
             self.actor_env = None if self.started or options.address else runtime_env(None)
             self.per_run = split_per_run(ray)
-            self._context = data_context(ray, self.per_run).__enter__()
+            self._context = data_context(ray, self.per_run, quiet).__enter__()
             self.cpus = worker_cpus(float(ray.cluster_resources().get("CPU", 1.0)), options.workers)
             self.source, self.seed, self.epochs = source, seed, epochs
             self.read = SimpleNamespace(shuffle=shuffle, workers=options.workers)
