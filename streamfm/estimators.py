@@ -37,7 +37,8 @@ from .models.state import ModelState
 
 _FM_PARAMS = ("rank", "optimizer", "eta0", "t0", "l2_w", "l2_v", "init_std")
 _LLFM_PARAMS = _FM_PARAMS + ("method", "anchors", "n_neighbors", "beta", "rho", "n_candidates",
-                             "rebuild_every", "eta_anchor", "anchor_clip", "global_fm", "l2_local", "jo_exact")
+                             "rebuild_every", "eta_anchor", "anchor_epochs", "anchor_clip", "global_fm", "l2_local",
+                             "jo_exact")
 
 
 def _to_chunk(X, y=None) -> Chunk:
@@ -320,7 +321,8 @@ class LLFMClassifier(_ClassifierBase):
     def __init__(self, method=Config.method, rank=Config.rank, anchors=Config.anchors,
                  n_neighbors=Config.n_neighbors, beta=Config.beta, rho=Config.rho, n_candidates=Config.n_candidates,
                  rebuild_every=Config.rebuild_every, optimizer=Config.optimizer, eta0=Config.eta0, t0=Config.t0,
-                 eta_anchor=Config.eta_anchor, anchor_clip=Config.anchor_clip, l2_w=Config.l2_w, l2_v=Config.l2_v,
+                 eta_anchor=Config.eta_anchor, anchor_epochs=Config.anchor_epochs, anchor_clip=Config.anchor_clip,
+                 l2_w=Config.l2_w, l2_v=Config.l2_v,
                  init_std=Config.init_std, multiclass=Config.multiclass, global_fm=Config.global_fm,
                  l2_local=Config.l2_local, jo_exact=Config.jo_exact, n_epochs=_FIT.n_epochs, scale=_FIT.scale,
                  shuffle=_FIT.shuffle, sample_size=_FIT.sample_size, batch_size=_FIT.batch_size,
@@ -339,7 +341,8 @@ class LLFMRegressor(_RegressorBase):
     def __init__(self, method=Config.method, rank=Config.rank, anchors=Config.anchors,
                  n_neighbors=Config.n_neighbors, beta=Config.beta, rho=Config.rho, n_candidates=Config.n_candidates,
                  rebuild_every=Config.rebuild_every, optimizer=Config.optimizer, eta0=Config.eta0, t0=Config.t0,
-                 eta_anchor=Config.eta_anchor, anchor_clip=Config.anchor_clip, l2_w=Config.l2_w, l2_v=Config.l2_v,
+                 eta_anchor=Config.eta_anchor, anchor_epochs=Config.anchor_epochs, anchor_clip=Config.anchor_clip,
+                 l2_w=Config.l2_w, l2_v=Config.l2_v,
                  init_std=Config.init_std, global_fm=Config.global_fm, l2_local=Config.l2_local,
                  jo_exact=Config.jo_exact, n_epochs=_FIT.n_epochs, scale=_FIT.scale, shuffle=_FIT.shuffle,
                  sample_size=_FIT.sample_size, batch_size=_FIT.batch_size, random_state=_FIT.random_state,

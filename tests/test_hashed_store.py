@@ -86,7 +86,7 @@ def test_hashed_kernel_matches_the_slot_by_slot_reference(bits, method, task, C,
     train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, indices, data, y, np.zeros(0)), phi, cand, (b, W, V, Z),
                tuple(np.zeros((1,) * d) for d in (2, 3, 4)), (3, 0.7, 0.4, zscale, 1e9),
                (eta, 1e18, eta_z, 0.0, 0.0, np.zeros(len(data)), SGD, 1.0, glob, True,
-                np.ones(m + glob)), 0, (losses, ks, stats), table)
+                np.ones(m + glob), np.inf), 0, (losses, ks, stats), table)
     hits = 0
     for row in range(n):
         lo, hi = indptr[row], indptr[row + 1]

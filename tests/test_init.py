@@ -1,4 +1,7 @@
 """initialise_model: the trainer and the estimators set a model up the same way from the same data."""
+import math
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -128,6 +131,51 @@ def test_the_default_anchor_step_follows_the_coding_space(p, expected):
     assert model.config.eta_anchor == expected
     assert LLFMModel(Config(anchors=4, eta_anchor=0.2), p, "binary").config.eta_anchor == 0.2
     assert ModelState.capture(model).manifest()[0]["config"]["eta_anchor"] == expected
+
+
+@pytest.mark.parametrize("p, expected", [(4, 0), (1000, 0), (1001, 1)])
+def test_the_default_anchor_epochs_follow_the_coding_space(p, expected):
+    """anchor_epochs None: the anchors move in every epoch (0) in the features' own space, in the
+    first only in the count sketch of wider data; the manifest holds the number, and a manifest
+    written before the field (none in it) reads as every epoch, as its anchors moved."""
+    from streamfm.models.core import LLFMModel
+
+    assert Config().anchor_epochs is None
+    model = LLFMModel(Config(anchors=4), p, "binary")
+    assert model.config.anchor_epochs == expected
+    assert model.anchor_end() == (math.inf if expected == 0 else model.t0)
+    assert LLFMModel(Config(anchors=4, anchor_epochs=3), p, "binary").config.anchor_epochs == 3
+    record = ModelState.capture(model).manifest()[0]["config"]
+    assert record["anchor_epochs"] == expected
+    del record["anchor_epochs"]
+    assert Config.from_dict(record).anchor_epochs == 0
+    with pytest.raises(InputError, match="anchor_epochs"):
+        Config(anchor_epochs=-1).validate()
+
+
+def test_anchors_stay_after_their_epochs_and_a_resumed_run_is_the_uninterrupted_one(tmp_path):
+    """anchor_epochs 1: the second epoch leaves the anchors where the first put them, and the FMs go
+    on learning; a run stopped within the second epoch and resumed ends where one run does."""
+    from streamfm.run import resume
+
+    X, y = data()
+    path = write(tmp_path, X, y)
+    conf = Config(method="llfm-jo", anchors=4, rank=3, anchor_epochs=1)
+    opts = dict(quiet=True, early_stop=0, batch_rows=64, shuffle_buffer=64)
+    train([path], str(tmp_path / "one"), config=conf, options=TrainOptions(epochs=1, **opts))
+    train([path], str(tmp_path / "two"), config=conf, options=TrainOptions(epochs=2, **opts))
+    one, two = load(str(tmp_path / "one")).model, load(str(tmp_path / "two")).model
+    np.testing.assert_array_equal(two.params["Z"], one.params["Z"])
+    assert not np.array_equal(two.params["W"], one.params["W"])
+    train([path], str(tmp_path / "moving"), config=replace(conf, anchor_epochs=0),
+          options=TrainOptions(epochs=2, **opts))
+    assert not np.array_equal(load(str(tmp_path / "moving")).model.params["Z"], one.params["Z"])
+    stopped = train([path], str(tmp_path / "stop"), config=conf,
+                    options=TrainOptions(epochs=2, max_rows=len(y) + 100, **opts))
+    assert stopped["stopped"] == "max_rows"
+    resume(str(tmp_path / "stop"))
+    np.testing.assert_array_equal(load(str(tmp_path / "stop")).model.params["Z"], two.params["Z"])
+    np.testing.assert_array_equal(load(str(tmp_path / "stop")).model.params["W"], two.params["W"])
 
 
 def test_a_model_continued_with_model_options_keeps_its_resolved_anchor_step(tmp_path):

@@ -145,9 +145,11 @@ def test_logistic_loss_is_finite_for_huge_scores():
 
 
 def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, zscale,
-                 k_soft=3, beta=0.7, rho=0.4, exact=True, glob=False, l2=None, sw=np.zeros(0)):
+                 k_soft=3, beta=0.7, rho=0.4, exact=True, glob=False, l2=None, sw=np.zeros(0), z_end=np.inf,
+                 t_start=0):
     """Plain SGD (no normalisation, no clip, t0 huge so eta_t = eta) through the kernel; ``l2`` as
-    ``reference.sgd_step``'s (None: no L2); ``sw``: the rows' sample weights (empty: unweighted)."""
+    ``reference.sgd_step``'s (None: no L2); ``sw``: the rows' sample weights (empty: unweighted);
+    ``z_end``: the step from which the anchors stay; ``t_start``: the first row's step."""
     n = len(indptr) - 1
     m = P["Z"].shape[0]  # anchors (the FMs are m, or m + 1 with the global one)
     cand = np.tile(np.arange(m, dtype=np.int64), (n, 1)) if method != "fm" else np.zeros((n, 0), np.int64)
@@ -157,7 +159,7 @@ def _kernel_step(method, task, C, indptr, indices, data, y, phi, P, eta, eta_z, 
     tc = TASK_CODES[task]
     train_rows(METHOD_CODES[method], tc, (indptr, indices, data, y, sw), phi, cand,
                (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (k_soft, beta, rho, zscale, 1e9),
-               (eta, 1e18, eta_z) + kernel_l2(l2, indices) + (SGD, 1.0, glob, exact, fm_l2(l2, P)), 0,
+               (eta, 1e18, eta_z) + kernel_l2(l2, indices) + (SGD, 1.0, glob, exact, fm_l2(l2, P), z_end), t_start,
                (losses, ks, stats), None)
     return Q, losses, ks
 
@@ -257,6 +259,30 @@ def test_each_fms_l2_matches_numpy_reference(method, task, C):
     assert not np.allclose(Q1["W"], Q["W"])
 
 
+
+@pytest.mark.parametrize("method", ["llfm-jo", "llfm-apl"])
+def test_anchors_stay_from_their_end_step_on(method):
+    """``z_end``: rows whose step t is below it move the anchors, as the NumPy reference does; from
+    it on the anchors stay and the FMs still learn (the reference with an anchor step of 0). The end
+    falls on the row of step t = z_end whatever t the chunk starts at."""
+    rng = np.random.default_rng(9)
+    p, r, m, n = 5, 3, 6, 6
+    P = glob_params(random_params(rng, m, p, 1, r, p), method, True)
+    indptr, indices, data, X = csr_rows(rng, n, p, 0.8)
+    y = rng.normal(size=n)
+    for t_start, moving in ((0, 4), (10, 2)):
+        Q, _, _ = _kernel_step(method, "regression", 1, indptr, indices, data, y, X.copy(), P, 0.05, 0.1, 1.3,
+                               glob=True, z_end=12.0 if t_start else 4.0, t_start=t_start)
+        R = {k: v.copy() for k, v in P.items()}
+        for row in range(n):
+            R = ref.sgd_step(method, "regression", X[row], y[row], X[row], R, 3, 0.7, 0.4, 0.05,
+                             0.1 if row < moving else 0.0, 1.3, glob=True)
+        for name in "bWVZ":
+            np.testing.assert_allclose(Q[name], R[name], rtol=1e-9, atol=1e-12, err_msg=f"{t_start} {name}")
+    moved, _, _ = _kernel_step(method, "regression", 1, indptr, indices, data, y, X.copy(), P, 0.05, 0.1, 1.3,
+                               glob=True)
+    assert not np.allclose(moved["Z"], Q["Z"])  # without an end the last rows move them too
+
 @pytest.mark.parametrize("task", ["binary", "regression"])
 @pytest.mark.parametrize("opt", [NORMALIZED, SGD, ADAGRAD])
 @pytest.mark.parametrize("density", [1.0, 0.3])
@@ -281,7 +307,7 @@ def test_fm_fast_path_equals_the_general_loop(task, opt, density):
         A = [np.zeros_like(Q[k]) if opt == ADAGRAD else np.zeros((1,) * Q[k].ndim) for k in "bWV"]
         kernel(METHOD_CODES["fm"], TASK_CODES[task], (indptr, idx, data, y, np.zeros(0)), np.zeros((n, 0)),
                np.zeros((n, 0), np.int64), (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 1.0, 0.3, 1.0, 0.1),
-               (0.3, 40.0, 0.05, 1e-3, 2e-3, reg[indices], opt, 0.5, False, True, np.ones(1)), 5,
+               (0.3, 40.0, 0.05, 1e-3, 2e-3, reg[indices], opt, 0.5, False, True, np.ones(1), np.inf), 5,
                (losses, ks, stats), None)
         out.append((Q, losses, ks, stats))
     (Qa, la, ka, sa), (Qb, lb, kb, sb) = out[:2]
@@ -327,7 +353,7 @@ def test_full_width_specialisation_equals_the_csr_loop(method, task, C, opt, glo
         train_rows(METHOD_CODES[method], TASK_CODES[task], (indptr, idx, data, y, np.zeros(0)), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(A), (3, 0.7, 0.4, 1.3, 0.1),
                    (0.05, 40.0, 0.1, 1e-3, 2e-3, np.full(len(data), 0.5), opt, 1.0, glob, True,
-                    np.linspace(0.5, 3.0, P["b"].shape[0])), 3, (losses, ks, stats), None)
+                    np.linspace(0.5, 3.0, P["b"].shape[0]), np.inf), 3, (losses, ks, stats), None)
         f, kp = np.zeros((n, C)), np.zeros(n, np.int64)
         predict_rows(METHOD_CODES[method], (indptr, idx, data), phi, cand, (Q["b"], Q["W"], Q["V"], Q["Z"]),
                      (3, 0.7, 0.4), glob, (f, kp), None)
@@ -430,7 +456,7 @@ def test_normalised_step_bounds_change_in_output():
         eta = 1e-3
         train_rows(0, 3, (indptr, indices, x, np.array([f0[0, 0] + 1.0]), np.zeros(0)), phi, cand,
                    (Q["b"], Q["W"], Q["V"], Q["Z"]), tuple(dummy), (1, 1.0, 1.0, 1.0, 1.0),
-                   (eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True, np.ones(1)), 0,
+                   (eta, 1e18, 0.0, 0.0, 0.0, np.zeros(p), NORMALIZED, 1.0, False, True, np.ones(1), np.inf), 0,
                    (losses, ks, stats), None)
         f1 = np.zeros((1, 1))
         predict_rows(0, (indptr, indices, x), phi, cand, (Q["b"], Q["W"], Q["V"], Q["Z"]), (1, 1.0, 1.0), False,

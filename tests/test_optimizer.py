@@ -29,7 +29,7 @@ def _one_row_step(p, eta0, bound, seed=0):
     f0 = f()
     train_rows(0, 3, (indptr, indices, x, np.array([f0 + 1.0]), np.zeros(0)), phi, cand,
                (P["b"], P["W"], P["V"], P["Z"]), tuple(A), (1, 1.0, 1.0, 1.0, 1.0),
-               (eta0, 1.0, 0.0, 0.0, 0.0, np.zeros(p), ADAGRAD, bound, False, True, np.ones(1)),
+               (eta0, 1.0, 0.0, 0.0, 0.0, np.zeros(p), ADAGRAD, bound, False, True, np.ones(1), np.inf),
                0, (np.zeros(1), ks, np.zeros(N_STATS, np.int64)), None)
     return f0, f()
 

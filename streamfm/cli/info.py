@@ -125,7 +125,8 @@ def _model_rows(path: str, store, manifest: dict) -> list[tuple[str, str]]:
     rows.append(("model", shape))
     rows.append(("store", _store_text(m)))
     cfg = Config.from_dict(c)
-    rows.append(("steps", f"{cfg.optimizer}, eta0 {cfg.step:g}, t0 {m['t0']:g}, anchor step {c['eta_anchor']}, "
+    moves = "" if not cfg.anchor_epochs else f" for {cfg.anchor_epochs} epoch{'s' * (cfg.anchor_epochs > 1)}"
+    rows.append(("steps", f"{cfg.optimizer}, eta0 {cfg.step:g}, t0 {m['t0']:g}, anchor step {c['eta_anchor']}{moves}, "
                           f"L2 {cfg.l2_w:g} (w) {cfg.l2_v:g} (V)"))
     rows.append(("status", f"{t['status']}: epoch {min(t['epoch'] + (t['status'] != 'complete'), t['epochs'])} "
                            f"of {t['epochs']}" + (f", row {t['position']:,}" if t["position"] else "")))

@@ -29,6 +29,9 @@ _MODEL_OPTIONS = [
     ("--t0", "t0", float, "step decay eta0*t0/(t0+t) of sgd, normalized and the anchors; 0 = one epoch of rows"),
     ("--eta-anchor", "eta_anchor", float, "anchor step size, relative to the coding scale (default: 0.3 on up to "
                                           "1,000 features, 0.05 on wider data)"),
+    ("--anchor-epochs", "anchor_epochs", int, "epochs (of --t0 rows) in which the anchors move, then they stay; "
+                                              "0 = every epoch (default: every epoch on up to 1,000 features, "
+                                              "the first only on wider data)"),
     ("--l2-w", "l2_w", float, "L2 on linear weights: the penalty l2/2 ||w||^2 over the whole data, "
                               "a prior of that precision"),
     ("--l2-v", "l2_v", float, "L2 on factors, as --l2-w"),
@@ -41,7 +44,8 @@ _MODEL_OPTIONS = [
 _CHOICES = {"method": "METHODS", "optimizer": "OPTIMIZERS", "multiclass": "MULTICLASS_LOSSES"}
 #: the other model options' value names in --help, as the paper and docs/command-line.md name them
 _METAVARS = {"rank": "R", "anchors": "M", "n_neighbors": "K", "beta": "B", "rho": "RHO", "n_candidates": "K",
-             "rebuild_every": "N", "eta0": "ETA", "t0": "T", "eta_anchor": "ETA", "l2_w": "L", "l2_v": "L",
+             "rebuild_every": "N", "eta0": "ETA", "t0": "T", "eta_anchor": "ETA", "anchor_epochs": "N", "l2_w": "L",
+             "l2_v": "L",
              "l2_local": "X", "init_std": "S", "seed": "N"}
 
 

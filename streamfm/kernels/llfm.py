@@ -192,7 +192,7 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
     - ``accums`` = (Ab, AW, AV): AdaGrad's accumulators (any arrays of the
       right dimensions when another optimiser steps);
     - ``coding`` = (k_soft, beta, rho, zscale, zclip);
-    - ``steps`` = (eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, l2_fm);
+    - ``steps`` = (eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, l2_fm, z_end);
     - ``out`` = (losses, ks, stats): written (losses, ks) and added to (stats);
     - ``table``: None (the exact store) or the hashed store's addressing
       (see the module notes).
@@ -207,7 +207,7 @@ def train_rows(method, task, rows, phi, cand, params, accums, coding, steps, t_s
     indptr, indices, data, y, sw = rows
     b = params[0]
     if method == FM and b.shape[1] == 1 and (task == BINARY or task == SQUARED) and table is None:
-        eta0, t0, _, l2_w, l2_v, reg, opt, bound, _, _, _ = steps
+        eta0, t0, _, l2_w, l2_v, reg, opt, bound, _, _, _, _ = steps
         losses, ks, stats = out
         _fm_fast_path(task, indptr, indices, data, y, sw, params, accums, eta0, t0, l2_w, l2_v, reg, opt, bound,
                       t_start, losses)
@@ -274,7 +274,9 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
 
     Anchor steps are taken in units of the coding scale (``zscale``, the mean
     squared distance of a row to its nearest anchor), decay as
-    t0 / (t0 + t), and their relative size is clipped to ``zclip``.
+    t0 / (t0 + t), and their relative size is clipped to ``zclip``; from
+    step ``z_end`` on (``anchor_epochs`` epochs of t0 rows; inf: never) the
+    anchors stay where they are.
     ``jo_exact=False`` drops the lambda term of the JO anchor gradient, as
     the paper's eqs. 13-14 do (kept only to measure what the term is worth).
     Sample weights ``sw`` scale each row's dloss/df (kernels/fm.py ``row_weight``).
@@ -286,7 +288,7 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
     b, W, V, Z = params
     Ab, AW, AV = accums
     k_soft, beta, rho, zscale, zclip = coding
-    eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, l2_fm = steps
+    eta0, t0, eta_z0, l2_w, l2_v, reg, opt, bound, glob, jo_exact, l2_fm, z_end = steps
     losses, ks, stats = out
     n = indptr.shape[0] - 1
     C = b.shape[1]
@@ -325,7 +327,7 @@ def train_rows_general(method, task, rows, phi, cand, params, accums, coding, st
         tt = t_start + row
         sched = t0 / (t0 + tt)
         # anchor steps first: they need F at the parameters the loss saw
-        if method == APL or method == JO:
+        if (method == APL or method == JO) and tt < z_end:
             for c in range(C):
                 flocal[c] = fbuf[c] - (F[kl, c] if k > kl else 0.0)
             anchor_steps(method, row, kl, S, ids, gamma, F, flocal, g, phi, Z, beta, rho, zscale, zclip,

@@ -10,6 +10,7 @@ makes a ready model from data.
 """
 from __future__ import annotations
 
+import math
 import time
 from functools import partial
 from typing import Callable
@@ -183,6 +184,12 @@ class LLFMModel:
         self.coding_scale = coding_scale(phi, Z)
         self.search.reset()
 
+    def anchor_end(self) -> float:
+        """The step t from which the anchors stay where they are: ``anchor_epochs`` epochs of ``t0``
+        rows; infinite when they move in every epoch (``anchor_epochs`` 0)."""
+        n = self.config.anchor_epochs
+        return float(n) * self.t0 if n else math.inf
+
     def set_epoch_rows(self, n_rows: int) -> None:
         """With t0 = 0 (default), the step decays per epoch: eta_t = eta0 / (1 + t / n_rows)."""
         if self.config.t0 == 0 and n_rows > 0:
@@ -296,7 +303,7 @@ class LLFMModel:
         scale = self.step_scale
         consts = (params, accums, self._coding_consts() + (self.coding_scale, c.anchor_clip),
                   (c.step * scale, self.t0, c.eta_anchor * scale, c.l2_w, c.l2_v, reg, OPTIMIZER_CODES[c.optimizer],
-                   float(scale) * adagrad_bound(task), self.glob, c.jo_exact, self._l2_fm()), table)
+                   float(scale) * adagrad_bound(task), self.glob, c.jo_exact, self._l2_fm(), self.anchor_end()), table)
         lo = 0
         while lo < n:
             hi = lo + self.search.block_rows(n - lo)
