@@ -99,7 +99,7 @@ class Config:
     eta0: float | None = None  # FM step; None = DEFAULT_ETA0[optimizer]
     t0: float = 0.0  # decay eta_t = eta0 * t0 / (t0 + t) (sgd, normalized, anchors); 0 = one epoch's rows
     eta_anchor: float | None = None  # anchor step, relative to the coding scale; None = DEFAULT_ETA_ANCHOR
-    anchor_epochs: int | None = None  # anchors move for anchor_epochs * t0 rows; 0 = always; None: DEFAULT_ANCHOR_EPOCHS
+    anchor_epochs: int | None = None  # anchors move for anchor_epochs * t0 rows; 0 = always; None = by coding space
     anchor_clip: float = 0.1  # largest relative anchor move in one step
     # L2 as a prior: the penalty (l2_w ||w||^2 + l2_v ||V||^2) / 2 over the whole data
     l2_w: float = 1.0
@@ -158,24 +158,13 @@ class Config:
         """The FM step eta0 in effect."""
         return float(DEFAULT_ETA0[self.optimizer] if self.eta0 is None else self.eta0)
 
-    def eta_anchor_for(self, n_features: int) -> float:
-        """The anchor step in effect on data of ``n_features`` features (``DEFAULT_ETA_ANCHOR`` if None)."""
-        if self.eta_anchor is not None:
-            return float(self.eta_anchor)
-        return DEFAULT_ETA_ANCHOR[coding_kind(n_features)]
-
-    def anchor_epochs_for(self, n_features: int) -> int:
-        """The epochs in which the anchors move on data of ``n_features`` features (0: every epoch;
-        ``DEFAULT_ANCHOR_EPOCHS`` if None)."""
-        if self.anchor_epochs is not None:
-            return int(self.anchor_epochs)
-        return DEFAULT_ANCHOR_EPOCHS[coding_kind(n_features)]
-
     def for_features(self, n_features: int) -> "Config":
-        """This config with what depends on the data's width resolved (``eta_anchor`` and
-        ``anchor_epochs`` None): what a model of ``n_features`` features holds, and its manifest records."""
-        return replace(self, eta_anchor=self.eta_anchor_for(n_features),
-                       anchor_epochs=self.anchor_epochs_for(n_features))
+        """This config with what depends on the data's width resolved: ``eta_anchor`` and
+        ``anchor_epochs`` None take their coding space's default (``DEFAULT_ETA_ANCHOR``,
+        ``DEFAULT_ANCHOR_EPOCHS``). What a model of ``n_features`` features holds, and its manifest records."""
+        kind = coding_kind(n_features)
+        return replace(self, eta_anchor=DEFAULT_ETA_ANCHOR[kind] if self.eta_anchor is None else self.eta_anchor,
+                       anchor_epochs=DEFAULT_ANCHOR_EPOCHS[kind] if self.anchor_epochs is None else self.anchor_epochs)
 
     def to_dict(self) -> dict:
         return asdict(self)
