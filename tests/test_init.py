@@ -149,8 +149,11 @@ def test_the_default_anchor_epochs_follow_the_coding_space(p, expected):
     assert record["anchor_epochs"] == expected
     del record["anchor_epochs"]
     assert Config.from_dict(record).anchor_epochs == 0
-    with pytest.raises(InputError, match="anchor_epochs"):
-        Config(anchor_epochs=-1).validate()
+    for bad in (-1, 1.5, True):  # kept as given by the resolution, so refused, not read as a number
+        with pytest.raises(InputError, match="anchor_epochs"):
+            LLFMModel(Config(anchors=4, anchor_epochs=bad), p, "binary")
+    with pytest.raises(InputError, match="eta_anchor"):
+        LLFMModel(Config(anchors=4, eta_anchor=True), p, "binary")
 
 
 def test_anchors_stay_after_their_epochs_and_a_resumed_run_is_the_uninterrupted_one(tmp_path):
