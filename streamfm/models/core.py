@@ -10,7 +10,6 @@ makes a ready model from data.
 """
 from __future__ import annotations
 
-import math
 import time
 from functools import partial
 from typing import Callable
@@ -185,10 +184,8 @@ class LLFMModel:
         self.search.reset()
 
     def anchor_end(self) -> float:
-        """The step t from which the anchors stay where they are: ``anchor_epochs`` epochs of ``t0``
-        rows; infinite when they move in every epoch (``anchor_epochs`` 0)."""
-        n = self.config.anchor_epochs
-        return float(n) * self.t0 if n else math.inf
+        """The step t from which the anchors stay: ``anchor_epochs`` epochs of t0 rows (0: inf, never)."""
+        return float(self.config.anchor_epochs) * self.t0 if self.config.anchor_epochs else float("inf")
 
     def set_epoch_rows(self, n_rows: int) -> None:
         """With t0 = 0 (default), the step decays per epoch: eta_t = eta0 / (1 + t / n_rows)."""
